@@ -1,0 +1,53 @@
+import { z } from "zod";
+
+/** Raised when the environment does not satisfy a service's config schema. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+/** A TCP port from the environment: 0 means "pick a free one" (tests). */
+export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+/** A positive integer with a default, for limits and sizes. */
+export const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+/** "true"/"false"/"1"/"0" from the environment. */
+export const boolean = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"])
+    .default(fallback ? "true" : "false")
+    .transform((value) => value === "true" || value === "1" || value === "yes");
+
+/** Settings every service has. */
+export const baseConfigShape = {
+  TOOLPLANE_HOST: z.string().min(1).default("127.0.0.1"),
+  TOOLPLANE_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  TOOLPLANE_SHUTDOWN_GRACE_MS: positiveInt(10_000),
+};
+
+/**
+ * Reads the environment once and validates it. Every bad variable is named on
+ * its own line so a failed start-up says exactly what to fix.
+ */
+export function loadConfig<Shape extends z.ZodRawShape>(
+  shape: Shape,
+  env: NodeJS.ProcessEnv = process.env,
+): z.infer<z.ZodObject<Shape>> {
+  const schema = z.object(shape);
+  const present: Record<string, string> = {};
+  for (const key of Object.keys(shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") present[key] = value;
+  }
+  const parsed = schema.safeParse(present);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => {
+    const name = issue.path.join(".");
+    const value = present[name];
+    return `invalid environment variable ${name}${value === undefined ? "" : `=${JSON.stringify(value)}`}: ${issue.message}`;
+  });
+  throw new ConfigError(problems);
+}

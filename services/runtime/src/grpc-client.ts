@@ -1,0 +1,67 @@
+import {
+  type CallOptions,
+  type Client,
+  type ClientUnaryCall,
+  credentials,
+  Metadata,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import { DeadlineExceededError, fromServiceError } from "./errors.js";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc-server.js";
+
+type ClientConstructor<C> = new (
+  address: string,
+  creds: ReturnType<typeof credentials.createInsecure>,
+  options?: Record<string, unknown>,
+) => C;
+
+/** A client for a toolplane service, with message limits matching the servers'. */
+export function createClient<C extends Client>(Ctor: ClientConstructor<C>, address: string): C {
+  return new Ctor(address, credentials.createInsecure(), {
+    "grpc.max_receive_message_length": DEFAULT_MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": DEFAULT_MAX_MESSAGE_BYTES,
+  });
+}
+
+type UnaryMethod<Request, Response> = (
+  request: Request,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Response) => void,
+) => ClientUnaryCall;
+
+export interface InvokeOptions {
+  /** Absolute deadline in ms since the epoch. */
+  deadlineMs?: number;
+  signal?: AbortSignal;
+  metadata?: Metadata;
+}
+
+/**
+ * Calls a unary method as a promise. Remote errors come back as ToolplaneErrors
+ * with the remote's error class; an abort cancels the call on the wire.
+ */
+export function invoke<Request, Response>(
+  client: Client,
+  method: UnaryMethod<Request, Response>,
+  request: Request,
+  options: InvokeOptions = {},
+): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(new DeadlineExceededError("call cancelled before it was sent"));
+      return;
+    }
+    const callOptions: Partial<CallOptions> = {};
+    if (options.deadlineMs !== undefined) callOptions.deadline = new Date(options.deadlineMs);
+    const call = method.call(client, request, options.metadata ?? new Metadata(), callOptions, (error, response) => {
+      options.signal?.removeEventListener("abort", onAbort);
+      if (error) reject(fromServiceError(error));
+      else resolve(response);
+    });
+    function onAbort(): void {
+      call.cancel();
+    }
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,178 @@
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  type handleUnaryCall,
+  type Metadata,
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { toServiceError } from "./errors.js";
+import type { Logger } from "./logger.js";
+
+/** Largest message a service accepts or sends: images travel inline. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+export interface ServiceRegistration {
+  /** Fully qualified name, e.g. "toolplane.image.v1.ImageService" (used for health). */
+  name: string;
+  definition: ServiceDefinition;
+  /** Handlers by method name; a missing method answers UNIMPLEMENTED. */
+  implementation: object;
+}
+
+export interface GrpcServerOptions {
+  host: string;
+  port: number;
+  services: ServiceRegistration[];
+  /** Proto files (relative to proto/) that describe the services, for reflection. */
+  protoFiles: string[];
+  logger: Logger;
+  maxMessageBytes?: number;
+}
+
+export interface RunningServer {
+  /** Port actually bound (differs from the requested one when that was 0). */
+  port: number;
+  address: string;
+  health: HealthImplementation;
+  /** Stops accepting calls, waits up to graceMs for in-flight ones, then cancels the rest. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Finds the repository's proto/ directory from this module's location (src or dist layout). */
+export function protoRoot(): string {
+  const fromEnv = process.env.TOOLPLANE_PROTO_DIR;
+  if (fromEnv) return fromEnv;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, "proto");
+    if (existsSync(join(candidate, "toolplane"))) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("cannot find the proto/ directory; set TOOLPLANE_PROTO_DIR");
+    dir = parent;
+  }
+}
+
+/**
+ * Starts a gRPC server with the given services plus the standard health
+ * (grpc.health.v1) and reflection services, so any generic client can discover
+ * and probe it.
+ */
+export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningServer> {
+  const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const server = new Server({
+    "grpc.max_receive_message_length": maxBytes,
+    "grpc.max_send_message_length": maxBytes,
+  });
+  for (const service of options.services)
+    server.addService(service.definition, service.implementation as UntypedServiceImplementation);
+
+  const health = new HealthImplementation({ "": "NOT_SERVING" });
+  health.addToServer(server);
+
+  const root = protoRoot();
+  const packageDefinition = loadSync([...options.protoFiles.map((file) => join(root, file)), healthProtoPath], {
+    includeDirs: [root],
+  });
+  new ReflectionService(packageDefinition).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (error, boundPort) =>
+      error ? reject(error) : resolve(boundPort),
+    );
+  });
+  for (const service of options.services) health.setStatus(service.name, "SERVING");
+  health.setStatus("", "SERVING");
+  const address = `${options.host}:${port}`;
+  options.logger.info({ address, services: options.services.map((s) => s.name) }, "grpc server listening");
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (graceMs: number): Promise<void> => {
+    stopping ??= new Promise<void>((resolve) => {
+      health.setStatus("", "NOT_SERVING");
+      for (const service of options.services) health.setStatus(service.name, "NOT_SERVING");
+      const timer = setTimeout(() => {
+        options.logger.warn({ graceMs }, "grace period over, cancelling in-flight calls");
+        server.forceShutdown();
+        resolve();
+      }, graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return stopping;
+  };
+  return { port, address, health, shutdown };
+}
+
+/** What a unary handler gets besides its request. */
+export interface CallContext {
+  metadata: Metadata;
+  /** Aborted when the caller cancels or its deadline passes. */
+  signal: AbortSignal;
+  /** Absolute deadline in ms since the epoch, or undefined when the caller set none. */
+  deadlineMs: number | undefined;
+  peer: string;
+}
+
+export type UnaryHandler<Request, Response> = (request: Request, context: CallContext) => Promise<Response>;
+
+function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number | undefined {
+  const deadline = call.getDeadline();
+  if (deadline instanceof Date) return deadline.getTime();
+  if (typeof deadline === "number" && Number.isFinite(deadline)) return deadline;
+  return undefined;
+}
+
+/**
+ * Adapts an async domain function to grpc-js: errors are mapped to status codes
+ * in one place, cancellation and deadline become an AbortSignal, and each call
+ * is logged once.
+ */
+export function unary<Request, Response>(
+  method: string,
+  logger: Logger,
+  handler: UnaryHandler<Request, Response>,
+): handleUnaryCall<Request, Response> {
+  return (call, callback) => {
+    const started = performance.now();
+    const controller = new AbortController();
+    const deadlineMs = deadlineOf(call as ServerUnaryCall<unknown, unknown>);
+    let timer: NodeJS.Timeout | undefined;
+    if (deadlineMs !== undefined) {
+      timer = setTimeout(() => controller.abort(new Error("deadline exceeded")), Math.max(0, deadlineMs - Date.now()));
+    }
+    call.on("cancelled", () => controller.abort(new Error("cancelled by caller")));
+    const context: CallContext = {
+      metadata: call.metadata,
+      signal: controller.signal,
+      deadlineMs,
+      peer: call.getPeer(),
+    };
+    handler(call.request, context).then(
+      (response) => {
+        clearTimeout(timer);
+        logger.debug({ method, ms: performance.now() - started }, "call ok");
+        callback(null, response);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        const serviceError = toServiceError(error);
+        const level = serviceError.metadata?.get("toolplane-error-class")[0] === "MODEL" ? "info" : "warn";
+        logger[level](
+          { method, ms: performance.now() - started, code: serviceError.code, err: serviceError.details },
+          "call failed",
+        );
+        callback(serviceError as never, null);
+      },
+    );
+  };
+}

@@ -1,0 +1,6 @@
+export * from "./config.js";
+export * from "./errors.js";
+export * from "./grpc-client.js";
+export * from "./grpc-server.js";
+export * from "./lifecycle.js";
+export * from "./logger.js";

@@ -1,0 +1,48 @@
+import { ConfigError } from "./config.js";
+import type { Logger } from "./logger.js";
+
+export interface Stoppable {
+  /** Drains in-flight work, then releases resources. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a service's main: a bad config prints one line per bad variable and
+ * exits 1; SIGTERM/SIGINT stop the service gracefully (a second signal forces
+ * exit).
+ */
+export async function runMain(service: string, start: () => Promise<{ logger: Logger; stoppable: Stoppable }>) {
+  let started: { logger: Logger; stoppable: Stoppable };
+  try {
+    started = await start();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) process.stderr.write(`${service}: ${problem}\n`);
+    } else {
+      process.stderr.write(`${service}: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+    }
+    process.exit(1);
+  }
+  const { logger, stoppable } = started;
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal, exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    stoppable.stop().then(
+      () => {
+        logger.info("stopped");
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}

@@ -1,0 +1,75 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { baseConfigShape, createLogger, loadConfig, port, runMain } from "./index.js";
+
+/**
+ * `make run`: starts every service as its own process on embedded defaults
+ * (no NATS, no collector, no API keys), then the gateway pointed at them.
+ * The services are located by path, not imported: the runtime imports no service.
+ */
+const servicesRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+const BACKENDS = [
+  { name: "image", portVariable: "TOOLPLANE_IMAGE_PORT", addressVariable: "TOOLPLANE_IMAGE_ADDR" },
+  { name: "code", portVariable: "TOOLPLANE_CODE_PORT", addressVariable: "TOOLPLANE_CODE_ADDR" },
+  { name: "search", portVariable: "TOOLPLANE_SEARCH_PORT", addressVariable: "TOOLPLANE_SEARCH_ADDR" },
+] as const;
+
+runMain("toolplane", async () => {
+  const config = loadConfig({
+    ...baseConfigShape,
+    TOOLPLANE_GATEWAY_PORT: port(50051),
+    TOOLPLANE_IMAGE_PORT: port(50052),
+    TOOLPLANE_CODE_PORT: port(50053),
+    TOOLPLANE_SEARCH_PORT: port(50054),
+  });
+  const logger = createLogger("run-all", config.TOOLPLANE_LOG_LEVEL);
+  const children: ChildProcess[] = [];
+  let stopping = false;
+
+  const start = (name: string, env: Record<string, string>): Promise<string> => {
+    const child = spawn(process.execPath, [join(servicesRoot, name, "src", "main.js")], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(child);
+    return new Promise<string>((resolve, reject) => {
+      child.once("exit", (code, signal) => {
+        if (stopping) return;
+        logger.error({ service: name, code, signal }, "service exited; stopping everything");
+        reject(new Error(`${name} exited with ${code ?? signal}`));
+        void stopAll().then(() => process.exit(1));
+      });
+      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+        process.stdout.write(`${line}\n`);
+        if (line.includes('"grpc server listening"')) resolve((JSON.parse(line) as { address: string }).address);
+      });
+    });
+  };
+
+  const stopAll = async () => {
+    stopping = true;
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once("exit", () => resolve());
+            child.kill("SIGTERM");
+          }),
+      ),
+    );
+  };
+
+  const addresses: Record<string, string> = {};
+  for (const backend of BACKENDS) {
+    addresses[backend.addressVariable] = await start(backend.name, {
+      TOOLPLANE_GRPC_PORT: String(config[backend.portVariable]),
+    });
+  }
+  const gateway = await start("gateway", { ...addresses, TOOLPLANE_GRPC_PORT: String(config.TOOLPLANE_GATEWAY_PORT) });
+  process.stderr.write(`\ntoolplane is up: gateway listening on ${gateway} (Ctrl-C stops everything)\n\n`);
+  return { logger, stoppable: { stop: stopAll } };
+});
