@@ -1,0 +1,69 @@
+import type { Language } from "../../../generated/toolplane/code/v1/code.js";
+
+/**
+ * The contract between the session manager (languages-agnostic: ids, TTL, max
+ * count, gRPC mapping) and one language's sandbox. Each language implements
+ * LanguageBackend; the server picks one by the request's language.
+ */
+
+/** An input image bound to a variable name in the session (e.g. image_1). */
+export interface InputImage {
+  name: string;
+  data: Buffer;
+  mimeType: string;
+  width: number;
+  height: number;
+}
+
+/** Limits after the service's defaults and maxima were applied. */
+export interface ResolvedLimits {
+  timeoutMs: number;
+  memoryMb: number;
+  maxOutputBytes: number;
+  maxImages: number;
+}
+
+/** A failure of the model's code (never an infrastructure failure: those are thrown as ToolplaneErrors). */
+export interface CodeFailure {
+  /** "ABORTED" raised, "INVALID_ARGUMENT" did not compile, "DEADLINE_EXCEEDED" timed out, "RESOURCE_EXHAUSTED" hit a limit. */
+  code: "ABORTED" | "INVALID_ARGUMENT" | "DEADLINE_EXCEEDED" | "RESOURCE_EXHAUSTED";
+  type: string;
+  message: string;
+  traceback: string;
+}
+
+export interface ExecutionOutcome {
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  /** Rendering of the last expression's value, when the cell ended with one. */
+  result?: string;
+  /** PNG bytes, in the order the code produced them. */
+  images: Buffer[];
+  imagesTruncated: boolean;
+  failure?: CodeFailure;
+}
+
+export interface ExecuteOptions {
+  timeoutMs: number;
+  /** Aborted when the caller goes away; the execution must be stopped. */
+  signal: AbortSignal;
+}
+
+export interface LanguageSession {
+  execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome>;
+  /** Drops all state and re-binds the input images. */
+  reset(): Promise<void>;
+  /** Frees everything the session holds; idempotent. */
+  close(): Promise<void>;
+}
+
+export interface LanguageBackend {
+  readonly language: Language;
+  /** Pre-starts pools; called once before the server accepts calls. */
+  start(): Promise<void>;
+  createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession>;
+  /** Closes every session and pool. */
+  stop(): Promise<void>;
+}
