@@ -1,3 +1,4 @@
+export * from "./call-events.js";
 export * from "./config.js";
 export * from "./errors.js";
 export * from "./grpc-client.js";
