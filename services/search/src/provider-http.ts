@@ -127,7 +127,9 @@ export class ProviderHttpClient {
           outcome.retryAfterMs,
         );
         const pastDeadline = budget.deadlineMs !== undefined && Date.now() + delay >= budget.deadlineMs;
-        if (attempt >= this.settings.maxRetries || pastDeadline) {
+        // A provider asking for a long pause: hand its hint to the caller instead of holding the call.
+        const waitTooLong = (outcome.retryAfterMs ?? 0) > this.settings.backoffCapMs;
+        if (attempt >= this.settings.maxRetries || pastDeadline || waitTooLong) {
           this.breaker.onFailure();
           throw outcome.error;
         }
