@@ -47,7 +47,7 @@ export const searchConfigShape = {
   TOOLPLANE_NATS_URL: optionalString,
   TOOLPLANE_SEARCH_CORPUS: optionalString,
   TOOLPLANE_SEARCH_IMAGE_DIR: optionalString,
-  TOOLPLANE_SEARCH_IMAGE_MAX_DISTANCE: z.coerce.number().int().min(0).max(128).default(40),
+  TOOLPLANE_SEARCH_IMAGE_MAX_DISTANCE: z.coerce.number().int().min(0).max(128).default(20),
   TOOLPLANE_SEARCH_IMAGE_PUBLIC_URL: optionalUrl,
   TOOLPLANE_SEARCH_IMAGE_PORT: port(50064),
   TOOLPLANE_SEARCH_PROVIDER_TIMEOUT_MS: positiveInt(10_000),

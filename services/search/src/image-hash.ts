@@ -24,13 +24,25 @@ function packBits(bits: boolean[]): [number, number] {
 
 /** dHash: does brightness rise or fall between horizontal neighbours, on a 9x8 thumbnail. */
 async function differenceHash(input: Sharp): Promise<[number, number]> {
-  const pixels = await input.clone().resize(9, 8, { fit: "fill" }).raw().toBuffer();
+  const pixels = await input.clone().resize(9, 8, RESIZE).raw().toBuffer();
   const bits: boolean[] = [];
   for (let row = 0; row < 8; row += 1)
     for (let column = 0; column < 8; column += 1)
-      bits.push((pixels[row * 9 + column] ?? 0) < (pixels[row * 9 + column + 1] ?? 0));
+      bits.push((pixels[row * 9 + column] ?? 0) + FLAT_MARGIN < (pixels[row * 9 + column + 1] ?? 0));
   return packBits(bits);
 }
+
+/**
+ * Same resampling whatever the input format: JPEG/WebP shrink-on-load would
+ * otherwise take a different path than PNG and shift the thumbnails.
+ */
+const RESIZE = { fit: "fill", fastShrinkOnLoad: false, kernel: "cubic" } as const;
+/**
+ * Flat areas (sky, walls, drawn backgrounds) have neighbours of equal
+ * brightness; recompression noise would flip their bits at random. A change
+ * smaller than this many grey levels counts as "no rise".
+ */
+const FLAT_MARGIN = 2;
 
 const DCT_SIZE = 32;
 const DCT_KEEP = 8;
@@ -41,7 +53,7 @@ const COSINES = Array.from({ length: DCT_KEEP }, (_, u) =>
 
 /** pHash: sign of the low 8x8 DCT coefficients of a 32x32 thumbnail against their median (DC excluded). */
 async function perceptualHash(input: Sharp): Promise<[number, number]> {
-  const pixels = await input.clone().resize(DCT_SIZE, DCT_SIZE, { fit: "fill" }).raw().toBuffer();
+  const pixels = await input.clone().resize(DCT_SIZE, DCT_SIZE, RESIZE).raw().toBuffer();
   const rows: Float64Array[] = [];
   for (let y = 0; y < DCT_SIZE; y += 1) {
     const row = new Float64Array(DCT_KEEP);
