@@ -211,7 +211,8 @@ export class ProviderHttpClient {
     if (status === 429)
       return fail(
         new ResourceExhaustedError(`provider ${name} is rate limiting or out of quota (HTTP 429: ${message})`, {
-          retryAfterMs: retryAfterMs ?? this.settings.backoffCapMs,
+          // "Retry-After: 0" still means "not right now": hint at least one backoff step.
+          retryAfterMs: Math.max(retryAfterMs ?? this.settings.backoffCapMs, this.settings.backoffBaseMs),
         }),
         true,
         true,
