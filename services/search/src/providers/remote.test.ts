@@ -141,7 +141,7 @@ const CASES: ProviderCase[] = [
     path: "/search",
     ok: fixture("searxng-search.json"),
     authStatus: 403,
-    authBody: fixture("searxng-error-403.html"),
+    authBody: fixture("searxng-error-403.txt"),
     authMessage: /permission to access/,
     rateBody: '{"error":"rate limited by the limiter plugin"}',
     checkRequest: (request) => {
@@ -210,7 +210,7 @@ describe("remote provider adapters against a local HTTP server", () => {
       it("5xx is retried, then UNAVAILABLE/INFRASTRUCTURE", async () => {
         fake.on(c.path, {
           status: 503,
-          body: fixture("server-error-503.html"),
+          body: fixture("server-error-503.txt"),
           headers: { "content-type": "text/html" },
         });
         const error = await rejection(make({ maxRetries: 1 }).search(QUERY, budget()));
