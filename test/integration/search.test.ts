@@ -274,13 +274,20 @@ describe("search service start-up configuration", () => {
     assert.match(stderr, /TOOLPLANE_SEARCH_BRAVE_URL="not a url"/);
   });
 
+  it("an unreachable NATS fails start-up naming the variable (replicas must share one cache)", async () => {
+    const { code, stderr } = await start({ TOOLPLANE_NATS_URL: "nats://127.0.0.1:1" });
+    assert.equal(code, 1);
+    assert.match(stderr, /TOOLPLANE_NATS_URL=nats:\/\/127\.0\.0\.1:1: cannot open the search cache bucket/);
+  });
+
   it("a corpus line that is not a document fails start-up with file and line", async () => {
     const dir = mkdtempSync(join(tmpdir(), "search-bad-"));
     try {
       writeFileSync(join(dir, "c.jsonl"), '{"title":"ok","url":"u","text":"t"}\n{"title":"no url","text":"t"}\n');
       const { code, stderr } = await start({ TOOLPLANE_SEARCH_CORPUS: join(dir, "c.jsonl") });
       assert.equal(code, 1);
-      assert.match(stderr, /c\.jsonl:2: url/);
+      assert.match(stderr, /TOOLPLANE_SEARCH_CORPUS: .*c\.jsonl:2: url/);
+      assert.equal(stderr.trim().split("\n").length, 1, stderr);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
