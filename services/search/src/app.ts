@@ -102,6 +102,12 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
           maxResponseBytes: config.TOOLPLANE_SEARCH_MAX_RESPONSE_BYTES,
         },
         imageHost,
+        config.TOOLPLANE_SEARCH_FETCH_THUMBNAILS
+          ? {
+              timeoutMs: Math.min(5_000, config.TOOLPLANE_SEARCH_PROVIDER_TIMEOUT_MS),
+              maxBytes: config.TOOLPLANE_SEARCH_THUMBNAIL_MAX_BYTES,
+            }
+          : undefined,
       ),
     );
   }

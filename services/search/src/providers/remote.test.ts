@@ -417,6 +417,47 @@ describe("Lens-style image search publishes the query image at a URL the provide
     });
   }
 
+  it("thumbnails are downloaded and inlined as small JPEGs; one that fails keeps only its URL", async () => {
+    fake.reset();
+    const body = fixture("serpapi-google-lens.json")
+      .replace("https://encrypted-tbn1.gstatic.example/images?q=tbn:orange-circle", `${fake.url}/thumbs/orange.png`)
+      .replace("https://encrypted-tbn2.gstatic.example/images?q=tbn:geometric", `${fake.url}/thumbs/missing.png`);
+    fake.on("/search.json", { status: 200, body });
+    const png = await sharp({ create: { width: 400, height: 300, channels: 3, background: "#ff8800" } })
+      .png()
+      .toBuffer();
+    fake.on("/thumbs/orange.png", { status: 200, body: new Uint8Array(png), headers: { "content-type": "image/png" } });
+    const provider = new RemoteProvider(serpapiAdapter(KEY), settings("serpapi", fake.url), publisher(), {
+      timeoutMs: 1_000,
+      maxBytes: 1024 * 1024,
+    });
+    const [first, second] = (await provider.searchImage(image, budget())).results;
+    assert.equal(first?.thumbnail?.mimeType, "image/jpeg");
+    assert.equal(first?.thumbnail?.width, 160);
+    assert.equal(first?.thumbnail?.height, 120);
+    assert.equal((await sharp(first?.thumbnail?.data).metadata()).format, "jpeg");
+    assert.equal(second?.thumbnail, undefined);
+    assert.equal(second?.thumbnailUrl, `${fake.url}/thumbs/missing.png`);
+  });
+
+  it("a thumbnail over the byte limit is not inlined", async () => {
+    fake.reset();
+    fake.on("/lens", {
+      status: 200,
+      body: JSON.stringify({
+        organic: [{ title: "big", link: "https://big.test", thumbnailUrl: `${fake.url}/thumbs/big.png` }],
+      }),
+    });
+    fake.on("/thumbs/big.png", { status: 200, body: new Uint8Array(5000), headers: { "content-type": "image/png" } });
+    const provider = new RemoteProvider(serperAdapter(KEY), settings("serper", fake.url), publisher(), {
+      timeoutMs: 1_000,
+      maxBytes: 4096,
+    });
+    const [only] = (await provider.searchImage(image, budget())).results;
+    assert.equal(only?.title, "big");
+    assert.equal(only?.thumbnail, undefined);
+  });
+
   it("the image host serves nothing it was not asked to publish", async () => {
     const response = await fetch(`http://127.0.0.1:${host.port}/images/${"0".repeat(64)}`);
     assert.equal(response.status, 404);
