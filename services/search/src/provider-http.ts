@@ -218,7 +218,8 @@ export class ProviderHttpClient {
         true,
         retryAfterMs,
       );
-    if (status >= 500)
+    // 408: the provider gave up waiting for us, as transient as a 5xx.
+    if (status >= 500 || status === 408)
       return fail(
         new UnavailableError(`provider ${name} failed (HTTP ${status}: ${message})`, { retryAfterMs }),
         true,

@@ -264,6 +264,13 @@ describe("remote provider adapters against a local HTTP server", () => {
     assert.equal(fake.requests.length, 1);
   });
 
+  it("408 from the provider is retried like a 5xx", async () => {
+    const provider = new RemoteProvider(searxngAdapter(), settings("searxng", fake.url), undefined);
+    fake.on("/search", { status: 408, body: "" }, { status: 200, body: fixture("searxng-search.json") });
+    assert.equal((await provider.search(QUERY, budget())).results.length, 2);
+    assert.equal(fake.requests.length, 2);
+  });
+
   it("tavily: plan limit (432) is RESOURCE_EXHAUSTED without retrying", async () => {
     const provider = new RemoteProvider(tavilyAdapter(KEY), settings("tavily", fake.url), undefined);
     fake.on("/search", { status: 432, body: fixture("tavily-error-432.json") });
