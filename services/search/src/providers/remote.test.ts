@@ -264,6 +264,22 @@ describe("remote provider adapters against a local HTTP server", () => {
     assert.equal(fake.requests.length, 1);
   });
 
+  it("a body over the size limit is UNAVAILABLE, declared or streamed", async () => {
+    const provider = new RemoteProvider(
+      tavilyAdapter(KEY),
+      settings("tavily", fake.url, { maxResponseBytes: 100 }),
+      undefined,
+    );
+    for (const headers of [{}, { "transfer-encoding": "chunked" }] as Array<Record<string, string>>) {
+      fake.reset();
+      fake.on("/search", { status: 200, body: fixture("tavily-search.json"), headers });
+      const error = await rejection(provider.search(QUERY, budget()));
+      assert.ok(error instanceof UnavailableError, String(error));
+      assert.match(error.message, /sent more than 100 bytes/);
+      assert.equal(fake.requests.length, 1);
+    }
+  });
+
   it("408 from the provider is retried like a 5xx", async () => {
     const provider = new RemoteProvider(searxngAdapter(), settings("searxng", fake.url), undefined);
     fake.on("/search", { status: 408, body: "" }, { status: 200, body: fixture("searxng-search.json") });

@@ -1,7 +1,13 @@
 import type { z } from "zod";
-import { FailedPreconditionError, UnavailableError } from "../../../runtime/src/index.js";
+import { DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../../runtime/src/index.js";
 import { makeThumbnail } from "../local-image-index.js";
-import { type JsonAnswer, ProviderHttpClient, type ProviderRequest } from "../provider-http.js";
+import {
+  type HttpProviderSettings,
+  type JsonAnswer,
+  ProviderHttpClient,
+  type ProviderRequest,
+  readBodyCapped,
+} from "../provider-http.js";
 import type { CallBudget, ImageQuery, ProviderAnswer, ProviderResult, SearchProvider, TextQuery } from "../types.js";
 
 /**
@@ -71,13 +77,8 @@ async function inlineThumbnail(
       await response.body?.cancel();
       return result;
     }
-    const declared = Number(response.headers.get("content-length") ?? "0");
-    if (declared > fetching.maxBytes) {
-      await response.body?.cancel();
-      return result;
-    }
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    if (bytes.byteLength > fetching.maxBytes) return result;
+    const bytes = await readBodyCapped(response, fetching.maxBytes);
+    if (bytes === undefined) return result;
     return { ...result, thumbnail: await makeThumbnail(bytes) };
   } catch {
     return result;
@@ -92,7 +93,7 @@ export class RemoteProvider implements SearchProvider {
 
   constructor(
     private readonly adapter: RemoteAdapter,
-    http: ConstructorParameters<typeof ProviderHttpClient>[0],
+    http: HttpProviderSettings,
     private readonly publisher: ImagePublisher | undefined,
     private readonly thumbnails?: ThumbnailFetching,
   ) {
@@ -119,6 +120,9 @@ export class RemoteProvider implements SearchProvider {
     if (!fetching) return read;
     // Inlined here, so cached answers (and FROZEN replays) carry the pictures themselves.
     const results = await Promise.all(read.results.map((result) => inlineThumbnail(result, fetching, budget.signal)));
+    // Thumbnails cut short by the caller's deadline must not be cached as if they did not exist.
+    if (budget.signal.aborted)
+      throw new DeadlineExceededError(`image search on ${this.name} ran past its deadline while fetching thumbnails`);
     return { ...read, results };
   }
 
