@@ -361,14 +361,14 @@ describe("remote provider adapters against a local HTTP server", () => {
   it("rate limiting: a wait past the deadline fails fast with RESOURCE_EXHAUSTED and a retry hint", async () => {
     const provider = new RemoteProvider(
       braveAdapter(KEY),
-      settings("brave", fake.url, { ratePerSecond: 1, burst: 1 }),
+      settings("brave", fake.url, { ratePerSecond: 0.1, burst: 1 }),
       undefined,
     );
     fake.on("/res/v1/web/search", { status: 200, body: fixture("brave-web.json") });
     await provider.search(QUERY, budget());
     const error = await rejection(provider.search(QUERY, budget(new AbortController().signal, Date.now() + 100)));
     assert.ok(error instanceof ResourceExhaustedError, String(error));
-    assert.match(error.message, /rate limited to 1\/s/);
+    assert.match(error.message, /rate limited to 0.1\/s/);
     assert.ok((error.retryAfterMs ?? 0) > 100);
     assert.equal(fake.requests.length, 1);
   });
