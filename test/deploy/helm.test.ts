@@ -68,7 +68,9 @@ describe("helm chart helm/toolplane", () => {
         const services = ofKind<IService>(manifests, "Service");
         for (const backend of ["image", "code", "search"] as const) {
           const address = env[`TOOLPLANE_${backend.toUpperCase()}_ADDR`];
-          const service = services.find((candidate) => candidate.metadata.labels?.["app.kubernetes.io/component"] === backend);
+          const service = services.find(
+            (candidate) => candidate.metadata.labels?.["app.kubernetes.io/component"] === backend,
+          );
           assert.ok(service, `a Service for ${backend}`);
           assert.equal(address, `${service.metadata.name}:${SERVICES[backend].port}`);
         }

@@ -57,7 +57,8 @@ export function readZipEntry(zip: Buffer, entryName: string): Buffer {
     let data: Buffer;
     if (method === METHOD_STORED) data = Buffer.from(raw);
     else if (method === METHOD_DEFLATE) data = inflateRawSync(raw);
-    else throw new Error(`zip entry ${name} uses compression method ${method}; only stored (0) and deflate (8) are read`);
+    else
+      throw new Error(`zip entry ${name} uses compression method ${method}; only stored (0) and deflate (8) are read`);
     if (data.length !== size) throw new Error(`zip entry ${name}: ${data.length} bytes, expected ${size}`);
     if (crc32(data) !== expectedCrc) throw new Error(`zip entry ${name}: CRC-32 mismatch`);
     return data;

@@ -1,0 +1,230 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { describe, it } from "node:test";
+import { parse } from "yaml";
+import { chartDir, repoRoot, SERVICE_NAMES, SERVICES, type ServiceName } from "./chart.js";
+import { parseDockerfile, type Stage } from "./dockerfile.js";
+
+const deployDir = join(repoRoot, "deploy");
+const dockerfile = parseDockerfile(readFileSync(join(deployDir, "Dockerfile"), "utf8"));
+const healthcheckScript = join(deployDir, "healthcheck.mjs");
+
+interface ComposeService {
+  image?: string;
+  build?: { context?: string; dockerfile?: string; target?: string };
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  depends_on?: Record<string, { condition: string }>;
+  read_only?: boolean;
+  cap_drop?: string[];
+  security_opt?: string[];
+}
+// Merge keys (<<: *anchor) are how the file shares settings between services.
+const compose = parse(readFileSync(join(deployDir, "compose.yaml"), "utf8"), { merge: true }) as {
+  services: Record<string, ComposeService>;
+};
+
+function composeService(name: string): ComposeService {
+  const service = compose.services[name];
+  assert.ok(service, `compose.yaml has a service ${name}`);
+  return service;
+}
+
+function target(name: ServiceName): Stage {
+  const stage = dockerfile.get(name);
+  assert.ok(stage, `deploy/Dockerfile has a target ${name}`);
+  return stage;
+}
+
+/** A path inside the image, mapped to the repository (the image's WORKDIR holds the repository's layout). */
+function repoPathOf(stage: Stage, imagePath: string): string {
+  const absolute = imagePath.startsWith("/") ? imagePath : `${stage.workdir}/${imagePath}`;
+  assert.ok(absolute.startsWith(`${stage.workdir}/`), `${imagePath} is under WORKDIR ${stage.workdir}`);
+  return join(repoRoot, absolute.slice(stage.workdir.length + 1));
+}
+
+function runHealthcheck(port: number): Promise<{ code: number; stderr: string }> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      [healthcheckScript],
+      { env: { ...process.env, TOOLPLANE_GRPC_PORT: String(port) }, timeout: 15_000 },
+      (error, _stdout, stderr) => done({ code: error ? Number(error.code ?? 1) : 0, stderr }),
+    );
+  });
+}
+
+/** Starts a command the way the container would (its argv, its ENV), on a free loopback port. */
+async function startLikeContainer(stage: Stage): Promise<{ child: ChildProcess; port: number; output: string[] }> {
+  const [program, script, ...rest] = stage.cmd ?? [];
+  assert.equal(program, "node");
+  assert.ok(script);
+  const child = spawn(process.execPath, [repoPathOf(stage, script), ...rest], {
+    cwd: repoRoot,
+    // The image's environment, except that tests bind loopback only and let the kernel pick the port.
+    env: { ...process.env, ...stage.env, TOOLPLANE_HOST: "127.0.0.1", TOOLPLANE_GRPC_PORT: "0" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output: string[] = [];
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => output.push(line));
+  const port = await new Promise<number>((resolvePort, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} did not start:\n${output.join("\n")}`)), 30_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited with ${code}:\n${output.join("\n")}`));
+    });
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      output.push(line);
+      if (!line.includes('"grpc server listening"')) return;
+      clearTimeout(timer);
+      resolvePort(Number((JSON.parse(line) as { address: string }).address.split(":").pop()));
+    });
+  });
+  return { child, port, output };
+}
+
+describe("deploy/compose.yaml", () => {
+  it("names NATS, Jaeger and every service", () => {
+    assert.deepEqual(Object.keys(compose.services).sort(), ["code", "gateway", "image", "jaeger", "nats", "search"]);
+  });
+
+  it("builds each service from its own Dockerfile target with its port, bind address and trace name", () => {
+    for (const name of SERVICE_NAMES) {
+      const service = composeService(name);
+      assert.equal(
+        resolve(deployDir, service.build?.context ?? ""),
+        repoRoot,
+        `${name} builds from the repository root`,
+      );
+      assert.equal(service.build?.dockerfile, "deploy/Dockerfile");
+      assert.equal(service.build?.target, name);
+      target(name);
+      assert.equal(service.environment?.TOOLPLANE_GRPC_PORT, String(SERVICES[name].port), name);
+      assert.equal(service.environment?.TOOLPLANE_HOST, "0.0.0.0", name);
+      assert.equal(service.environment?.OTEL_SERVICE_NAME, `toolplane-${name}`);
+      assert.equal(service.read_only, true, `${name} has a read-only root filesystem`);
+      assert.deepEqual(service.cap_drop, ["ALL"], name);
+      assert.ok(service.security_opt?.includes("no-new-privileges:true"), name);
+    }
+  });
+
+  it("wires the services to NATS with JetStream and to Jaeger's OTLP port", () => {
+    assert.ok(composeService("nats").command?.includes("--jetstream"));
+    for (const name of SERVICE_NAMES) {
+      const environment = composeService(name).environment ?? {};
+      const nats = new URL(environment.TOOLPLANE_NATS_URL ?? "");
+      assert.equal(nats.hostname, "nats", name);
+      assert.equal(nats.port, "4222", name);
+      const otlp = new URL(environment.OTEL_EXPORTER_OTLP_ENDPOINT ?? "");
+      assert.equal(otlp.hostname, "jaeger", name);
+      assert.equal(otlp.port, "4317", name);
+      assert.equal(environment.OTEL_EXPORTER_OTLP_PROTOCOL, "grpc", name);
+    }
+  });
+
+  it("publishes the gateway and points it at each backend by compose name", () => {
+    const gateway = composeService("gateway");
+    assert.ok(
+      gateway.ports?.some((port) => port.endsWith(":50051:50051")),
+      `ports ${gateway.ports}`,
+    );
+    for (const backend of ["image", "code", "search"] as const) {
+      assert.equal(
+        gateway.environment?.[`TOOLPLANE_${backend.toUpperCase()}_ADDR`],
+        `${backend}:${SERVICES[backend].port}`,
+      );
+      assert.equal(gateway.depends_on?.[backend]?.condition, "service_healthy", backend);
+    }
+  });
+
+  it("uses the same ports as the Helm chart", () => {
+    const values = parse(readFileSync(join(chartDir, "values.yaml"), "utf8")) as {
+      services: Record<string, { port: number }>;
+    };
+    for (const name of SERVICE_NAMES) assert.equal(values.services[name]?.port, SERVICES[name].port, name);
+  });
+});
+
+describe("deploy/Dockerfile", () => {
+  it("runs each service target as a numeric non-root user with the exec-form command of its compiled entry point", () => {
+    for (const name of SERVICE_NAMES) {
+      const stage = target(name);
+      assert.equal(stage.entrypoint, undefined, `${name} has no ENTRYPOINT wrapping the command`);
+      assert.deepEqual(stage.cmd, ["node", `dist/services/${name}/src/main.js`], name);
+      const entryPoint = repoPathOf(stage, stage.cmd?.[1] ?? "");
+      assert.ok(existsSync(entryPoint), `${entryPoint} exists after make build`);
+      assert.match(stage.user ?? "", /^[1-9][0-9]*(:[0-9]+)?$/, `${name} USER is numeric and not root`);
+      assert.equal(stage.env.TOOLPLANE_GRPC_PORT, String(SERVICES[name].port), name);
+      assert.equal(stage.env.TOOLPLANE_HOST, "0.0.0.0", name);
+    }
+  });
+
+  it("copies the compiled code and proto/ where the entry points and protoRoot() look for them", () => {
+    for (const name of SERVICE_NAMES) {
+      const stage = target(name);
+      const destinations = new Set(stage.copies.map((copy) => copy.destination));
+      for (const path of ["dist/services", "dist/generated", "node_modules", "proto", "deploy/healthcheck.mjs"]) {
+        assert.ok(destinations.has(`${stage.workdir}/${path}`), `${name} copies ${path} into ${stage.workdir}`);
+      }
+      assert.deepEqual(stage.healthcheck, ["node", "deploy/healthcheck.mjs"], name);
+    }
+  });
+
+  it("lets the build context reach every file it copies", () => {
+    const patterns = readFileSync(join(deployDir, "Dockerfile.dockerignore"), "utf8")
+      .split("\n")
+      .filter((line) => line.startsWith("!"))
+      .map((line) => line.slice(1));
+    const contextSources = new Set(
+      [...dockerfile.values()].flatMap((stage) =>
+        stage.copies.filter((copy) => copy.from === undefined).flatMap((copy) => copy.sources),
+      ),
+    );
+    assert.ok(contextSources.size > 0);
+    for (const source of contextSources) {
+      const path = source.replace(/\/$/, "");
+      assert.ok(
+        patterns.includes(path) || patterns.includes(`${path}/**`),
+        `${source} is not excluded by the dockerignore`,
+      );
+      assert.ok(existsSync(join(repoRoot, path)), `${source} exists in the repository`);
+    }
+  });
+
+  for (const name of SERVICE_NAMES) {
+    it(`starts the ${name} target's command, answers the health check, and drains on SIGTERM`, async () => {
+      const { child, port, output } = await startLikeContainer(target(name));
+      try {
+        const healthy = await runHealthcheck(port);
+        assert.equal(healthy.code, 0, healthy.stderr);
+      } finally {
+        const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
+        child.kill("SIGTERM");
+        const code = await exited;
+        assert.equal(code, 0, `exit code after SIGTERM:\n${output.join("\n")}`);
+      }
+      const gone = await runHealthcheck(port);
+      assert.equal(gone.code, 1);
+      assert.match(gone.stderr, /UNAVAILABLE/);
+    });
+  }
+});
+
+describe("deploy/healthcheck.mjs", () => {
+  it("refuses a missing or malformed port", async () => {
+    const result = await new Promise<{ code: number; stderr: string }>((done) => {
+      execFile(
+        process.execPath,
+        [healthcheckScript],
+        { env: { ...process.env, TOOLPLANE_GRPC_PORT: "grpc" } },
+        (error, _out, stderr) => done({ code: error ? Number(error.code ?? 1) : 0, stderr }),
+      );
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /TOOLPLANE_GRPC_PORT must be a port number, got "grpc"/);
+  });
+});
