@@ -185,10 +185,22 @@ describe("helm chart helm/toolplane", () => {
     });
 
     it("reports a manifest that breaks the Kubernetes schema", () => {
-      const problems = schemaProblems(render(["--set", "services.gateway.port=grpc"]));
-      assert.ok(
-        problems.some((problem) => /Deployment tp-toolplane-gateway: .* must be integer/.test(problem)),
-        problems.join("\n"),
+      const manifests = render([]);
+      const container = deploymentOf(manifests, "gateway").spec?.template.spec?.containers[0];
+      assert.ok(container?.readinessProbe?.grpc);
+      // A named port is valid for httpGet probes but not for gRPC ones (GRPCAction.port is an integer).
+      (container.readinessProbe.grpc as { port: unknown }).port = "grpc";
+      assert.deepEqual(schemaProblems(manifests), [
+        "Deployment tp-toolplane-gateway: data/spec/template/spec/containers/0/readinessProbe/grpc/port must be integer",
+      ]);
+    });
+
+    it("refuses an unknown key or a value of the wrong type or form (values.schema.json)", () => {
+      assert.throws(() => render(["--set", "services.gateway.prot=50051"]), /Additional property prot is not allowed/);
+      assert.throws(() => render(["--set", "services.gateway.port=grpc"]), /services\.gateway\.port: Invalid type/);
+      assert.throws(
+        () => render(["--set", "telemetry.otlpEndpoint=jaeger:4317"]),
+        /telemetry\.otlpEndpoint: Does not match pattern/,
       );
     });
   });
