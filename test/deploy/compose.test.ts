@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
 import { chartDir, repoRoot, SERVICE_NAMES, SERVICES, type ServiceName } from "./chart.js";
-import { parseDockerfile, type Stage } from "./dockerfile.js";
+import { materializeStage, parseDockerfile, type Stage } from "./dockerfile.js";
 
 const deployDir = join(repoRoot, "deploy");
 const dockerfile = parseDockerfile(readFileSync(join(deployDir, "Dockerfile"), "utf8"));
@@ -58,33 +59,56 @@ function runHealthcheck(port: number): Promise<{ code: number; stderr: string }>
   });
 }
 
-/** Starts a command the way the container would (its argv, its ENV), on a free loopback port. */
-async function startLikeContainer(stage: Stage): Promise<{ child: ChildProcess; port: number; output: string[] }> {
+/** Where a COPY source is on this machine: the build context is the repository, and after `make build` the
+ * repository also holds what the build stage has at its WORKDIR. */
+function sourceOf(from: string | undefined, source: string): string {
+  if (from === undefined) return join(repoRoot, source);
+  const buildStage = dockerfile.get(from);
+  assert.ok(buildStage, `COPY --from=${from} names a stage`);
+  assert.ok(source.startsWith(`${buildStage.workdir}/`), `${source} is under the ${from} stage's WORKDIR`);
+  return join(repoRoot, relative(buildStage.workdir, source));
+}
+
+/**
+ * Starts a target's command the way its container would: from a directory holding exactly the files the target
+ * COPYs (so a file the image lacks, such as proto/ or package.json, makes it fail here too), with its ENV.
+ */
+async function startLikeContainer(
+  stage: Stage,
+): Promise<{ child: ChildProcess; port: number; output: string[]; root: string }> {
   const [program, script, ...rest] = stage.cmd ?? [];
   assert.equal(program, "node");
   assert.ok(script);
-  const child = spawn(process.execPath, [repoPathOf(stage, script), ...rest], {
-    cwd: repoRoot,
+  const root = mkdtempSync(join(tmpdir(), `toolplane-image-${stage.name}-`));
+  materializeStage(stage, root, sourceOf);
+  const child = spawn(process.execPath, [script, ...rest], {
+    cwd: root,
     // The image's environment, except that tests bind loopback only and let the kernel pick the port.
     env: { ...process.env, ...stage.env, TOOLPLANE_HOST: "127.0.0.1", TOOLPLANE_GRPC_PORT: "0" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output: string[] = [];
   createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => output.push(line));
-  const port = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} did not start:\n${output.join("\n")}`)), 30_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${script} exited with ${code}:\n${output.join("\n")}`));
+  try {
+    const port = await new Promise<number>((resolvePort, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${script} did not start:\n${output.join("\n")}`)), 30_000);
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${script} exited with ${code}:\n${output.join("\n")}`));
+      });
+      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+        output.push(line);
+        if (!line.includes('"grpc server listening"')) return;
+        clearTimeout(timer);
+        resolvePort(Number((JSON.parse(line) as { address: string }).address.split(":").pop()));
+      });
     });
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-      output.push(line);
-      if (!line.includes('"grpc server listening"')) return;
-      clearTimeout(timer);
-      resolvePort(Number((JSON.parse(line) as { address: string }).address.split(":").pop()));
-    });
-  });
-  return { child, port, output };
+    return { child, port, output, root };
+  } catch (error) {
+    child.kill("SIGKILL");
+    rmSync(root, { recursive: true, force: true });
+    throw error;
+  }
 }
 
 describe("deploy/compose.yaml", () => {
@@ -196,8 +220,8 @@ describe("deploy/Dockerfile", () => {
   });
 
   for (const name of SERVICE_NAMES) {
-    it(`starts the ${name} target's command, answers the health check, and drains on SIGTERM`, async () => {
-      const { child, port, output } = await startLikeContainer(target(name));
+    it(`starts the ${name} target's command from the image's files, answers the health check, drains on SIGTERM`, async () => {
+      const { child, port, output, root } = await startLikeContainer(target(name));
       try {
         const healthy = await runHealthcheck(port);
         assert.equal(healthy.code, 0, healthy.stderr);
@@ -205,6 +229,7 @@ describe("deploy/Dockerfile", () => {
         const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
         child.kill("SIGTERM");
         const code = await exited;
+        rmSync(root, { recursive: true, force: true });
         assert.equal(code, 0, `exit code after SIGTERM:\n${output.join("\n")}`);
       }
       const gone = await runHealthcheck(port);

@@ -1,3 +1,6 @@
+import { cpSync, existsSync, mkdirSync, realpathSync, statSync, symlinkSync } from "node:fs";
+import { basename, dirname, join, relative } from "node:path";
+
 /**
  * A reader for the subset of Dockerfile syntax deploy/Dockerfile uses (ARG, FROM ... AS, ENV, WORKDIR, USER, COPY,
  * CMD, ENTRYPOINT, HEALTHCHECK), resolving what each stage inherits from the stage it is built FROM. Enough to check
@@ -148,4 +151,32 @@ export function parseDockerfile(text: string): Map<string, Stage> {
     }
   }
   return stages;
+}
+
+/**
+ * Lays out a target's files the way its COPY instructions would, under `root` (standing for the stage's WORKDIR),
+ * so the target's command can run against exactly what the image holds. `sourceOf` maps a COPY source (a context
+ * path, or an absolute path inside an earlier stage) to a path on this machine. node_modules is linked, not copied.
+ */
+export function materializeStage(
+  stage: Stage,
+  root: string,
+  sourceOf: (from: string | undefined, source: string) => string,
+): void {
+  for (const copy of stage.copies) {
+    if (!copy.destination.startsWith(stage.workdir)) {
+      throw new Error(`COPY to ${copy.destination} is outside WORKDIR ${stage.workdir}`);
+    }
+    const destination = join(root, relative(stage.workdir, copy.destination));
+    for (const source of copy.sources) {
+      const local = sourceOf(copy.from, source);
+      if (!existsSync(local)) throw new Error(`COPY source ${source} (${local}) does not exist`);
+      const isDirectory = statSync(local).isDirectory();
+      const target =
+        !isDirectory && copy.destination === stage.workdir ? join(destination, basename(local)) : destination;
+      mkdirSync(dirname(target), { recursive: true });
+      if (basename(local) === "node_modules") symlinkSync(realpathSync(local), target, "dir");
+      else cpSync(local, target, { recursive: true });
+    }
+  }
 }
