@@ -3,6 +3,8 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { IDeployment } from "kubernetes-models/apps/v1";
+import type { IHorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
+import type { IIngress } from "kubernetes-models/networking.k8s.io/v1";
 import type { IService } from "kubernetes-models/v1";
 import {
   chartDir,
@@ -27,7 +29,10 @@ const valuesFiles = readdirSync(join(chartDir, "ci"))
 const renderCases: { name: string; args: string[] }[] = [
   { name: "default values", args: [] },
   ...valuesFiles.map((file) => ({ name: `ci/${file}`, args: ["-f", join(chartDir, "ci", file)] })),
-  { name: "default values with a provider key", args: ["--set", "searchProviders.braveKey=test-key"] },
+  {
+    name: "default values with an Ingress and a provider key",
+    args: ["--set", "ingress.enabled=true", "--set", "searchProviders.braveKey=test-key"],
+  },
 ];
 
 function gatewayEnv(manifests: Manifest[]): Record<string, string> {
@@ -94,6 +99,42 @@ describe("helm chart helm/toolplane", () => {
         const runtimeClass = deploymentOf(manifests, service).spec?.template.spec?.runtimeClassName;
         assert.equal(runtimeClass, service === "code" ? "gvisor" : undefined, service);
       }
+    });
+
+    it("exposes /metrics of every service to its ServiceMonitor and keeps the stateful tiers from scaling in", () => {
+      const manifests = render(["-f", join(chartDir, "ci", "production-values.yaml")]);
+      const monitors = ofKind<Manifest>(manifests, "ServiceMonitor");
+      assert.equal(monitors.length, SERVICE_NAMES.length);
+      for (const service of SERVICE_NAMES) {
+        const container = deploymentOf(manifests, service).spec?.template.spec?.containers[0];
+        assert.ok(container);
+        assert.equal(containerEnv(manifests, container).TOOLPLANE_METRICS_PORT, "9464", service);
+        assert.ok(
+          container.ports?.some((port) => port.name === "metrics" && port.containerPort === 9464),
+          service,
+        );
+      }
+      const scaleDownPolicies = Object.fromEntries(
+        ofKind<IHorizontalPodAutoscaler>(manifests, "HorizontalPodAutoscaler").map((hpa) => [
+          hpa.metadata.labels?.["app.kubernetes.io/component"],
+          hpa.spec?.behavior?.scaleDown?.selectPolicy,
+        ]),
+      );
+      assert.deepEqual(scaleDownPolicies, {
+        gateway: "Disabled",
+        image: undefined,
+        code: "Disabled",
+        search: undefined,
+      });
+    });
+
+    it("routes the Ingress to the gateway's gRPC port", () => {
+      const manifests = render(["--set", "ingress.enabled=true"]);
+      const [ingress] = ofKind<IIngress>(manifests, "Ingress");
+      const backend = ingress?.spec?.rules?.[0]?.http?.paths[0]?.backend.service;
+      assert.equal(backend?.name, deploymentOf(manifests, "gateway").metadata.name);
+      assert.equal(backend?.port?.name, "grpc");
+      assert.equal(ingress?.metadata?.annotations?.["nginx.ingress.kubernetes.io/backend-protocol"], "GRPC");
     });
 
     it("wires the in-chart NATS and Jaeger into the services' environment", () => {
