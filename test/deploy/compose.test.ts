@@ -48,6 +48,24 @@ function repoPathOf(stage: Stage, imagePath: string): string {
   return join(repoRoot, absolute.slice(stage.workdir.length + 1));
 }
 
+/**
+ * A target's command, `node [node options] <script>`: the script and the files Node loads before it
+ * (--import/--require, e.g. a telemetry preload).
+ */
+function nodeCommand(stage: Stage): { args: string[]; script: string; preloads: string[] } {
+  const [program, ...args] = stage.cmd ?? [];
+  assert.equal(program, "node", `${stage.name} runs node`);
+  const script = args.at(-1);
+  assert.ok(script && !script.startsWith("-"), `${stage.name}: the command ends with the script`);
+  const preloads: string[] = [];
+  args.slice(0, -1).forEach((arg, index) => {
+    const inline = /^--(?:import|require)=(.+)$/.exec(arg);
+    if (inline?.[1]) preloads.push(inline[1]);
+    else if (arg === "--import" || arg === "--require" || arg === "-r") preloads.push(args[index + 1] ?? "");
+  });
+  return { args, script, preloads };
+}
+
 function runHealthcheck(port: number): Promise<{ code: number; stderr: string }> {
   return new Promise((done) => {
     execFile(
@@ -76,12 +94,10 @@ function sourceOf(from: string | undefined, source: string): string {
 async function startLikeContainer(
   stage: Stage,
 ): Promise<{ child: ChildProcess; port: number; output: string[]; root: string }> {
-  const [program, script, ...rest] = stage.cmd ?? [];
-  assert.equal(program, "node");
-  assert.ok(script);
+  const { args, script } = nodeCommand(stage);
   const root = mkdtempSync(join(tmpdir(), `toolplane-image-${stage.name}-`));
   materializeStage(stage, root, sourceOf);
-  const child = spawn(process.execPath, [script, ...rest], {
+  const child = spawn(process.execPath, args, {
     cwd: root,
     // The image's environment, except that tests bind loopback only and let the kernel pick the port.
     env: { ...process.env, ...stage.env, TOOLPLANE_HOST: "127.0.0.1", TOOLPLANE_GRPC_PORT: "0" },
@@ -178,9 +194,11 @@ describe("deploy/Dockerfile", () => {
     for (const name of SERVICE_NAMES) {
       const stage = target(name);
       assert.equal(stage.entrypoint, undefined, `${name} has no ENTRYPOINT wrapping the command`);
-      assert.deepEqual(stage.cmd, ["node", `dist/services/${name}/src/main.js`], name);
-      const entryPoint = repoPathOf(stage, stage.cmd?.[1] ?? "");
-      assert.ok(existsSync(entryPoint), `${entryPoint} exists after make build`);
+      const { script, preloads } = nodeCommand(stage);
+      assert.equal(script, `dist/services/${name}/src/main.js`, name);
+      for (const file of [script, ...preloads]) {
+        assert.ok(existsSync(repoPathOf(stage, file)), `${name}: ${file} exists after make build`);
+      }
       assert.match(stage.user ?? "", /^[1-9][0-9]*(:[0-9]+)?$/, `${name} USER is numeric and not root`);
       assert.equal(stage.env.TOOLPLANE_GRPC_PORT, String(SERVICES[name].port), name);
       assert.equal(stage.env.TOOLPLANE_HOST, "0.0.0.0", name);
