@@ -2,17 +2,18 @@ import { ImageFormat, type Operation, type OutputOptions } from "../../../genera
 import { InvalidArgumentError } from "../../runtime/src/index.js";
 import { withMinShortSide } from "./geometry.js";
 import { type ImageLimits, limitText, MAX_SIDE, type WorkQueue } from "./limits.js";
+import { RESIZE_KERNEL } from "./operations/geometric.js";
 import { compileOperation, type Step } from "./operations/index.js";
 import { requireOutputSize } from "./operations/step.js";
 import {
-  decode,
+  decodable,
   type EncodedImage,
   encode,
   type InputInfo,
   type OutputFormat,
   readHeader,
-  requireDecodable,
   runStep,
+  type Source,
   type StepContext,
 } from "./raster.js";
 import { requireInteger } from "./validate.js";
@@ -93,19 +94,20 @@ export class ImagePipeline {
     const steps: Step[] = operations.map((operation, index) => compileOperation(operation, index, this.limits));
     const checkedOutput = checkOutput(output);
     const input = await readHeader(data, this.limits);
-    requireDecodable(input, this.limits);
+    const encoded = decodable(data, input, this.limits);
 
     const context: StepContext = { limits: this.limits, signal: call.signal, deadlineMs: call.deadlineMs };
-    let admitted = 0;
+    const queued = performance.now();
+    let admitted = queued;
     const image = await this.queue.run(async () => {
       admitted = performance.now();
-      let raster = await decode(data, input, context);
+      let raster: Source = encoded;
       for (const step of steps) raster = await step(raster, context);
       const minimum = withMinShortSide({ width: raster.width, height: raster.height }, checkedOutput.minShortSide);
       if (minimum.width !== raster.width || minimum.height !== raster.height) {
         requireOutputSize("output.min_short_side", minimum, this.limits);
         raster = await runStep(raster, context, "output.min_short_side", (sharpImage) =>
-          sharpImage.resize(minimum.width, minimum.height, { fit: "fill" }),
+          sharpImage.resize(minimum.width, minimum.height, { fit: "fill", kernel: RESIZE_KERNEL }),
         );
       }
       return encode(raster, outputFormatFor(input, checkedOutput.format), checkedOutput.quality, context);
@@ -114,7 +116,7 @@ export class ImagePipeline {
     return {
       image,
       input,
-      timing: { queueMs: admitted - started, executeMs: finished - admitted, totalMs: finished - started },
+      timing: { queueMs: admitted - queued, executeMs: finished - admitted, totalMs: finished - started },
     };
   }
 }

@@ -3,17 +3,31 @@ import { DeadlineExceededError, InternalError, InvalidArgumentError } from "../.
 import { type ImageLimits, limitText } from "./limits.js";
 
 /**
- * Between operations an image is held as raw 8-bit pixels. sharp applies the
- * operations queued on one instance in its own fixed order, not call order, so
- * every pipeline step is its own sharp pass from raw pixels to raw pixels:
- * that keeps each step's semantics exactly what the request says.
+ * What flows between pipeline steps. sharp applies the operations queued on
+ * one instance in its own fixed order, not call order, so every step is its
+ * own sharp pass and hands raw 8-bit pixels to the next: each step then means
+ * exactly what the request says. The first step reads the encoded input
+ * directly (decode, EXIF orientation and the step in one libvips pass), which
+ * saves a full-size raw copy on the common crop/zoom request.
  */
 export interface Raster {
+  kind: "raster";
   data: Buffer;
   width: number;
   height: number;
-  channels: 1 | 2 | 3 | 4;
+  channels: number;
 }
+
+/** The request's image, not yet decoded. Sizes are after EXIF orientation; channels as decoding will produce them. */
+export interface Encoded {
+  kind: "encoded";
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+export type Source = Raster | Encoded;
 
 /** Where a pipeline runs: its limits and its caller's deadline. */
 export interface StepContext {
@@ -44,45 +58,88 @@ function isTimeout(error: unknown): boolean {
   return error instanceof Error && /timeout/i.test(error.message);
 }
 
-/** A sharp instance reading a raster. */
-export function openRaster(raster: Raster, context: StepContext): Sharp {
-  const { width, height, channels } = raster;
-  return withTimeout(sharp(raster.data, { raw: { width, height, channels }, limitInputPixels: false }), context);
+/**
+ * A sharp instance reading a source. Encoded input is decoded strictly
+ * (failOn "warning": truncated data is refused, as PIL refuses it), first
+ * frame only, EXIF orientation applied, with libvips' own pixel limit as a
+ * second line behind the header check.
+ */
+function open(source: Source, context: StepContext): Sharp {
+  const image =
+    source.kind === "encoded"
+      ? sharp(source.data, {
+          limitInputPixels: context.limits.maxInputPixels,
+          failOn: "warning",
+          autoOrient: true,
+          pages: 1,
+        })
+      : sharp(source.data, {
+          raw: { width: source.width, height: source.height, channels: source.channels as 1 | 2 | 3 | 4 },
+          limitInputPixels: false,
+        });
+  return withTimeout(image, context);
 }
 
 function colourSpaceOf(channels: number): "b-w" | "srgb" {
   return channels <= 2 ? "b-w" : "srgb";
 }
 
-async function toRaster(image: Sharp, space: "b-w" | "srgb"): Promise<Raster> {
-  const { data, info } = await image.toColourspace(space).raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
-  return { data, width: info.width, height: info.height, channels: info.channels };
+function decodeError(error: unknown): InvalidArgumentError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new InvalidArgumentError(`image.data could not be decoded (corrupt, truncated or not an image): ${reason}`, {
+    cause: error,
+  });
 }
 
 /**
- * Runs one step: `build` adds operations to a sharp instance reading `raster`.
+ * Maps a failed pass to the right error. A pass reading the encoded input
+ * fails because of that input (its arguments were validated before), so it is
+ * the caller's: INVALID_ARGUMENT, class MODEL. A pass over raw pixels we
+ * produced failing is our bug: INTERNAL.
+ */
+function passError(error: unknown, source: Source, context: StepContext, description: string): Error {
+  if (isTimeout(error)) return new DeadlineExceededError(`deadline reached during ${description}`, { cause: error });
+  if (source.kind === "encoded") {
+    if (error instanceof Error && /pixel limit/i.test(error.message)) {
+      return new InvalidArgumentError(`image.data exceeds ${limitText(context.limits, "maxInputPixels")}`, {
+        cause: error,
+      });
+    }
+    return decodeError(error);
+  }
+  return new InternalError(`${description} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    cause: error,
+  });
+}
+
+/**
+ * Runs one step: `build` adds operations to a sharp instance reading `source`.
  * Grey images stay grey and colour stays colour unless the step names the
  * colour space it produces (greyscale, threshold: grey; annotations: colour).
- * Failures here are ours (the input was already decoded and the arguments
- * validated), except running out of time.
  */
 export async function runStep(
-  raster: Raster,
+  source: Source,
   context: StepContext,
   description: string,
   build: (image: Sharp) => Sharp,
   options: { space?: "b-w" | "srgb" } = {},
 ): Promise<Raster> {
   ensureTimeLeft(context, description);
+  const space = options.space ?? colourSpaceOf(source.channels);
   try {
-    const space = options.space ?? colourSpaceOf(raster.channels);
-    return await toRaster(build(openRaster(raster, context)), space);
+    const { data, info } = await build(open(source, context))
+      .toColourspace(space)
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    return { kind: "raster", data, width: info.width, height: info.height, channels: info.channels };
   } catch (error) {
-    if (isTimeout(error)) throw new DeadlineExceededError(`deadline reached during ${description}`, { cause: error });
-    throw new InternalError(`${description} failed: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+    throw passError(error, source, context, description);
   }
+}
+
+/** Raw pixels of a source (decoding it if needed), for steps done outside libvips. */
+export function toRaster(source: Source, context: StepContext): Promise<Raster> {
+  return source.kind === "raster" ? Promise.resolve(source) : runStep(source, context, "decoding", (image) => image);
 }
 
 export interface InputInfo {
@@ -97,13 +154,6 @@ export interface InputInfo {
   orientation: number;
   sizeBytes: number;
   pages: number;
-}
-
-function decodeError(error: unknown): InvalidArgumentError {
-  const reason = error instanceof Error ? error.message : String(error);
-  return new InvalidArgumentError(`image.data could not be decoded (corrupt, truncated or not an image): ${reason}`, {
-    cause: error,
-  });
 }
 
 /** Reads only the header: format, size after orientation, channels. Refuses empty and oversized data. */
@@ -130,8 +180,12 @@ export async function readHeader(data: Buffer, limits: ImageLimits): Promise<Inp
   };
 }
 
-/** Refuses, before any decoding, formats the service does not take and images over the pixel limit (decompression bombs). */
-export function requireDecodable(info: InputInfo, limits: ImageLimits): void {
+/**
+ * Refuses, before any decoding, formats the service does not take and images
+ * over the pixel limit (decompression bombs), and returns the input as the
+ * first source of a pipeline.
+ */
+export function decodable(data: Buffer, info: InputInfo, limits: ImageLimits): Encoded {
   if (!(ACCEPTED_FORMATS as readonly string[]).includes(info.format)) {
     throw new InvalidArgumentError(`image.data is ${info.format}; accepted formats are ${ACCEPTED_FORMATS.join(", ")}`);
   }
@@ -141,33 +195,9 @@ export function requireDecodable(info: InputInfo, limits: ImageLimits): void {
       `image.data is ${info.width}x${info.height} = ${pixels} pixels, over ${limitText(limits, "maxInputPixels")}`,
     );
   }
-}
-
-/**
- * Decodes the first frame, applies the EXIF orientation and converts to 8-bit
- * sRGB (or grey). Anything failing here is the caller's image: corrupt or
- * truncated data is INVALID_ARGUMENT (MODEL), as PIL would refuse it too.
- */
-export async function decode(data: Buffer, info: InputInfo, context: StepContext): Promise<Raster> {
-  ensureTimeLeft(context, "decoding");
-  const image = sharp(data, {
-    limitInputPixels: context.limits.maxInputPixels,
-    failOn: "warning",
-    autoOrient: true,
-    pages: 1,
-  });
-  try {
-    const grey = info.channels - (info.hasAlpha ? 1 : 0) === 1;
-    return await toRaster(withTimeout(image, context), grey ? "b-w" : "srgb");
-  } catch (error) {
-    if (isTimeout(error)) throw new DeadlineExceededError("deadline reached while decoding", { cause: error });
-    if (error instanceof Error && /pixel limit/i.test(error.message)) {
-      throw new InvalidArgumentError(`image.data exceeds ${limitText(context.limits, "maxInputPixels")}`, {
-        cause: error,
-      });
-    }
-    throw decodeError(error);
-  }
+  const alpha = info.hasAlpha ? 1 : 0;
+  const grey = info.channels - alpha === 1;
+  return { kind: "encoded", data, width: info.width, height: info.height, channels: (grey ? 1 : 3) + alpha };
 }
 
 export type OutputFormat = "png" | "jpeg" | "webp";
@@ -180,16 +210,16 @@ export interface EncodedImage {
   height: number;
 }
 
-/** Encodes the final raster. JPEG has no alpha, so transparent areas become white there. */
+/** Encodes the final image. JPEG has no alpha, so transparent areas become white there. */
 export async function encode(
-  raster: Raster,
+  source: Source,
   format: OutputFormat,
   quality: number,
   context: StepContext,
 ): Promise<EncodedImage> {
   ensureTimeLeft(context, "encoding");
-  let image = openRaster(raster, context);
-  const hasAlpha = raster.channels === 2 || raster.channels === 4;
+  let image = open(source, context).toColourspace(colourSpaceOf(source.channels));
+  const hasAlpha = source.channels === 2 || source.channels === 4;
   if (format === "jpeg") {
     if (hasAlpha) image = image.flatten({ background: "#ffffff" });
     image = image.jpeg({ quality });
@@ -202,9 +232,6 @@ export async function encode(
     const { data, info } = await image.toBuffer({ resolveWithObject: true });
     return { data, format, mimeType: `image/${format}`, width: info.width, height: info.height };
   } catch (error) {
-    if (isTimeout(error)) throw new DeadlineExceededError("deadline reached while encoding", { cause: error });
-    throw new InternalError(`encoding ${format} failed: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+    throw passError(error, source, context, `encoding ${format}`);
   }
 }

@@ -23,6 +23,12 @@ import { boxToPixels, boxToRegion, type Region, type Size } from "../units.js";
 import { requireFinite, requireInteger, requireRange } from "../validate.js";
 import { requireOutputSize, type Step, sizeOf } from "./step.js";
 
+/**
+ * Catmull-Rom cubic: what PIL's BICUBIC (and so the Qwen-VL processor) uses,
+ * and about twice as fast in libvips as its default Lanczos-3.
+ */
+export const RESIZE_KERNEL = "cubic";
+
 export function compileCrop(op: CropOp, field: string): Step {
   return (raster, context) => {
     const region = boxToRegion(boxToPixels(op.box, sizeOf(raster), `${field}.box`), sizeOf(raster), `${field}.box`);
@@ -74,7 +80,7 @@ export function compileZoom(op: ZoomOp, field: string): Step {
     const target = zoomSize(region, op, scale);
     requireOutputSize(field, target, context.limits);
     return runStep(raster, context, field, (image) =>
-      image.extract(region).resize(target.width, target.height, { fit: "fill" }),
+      image.extract(region).resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
     );
   };
 }
@@ -170,7 +176,9 @@ export function compileResize(op: ResizeOp, field: string): Step {
     return (raster, context) => {
       const target = smartResize(sizeOf(raster), parameters, `${field}.smart`);
       requireOutputSize(field, target, context.limits);
-      return runStep(raster, context, field, (image) => image.resize(target.width, target.height, { fit: "fill" }));
+      return runStep(raster, context, field, (image) =>
+        image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+      );
     };
   }
   if (op.scale !== 0) {
@@ -181,7 +189,9 @@ export function compileResize(op: ResizeOp, field: string): Step {
         height: Math.max(1, Math.round(raster.height * scale)),
       };
       requireOutputSize(field, target, context.limits);
-      return runStep(raster, context, field, (image) => image.resize(target.width, target.height, { fit: "fill" }));
+      return runStep(raster, context, field, (image) =>
+        image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+      );
     };
   }
   requireInteger(`${field}.width`, op.width, 0, MAX_SIDE);
@@ -194,6 +204,7 @@ export function compileResize(op: ResizeOp, field: string): Step {
     return runStep(raster, context, field, (image) =>
       image.resize(op.width || undefined, op.height || undefined, {
         fit,
+        kernel: RESIZE_KERNEL,
         background: transparent ? { r: 0, g: 0, b: 0, alpha: 0 } : "#000000",
       }),
     );

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
 import { type ImageLimits, limitText, MAX_SIDE } from "../limits.js";
-import type { Raster, StepContext } from "../raster.js";
+import type { Source, StepContext } from "../raster.js";
 import type { Size } from "../units.js";
 
 /**
@@ -9,9 +9,9 @@ import type { Size } from "../units.js";
  * argument late in a pipeline is reported before any pixel work; the step
  * itself checks what does (boxes against the current size).
  */
-export type Step = (raster: Raster, context: StepContext) => Promise<Raster>;
+export type Step = (source: Source, context: StepContext) => Promise<Source>;
 
-export function sizeOf(raster: Raster): Size {
+export function sizeOf(raster: Source): Size {
   return { width: raster.width, height: raster.height };
 }
 

@@ -7,7 +7,7 @@ import type {
   ThresholdOp,
 } from "../../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
-import { ensureTimeLeft, type Raster, runStep, type StepContext } from "../raster.js";
+import { ensureTimeLeft, type Raster, runStep, type Source, type StepContext, toRaster } from "../raster.js";
 import { requireInteger, requireRange } from "../validate.js";
 import type { Step } from "./step.js";
 
@@ -27,7 +27,8 @@ const LOOKUP_CHUNK_PIXELS = 1 << 18;
  * runs here, in chunks that yield to the event loop so other calls keep
  * flowing.
  */
-async function applyLookupTable(raster: Raster, table: Uint8Array, context: StepContext): Promise<Raster> {
+async function applyLookupTable(source: Source, table: Uint8Array, context: StepContext): Promise<Raster> {
+  const raster = await toRaster(source, context);
   const { data, channels } = raster;
   const bands = colourBands(channels);
   const out = Buffer.allocUnsafe(data.length);
@@ -69,7 +70,7 @@ export function compileAdjust(op: AdjustOp, field: string): Step {
   const gamma = optionalFactor(`${field}.gamma`, op.gamma);
   const saturation = optionalFactor(`${field}.saturation`, op.saturation);
   return async (raster, context) => {
-    let current = raster;
+    let current: Source = raster;
     if (brightness !== 1 || contrast !== 1) {
       const bands = colourBands(current.channels);
       const multiply = Array.from({ length: current.channels }, (_, band) =>
