@@ -180,6 +180,48 @@ export async function readHeader(data: Buffer, limits: ImageLimits): Promise<Inp
   };
 }
 
+const JPEG_START_OF_SCAN = 0xda;
+const JPEG_END_OF_IMAGE = Buffer.from([0xff, 0xd9]);
+
+/** Offset just past a JPEG's first start-of-scan header, walking the marker segments (so an EXIF thumbnail's markers are skipped). */
+function jpegScanStart(data: Buffer): number | undefined {
+  let offset = 2;
+  while (offset + 4 <= data.length) {
+    if (data[offset] !== 0xff) return undefined;
+    const marker = data[offset + 1] as number;
+    if (marker === 0xff) {
+      offset += 1;
+      continue;
+    }
+    const length = data.readUInt16BE(offset + 2);
+    if (marker === JPEG_START_OF_SCAN) return offset + 2 + length;
+    offset += 2 + length;
+  }
+  return undefined;
+}
+
+/**
+ * Why the data is cut short, if it is. The first pipeline step decodes only
+ * the rows it needs, so a crop near the top of a truncated JPEG would
+ * otherwise succeed; PIL refuses such files, and so does this service. JPEG:
+ * an end-of-image marker must follow the first scan (entropy-coded data
+ * cannot contain one, and bytes appended after it, as in motion photos, are
+ * fine). PNG: the IEND chunk must be present. WebP: the RIFF size must fit.
+ */
+export function truncation(data: Buffer, format: string): string | undefined {
+  if (format === "jpeg") {
+    const scan = jpegScanStart(data);
+    if (scan === undefined) return "JPEG has no complete start-of-scan segment";
+    if (data.indexOf(JPEG_END_OF_IMAGE, scan) === -1) return "JPEG has no end-of-image marker after its scan data";
+  } else if (format === "png") {
+    if (data.indexOf("IEND", 8, "latin1") === -1) return "PNG has no IEND chunk";
+  } else if (format === "webp" && data.length >= 8) {
+    const declared = data.readUInt32LE(4) + 8;
+    if (data.length < declared) return `WebP declares ${declared} bytes but ${data.length} arrived`;
+  }
+  return undefined;
+}
+
 /**
  * Refuses, before any decoding, formats the service does not take and images
  * over the pixel limit (decompression bombs), and returns the input as the
@@ -189,6 +231,8 @@ export function decodable(data: Buffer, info: InputInfo, limits: ImageLimits): E
   if (!(ACCEPTED_FORMATS as readonly string[]).includes(info.format)) {
     throw new InvalidArgumentError(`image.data is ${info.format}; accepted formats are ${ACCEPTED_FORMATS.join(", ")}`);
   }
+  const truncated = truncation(data, info.format);
+  if (truncated !== undefined) throw new InvalidArgumentError(`image.data is truncated: ${truncated}`);
   const pixels = info.width * info.height;
   if (pixels > limits.maxInputPixels) {
     throw new InvalidArgumentError(

@@ -106,8 +106,17 @@ export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimi
   );
   return (raster, context) => {
     const overlay = Buffer.from(annotationSvg(items, sizeOf(raster)));
-    return runStep(raster, context, field, (image) => image.composite([{ input: overlay, left: 0, top: 0 }]), {
-      space: "srgb",
-    });
+    // The overlay has alpha; an opaque image stays opaque (removeAlpha runs after the composite in sharp's order).
+    const opaque = raster.channels === 1 || raster.channels === 3;
+    return runStep(
+      raster,
+      context,
+      field,
+      (image) => {
+        const composited = image.composite([{ input: overlay, left: 0, top: 0 }]);
+        return opaque ? composited.removeAlpha() : composited;
+      },
+      { space: "srgb" },
+    );
   };
 }
