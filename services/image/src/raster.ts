@@ -113,33 +113,74 @@ function passError(error: unknown, source: Source, context: StepContext, descrip
 }
 
 /**
- * Runs one step: `build` adds operations to a sharp instance reading `source`.
- * Grey images stay grey and colour stays colour unless the step names the
- * colour space it produces (greyscale, threshold: grey; annotations: colour).
+ * One libvips pass not yet run: `build` adds a step's operations to a sharp
+ * instance reading `source`. Keeping it unrun lets the pipeline run the last
+ * step and the encoder as a single pass (no full-size raw copy through
+ * JavaScript). Grey stays grey and colour stays colour unless the step names
+ * the colour space it produces (greyscale, threshold: grey; annotations:
+ * colour).
  */
-export async function runStep(
+export interface Pass {
+  kind: "pass";
+  source: Source;
+  description: string;
+  build: (image: Sharp) => Sharp;
+  space: "b-w" | "srgb";
+  /** Whether the result has an alpha channel. */
+  hasAlpha: boolean;
+}
+
+export function hasAlpha(source: Source): boolean {
+  return source.channels === 2 || source.channels === 4;
+}
+
+export function pass(
   source: Source,
-  context: StepContext,
   description: string,
   build: (image: Sharp) => Sharp,
-  options: { space?: "b-w" | "srgb" } = {},
-): Promise<Raster> {
-  ensureTimeLeft(context, description);
-  const space = options.space ?? colourSpaceOf(source.channels);
+  options: { space?: "b-w" | "srgb"; hasAlpha?: boolean } = {},
+): Pass {
+  return {
+    kind: "pass",
+    source,
+    description,
+    build,
+    space: options.space ?? colourSpaceOf(source.channels),
+    hasAlpha: options.hasAlpha ?? hasAlpha(source),
+  };
+}
+
+/** Runs a pass to raw pixels; a source is returned as it is. */
+export async function settle(result: Source | Pass, context: StepContext): Promise<Source> {
+  if (result.kind !== "pass") return result;
+  ensureTimeLeft(context, result.description);
   try {
-    const { data, info } = await build(open(source, context))
-      .toColourspace(space)
+    const { data, info } = await result
+      .build(open(result.source, context))
+      .toColourspace(result.space)
       .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
     return { kind: "raster", data, width: info.width, height: info.height, channels: info.channels };
   } catch (error) {
-    throw passError(error, source, context, description);
+    throw passError(error, result.source, context, result.description);
   }
 }
 
+/** Runs one pass now (for steps made of several passes). */
+export function runStep(
+  source: Source,
+  context: StepContext,
+  description: string,
+  build: (image: Sharp) => Sharp,
+  options: { space?: "b-w" | "srgb"; hasAlpha?: boolean } = {},
+): Promise<Source> {
+  return settle(pass(source, description, build, options), context);
+}
+
 /** Raw pixels of a source (decoding it if needed), for steps done outside libvips. */
-export function toRaster(source: Source, context: StepContext): Promise<Raster> {
-  return source.kind === "raster" ? Promise.resolve(source) : runStep(source, context, "decoding", (image) => image);
+export async function toRaster(source: Source, context: StepContext): Promise<Raster> {
+  if (source.kind === "raster") return source;
+  return (await runStep(source, context, "decoding", (image) => image)) as Raster;
 }
 
 export interface InputInfo {
@@ -254,18 +295,29 @@ export interface EncodedImage {
   height: number;
 }
 
-/** Encodes the final image. JPEG has no alpha, so transparent areas become white there. */
+/**
+ * Encodes the final image, running the last pending pass and the encoder as
+ * one libvips pass. JPEG has no alpha: an image with alpha is first settled
+ * and flattened onto white (sharp flattens before its other operations, so
+ * this cannot be fused).
+ */
 export async function encode(
-  source: Source,
+  result: Source | Pass,
   format: OutputFormat,
   quality: number,
   context: StepContext,
 ): Promise<EncodedImage> {
+  const alpha = result.kind === "pass" ? result.hasAlpha : hasAlpha(result);
+  const last = format === "jpeg" && alpha ? await settle(result, context) : result;
   ensureTimeLeft(context, "encoding");
-  let image = open(source, context).toColourspace(colourSpaceOf(source.channels));
-  const hasAlpha = source.channels === 2 || source.channels === 4;
+  const description = last.kind === "pass" ? `${last.description} and encoding ${format}` : `encoding ${format}`;
+  const source = last.kind === "pass" ? last.source : last;
+  let image =
+    last.kind === "pass"
+      ? last.build(open(last.source, context)).toColourspace(last.space)
+      : open(last, context).toColourspace(colourSpaceOf(last.channels));
   if (format === "jpeg") {
-    if (hasAlpha) image = image.flatten({ background: "#ffffff" });
+    if (alpha) image = image.flatten({ background: "#ffffff" });
     image = image.jpeg({ quality });
   } else if (format === "webp") {
     image = image.webp({ quality });
@@ -276,6 +328,6 @@ export async function encode(
     const { data, info } = await image.toBuffer({ resolveWithObject: true });
     return { data, format, mimeType: `image/${format}`, width: info.width, height: info.height };
   } catch (error) {
-    throw passError(error, source, context, `encoding ${format}`);
+    throw passError(error, source, context, description);
   }
 }

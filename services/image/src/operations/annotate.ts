@@ -2,7 +2,7 @@ import type { AnnotateOp, Annotation } from "../../../../generated/toolplane/ima
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
 import { requireColour } from "../colour.js";
 import { type ImageLimits, limitText } from "../limits.js";
-import { runStep } from "../raster.js";
+import { hasAlpha, pass } from "../raster.js";
 import { boxToPixels, boxToRegion, pointToPixels, requirePointInside, type Size } from "../units.js";
 import { requireInteger } from "../validate.js";
 import { type Step, sizeOf } from "./step.js";
@@ -47,12 +47,39 @@ function checkAnnotation(annotation: Annotation, field: string): CheckedAnnotati
   };
 }
 
-/** Builds the overlay: one SVG the size of the image, drawn by librsvg and composited by libvips. */
-export function annotationSvg(items: CheckedAnnotation[], size: Size): string {
+/** One small SVG composited at (left, top); `body` is drawn in its own coordinates. */
+export interface Overlay {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+  body: string;
+}
+
+/** An overlay for the part of [left, top, right, bottom) inside the image, with the body shifted to its origin. */
+function overlayWithin(
+  size: Size,
+  bounds: { left: number; top: number; right: number; bottom: number },
+  body: (dx: number, dy: number) => string,
+): Overlay | undefined {
+  const left = Math.max(0, Math.floor(bounds.left));
+  const top = Math.max(0, Math.floor(bounds.top));
+  const right = Math.min(size.width, Math.ceil(bounds.right));
+  const bottom = Math.min(size.height, Math.ceil(bounds.bottom));
+  if (right <= left || bottom <= top) return undefined;
+  return { left, top, width: right - left, height: bottom - top, body: body(-left, -top) };
+}
+
+/**
+ * The overlays for all annotations: one per box, point and label, each only
+ * as large as what it draws. libvips composites each over its own area, which
+ * is several times faster than one transparent overlay the size of the image.
+ */
+export function annotationOverlays(items: CheckedAnnotation[], size: Size): Overlay[] {
   const short = Math.min(size.width, size.height);
   const defaultLine = Math.max(2, Math.round(short / 250));
   const fontSize = Math.max(10, Math.round(short / 40));
-  const parts: string[] = [];
+  const overlays: Array<Overlay | undefined> = [];
   for (const item of items) {
     const line = item.annotation.lineWidth || defaultLine;
     let labelX: number;
@@ -62,8 +89,13 @@ export function annotationSvg(items: CheckedAnnotation[], size: Size): string {
       const region = boxToRegion(boxToPixels(item.annotation.box, size, field), size, field);
       // The stroke is centred on the path: inset by half of it so the whole line lies inside the box.
       const inset = Math.min(line / 2, region.width / 2, region.height / 2);
-      parts.push(
-        `<rect x="${region.left + inset}" y="${region.top + inset}" width="${Math.max(0, region.width - 2 * inset)}" height="${Math.max(0, region.height - 2 * inset)}" fill="none" stroke="${item.colour}" stroke-width="${line}"/>`,
+      overlays.push(
+        overlayWithin(
+          size,
+          { left: region.left, top: region.top, right: region.left + region.width, bottom: region.top + region.height },
+          (dx, dy) =>
+            `<rect x="${region.left + inset + dx}" y="${region.top + inset + dy}" width="${Math.max(0, region.width - 2 * inset)}" height="${Math.max(0, region.height - 2 * inset)}" fill="none" stroke="${item.colour}" stroke-width="${line}"/>`,
+        ),
       );
       labelX = region.left;
       labelY = region.top >= fontSize + 4 ? region.top - fontSize - 4 : region.top;
@@ -75,23 +107,41 @@ export function annotationSvg(items: CheckedAnnotation[], size: Size): string {
         field,
       );
       const radius = Math.max(3, line * 2);
-      parts.push(
-        `<circle cx="${point.x}" cy="${point.y}" r="${radius}" fill="${item.colour}" stroke="white" stroke-width="1"/>`,
+      const reach = radius + 1;
+      overlays.push(
+        overlayWithin(
+          size,
+          { left: point.x - reach, top: point.y - reach, right: point.x + reach, bottom: point.y + reach },
+          (dx, dy) =>
+            `<circle cx="${point.x + dx}" cy="${point.y + dy}" r="${radius}" fill="${item.colour}" stroke="white" stroke-width="1"/>`,
+        ),
       );
       labelX = point.x + radius + 2;
       labelY = point.y - fontSize / 2 - 2;
     }
     if (item.label !== "") {
-      const labelWidth = Math.ceil(item.annotation.label.length * fontSize * 0.62) + 6;
-      const x = Math.max(0, Math.min(labelX, size.width - labelWidth));
-      const y = Math.max(0, Math.min(labelY, size.height - fontSize - 4));
-      parts.push(`<rect x="${x}" y="${y}" width="${labelWidth}" height="${fontSize + 4}" fill="${item.colour}"/>`);
-      parts.push(
-        `<text x="${x + 3}" y="${y + fontSize}" font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" fill="white" stroke="black" stroke-width="0.4">${item.label}</text>`,
+      const width = Math.min(size.width, Math.ceil(item.annotation.label.length * fontSize * 0.62) + 6);
+      const height = fontSize + 4;
+      const x = Math.max(0, Math.min(labelX, size.width - width));
+      const y = Math.max(0, Math.min(labelY, size.height - height));
+      overlays.push(
+        overlayWithin(
+          size,
+          { left: x, top: y, right: x + width, bottom: y + height },
+          (dx, dy) =>
+            `<rect x="${x + dx}" y="${y + dy}" width="${width}" height="${height}" fill="${item.colour}"/>` +
+            `<text x="${x + dx + 3}" y="${y + dy + fontSize}" font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" fill="white" stroke="black" stroke-width="0.4">${item.label}</text>`,
+        ),
       );
     }
   }
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${size.width}" height="${size.height}">${parts.join("")}</svg>`;
+  return overlays.filter((overlay): overlay is Overlay => overlay !== undefined);
+}
+
+function overlaySvg(overlay: Overlay): Buffer {
+  return Buffer.from(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${overlay.width}" height="${overlay.height}">${overlay.body}</svg>`,
+  );
 }
 
 export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimits): Step {
@@ -104,16 +154,19 @@ export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimi
   const items = op.annotations.map((annotation, index) =>
     checkAnnotation(annotation, `${field}.annotations[${index}]`),
   );
-  return (raster, context) => {
-    const overlay = Buffer.from(annotationSvg(items, sizeOf(raster)));
-    // The overlay has alpha; an opaque image stays opaque (removeAlpha runs after the composite in sharp's order).
-    const opaque = raster.channels === 1 || raster.channels === 3;
-    return runStep(
+  return (raster) => {
+    const overlays = annotationOverlays(items, sizeOf(raster)).map((overlay) => ({
+      input: overlaySvg(overlay),
+      left: overlay.left,
+      top: overlay.top,
+    }));
+    // The overlays have alpha; an opaque image stays opaque (removeAlpha runs after the composite in sharp's order).
+    const opaque = !hasAlpha(raster);
+    return pass(
       raster,
-      context,
       field,
       (image) => {
-        const composited = image.composite([{ input: overlay, left: 0, top: 0 }]);
+        const composited = image.composite(overlays);
         return opaque ? composited.removeAlpha() : composited;
       },
       { space: "srgb" },
