@@ -430,6 +430,33 @@ describe("annotate", () => {
     assert.ok(near(pixels.at(1, 25), RED, 30), `edge ${pixels.at(1, 25)}`);
   });
 
+  it("keeps alpha: marks are opaque over a transparent image, the rest stays transparent", async () => {
+    const input = await sharp({
+      create: { width: 40, height: 40, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } },
+    })
+      .png()
+      .toBuffer();
+    const { pixels } = await run(input, [
+      { annotate: { annotations: [annotation({ box: px(0, 0, 40, 40), lineWidth: 3, color: "blue" })] } },
+    ]);
+    assert.equal(pixels.channels, 4);
+    assert.deepEqual(pixels.at(1, 20), [0, 0, 255, 255]);
+    assert.equal(pixels.at(20, 20)[3], 0);
+  });
+
+  it("labels near the edges stay on the image", async () => {
+    const input = await solid(60, 30, WHITE).png().toBuffer();
+    const { pixels } = await run(input, [
+      {
+        annotate: {
+          annotations: [annotation({ point: { x: 60, y: 30, unit: 1 }, label: "a very long label that cannot fit" })],
+        },
+      },
+    ]);
+    assert.deepEqual([pixels.width, pixels.height], [60, 30]);
+    assert.ok(near(pixels.at(0, 29), RED, 40), `label background at the bottom-left ${pixels.at(0, 29)}`);
+  });
+
   it("refuses boxes outside the image, injected colours, missing shapes and too many annotations", async () => {
     const input = await solid(50, 50, WHITE).png().toBuffer();
     await invalid(

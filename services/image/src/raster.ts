@@ -318,7 +318,9 @@ export async function encode(
       : open(last, context).toColourspace(colourSpaceOf(last.channels));
   if (format === "jpeg") {
     if (alpha) image = image.flatten({ background: "#ffffff" });
-    image = image.jpeg({ quality });
+    // Two-pass Huffman optimisation (sharp's default) costs more CPU than the whole decode of a 2 MP photo for a few
+    // per cent of bytes on a loopback hop; PIL does not do it by default either.
+    image = image.jpeg({ quality, optimiseCoding: false });
   } else if (format === "webp") {
     image = image.webp({ quality });
   } else {

@@ -10,9 +10,12 @@
  * figures include protobuf and the socket. "c=1" sends one call at a time
  * (latency); "c=2" keeps two in flight (throughput on a 2-core box, one
  * pipeline per core, as rollouts use it). PIL is one Python process: c=1.
+ * On a shared machine wall-clock figures move with other people's load, so
+ * CPU time per call is printed too (the service process's user+system time
+ * from /proc, PIL's process time): it compares the work itself.
  */
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -85,7 +88,17 @@ interface Figures {
   ops_per_s: number;
   p50_ms: number;
   p99_ms: number;
+  cpu_ms_per_call: number;
   n: number;
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+
+/** User + system CPU time of a process so far, in ms (Linux /proc). */
+function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // After "pid (comm) ", utime and stime are the 12th and 13th fields.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
 function percentile(sorted: number[], fraction: number): number {
@@ -122,9 +135,11 @@ async function measureService(
   client: InstanceType<typeof ImageServiceClient>,
   request: ProcessRequest,
   concurrency: number,
+  pid: number,
 ): Promise<Figures> {
   for (let i = 0; i < WARMUP; i++) await call(client, request);
   const latencies: number[] = [];
+  const cpuStarted = cpuMsOf(pid);
   let next = 0;
   const started = performance.now();
   const worker = async () => {
@@ -137,11 +152,13 @@ async function measureService(
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (performance.now() - started) / 1000;
+  const cpu = cpuMsOf(pid) - cpuStarted;
   latencies.sort((a, b) => a - b);
   return {
     ops_per_s: latencies.length / elapsed,
     p50_ms: percentile(latencies, 0.5),
     p99_ms: percentile(latencies, 0.99),
+    cpu_ms_per_call: cpu / latencies.length,
     n: latencies.length,
   };
 }
@@ -164,6 +181,7 @@ async function main(): Promise<void> {
   writeFileSync(imagePath, image);
   const service = await spawnService("image");
   const client = createClient(ImageServiceClient, service.address);
+  const pid = service.child.pid ?? 0;
   const results: Record<string, { service_c1: Figures; service_c2: Figures; pil: Figures }> = {};
   try {
     const serviceFigures: Record<string, { c1: Figures; c2: Figures }> = {};
@@ -174,8 +192,8 @@ async function main(): Promise<void> {
         output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 90, minShortSide: 0 },
       };
       serviceFigures[name] = {
-        c1: await measureService(client, request, 1),
-        c2: await measureService(client, request, 2),
+        c1: await measureService(client, request, 1, pid),
+        c2: await measureService(client, request, 2, pid),
       };
     }
     // PIL runs after the service has stopped working, so neither measurement steals the other's cores.
@@ -204,6 +222,9 @@ async function main(): Promise<void> {
     "p99 ms",
     "x PIL (c=1)",
     "x PIL (c=2)",
+    "CPU ms/call svc",
+    "PIL",
+    "x less CPU",
   ];
   const lines = [header.join("  ")];
   for (const [name, { service_c1: one, service_c2: two, pil }] of Object.entries(results)) {
@@ -221,6 +242,9 @@ async function main(): Promise<void> {
         format(pil.p99_ms).padStart(6),
         format(one.ops_per_s / pil.ops_per_s, 2).padStart(11),
         format(two.ops_per_s / pil.ops_per_s, 2).padStart(11),
+        format(one.cpu_ms_per_call).padStart(15),
+        format(pil.cpu_ms_per_call).padStart(4),
+        format(pil.cpu_ms_per_call / one.cpu_ms_per_call, 2).padStart(10),
       ].join("  "),
     );
   }

@@ -1,8 +1,10 @@
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import sharp from "sharp";
 import type { AnnotateOp, Annotation } from "../../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
 import { requireColour } from "../colour.js";
 import { type ImageLimits, limitText } from "../limits.js";
-import { hasAlpha, pass } from "../raster.js";
+import { type Raster, runStep, type StepContext, toRaster } from "../raster.js";
 import { boxToPixels, boxToRegion, pointToPixels, requirePointInside, type Size } from "../units.js";
 import { requireInteger } from "../validate.js";
 import { type Step, sizeOf } from "./step.js";
@@ -47,8 +49,19 @@ function checkAnnotation(annotation: Annotation, field: string): CheckedAnnotati
   };
 }
 
-/** One small SVG composited at (left, top); `body` is drawn in its own coordinates. */
-export interface Overlay {
+/** A solid rectangle in one colour (box outlines are four of these). */
+interface Fill {
+  kind: "fill";
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+  colour: string;
+}
+
+/** A small SVG (point marker, label) rendered by librsvg and blended at (left, top). */
+interface Drawing {
+  kind: "svg";
   left: number;
   top: number;
   width: number;
@@ -56,49 +69,51 @@ export interface Overlay {
   body: string;
 }
 
-/** An overlay for the part of [left, top, right, bottom) inside the image, with the body shifted to its origin. */
-function overlayWithin(
+type Mark = Fill | Drawing;
+
+/** The part of [left, top, right, bottom) inside the image as a drawing, its body shifted to its origin. */
+function drawingWithin(
   size: Size,
   bounds: { left: number; top: number; right: number; bottom: number },
   body: (dx: number, dy: number) => string,
-): Overlay | undefined {
+): Drawing | undefined {
   const left = Math.max(0, Math.floor(bounds.left));
   const top = Math.max(0, Math.floor(bounds.top));
   const right = Math.min(size.width, Math.ceil(bounds.right));
   const bottom = Math.min(size.height, Math.ceil(bounds.bottom));
   if (right <= left || bottom <= top) return undefined;
-  return { left, top, width: right - left, height: bottom - top, body: body(-left, -top) };
+  return { kind: "svg", left, top, width: right - left, height: bottom - top, body: body(-left, -top) };
 }
 
 /**
- * The overlays for all annotations: one per box, point and label, each only
- * as large as what it draws. libvips composites each over its own area, which
- * is several times faster than one transparent overlay the size of the image.
+ * Where every annotation goes on an image of `size`; converting and checking
+ * the boxes and points here means a bad one fails before any pixel work.
+ * Box outlines lie inside their box; a label sits above its box (inside when
+ * there is no room), right of its point, always kept on the image.
  */
-export function annotationOverlays(items: CheckedAnnotation[], size: Size): Overlay[] {
+export function layoutAnnotations(items: CheckedAnnotation[], size: Size): Mark[] {
   const short = Math.min(size.width, size.height);
   const defaultLine = Math.max(2, Math.round(short / 250));
   const fontSize = Math.max(10, Math.round(short / 40));
-  const overlays: Array<Overlay | undefined> = [];
+  const marks: Array<Mark | undefined> = [];
   for (const item of items) {
     const line = item.annotation.lineWidth || defaultLine;
     let labelX: number;
     let labelY: number;
     if (item.annotation.box !== undefined) {
       const field = `${item.field}.box`;
-      const region = boxToRegion(boxToPixels(item.annotation.box, size, field), size, field);
-      // The stroke is centred on the path: inset by half of it so the whole line lies inside the box.
-      const inset = Math.min(line / 2, region.width / 2, region.height / 2);
-      overlays.push(
-        overlayWithin(
-          size,
-          { left: region.left, top: region.top, right: region.left + region.width, bottom: region.top + region.height },
-          (dx, dy) =>
-            `<rect x="${region.left + inset + dx}" y="${region.top + inset + dy}" width="${Math.max(0, region.width - 2 * inset)}" height="${Math.max(0, region.height - 2 * inset)}" fill="none" stroke="${item.colour}" stroke-width="${line}"/>`,
-        ),
+      const { left, top, width, height } = boxToRegion(boxToPixels(item.annotation.box, size, field), size, field);
+      const across = Math.max(1, Math.min(line, Math.floor(width / 2), Math.floor(height / 2)));
+      const edge = (l: number, t: number, w: number, h: number): Fill | undefined =>
+        w > 0 && h > 0 ? { kind: "fill", left: l, top: t, width: w, height: h, colour: item.colour } : undefined;
+      marks.push(
+        edge(left, top, width, across),
+        edge(left, top + height - across, width, across),
+        edge(left, top + across, across, height - 2 * across),
+        edge(left + width - across, top + across, across, height - 2 * across),
       );
-      labelX = region.left;
-      labelY = region.top >= fontSize + 4 ? region.top - fontSize - 4 : region.top;
+      labelX = left;
+      labelY = top >= fontSize + 4 ? top - fontSize - 4 : top;
     } else {
       const field = `${item.field}.point`;
       const point = requirePointInside(
@@ -108,8 +123,8 @@ export function annotationOverlays(items: CheckedAnnotation[], size: Size): Over
       );
       const radius = Math.max(3, line * 2);
       const reach = radius + 1;
-      overlays.push(
-        overlayWithin(
+      marks.push(
+        drawingWithin(
           size,
           { left: point.x - reach, top: point.y - reach, right: point.x + reach, bottom: point.y + reach },
           (dx, dy) =>
@@ -124,8 +139,8 @@ export function annotationOverlays(items: CheckedAnnotation[], size: Size): Over
       const height = fontSize + 4;
       const x = Math.max(0, Math.min(labelX, size.width - width));
       const y = Math.max(0, Math.min(labelY, size.height - height));
-      overlays.push(
-        overlayWithin(
+      marks.push(
+        drawingWithin(
           size,
           { left: x, top: y, right: x + width, bottom: y + height },
           (dx, dy) =>
@@ -135,13 +150,46 @@ export function annotationOverlays(items: CheckedAnnotation[], size: Size): Over
       );
     }
   }
-  return overlays.filter((overlay): overlay is Overlay => overlay !== undefined);
+  return marks.filter((mark): mark is Mark => mark !== undefined);
 }
 
-function overlaySvg(overlay: Overlay): Buffer {
-  return Buffer.from(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${overlay.width}" height="${overlay.height}">${overlay.body}</svg>`,
-  );
+/** RGBA pixels of `width` x `height`: an SVG drawing, or one colour (parsed by sharp, so CSS names work). */
+async function rgbaOf(mark: Mark): Promise<Buffer> {
+  const input =
+    mark.kind === "svg"
+      ? sharp(
+          Buffer.from(
+            `<svg xmlns="http://www.w3.org/2000/svg" width="${mark.width}" height="${mark.height}">${mark.body}</svg>`,
+          ),
+        )
+      : sharp({ create: { width: 1, height: 1, channels: 4, background: mark.colour } });
+  return input.ensureAlpha().raw().toBuffer();
+}
+
+/**
+ * Alpha-blends RGBA pixels into the raster in place. `source` is either
+ * width x height pixels or a single pixel repeated. The raster is 3 (RGB) or
+ * 4 (RGBA) channels; its alpha, when present, becomes "over" of both.
+ */
+function blend(raster: Raster, mark: Mark, source: Buffer): void {
+  const { data, width: canvasWidth, channels } = raster;
+  const single = source.length === 4;
+  for (let y = 0; y < mark.height; y++) {
+    let from = single ? 0 : y * mark.width * 4;
+    let to = ((mark.top + y) * canvasWidth + mark.left) * channels;
+    for (let x = 0; x < mark.width; x++) {
+      const alpha = (source[from + 3] as number) / 255;
+      if (alpha > 0) {
+        const keep = 1 - alpha;
+        for (let band = 0; band < 3; band++) {
+          data[to + band] = Math.round((source[from + band] as number) * alpha + (data[to + band] as number) * keep);
+        }
+        if (channels === 4) data[to + 3] = Math.round(255 * alpha + (data[to + 3] as number) * keep);
+      }
+      if (!single) from += 4;
+      to += channels;
+    }
+  }
 }
 
 export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimits): Step {
@@ -154,22 +202,19 @@ export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimi
   const items = op.annotations.map((annotation, index) =>
     checkAnnotation(annotation, `${field}.annotations[${index}]`),
   );
-  return (raster) => {
-    const overlays = annotationOverlays(items, sizeOf(raster)).map((overlay) => ({
-      input: overlaySvg(overlay),
-      left: overlay.left,
-      top: overlay.top,
-    }));
-    // The overlays have alpha; an opaque image stays opaque (removeAlpha runs after the composite in sharp's order).
-    const opaque = !hasAlpha(raster);
-    return pass(
-      raster,
-      field,
-      (image) => {
-        const composited = image.composite(overlays);
-        return opaque ? composited.removeAlpha() : composited;
-      },
-      { space: "srgb" },
-    );
+  return async (source, context: StepContext) => {
+    const marks = layoutAnnotations(items, sizeOf(source));
+    // Marks are drawn straight into the decoded pixels: libvips' composite converts the whole image to float and
+    // back, which costs more than decoding it; the marks themselves are a few thousand pixels each.
+    let raster = await toRaster(source, context);
+    if (raster.channels <= 2) {
+      raster = (await runStep(raster, context, `${field} (to colour)`, (image) => image, { space: "srgb" })) as Raster;
+    }
+    const pixels = await Promise.all(marks.map(rgbaOf));
+    for (const [index, mark] of marks.entries()) {
+      blend(raster, mark, pixels[index] as Buffer);
+      if (index % 16 === 15) await yieldToEventLoop();
+    }
+    return raster;
   };
 }
