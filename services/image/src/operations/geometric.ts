@@ -30,7 +30,7 @@ import { requireOutputSize, type Step, sizeOf } from "./step.js";
 export const RESIZE_KERNEL = "cubic";
 
 export function compileCrop(op: CropOp, field: string): Step {
-  return (raster, context) => {
+  return (raster) => {
     const region = boxToRegion(boxToPixels(op.box, sizeOf(raster), `${field}.box`), sizeOf(raster), `${field}.box`);
     return pass(raster, field, (image) => image.extract(region));
   };
