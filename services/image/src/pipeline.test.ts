@@ -402,7 +402,7 @@ describe("annotate", () => {
       {
         annotate: {
           annotations: [
-            annotation({ box: px(20, 30, 120, 90), lineWidth: 4, color: "#0000ff", label: 'cat <&> "1"' }),
+            annotation({ box: px(20, 30, 120, 90), lineWidth: 4, color: "#0000ff", label: 'cat <&> "1"\u0001' }),
             annotation({
               point: { x: 800, y: 200, unit: CoordinateUnit.COORDINATE_UNIT_NORMALIZED_1000 },
               color: "lime",
