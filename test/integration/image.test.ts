@@ -216,14 +216,14 @@ describe("image service over a real socket", () => {
         getMetadata(client, { image: data(Buffer.from([1, 2, 3, 4])) }),
         status.INVALID_ARGUMENT,
         "MODEL",
-        /image\.data could not be decoded/,
+        /image\.data is not a jpeg, png, webp, gif, tiff image/,
       );
       const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
       await rejectsWith(
         process(client, { image: data(svg) }),
         status.INVALID_ARGUMENT,
         "MODEL",
-        /accepted formats are jpeg/,
+        /image\.data is not a jpeg, png, webp, gif, tiff image/,
       );
     });
 

@@ -590,7 +590,11 @@ describe("inputs and outputs", () => {
 describe("bad inputs and limits", () => {
   it("refuses corrupt, truncated, empty and unsupported data as the caller's error", async () => {
     const photo = await photoJpeg(320, 240);
-    await invalid(run(Buffer.from("definitely not an image"), []), /image\.data could not be decoded/);
+    await invalid(
+      run(Buffer.from("definitely not an image"), []),
+      /image\.data is not a jpeg, png, webp, gif, tiff image \(its first bytes match none of them\)/,
+    );
+    await invalid(run(Buffer.from("GIF89a but not really"), []), /image\.data could not be decoded/);
     // A crop near the top would only decode the first rows: truncation is still caught.
     const half = (data: Buffer) => data.subarray(0, Math.floor(data.length / 2));
     await invalid(
@@ -615,7 +619,9 @@ describe("bad inputs and limits", () => {
     await invalid(run(damaged, []), /image\.data could not be decoded/);
     await invalid(run(Buffer.alloc(0), []), /image\.data is empty/);
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
-    await invalid(run(svg, []), /image\.data is svg; accepted formats are jpeg, png, webp, gif, tiff/);
+    await invalid(run(svg, []), /image\.data is not a jpeg, png, webp, gif, tiff image/);
+    const pdf = Buffer.from("%PDF-1.4\n%\xe2\xe3\n1 0 obj\n<<>>\nendobj\n");
+    await invalid(pipeline().metadata(pdf), /image\.data is not a jpeg, png, webp, gif, tiff image/);
   });
 
   it("refuses too many pixels (decompression bombs) and too many bytes, naming limit and variable", async () => {
@@ -656,6 +662,17 @@ describe("bad inputs and limits", () => {
       /operations\[2\]\.rotate\.angle_degrees must be finite/,
     );
     assert.ok(performance.now() - started >= 0);
+  });
+
+  it("a deadline passing in the middle of a pipeline stops it between steps", async () => {
+    const photo = await photoJpeg(1200, 1200);
+    const blurs: Operation[] = Array.from({ length: 12 }, () => ({ blur: { sigma: 30 } }));
+    await rejectsWith(
+      pipeline().process(photo, blurs, png, { signal: live.signal, deadlineMs: Date.now() + 40 }),
+      DeadlineExceededError,
+      "INFRASTRUCTURE",
+      /deadline (passed|reached)/,
+    );
   });
 
   it("a cancelled call or a passed deadline stops with DEADLINE_EXCEEDED", async () => {

@@ -197,11 +197,36 @@ export interface InputInfo {
   pages: number;
 }
 
-/** Reads only the header: format, size after orientation, channels. Refuses empty and oversized data. */
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const TIFF_SIGNATURES = ["II*\0", "MM\0*", "II+\0", "MM\0+"];
+
+/** Whether the data starts like one of the accepted formats (the check libvips' loaders would make, done first). */
+function hasAcceptedSignature(data: Buffer): boolean {
+  const text = (start: number, end: number) => data.subarray(start, end).toString("latin1");
+  return (
+    (data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff) ||
+    data.subarray(0, 8).equals(PNG_SIGNATURE) ||
+    text(0, 4) === "GIF8" ||
+    (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") ||
+    TIFF_SIGNATURES.includes(text(0, 4))
+  );
+}
+
+/**
+ * Reads only the header: format, size after orientation, channels. Refuses
+ * empty and oversized data, and anything that does not start like an accepted
+ * format, so libvips' other loaders (SVG, PDF, HEIF, ...) never parse
+ * untrusted bytes.
+ */
 export async function readHeader(data: Buffer, limits: ImageLimits): Promise<InputInfo> {
   if (data.length === 0) throw new InvalidArgumentError("image.data is empty");
   if (data.length > limits.maxInputBytes) {
     throw new InvalidArgumentError(`image.data is ${data.length} bytes, over ${limitText(limits, "maxInputBytes")}`);
+  }
+  if (!hasAcceptedSignature(data)) {
+    throw new InvalidArgumentError(
+      `image.data is not a ${ACCEPTED_FORMATS.join(", ")} image (its first bytes match none of them)`,
+    );
   }
   let metadata: Metadata;
   try {
