@@ -158,17 +158,24 @@ export function layoutAnnotations(items: CheckedAnnotation[], size: Size): Mark[
   return marks.filter((mark): mark is Mark => mark !== undefined);
 }
 
-/** RGBA pixels of `width` x `height`: an SVG drawing, or one colour (parsed by sharp, so CSS names work). */
-async function rgbaOf(mark: Mark): Promise<Buffer> {
-  const input =
-    mark.kind === "svg"
-      ? sharp(
-          Buffer.from(
-            `<svg xmlns="http://www.w3.org/2000/svg" width="${mark.width}" height="${mark.height}">${mark.body}</svg>`,
-          ),
-        )
-      : sharp({ create: { width: 1, height: 1, channels: 4, background: mark.colour } });
-  return input.ensureAlpha().raw().toBuffer();
+/** RGBA pixels of an SVG drawing, rendered by librsvg. */
+function renderDrawing(mark: Drawing): Promise<Buffer> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${mark.width}" height="${mark.height}">${mark.body}</svg>`;
+  return sharp(Buffer.from(svg)).ensureAlpha().raw().toBuffer();
+}
+
+/** One RGBA pixel of a CSS colour, parsed by sharp (so names work), each distinct colour once per call. */
+function colourPixels(marks: Mark[]): Map<string, Promise<Buffer>> {
+  const pixels = new Map<string, Promise<Buffer>>();
+  for (const mark of marks) {
+    if (mark.kind === "fill" && !pixels.has(mark.colour)) {
+      const pixel = sharp({ create: { width: 1, height: 1, channels: 4, background: mark.colour } })
+        .raw()
+        .toBuffer();
+      pixels.set(mark.colour, pixel);
+    }
+  }
+  return pixels;
 }
 
 /**
@@ -215,7 +222,10 @@ export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimi
     if (raster.channels <= 2) {
       raster = (await runStep(raster, context, `${field} (to colour)`, (image) => image, { space: "srgb" })) as Raster;
     }
-    const pixels = await Promise.all(marks.map(rgbaOf));
+    const colours = colourPixels(marks);
+    const pixels = await Promise.all(
+      marks.map((mark) => (mark.kind === "svg" ? renderDrawing(mark) : (colours.get(mark.colour) as Promise<Buffer>))),
+    );
     for (const [index, mark] of marks.entries()) {
       blend(raster, mark, pixels[index] as Buffer);
       if (index % 16 === 15) await yieldToEventLoop();
