@@ -282,6 +282,10 @@ describe("image service over a real socket", () => {
         [[{ flip: { axis: 0 } }], /operations\[0\]\.flip\.axis must be AXIS_HORIZONTAL or AXIS_VERTICAL/],
         [[{ blur: { sigma: 1000 } }], /operations\[0\]\.blur\.sigma must be in \[0\.3, 100\], got 1000/],
         [[{}], /operations\[0\] has no operation set/],
+        [
+          Array.from({ length: 33 }, () => ({ invert: {} })),
+          /operations has 33 entries, over the limit of 32 \(TOOLPLANE_IMAGE_MAX_OPERATIONS\)/,
+        ],
       ];
       for (const [operations, message] of cases) {
         await rejectsWith(
