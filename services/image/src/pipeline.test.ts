@@ -525,6 +525,20 @@ describe("inputs and outputs", () => {
     }
   });
 
+  it("16-bit PNG and CMYK JPEG inputs become 8-bit sRGB", async () => {
+    const png16 = await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 255, g: 128, b: 0 } } })
+      .toColourspace("rgb16")
+      .png()
+      .toBuffer();
+    const deep = await run(png16, [{ crop: { box: px(0, 0, 2, 2) } }]);
+    assert.deepEqual([deep.pixels.channels, ...deep.pixels.at(1, 1)], [3, 255, 128, 0]);
+    const cmyk = await solid(4, 4, RED).toColourspace("cmyk").jpeg().toBuffer();
+    const converted = await run(cmyk, [{ crop: { box: px(0, 0, 2, 2) } }]);
+    assert.equal(converted.input.channels, 4);
+    assert.equal(converted.pixels.channels, 3);
+    assert.ok(near(converted.pixels.at(1, 1), RED, 40), `${converted.pixels.at(1, 1)}`);
+  });
+
   it("encodes PNG, JPEG and WebP; quality changes the size", async () => {
     const photo = await photoJpeg(320, 240);
     const mime = {
