@@ -96,10 +96,21 @@ export function bwrapArguments(options: SandboxOptions, mode: "kernel" | "build-
     "/proc",
     "--dev",
     "/dev",
+    // POSIX semaphores (multiprocessing locks) need /dev/shm; it gets its own bounded tmpfs.
+    "--size",
+    String(options.tmpBytes),
+    "--tmpfs",
+    "/dev/shm",
     "--size",
     String(options.tmpBytes),
     "--tmpfs",
     "/tmp",
+    // bubblewrap's root and /dev tmpfs belong to the sandbox user: read-only, so /tmp and /dev/shm
+    // (bounded in size) are the only writable places.
+    "--remount-ro",
+    "/dev",
+    "--remount-ro",
+    "/",
     "--chdir",
     "/tmp",
     "--uid",
