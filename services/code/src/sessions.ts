@@ -120,7 +120,8 @@ export class SessionManager {
 
   /** Applies defaults (0 = default) and rejects values above the service maxima, naming the limit. */
   resolveLimits(requested: Partial<ResolvedLimits>): ResolvedLimits {
-    const resolved = { ...this.config.defaults } as ResolvedLimits;
+    const { timeoutMs, memoryMb, maxOutputBytes, maxImages } = this.config.defaults;
+    const resolved: ResolvedLimits = { timeoutMs, memoryMb, maxOutputBytes, maxImages };
     for (const key of Object.keys(LIMIT_FIELDS) as (keyof ResolvedLimits)[]) {
       const value = requested[key] ?? 0;
       if (value === 0) continue;
