@@ -21,28 +21,24 @@ export function createCodeServiceImplementation(
   logger: Logger,
 ): CodeServiceServer {
   return {
-    createSession: unary<CreateSessionRequest, CreateSessionResponse>(
-      "CreateSession",
-      logger,
-      async (request) => {
-        const started = performance.now();
-        const images = await toInputImages(request.images, imageLimits);
-        const created = await manager.create({
-          language: request.language,
-          images,
-          limits: request.limits ?? {},
-          idleTtlSeconds: request.idleTtlSeconds,
-          label: request.label,
-        });
-        const totalMs = performance.now() - started;
-        return {
-          sessionId: created.sessionId,
-          language: created.language,
-          limits: created.limits,
-          timing: { queueMs: totalMs - created.executeMs, executeMs: created.executeMs, totalMs },
-        };
-      },
-    ),
+    createSession: unary<CreateSessionRequest, CreateSessionResponse>("CreateSession", logger, async (request) => {
+      const started = performance.now();
+      const images = await toInputImages(request.images, imageLimits);
+      const created = await manager.create({
+        language: request.language,
+        images,
+        limits: request.limits ?? {},
+        idleTtlSeconds: request.idleTtlSeconds,
+        label: request.label,
+      });
+      const totalMs = performance.now() - started;
+      return {
+        sessionId: created.sessionId,
+        language: created.language,
+        limits: created.limits,
+        timing: { queueMs: totalMs - created.executeMs, executeMs: created.executeMs, totalMs },
+      };
+    }),
 
     execute: unary<ExecuteRequest, ExecuteResponse>("Execute", logger, async (request, context) => {
       const started = performance.now();

@@ -9,7 +9,7 @@ import {
   type ToolplaneError,
 } from "../../runtime/src/index.js";
 import type { ExecuteOptions, ExecutionOutcome, LanguageBackend, LanguageSession } from "./backend.js";
-import { type SessionManagerConfig, SessionManager } from "./sessions.js";
+import { SessionManager, type SessionManagerConfig } from "./sessions.js";
 
 /**
  * A scripted in-memory language, so the manager's own rules (limits, TTL, cap,
@@ -63,10 +63,22 @@ function manager(backend = new ScriptedBackend()) {
 }
 
 const create = (sessions: SessionManager, overrides = {}) =>
-  sessions.create({ language: Language.LANGUAGE_PYTHON, images: [], limits: {}, idleTtlSeconds: 0, label: "t", ...overrides });
+  sessions.create({
+    language: Language.LANGUAGE_PYTHON,
+    images: [],
+    limits: {},
+    idleTtlSeconds: 0,
+    label: "t",
+    ...overrides,
+  });
 
-const run = (sessions: SessionManager, sessionId: string, code: string, timeoutMs = 0, signal = new AbortController().signal) =>
-  sessions.execute({ sessionId, code, timeoutMs, fixIndentation: false, signal });
+const run = (
+  sessions: SessionManager,
+  sessionId: string,
+  code: string,
+  timeoutMs = 0,
+  signal = new AbortController().signal,
+) => sessions.execute({ sessionId, code, timeoutMs, fixIndentation: false, signal });
 
 describe("SessionManager", () => {
   it("applies defaults for limits left at 0 and keeps the ones given", () => {
@@ -100,9 +112,13 @@ describe("SessionManager", () => {
     await assert.rejects(create(sessions, { idleTtlSeconds: 601 }), /idle_ttl_seconds=601 exceeds .* 600/);
     await assert.rejects(
       create(sessions, { language: Language.LANGUAGE_JAVASCRIPT }),
-      (error: ToolplaneError) => error instanceof InvalidArgumentError && /language LANGUAGE_JAVASCRIPT/.test(error.message),
+      (error: ToolplaneError) =>
+        error instanceof InvalidArgumentError && /language LANGUAGE_JAVASCRIPT/.test(error.message),
     );
-    await assert.rejects(create(sessions, { language: Language.LANGUAGE_UNSPECIFIED }), /language LANGUAGE_UNSPECIFIED/);
+    await assert.rejects(
+      create(sessions, { language: Language.LANGUAGE_UNSPECIFIED }),
+      /language LANGUAGE_UNSPECIFIED/,
+    );
   });
 
   it("refuses sessions beyond max_sessions with RESOURCE_EXHAUSTED, INFRASTRUCTURE, a retry hint", async () => {

@@ -264,10 +264,13 @@ export class SessionManager {
 }
 
 function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(new DeadlineExceededError("the call was cancelled while it waited for the session"));
+  if (signal.aborted)
+    return Promise.reject(new DeadlineExceededError("the call was cancelled while it waited for the session"));
   return new Promise((resolve, reject) => {
     const onAbort = () =>
-      reject(new DeadlineExceededError("the call was cancelled while it waited for an earlier call on the same session"));
+      reject(
+        new DeadlineExceededError("the call was cancelled while it waited for an earlier call on the same session"),
+      );
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(() => {
       signal.removeEventListener("abort", onAbort);

@@ -32,7 +32,12 @@ export interface PythonBackendOptions extends PoolOptions {
 const RESTART_NOTE =
   "[toolplane] The Python interpreter of this session was restarted: variables and imports from earlier cells are lost; the input images are bound again.\n";
 
-const FAILURE_CODES = new Set<CodeFailure["code"]>(["ABORTED", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"]);
+const FAILURE_CODES = new Set<CodeFailure["code"]>([
+  "ABORTED",
+  "INVALID_ARGUMENT",
+  "DEADLINE_EXCEEDED",
+  "RESOURCE_EXHAUSTED",
+]);
 
 /** LANGUAGE_PYTHON: stateful kernels in bubblewrap, taken warm from a pool. */
 export class PythonBackend implements LanguageBackend {
@@ -192,7 +197,9 @@ class PythonSession implements LanguageSession {
     if (reply.header.op !== "result") {
       kernel.kill("kernel error");
       this.restartNote = true;
-      throw new InternalError(`the Python kernel failed: ${String(reply.header.message ?? JSON.stringify(reply.header))}`);
+      throw new InternalError(
+        `the Python kernel failed: ${String(reply.header.message ?? JSON.stringify(reply.header))}`,
+      );
     }
     return toOutcome(reply, note);
   }
@@ -214,9 +221,12 @@ class PythonSession implements LanguageSession {
       };
     }
     if (killedFor === "cancelled") {
-      throw new DeadlineExceededError("the call was cancelled; the running code was stopped and the session's state was lost", {
-        cause: error,
-      });
+      throw new DeadlineExceededError(
+        "the call was cancelled; the running code was stopped and the session's state was lost",
+        {
+          cause: error,
+        },
+      );
     }
     if (this.closed || killedFor === "session closed") {
       throw new FailedPreconditionError("the session was closed while its code was running", { cause: error });

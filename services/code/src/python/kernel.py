@@ -20,6 +20,7 @@ import signal
 import struct
 import sys
 import textwrap
+import time
 import traceback
 
 FONT_CACHE_SOURCE = "/opt/toolplane/mplcache"
@@ -399,15 +400,26 @@ def _vm_size_bytes():
 
 
 def _reap_stray_processes():
-    """Kills what the cell left running (background children, fork bombs) and reaps it.
+    """Kills what the cell left running (background children, fork bombs) and waits until it is gone.
 
     The kernel is pid 2 in its own pid namespace (bubblewrap's init is pid 1), so
-    kill(-1) reaches exactly the processes model code started.
+    kill(-1) reaches exactly the processes model code started. Repeated, because a
+    process caught mid-fork can leave a child that the first sweep did not see.
     """
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    own = os.getpid()
+    for _attempt in range(200):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap_children()
+        others = [pid for pid in os.listdir("/proc") if pid.isdigit() and int(pid) not in (1, own)]
+        if not others:
+            return
+        time.sleep(0.005)
+
+
+def _reap_children():
     while True:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Frame, FrameDecoder, FrameError, encodeFrame } from "./framing.js";
+import { encodeFrame, type Frame, FrameDecoder, FrameError } from "./framing.js";
 
 /** Where the kernel and the font cache appear inside every sandbox. */
 const KERNEL_IN_SANDBOX = "/opt/toolplane/kernel.py";
