@@ -143,6 +143,19 @@ describe("code service, Python, over a real socket", () => {
     await api.close(sessionId);
   });
 
+  it("runs concurrent calls on one session one after the other, in order", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "log = []");
+    const [slow, fast] = await Promise.all([
+      api.execute(sessionId, "import time\ntime.sleep(0.3)\nlog.append('slow')"),
+      api.execute(sessionId, "log.append('fast')\nlog"),
+    ]);
+    assert.equal(slow.error, undefined);
+    assert.equal(fast.result, "['slow', 'fast']");
+    assert.ok((fast.timing?.queueMs ?? 0) > 100, "the second call reports its wait as queue time");
+    await api.close(sessionId);
+  });
+
   it("re-indents model code when fix_indentation is set", async () => {
     const { sessionId } = await api.create();
     const code = "  for i in range(3):\n  total = i\n  print(total)";

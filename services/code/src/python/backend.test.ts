@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import {
@@ -115,6 +116,25 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     });
     const next = await run("1 + 1");
     assert.equal(next.result, "2");
+    assert.match(next.stderr, /restarted/);
+  });
+
+  it("a thread left burning CPU between cells costs the interpreter, not the host", async () => {
+    const started = await run(
+      "import threading\ndef burn():\n    while True:\n        pass\nthreading.Thread(target=burn, daemon=True).start()",
+      {
+        timeoutMs: 300,
+      },
+    );
+    assert.equal(started.failure, undefined, started.stderr);
+    // The CPU budget is the cell's timeout plus 2 s; past it the kernel is ended by SIGXCPU.
+    const [pid] = backend.sessionPids();
+    assert.ok(pid, "the session's kernel pid is known");
+    for (let waited = 0; existsSync(`/proc/${pid}`) && waited < 30_000; waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const next = await run("print('fresh')");
+    assert.equal(next.stdout, "fresh\n");
     assert.match(next.stderr, /restarted/);
   });
 

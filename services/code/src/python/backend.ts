@@ -163,7 +163,9 @@ class PythonSession implements LanguageSession {
   async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
     if (this.closed) throw new FailedPreconditionError("the session is closed");
     if (!this.kernel?.alive) {
-      this.kernel?.kill("replaced");
+      if (this.kernel) {
+        this.backend.log.info({ exit: await this.kernel.exited }, "restarting the lost interpreter of a session");
+      }
       await this.startKernel();
       this.restartNote = true;
     }

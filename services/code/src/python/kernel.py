@@ -149,8 +149,6 @@ class Kernel:
         self.stdout = None
         self._patch_display_hooks()
         signal.signal(signal.SIGALRM, self._on_time_limit)
-        # CPU rlimit is a backstop for forked children; the kernel itself turns SIGXCPU into a timeout.
-        signal.signal(signal.SIGXCPU, self._on_time_limit)
 
     # ---- images -----------------------------------------------------------------
 
@@ -340,6 +338,10 @@ class Kernel:
         write_frame(response, images)
 
     def _arm_timer(self):
+        # The CPU rlimit (cell budget + 2 s) backs the wall timer: during a cell SIGXCPU is a timeout;
+        # between cells it keeps its default action, so a thread the model left burning CPU ends the
+        # interpreter (the session then restarts from a fresh one and says so). Forked children inherit it.
+        signal.signal(signal.SIGXCPU, self._on_time_limit)
         signal.setitimer(signal.ITIMER_REAL, self.timeout_ms / 1000)
         used = resource.getrusage(resource.RUSAGE_SELF)
         cpu = int(used.ru_utime + used.ru_stime) + self.timeout_ms // 1000 + 2
@@ -348,6 +350,7 @@ class Kernel:
 
     def _disarm_timer(self):
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGXCPU, signal.SIG_DFL)
 
     def _describe_failure(self, error, phase):
         if isinstance(error, CellTimeout) or self.timed_out:
