@@ -113,7 +113,14 @@ runMain("toolplane-code", async () => {
     },
     logger,
   );
-  await manager.start();
+  try {
+    await manager.start();
+  } catch (error) {
+    throw new Error(
+      `the Python sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}): ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
   const server = await startGrpcServer({
     host: config.TOOLPLANE_HOST,
     port: config.TOOLPLANE_GRPC_PORT,
