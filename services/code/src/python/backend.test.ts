@@ -92,6 +92,14 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     );
   });
 
+  it("drops an oversized returned image with a note instead of failing the call", async () => {
+    const outcome = await run("from PIL import Image\ndisplay(Image.new('L', (10000, 6000)))\ndisplay(image_1)");
+    assert.equal(outcome.failure, undefined, outcome.stderr);
+    assert.equal(outcome.images.length, 1);
+    assert.equal(outcome.imagesTruncated, true);
+    assert.match(outcome.stderr, /\[image dropped: 10000x6000 is above the 50000000 pixel limit/);
+  });
+
   it("kills a cell that blocks the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
     await run("kept = 1");
     const outcome = await run(

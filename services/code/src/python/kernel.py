@@ -27,6 +27,10 @@ FONT_CACHE_SOURCE = "/opt/toolplane/mplcache"
 MPL_DIR = "/tmp/.matplotlib"
 HEADER = struct.Struct(">II")
 KERNEL_FILE = os.path.abspath(__file__)
+# Returned images: each at most this many pixels, all of one call at most this many PNG bytes, so a reply
+# always fits the services' 64 MiB gRPC messages.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 48 * 1024 * 1024
 
 _proto_in = None
 _proto_out = None
@@ -144,6 +148,7 @@ class Kernel:
         self.timeout_ms = 0
         self.main_pid = os.getpid()
         self.images = []
+        self.image_bytes = 0
         self.max_images = 0
         self.images_dropped = False
         self.stdout = None
@@ -186,14 +191,28 @@ class Kernel:
             else:
                 print(repr(obj))
 
-    def _room_for_image(self):
+    def _room_for_image(self, width, height):
         if len(self.images) >= self.max_images:
             self.images_dropped = True
             return False
+        if width * height > MAX_IMAGE_PIXELS:
+            self.images_dropped = True
+            sys.stderr.write(
+                f"[image dropped: {width}x{height} is above the {MAX_IMAGE_PIXELS} pixel limit of returned images]\n"
+            )
+            return False
         return True
 
+    def _keep(self, png):
+        if self.image_bytes + len(png) > MAX_IMAGE_BYTES:
+            self.images_dropped = True
+            sys.stderr.write(f"[image dropped: the images of one call are limited to {MAX_IMAGE_BYTES} bytes of PNG]\n")
+            return
+        self.image_bytes += len(png)
+        self.images.append(png)
+
     def add_pil(self, image):
-        if not self._room_for_image():
+        if not self._room_for_image(image.width, image.height):
             return
         buffer = io.BytesIO()
         try:
@@ -202,13 +221,14 @@ class Kernel:
             # Modes PNG cannot store (CMYK, YCbCr, F, ...) go through RGB.
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, format="PNG", compress_level=1)
-        self.images.append(buffer.getvalue())
+        self._keep(buffer.getvalue())
 
     def add_figure(self, fig):
-        if self._room_for_image():
+        width, height = (fig.get_size_inches() * fig.dpi).round().astype(int).tolist()
+        if self._room_for_image(width, height):
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
-            self.images.append(buffer.getvalue())
+            self._keep(buffer.getvalue())
 
     def capture_figures(self):
         plt = self.plt
@@ -268,6 +288,7 @@ class Kernel:
         self.timeout_ms = header["timeout_ms"]
         self.max_images = header["max_images"]
         self.images = []
+        self.image_bytes = 0
         self.images_dropped = False
         self.timed_out = False
         stdout = CappedText(cap)
