@@ -22,6 +22,7 @@ const codeConfigShape = {
   ...baseConfigShape,
   TOOLPLANE_GRPC_PORT: port(50053),
   TOOLPLANE_CODE_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(2),
+  TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY: positiveInt(2),
   TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(64),
   TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS: positiveInt(30_000),
   TOOLPLANE_CODE_MAX_TIMEOUT_MS: positiveInt(300_000),
@@ -75,6 +76,7 @@ runMain("toolplane-code", async () => {
   const python = new PythonBackend(
     {
       size: config.TOOLPLANE_CODE_POOL_SIZE,
+      warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,
       bwrapPath: config.TOOLPLANE_CODE_BWRAP_PATH,
       pythonPath: config.TOOLPLANE_CODE_PYTHON_PATH,
       kernelPath: defaultKernelPath(),

@@ -20,6 +20,7 @@ const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes:
 function backendOptions() {
   return {
     size: 1,
+    warmupConcurrency: 1,
     bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
     pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
     kernelPath: defaultKernelPath(),
