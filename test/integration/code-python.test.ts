@@ -315,6 +315,7 @@ describe("code service, Python, over a real socket", () => {
     const cases: [Partial<CreateSessionRequest>, RegExp][] = [
       [{ limits: { timeoutMs: 10_000_000, memoryMb: 0, maxOutputBytes: 0, maxImages: 0 } }, /limits\.timeout_ms/],
       [{ limits: { timeoutMs: 0, memoryMb: 1_000_000, maxOutputBytes: 0, maxImages: 0 } }, /limits\.memory_mb/],
+      [{ limits: { timeoutMs: 0, memoryMb: 8, maxOutputBytes: 0, maxImages: 0 } }, /limits\.memory_mb=8 is below/],
       [{ language: Language.LANGUAGE_UNSPECIFIED }, /language/],
       [
         { images: [{ name: "image_1", image: { data: Buffer.from("nope"), mimeType: "", width: 0, height: 0 } }] },
