@@ -174,6 +174,19 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     );
   });
 
+  it("at the smallest memory limit, plotting and linear algebra work and a big array is RESOURCE_EXHAUSTED", async () => {
+    const tight = await backend.createSession([], { ...LIMITS, memoryMb: 64 });
+    const cell = (code: string) => tight.execute(code, { timeoutMs: 5000, signal: new AbortController().signal });
+    const plot = await cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()");
+    assert.equal(plot.failure, undefined, plot.stderr);
+    assert.equal(plot.images.length, 1);
+    const algebra = await cell("import numpy as np\nround(float(np.linalg.inv(np.eye(50) * 2).sum()), 1)");
+    assert.equal(algebra.result, "25.0");
+    const big = await cell("np.zeros((4000, 4000, 3))");
+    assert.equal(big.failure?.code, "RESOURCE_EXHAUSTED");
+    await tight.close();
+  });
+
   it("close during a running cell stops it; the session then refuses work", async () => {
     const other = await backend.createSession([], LIMITS);
     const running = other.execute("import time\ntime.sleep(30)", {

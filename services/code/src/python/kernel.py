@@ -515,10 +515,26 @@ def _import_libraries():
         except ImportError:
             pass
     modules["cv2"].setNumThreads(1)
-    # Build the font list now (it is what makes the first plot slow).
-    import matplotlib.font_manager  # noqa: F401
-
+    _warm_up(modules)
     return modules
+
+
+def _warm_up(modules):
+    """Runs once what model code will run first, before any memory limit applies.
+
+    OpenBLAS allocates its buffers on first use and, under a tight address-space
+    limit, can hang instead of failing; drawing a first figure loads fonts and
+    the Agg renderer. Both are done here, in the pool, not in a model's cell.
+    """
+    np = modules["numpy"]
+    np.linalg.inv(np.eye(3))
+    _ = np.eye(64) @ np.eye(64)
+    plt = modules["matplotlib.pyplot"]
+    figure = plt.figure()
+    plt.plot([0, 1], [0, 1])
+    plt.title("warm-up")
+    figure.savefig(io.BytesIO(), format="png")
+    plt.close("all")
 
 
 def main():
