@@ -207,6 +207,21 @@ describe("code service, Python, over a real socket", () => {
     await api.close(sessionId);
   });
 
+  it("a caller's deadline shorter than the timeout ends the cell in time, keeping the session's state", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "kept = 7");
+    const response = await invoke(
+      api.client,
+      api.client.execute,
+      { sessionId, code: "import time\nprint('started')\ntime.sleep(60)", timeoutMs: 0, fixIndentation: false },
+      { deadlineMs: Date.now() + 1500 },
+    );
+    assertModelFailure(response, "DEADLINE_EXCEEDED", /^TimeoutError$/);
+    assert.equal(response.stdout, "started\n");
+    assert.equal((await api.execute(sessionId, "kept")).result, "7");
+    await api.close(sessionId);
+  });
+
   it("contains a memory bomb as RESOURCE_EXHAUSTED", async () => {
     const { sessionId } = await api.create({
       limits: { memoryMb: 256, timeoutMs: 0, maxOutputBytes: 0, maxImages: 0 },
