@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -96,6 +96,8 @@ async function startLikeContainer(
 ): Promise<{ child: ChildProcess; port: number; output: string[]; root: string }> {
   const { args, script } = nodeCommand(stage);
   const root = mkdtempSync(join(tmpdir(), `toolplane-image-${stage.name}-`));
+  // An image's files are world-readable; mkdtemp's are not, and the code service's sandboxes run as another uid.
+  chmodSync(root, 0o755);
   materializeStage(stage, root, sourceOf);
   const child = spawn(process.execPath, args, {
     cwd: root,
