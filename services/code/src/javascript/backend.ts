@@ -104,11 +104,12 @@ function fromHostFailure(failure: HostFailure): ToolplaneError {
 }
 
 /** A request without its correlation id (added when sent). */
-type HostCall = Exclude<HostRequest, { op: "cancel" }> extends infer Request
-  ? Request extends { id: number }
-    ? Omit<Request, "id">
-    : never
-  : never;
+type HostCall =
+  Exclude<HostRequest, { op: "cancel" }> extends infer Request
+    ? Request extends { id: number }
+      ? Omit<Request, "id">
+      : never
+    : never;
 
 /** The host process ended while a request was outstanding. */
 class HostExited extends Error {

@@ -199,12 +199,28 @@ export function installPrelude(
     trace: toStderr,
   });
 
+  const errorTypes = new Map<string, ErrorConstructor>([
+    ["TypeError", TypeError],
+    ["RangeError", RangeError],
+    ["ReferenceError", ReferenceError],
+  ]);
+
+  /** Error classes named by the host (ImageProcessError...), with the name on the prototype so stacks show it. */
+  function errorType(name: string): ErrorConstructor {
+    let type = errorTypes.get(name);
+    if (type === undefined) {
+      const named = class extends Error {};
+      defineProperty(named.prototype, "name", { value: name, writable: true, configurable: true });
+      type = named as ErrorConstructor;
+      errorTypes.set(name, type);
+    }
+    return type;
+  }
+
   function failWith(reply: HostReply): never {
     if (reply.ok) throw new Error("internal: failWith called with a success");
-    const Type = reply.type === "TypeError" ? TypeError : reply.type === "RangeError" ? RangeError : Error;
-    const error = new Type(reply.message);
-    if (Type === Error && reply.type !== "Error") error.name = reply.type;
-    throw error;
+    const Type = errorType(reply.type);
+    throw new Type(reply.message);
   }
 
   /** Accepts an image object {bytes, mime} or raw bytes (any typed array or ArrayBuffer). */
