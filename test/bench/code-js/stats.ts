@@ -1,0 +1,22 @@
+export interface Figures {
+  p50: number;
+  p99: number;
+}
+
+export function percentiles(samples: number[]): Figures {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+/** One warm-up call, then `iterations` timed calls in sequence (latency, not throughput). */
+export async function measure(iterations: number, once: () => Promise<void>): Promise<Figures> {
+  await once();
+  const samples: number[] = [];
+  for (let index = 0; index < iterations; index++) {
+    const started = performance.now();
+    await once();
+    samples.push(performance.now() - started);
+  }
+  return percentiles(samples);
+}
