@@ -379,6 +379,11 @@ function fakeImageService(requests: ProcessRequest[]) {
   return {
     process(call: ServerUnaryCall<ProcessRequest, ProcessResponse>, callback: sendUnaryData<ProcessResponse>) {
       requests.push(call.request);
+      if (call.request.operations[0]?.grayscale) {
+        // Slower than any cell's time limit in these tests.
+        setTimeout(() => callback(toServiceError(new InvalidArgumentError("too late")) as never, null), 3000);
+        return;
+      }
       const crop = call.request.operations[0]?.crop?.box;
       if (!crop) {
         callback(toServiceError(new InvalidArgumentError("operations[0]: only crop is supported here")) as never, null);
@@ -455,6 +460,15 @@ describe("JavaScript backend, image.process over gRPC", () => {
     assert.match(outcome.failure?.message ?? "", /only crop is supported here/);
     const caught = await value(session, "try { image.process(image_1, [{ invert: {} }]) } catch (e) { e.name }");
     assert.equal(caught, '"ImageProcessError"');
+    await session.close();
+  });
+
+  it("holds a slow image service call to the cell's wall deadline, even when the code catches the error", async () => {
+    const session = await backend.createSession(images, LIMITS);
+    const outcome = await run(session, "try { image.process(image_1, [{ grayscale: {} }]) } catch {} 'finished'", 300);
+    assert.equal(outcome.failure?.code, "DEADLINE_EXCEEDED");
+    assert.equal(outcome.failure?.type, "TimeoutError");
+    assert.equal(await value(session, "'usable'"), '"usable"');
     await session.close();
   });
 
