@@ -8,10 +8,12 @@ import {
 } from "../../../generated/toolplane/code/v1/code.js";
 import { createClient, invoke } from "../../../services/runtime/src/index.js";
 import { spawnService } from "../../support/processes.js";
-import { type Figures, measure } from "./stats.js";
+import { type Figures, measure, percentiles } from "./stats.js";
 
 /** The same two measurements against the real code service over a loopback socket. */
-export async function benchOverGrpc(iterations: number): Promise<{ newSession: Figures; warm: Figures }> {
+export async function benchOverGrpc(
+  iterations: number,
+): Promise<{ newSession: Figures; warm: Figures; warmAtService: Figures }> {
   const service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "0" });
   const client = createClient(CodeServiceClient, service.address);
   try {
@@ -31,17 +33,21 @@ export async function benchOverGrpc(iterations: number): Promise<{ newSession: F
         fixIndentation: false,
       });
       if (response.result !== "2") throw new Error(`unexpected result ${JSON.stringify(response)}`);
+      return response.timing?.totalMs ?? Number.NaN;
     };
     const close = (sessionId: string) => invoke(client, client.closeSession, { sessionId });
     const newSession = await measure(iterations, async () => {
       const { sessionId } = await create();
       await execute(sessionId);
-      await close(sessionId);
+      return () => close(sessionId);
     });
     const { sessionId } = await create();
-    const warm = await measure(iterations, () => execute(sessionId));
+    const atService: number[] = [];
+    const warm = await measure(iterations, async () => {
+      atService.push(await execute(sessionId));
+    });
     await close(sessionId);
-    return { newSession, warm };
+    return { newSession, warm, warmAtService: percentiles(atService) };
   } finally {
     client.close();
     await service.stop();

@@ -9,14 +9,22 @@ export function percentiles(samples: number[]): Figures {
   return { p50: at(0.5), p99: at(0.99) };
 }
 
-/** One warm-up call, then `iterations` timed calls in sequence (latency, not throughput). */
-export async function measure(iterations: number, once: () => Promise<void>): Promise<Figures> {
-  await once();
+/**
+ * One warm-up call, then `iterations` timed calls in sequence (latency, not
+ * throughput). A call may return an untimed clean-up (closing a session), run
+ * before the next call.
+ */
+export async function measure(
+  iterations: number,
+  once: () => Promise<void | (() => Promise<unknown>)>,
+): Promise<Figures> {
+  await (await once())?.();
   const samples: number[] = [];
   for (let index = 0; index < iterations; index++) {
     const started = performance.now();
-    await once();
+    const cleanUp = await once();
     samples.push(performance.now() - started);
+    await cleanUp?.();
   }
   return percentiles(samples);
 }

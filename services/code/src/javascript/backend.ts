@@ -62,11 +62,11 @@ class InProcessBackend implements LanguageBackend {
     });
   }
 
-  async start(): Promise<void> {
-    this.engine.start();
+  start(): Promise<void> {
+    return this.engine.start();
   }
 
-  async createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
+  createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
     return this.engine.createSession(images, limits);
   }
 

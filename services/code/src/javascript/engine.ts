@@ -68,7 +68,12 @@ interface ReadyIsolate {
   render: IsolatedVM.Reference<(value: unknown) => string | undefined>;
   slot: { owner?: EngineSession };
   memoryMb: number;
+  /** Sessions this isolate has served before the current context. */
+  served: number;
 }
+
+/** An isolate is given fresh contexts this many times, then disposed (bounds whatever its heap accumulates). */
+const MAX_SESSIONS_PER_ISOLATE = 64;
 
 /** Collects what one Execute produced, applying the caps as it goes. */
 class RunState {
@@ -130,14 +135,19 @@ class RunState {
 }
 
 /**
- * Isolates are the expensive part (≈1 ms each) and carry the memory limit, so
- * they are created ahead of demand, each with its context and prelude ready. A
- * session takes one and never gives it back: a used heap is disposed, not
- * recycled into another trajectory.
+ * Isolates are the expensive part (1-2 ms of the event loop to construct, ~1 ms
+ * to dispose) and carry the memory limit, so they are created ahead of demand,
+ * each with a context and the prelude ready (built on the isolate's own thread
+ * with the async API). A session takes one; when it ends cleanly, its context
+ * is released and the isolate gets a fresh context for the pool (at most
+ * MAX_SESSIONS_PER_ISOLATE times). An isolate that hit its memory limit, was
+ * killed, or has a non-default limit is disposed instead.
  */
 export class IsolateEngine {
   private readonly idle: ReadyIsolate[] = [];
   private refilling = false;
+  /** Isolates getting a fresh context after their session ended; they count as pooled. */
+  private recycling = 0;
   private stopped = false;
   private readonly sessions = new Set<EngineSession>();
   private readonly imageClient: ImageServiceClient | undefined;
@@ -155,12 +165,12 @@ export class IsolateEngine {
         : createClient(ImageServiceClientCtor, options.imageServiceAddress);
   }
 
-  start(): void {
+  async start(): Promise<void> {
     this.stopped = false;
-    while (this.idle.length < this.options.poolSize) this.idle.push(this.prepare(this.options.poolMemoryMb, []));
+    while (this.idle.length < this.options.poolSize) this.idle.push(await this.prepare(this.options.poolMemoryMb, []));
   }
 
-  createSession(images: InputImage[], limits: ResolvedLimits): EngineSession {
+  async createSession(images: InputImage[], limits: ResolvedLimits): Promise<EngineSession> {
     if (this.stopped) throw new UnavailableError("the JavaScript backend is stopped");
     if (limits.memoryMb < MIN_MEMORY_MB) {
       throw new InvalidArgumentError(
@@ -168,6 +178,7 @@ export class IsolateEngine {
       );
     }
     const session = new EngineSession(this, images, limits);
+    await session.open();
     this.sessions.add(session);
     return session;
   }
@@ -180,18 +191,45 @@ export class IsolateEngine {
   }
 
   /** @internal A ready isolate for a session (from the pool when its memory limit matches). */
-  take(owner: EngineSession, images: ReadonlyArray<InputImage>, memoryMb: number): ReadyIsolate {
+  async take(owner: EngineSession, images: ReadonlyArray<InputImage>, memoryMb: number): Promise<ReadyIsolate> {
     let ready: ReadyIsolate;
     const pooled = memoryMb === this.options.poolMemoryMb ? this.idle.pop() : undefined;
     if (pooled !== undefined && !pooled.isolate.isDisposed) {
       ready = pooled;
-      if (images.length > 0) bindImages(ready, images);
+      if (images.length > 0) await bindImages(ready, images);
     } else {
-      ready = this.prepare(memoryMb, images);
+      ready = await this.prepare(memoryMb, images);
     }
     ready.slot.owner = owner;
-    this.refillSoon();
+    // Below half the pool, new isolates are built; above it, ending sessions are expected to top it up.
+    if (this.idle.length + this.recycling < Math.ceil(this.options.poolSize / 2)) this.refillSoon();
     return ready;
+  }
+
+  /** @internal An ended session's isolate: back to the pool with a fresh context, or disposed. */
+  recycle(ready: ReadyIsolate): void {
+    ready.slot.owner = undefined;
+    const reusable =
+      !this.stopped &&
+      !ready.isolate.isDisposed &&
+      ready.memoryMb === this.options.poolMemoryMb &&
+      ready.served + 1 < MAX_SESSIONS_PER_ISOLATE &&
+      this.idle.length + this.recycling < this.options.poolSize;
+    if (!reusable) {
+      disposeLater(ready);
+      return;
+    }
+    ready.render.release();
+    ready.context.release();
+    this.recycling += 1;
+    this.prepareContext(ready.isolate, ready.slot, ready.memoryMb, [], ready.served + 1)
+      .then(
+        (fresh) => (this.stopped ? dispose(fresh) : this.idle.push(fresh)),
+        () => dispose(ready),
+      )
+      .finally(() => {
+        this.recycling -= 1;
+      });
   }
 
   /** @internal */
@@ -199,28 +237,41 @@ export class IsolateEngine {
     this.sessions.delete(session);
   }
 
-  /** One isolate per event-loop turn, so a refill never blocks calls for long. */
+  /** One isolate at a time, after the current call has had its turn. */
   private refillSoon(): void {
     if (this.refilling || this.stopped) return;
     this.refilling = true;
-    const step = () => {
-      if (this.stopped || this.idle.length >= this.options.poolSize) {
-        this.refilling = false;
-        return;
+    const step = async () => {
+      while (!this.stopped && this.idle.length + this.recycling < this.options.poolSize) {
+        const ready = await this.prepare(this.options.poolMemoryMb, []);
+        if (this.stopped) dispose(ready);
+        else this.idle.push(ready);
       }
-      this.idle.push(this.prepare(this.options.poolMemoryMb, []));
-      setImmediate(step);
     };
-    setImmediate(step);
+    setImmediate(() =>
+      step().finally(() => {
+        this.refilling = false;
+      }),
+    );
   }
 
-  private prepare(memoryMb: number, images: ReadonlyArray<InputImage>): ReadyIsolate {
+  private prepare(memoryMb: number, images: ReadonlyArray<InputImage>): Promise<ReadyIsolate> {
     const slot: { owner?: EngineSession } = {};
     const isolate = new ivm.Isolate({
       memoryLimit: memoryMb,
       onCatastrophicError: (message) => this.options.onCatastrophicError(slot.owner, message),
     });
-    const context = isolate.createContextSync();
+    return this.prepareContext(isolate, slot, memoryMb, images, 0);
+  }
+
+  private async prepareContext(
+    isolate: IsolatedVM.Isolate,
+    slot: { owner?: EngineSession },
+    memoryMb: number,
+    images: ReadonlyArray<InputImage>,
+    served: number,
+  ): Promise<ReadyIsolate> {
+    const context = await isolate.createContext();
     const config: PreludeConfig = {
       maxPieceChars: 8 * 1024 * 1024,
       maxRenderChars: 64 * 1024,
@@ -237,12 +288,17 @@ export class IsolateEngine {
         : new ivm.Reference(async (bytes: Uint8Array, mime: string, operations: string, output: string) =>
             copyReply(slot.owner ? await slot.owner.hostProcess(bytes, mime, operations, output) : notRunning()),
           );
-    const render = context.evalClosureSync(
+    const render = (await context.evalClosure(
       this.preludeSource,
       [write, display, processImage, copyOf(images), new ivm.ExternalCopy(config).copyInto()],
       { result: { reference: true } },
-    ) as IsolatedVM.Reference<(value: unknown) => string | undefined>;
-    return { isolate, context, render, slot, memoryMb };
+    )) as IsolatedVM.Reference<(value: unknown) => string | undefined>;
+    // The first cell of a context pays for lazy compilation of the prelude and the first run of an isolate
+    // (~2 ms): a warm-up cell on the same path, while the isolate waits in the pool, takes that off the session.
+    const warmUp = await isolate.compileScript("[1, 'a', { b: 2 }]", { filename: "warm-up.js" });
+    const value = await warmUp.run(context, { timeout: 1000, reference: true, release: true });
+    await render.apply(undefined, [value.derefInto({ release: true })], { timeout: 1000, result: { copy: true } });
+    return { isolate, context, render, slot, memoryMb, served };
   }
 
   /** @internal */
@@ -266,8 +322,8 @@ function copyReply(reply: HostReply): IsolatedVM.Copy<HostReply> {
   return new ivm.ExternalCopy(reply).copyInto({ release: true });
 }
 
-function bindImages(ready: ReadyIsolate, images: ReadonlyArray<InputImage>): void {
-  ready.context.evalClosureSync(
+async function bindImages(ready: ReadyIsolate, images: ReadonlyArray<InputImage>): Promise<void> {
+  await ready.context.evalClosure(
     `for (const image of $0) Object.defineProperty(globalThis, image.name, {
        value: { bytes: image.bytes, width: image.width, height: image.height, mime: image.mime },
        writable: true, configurable: true, enumerable: false });`,
@@ -278,6 +334,12 @@ function bindImages(ready: ReadyIsolate, images: ReadonlyArray<InputImage>): voi
 function dispose(ready: ReadyIsolate): void {
   ready.slot.owner = undefined;
   if (!ready.isolate.isDisposed) ready.isolate.dispose();
+}
+
+/** Disposal costs ~1 ms of the event loop: done after the current reply went out. */
+function disposeLater(ready: ReadyIsolate): void {
+  ready.slot.owner = undefined;
+  setImmediate(() => dispose(ready));
 }
 
 function notRunning(): HostReply {
@@ -327,8 +389,11 @@ export class EngineSession implements LanguageSession {
     private readonly engine: IsolateEngine,
     private readonly images: ReadonlyArray<InputImage>,
     readonly limits: ResolvedLimits,
-  ) {
-    this.ready = engine.take(this, images, limits.memoryMb);
+  ) {}
+
+  /** @internal Takes the session's first isolate. */
+  async open(): Promise<void> {
+    this.ready = await this.engine.take(this, this.images, this.limits.memoryMb);
   }
 
   /** Whether the current isolate still holds the session's state (false after a memory kill until the next cell). */
@@ -341,7 +406,7 @@ export class EngineSession implements LanguageSession {
     if (this.run) throw new FailedPreconditionError("the JavaScript session is already running a cell");
     const run = new RunState(this.limits, Date.now() + options.timeoutMs, options.signal);
     if (!this.alive) {
-      this.replaceIsolate();
+      await this.replaceIsolate();
       if (this.lostReason !== undefined) run.write(2, LOST_NOTE(this.lostReason));
       this.lostReason = undefined;
     }
@@ -357,7 +422,7 @@ export class EngineSession implements LanguageSession {
 
   async reset(): Promise<void> {
     if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
-    this.replaceIsolate();
+    await this.replaceIsolate();
     this.lostReason = undefined;
     this.cells = 0;
   }
@@ -365,16 +430,16 @@ export class EngineSession implements LanguageSession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.ready) dispose(this.ready);
+    if (this.ready) this.engine.recycle(this.ready);
     this.ready = undefined;
     this.engine.forget(this);
   }
 
   /** Throws the live isolate away (its state with it) and takes a fresh one with the images bound. */
-  private replaceIsolate(): void {
-    if (this.ready) dispose(this.ready);
+  private async replaceIsolate(): Promise<void> {
+    if (this.ready) this.engine.recycle(this.ready);
     this.ready = undefined;
-    this.ready = this.engine.take(this, this.images, this.limits.memoryMb);
+    this.ready = await this.engine.take(this, this.images, this.limits.memoryMb);
   }
 
   /** Disposes the isolate from outside: the only way to stop a cell isolated-vm's timeout cannot. */
@@ -528,6 +593,11 @@ export class EngineSession implements LanguageSession {
           signal: run.signal,
         });
       } catch (error) {
+        // The call carries the cell's deadline: running out of it is the cell's timeout, not a fault of the service.
+        if (Date.now() >= run.deadline || run.signal.aborted) {
+          run.deadlineHit = true;
+          return { ok: false, type: "TimeoutError", message: "the cell's time limit ran out during image.process" };
+        }
         run.infrastructureError ??= asToolplaneError(error);
         return { ok: false, type: "ImageServiceError", message: `image.process: ${asToolplaneError(error).message}` };
       }

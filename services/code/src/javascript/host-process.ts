@@ -58,7 +58,7 @@ function serve(options: HostOptions): void {
     switch (request.op) {
       case "create": {
         const images = request.images.map((image) => ({ ...image, data: Buffer.from(image.data) }));
-        sessions.set(request.sessionId, engine.createSession(images, request.limits));
+        sessions.set(request.sessionId, await engine.createSession(images, request.limits));
         return undefined;
       }
       case "execute": {
@@ -106,8 +106,13 @@ function serve(options: HostOptions): void {
   });
   // The service went away without stopping us: nothing is left to serve.
   process.on("disconnect", () => process.exit(0));
-  engine.start();
-  send({ event: "ready" });
+  engine.start().then(
+    () => send({ event: "ready" }),
+    (error: unknown) => {
+      process.stderr.write(`javascript sandbox host failed to start: ${String(error)}\n`);
+      process.exit(1);
+    },
+  );
 }
 
 serve(JSON.parse(process.argv[2] ?? "{}") as HostOptions);
