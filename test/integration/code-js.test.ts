@@ -87,7 +87,7 @@ describe("code service, JavaScript, over a real socket", () => {
     const first = await api.execute(sessionId, "let xs = [1, 2, 3]; console.log('sum', xs.reduce((a, b) => a + b))");
     assert.equal(first.stdout, "sum 6\n");
     assert.equal(first.hasResult, false);
-    const second = await api.execute(sessionId, "xs.map((x) => ({ x, label: `n${x}` }))");
+    const second = await api.execute(sessionId, "xs.map((x) => ({ x, label: 'n' + x }))");
     assert.equal(second.hasResult, true);
     assert.equal(second.result, '[ { x: 1, label: "n1" }, { x: 2, label: "n2" }, { x: 3, label: "n3" } ]');
     assert.equal((await api.execute(sessionId, "'quoted'")).result, '"quoted"');

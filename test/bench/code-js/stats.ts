@@ -11,20 +11,20 @@ export function percentiles(samples: number[]): Figures {
 
 /**
  * One warm-up call, then `iterations` timed calls in sequence (latency, not
- * throughput). A call may return an untimed clean-up (closing a session), run
- * before the next call.
+ * throughput). A call may return an untimed clean-up function (closing a
+ * session), run before the next call.
  */
-export async function measure(
-  iterations: number,
-  once: () => Promise<void | (() => Promise<unknown>)>,
-): Promise<Figures> {
-  await (await once())?.();
+export async function measure(iterations: number, once: () => Promise<unknown>): Promise<Figures> {
+  const cleanUpAfter = async (result: unknown) => {
+    if (typeof result === "function") await (result as () => Promise<unknown>)();
+  };
+  await cleanUpAfter(await once());
   const samples: number[] = [];
   for (let index = 0; index < iterations; index++) {
     const started = performance.now();
-    const cleanUp = await once();
+    const result = await once();
     samples.push(performance.now() - started);
-    await cleanUp?.();
+    await cleanUpAfter(result);
   }
   return percentiles(samples);
 }

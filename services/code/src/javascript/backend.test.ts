@@ -12,7 +12,7 @@ import {
   InvalidArgumentError,
   type RunningServer,
   startGrpcServer,
-  ToolplaneError,
+  type ToolplaneError,
   toServiceError,
   UnavailableError,
 } from "../../../runtime/src/index.js";

@@ -268,13 +268,20 @@ class ProcessBackend implements LanguageBackend {
   /** @internal The live host at a slot (waiting for a restart if one is under way). */
   async host(index: number): Promise<HostProcess> {
     if (this.stopping) throw new UnavailableError("the JavaScript backend is stopping");
-    const host = await this.hosts[index];
+    let host: HostProcess | undefined;
+    try {
+      host = await this.hosts[index];
+    } catch {
+      // The last (re)start failed: try again now rather than leave the slot dead.
+      this.hosts[index] = this.spawn(index);
+      host = await this.hosts[index];
+    }
     if (!host) throw new InternalError(`no sandbox host at slot ${index}`);
     return host;
   }
 
   async createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
-    const settled = await Promise.all(this.hosts.map((host) => host.catch(() => undefined)));
+    const settled = await Promise.all(this.hosts.map((_host, index) => this.host(index).catch(() => undefined)));
     let index = -1;
     for (const [candidate, host] of settled.entries()) {
       if (host && !host.exited && (index === -1 || host.sessions < (settled[index]?.sessions ?? 0))) index = candidate;

@@ -5,7 +5,7 @@
  * process must die), so isolates live here and a crash costs this process, not
  * the service.
  */
-import { status } from "@grpc/grpc-js";
+import type { status } from "@grpc/grpc-js";
 import { asToolplaneError } from "../../../runtime/src/index.js";
 import type { InputImage, ResolvedLimits } from "../backend.js";
 import { type EngineOptions, type EngineSession, IsolateEngine } from "./engine.js";

@@ -50,6 +50,7 @@ export function installPrelude(
   images: PreludeImage[],
   config: PreludeConfig,
 ): (value: unknown) => string | undefined {
+  // biome-ignore lint/suspicious/noRedundantUseStrict: not redundant: the function is serialised and run as a sloppy script.
   "use strict";
   const global = globalThis as Record<string, unknown>;
   const { stringify } = JSON;
