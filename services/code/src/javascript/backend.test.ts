@@ -535,6 +535,21 @@ describe("JavaScript backend, sandbox host processes", () => {
     await session.close();
   });
 
+  it("forwards a caller's cancellation to the host, which stops the cell", async () => {
+    const session = await backend.createSession([], LIMITS);
+    const controller = new AbortController();
+    const running = session.execute("while (true) {}", { timeoutMs: 10_000, signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    await assert.rejects(running, (error: ToolplaneError) => {
+      assert.equal(error.code, status.DEADLINE_EXCEEDED);
+      return true;
+    });
+    const next = await run(session, "'after'");
+    assert.equal(next.result, '"after"');
+    assert.match(next.stderr, /cancelled by its caller/);
+    await session.close();
+  });
+
   it("contains a heap exhaustion isolated-vm cannot handle: the culprit gets RESOURCE_EXHAUSTED, others a notice", async () => {
     const culprit = await backend.createSession([], LIMITS);
     const bystander = await backend.createSession([], LIMITS);
