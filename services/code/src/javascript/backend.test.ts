@@ -200,6 +200,31 @@ describe("JavaScript backend, in process", () => {
     await session.close();
   });
 
+  it("closes the allocations isolated-vm would not count: WebAssembly memories and resizable buffers", async () => {
+    const session = await backend.createSession([], LIMITS);
+    assert.equal(await value(session, "typeof WebAssembly"), '"undefined"');
+    for (const code of [
+      "new ArrayBuffer(16, { maxByteLength: 2 ** 30 })",
+      "new SharedArrayBuffer(16, { maxByteLength: 2 ** 30 })",
+      "new (new Uint8Array(4).buffer.constructor)(16, { maxByteLength: 2 ** 30 })",
+      "class Sneaky extends ArrayBuffer {}; new Sneaky(16, { maxByteLength: 2 ** 30 })",
+    ]) {
+      const outcome = await run(session, code);
+      assert.equal(outcome.failure?.type, "TypeError", code);
+      assert.match(outcome.failure?.message ?? "", /resizable buffers \(maxByteLength\) are not available/);
+    }
+    assert.equal(
+      await value(
+        session,
+        "const plain = new ArrayBuffer(8); [plain.byteLength, plain instanceof ArrayBuffer, plain.slice(2).byteLength, new Uint8Array(plain).buffer === plain]",
+      ),
+      "[ 8, true, 6, true ]",
+    );
+    const bomb = await run(session, "const held = []; while (true) held.push(new ArrayBuffer(8 << 20))");
+    assert.equal(bomb.failure?.type, "RangeError", "plain buffers stay within the memory limit");
+    await session.close();
+  });
+
   it("keeps prototype pollution inside the session's own context", async () => {
     const polluter = await backend.createSession([], LIMITS);
     await value(

@@ -289,6 +289,30 @@ export function installPrelude(
     defineProperty(global, name, { value, writable: true, configurable: true, enumerable: false });
   }
 
+  // Allocations isolated-vm does not count against the memory limit: WebAssembly memories and resizable
+  // (maxByteLength) buffers are committed outside its allocator, so a cell could fill the host's RAM.
+  delete global.WebAssembly;
+  for (const Original of [ArrayBuffer, SharedArrayBuffer] as const) {
+    const name = Original.name;
+    const guarded: unknown = new Proxy(Original, {
+      construct(target, args: unknown[], newTarget: (...a: unknown[]) => object) {
+        const options = args[1];
+        if (
+          typeof options === "object" &&
+          options !== null &&
+          (options as { maxByteLength?: unknown }).maxByteLength !== undefined
+        ) {
+          throw new TypeError(`${name}: resizable buffers (maxByteLength) are not available in this sandbox`);
+        }
+        // Only the length is passed on: a getter on the options cannot change its answer afterwards.
+        return Reflect.construct(target, [args[0]], newTarget === guarded ? target : newTarget);
+      },
+    });
+    // Reached through any buffer's .constructor otherwise.
+    defineProperty(Original.prototype, "constructor", { value: guarded, writable: true, configurable: true });
+    defineGlobal(name, guarded);
+  }
+
   defineGlobal("console", console);
   defineGlobal("display", displayImage);
   defineGlobal("image", freeze({ process: processWithService }));
