@@ -106,6 +106,20 @@ describe("JavaScript backend, in process", () => {
     await session.close();
   });
 
+  it("prints a 50k-line loop within the cell's time (output is sent to the host in chunks), in order", async () => {
+    const session = await backend.createSession([], { ...LIMITS, maxOutputBytes: 1024 * 1024 });
+    const outcome = await run(
+      session,
+      "for (let i = 0; i < 50000; i++) { console.log(i); if (i % 10000 === 0) console.error('e' + i) }",
+    );
+    assert.equal(outcome.failure, undefined, outcome.failure?.message);
+    const lines = outcome.stdout.trimEnd().split("\n");
+    assert.equal(lines.length, 50000);
+    assert.deepEqual([lines[0], lines[49999]], ["0", "49999"]);
+    assert.equal(outcome.stderr, "e0\ne10000\ne20000\ne30000\ne40000\n");
+    await session.close();
+  });
+
   it("cuts each stream at max_output_bytes with an explicit marker", async () => {
     const session = await backend.createSession([], { ...LIMITS, maxOutputBytes: 100 });
     const outcome = await run(

@@ -60,6 +60,8 @@ const TRUNCATION_NOTE = (stream: string, cap: number) =>
 const LOST_NOTE = (reason: string) =>
   `[toolplane] ${reason}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
 const MAX_TRACEBACK_CHARS = 8192;
+/** Time a failed cell's buffered output gets to reach the host. */
+const FLUSH_TIMEOUT_MS = 100;
 
 /** One isolate with a context whose prelude is installed; host callbacks route to whichever session owns it. */
 interface ReadyIsolate {
@@ -95,15 +97,16 @@ class RunState {
     readonly signal: AbortSignal,
   ) {}
 
-  write(stream: number, text: string): void {
+  /** Appends to a stream; false once the stream is at its cap (the sandbox then stops sending). */
+  write(stream: number, text: string): boolean {
     const target = this.streams[stream === 2 ? 1 : 0];
-    if (target === undefined || target.truncated || typeof text !== "string") return;
+    if (target === undefined || target.truncated || typeof text !== "string") return false;
     const cap = this.limits.maxOutputBytes;
     const size = Buffer.byteLength(text);
     if (target.bytes + size <= cap) {
       target.text += text;
       target.bytes += size;
-      return;
+      return true;
     }
     // Cut on a byte boundary, then drop a trailing partial UTF-8 sequence.
     const kept = Buffer.from(text)
@@ -113,6 +116,7 @@ class RunState {
     target.text += kept;
     target.bytes = cap;
     target.truncated = true;
+    return false;
   }
 
   outcome(result: string | undefined, failure: CodeFailure | undefined): ExecutionOutcome {
@@ -274,10 +278,11 @@ export class IsolateEngine {
     const context = await isolate.createContext();
     const config: PreludeConfig = {
       maxPieceChars: 8 * 1024 * 1024,
+      flushChars: 16 * 1024,
       maxRenderChars: 64 * 1024,
       imageServiceHint: this.options.imageServiceHint,
     };
-    const write = new ivm.Callback((stream: number, text: string) => slot.owner?.hostWrite(stream, text));
+    const write = new ivm.Callback((stream: number, text: string) => slot.owner?.hostWrite(stream, text) ?? false);
     // applySyncPromise takes no result options: replies go back as an explicit copy.
     const display = new ivm.Reference(async (bytes: Uint8Array, mime: string) =>
       copyReply(slot.owner ? await slot.owner.hostDisplay(bytes, mime) : notRunning()),
@@ -316,6 +321,15 @@ function copyOf(images: ReadonlyArray<InputImage>): IsolatedVM.Copy<PreludeImage
     mime: image.mimeType,
   }));
   return new ivm.ExternalCopy(plain).copyInto({ release: true });
+}
+
+/** Sends the console output the sandbox still buffers (the success path does this while rendering). */
+async function flushOutput(ready: ReadyIsolate): Promise<void> {
+  try {
+    await ready.render.apply(undefined, [undefined], { timeout: FLUSH_TIMEOUT_MS });
+  } catch {
+    // The isolate cannot run any more (disposed, or stuck again): its last buffered output is lost.
+  }
 }
 
 function copyReply(reply: HostReply): IsolatedVM.Copy<HostReply> {
@@ -506,8 +520,10 @@ export class EngineSession implements LanguageSession {
         error instanceof Error &&
         error.message === "Script execution timed out." &&
         performance.now() - run.started >= timeoutMs * 0.9;
-      if (timedOut || run.deadlineHit) return { failure: this.timeoutFailure(run, timeoutMs, isolate, cpuBefore) };
-      return { failure: describeThrown(error) };
+      const failure =
+        timedOut || run.deadlineHit ? this.timeoutFailure(run, timeoutMs, isolate, cpuBefore) : describeThrown(error);
+      await flushOutput(ready);
+      return { failure };
     } finally {
       clearTimeout(watchdog);
       run.signal.removeEventListener("abort", onAbort);
@@ -546,8 +562,8 @@ export class EngineSession implements LanguageSession {
   }
 
   /** @internal console.* from the sandbox. */
-  hostWrite(stream: number, text: string): void {
-    this.run?.write(stream, text);
+  hostWrite(stream: number, text: string): boolean {
+    return this.run?.write(stream, text) ?? false;
   }
 
   /** @internal display(bytes, mime) from the sandbox. */

@@ -31,6 +31,8 @@ export interface PreludeImage {
 export interface PreludeConfig {
   /** Longest string one console call sends to the host; the host cuts at the byte cap and marks it. */
   maxPieceChars: number;
+  /** Buffered console output that triggers a send to the host. */
+  flushChars: number;
   /** Longest rendering of a value. */
   maxRenderChars: number;
   /** Name of the config variable to set to enable image.process, for the error message when it is absent. */
@@ -44,7 +46,7 @@ export interface PreludeConfig {
  * applySyncPromise so model code stays synchronous (no top-level await needed).
  */
 export function installPrelude(
-  write: (stream: number, text: string) => void,
+  write: (stream: number, text: string) => boolean,
   display: HostReference,
   processImage: HostReference | undefined,
   images: PreludeImage[],
@@ -188,8 +190,29 @@ export function installPrelude(
     return `${line.length > config.maxPieceChars ? line.slice(0, config.maxPieceChars) : line}\n`;
   }
 
-  const toStdout = (...args: unknown[]): void => write(1, formatArguments(args));
-  const toStderr = (...args: unknown[]): void => write(2, formatArguments(args));
+  // Output is buffered here and sent in chunks: one host call per console call costs ~40 µs, which
+  // makes a print loop of 100k lines take seconds. The host answers false once a stream is at its cap.
+  const pending = ["", ""];
+  const full = [false, false];
+  let pendingChars = 0;
+  function flush(): void {
+    for (const stream of [0, 1]) {
+      const text = pending[stream] ?? "";
+      if (text === "") continue;
+      pending[stream] = "";
+      if (!write(stream + 1, text)) full[stream] = true;
+    }
+    pendingChars = 0;
+  }
+  function emit(stream: 0 | 1, args: unknown[]): void {
+    if (full[stream]) return;
+    const line = formatArguments(args);
+    pending[stream] += line;
+    pendingChars += line.length;
+    if (pendingChars >= config.flushChars) flush();
+  }
+  const toStdout = (...args: unknown[]): void => emit(0, args);
+  const toStderr = (...args: unknown[]): void => emit(1, args);
   const console = freeze({
     log: toStdout,
     info: toStdout,
@@ -320,5 +343,14 @@ export function installPrelude(
     defineGlobal(input.name, { bytes: input.bytes, width: input.width, height: input.height, mime: input.mime });
   }
 
-  return (value: unknown): string | undefined => (value === undefined ? undefined : renderSafely(value));
+  /** Called by the host after every cell: renders its value, then sends what output is still buffered. */
+  return (value: unknown): string | undefined => {
+    try {
+      return value === undefined ? undefined : renderSafely(value);
+    } finally {
+      flush();
+      full[0] = false;
+      full[1] = false;
+    }
+  };
 }
