@@ -173,12 +173,17 @@ describe("JavaScript backend, in process", () => {
     await session.close();
   });
 
-  it("also times out a regular-expression backtracking bomb and Atomics.wait", async () => {
+  it("also times out regex backtracking, Atomics.wait, microtask chains and getters in the result", async () => {
     const session = await backend.createSession([], LIMITS);
     const regex = await run(session, "/(a+)+$/.test('a'.repeat(40) + 'b')", 200);
     assert.equal(regex.failure?.code, "DEADLINE_EXCEEDED");
     const wait = await run(session, "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)", 200);
     assert.equal(wait.failure?.code, "DEADLINE_EXCEEDED");
+    const microtasks = await run(session, "(function again() { Promise.resolve().then(again) })()", 200);
+    assert.equal(microtasks.failure?.code, "DEADLINE_EXCEEDED", "an endless microtask chain cannot outlive the cell");
+    const getter = await run(session, "({ get trap() { while (true) {} } })", 200);
+    assert.equal(getter.failure?.code, "DEADLINE_EXCEEDED", "rendering the result is held to the time limit too");
+    assert.equal(await value(session, "'alive'"), '"alive"');
     await session.close();
   });
 
