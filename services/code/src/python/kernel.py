@@ -27,6 +27,10 @@ FONT_CACHE_SOURCE = "/opt/toolplane/mplcache"
 MPL_DIR = "/tmp/.matplotlib"
 HEADER = struct.Struct(">II")
 KERNEL_FILE = os.path.abspath(__file__)
+# Returned images: each at most this many pixels, all of one call at most this many PNG bytes, so a reply
+# always fits the services' 64 MiB gRPC messages.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 48 * 1024 * 1024
 
 _proto_in = None
 _proto_out = None
@@ -144,13 +148,12 @@ class Kernel:
         self.timeout_ms = 0
         self.main_pid = os.getpid()
         self.images = []
+        self.image_bytes = 0
         self.max_images = 0
         self.images_dropped = False
         self.stdout = None
         self._patch_display_hooks()
         signal.signal(signal.SIGALRM, self._on_time_limit)
-        # CPU rlimit is a backstop for forked children; the kernel itself turns SIGXCPU into a timeout.
-        signal.signal(signal.SIGXCPU, self._on_time_limit)
 
     # ---- images -----------------------------------------------------------------
 
@@ -188,14 +191,28 @@ class Kernel:
             else:
                 print(repr(obj))
 
-    def _room_for_image(self):
+    def _room_for_image(self, width, height):
         if len(self.images) >= self.max_images:
             self.images_dropped = True
             return False
+        if width * height > MAX_IMAGE_PIXELS:
+            self.images_dropped = True
+            sys.stderr.write(
+                f"[image dropped: {width}x{height} is above the {MAX_IMAGE_PIXELS} pixel limit of returned images]\n"
+            )
+            return False
         return True
 
+    def _keep(self, png):
+        if self.image_bytes + len(png) > MAX_IMAGE_BYTES:
+            self.images_dropped = True
+            sys.stderr.write(f"[image dropped: the images of one call are limited to {MAX_IMAGE_BYTES} bytes of PNG]\n")
+            return
+        self.image_bytes += len(png)
+        self.images.append(png)
+
     def add_pil(self, image):
-        if not self._room_for_image():
+        if not self._room_for_image(image.width, image.height):
             return
         buffer = io.BytesIO()
         try:
@@ -204,13 +221,14 @@ class Kernel:
             # Modes PNG cannot store (CMYK, YCbCr, F, ...) go through RGB.
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, format="PNG", compress_level=1)
-        self.images.append(buffer.getvalue())
+        self._keep(buffer.getvalue())
 
     def add_figure(self, fig):
-        if self._room_for_image():
+        width, height = (fig.get_size_inches() * fig.dpi).round().astype(int).tolist()
+        if self._room_for_image(width, height):
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
-            self.images.append(buffer.getvalue())
+            self._keep(buffer.getvalue())
 
     def capture_figures(self):
         plt = self.plt
@@ -270,6 +288,7 @@ class Kernel:
         self.timeout_ms = header["timeout_ms"]
         self.max_images = header["max_images"]
         self.images = []
+        self.image_bytes = 0
         self.images_dropped = False
         self.timed_out = False
         stdout = CappedText(cap)
@@ -340,6 +359,10 @@ class Kernel:
         write_frame(response, images)
 
     def _arm_timer(self):
+        # The CPU rlimit (cell budget + 2 s) backs the wall timer: during a cell SIGXCPU is a timeout;
+        # between cells it keeps its default action, so a thread the model left burning CPU ends the
+        # interpreter (the session then restarts from a fresh one and says so). Forked children inherit it.
+        signal.signal(signal.SIGXCPU, self._on_time_limit)
         signal.setitimer(signal.ITIMER_REAL, self.timeout_ms / 1000)
         used = resource.getrusage(resource.RUSAGE_SELF)
         cpu = int(used.ru_utime + used.ru_stime) + self.timeout_ms // 1000 + 2
@@ -348,6 +371,7 @@ class Kernel:
 
     def _disarm_timer(self):
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGXCPU, signal.SIG_DFL)
 
     def _describe_failure(self, error, phase):
         if isinstance(error, CellTimeout) or self.timed_out:
@@ -491,10 +515,26 @@ def _import_libraries():
         except ImportError:
             pass
     modules["cv2"].setNumThreads(1)
-    # Build the font list now (it is what makes the first plot slow).
-    import matplotlib.font_manager  # noqa: F401
-
+    _warm_up(modules)
     return modules
+
+
+def _warm_up(modules):
+    """Runs once what model code will run first, before any memory limit applies.
+
+    OpenBLAS allocates its buffers on first use and, under a tight address-space
+    limit, can hang instead of failing; drawing a first figure loads fonts and
+    the Agg renderer. Both are done here, in the pool, not in a model's cell.
+    """
+    np = modules["numpy"]
+    np.linalg.inv(np.eye(3))
+    _ = np.eye(64) @ np.eye(64)
+    plt = modules["matplotlib.pyplot"]
+    figure = plt.figure()
+    plt.plot([0, 1], [0, 1])
+    plt.title("warm-up")
+    figure.savefig(io.BytesIO(), format="png")
+    plt.close("all")
 
 
 def main():
