@@ -474,7 +474,7 @@ export class EngineSession implements LanguageSession {
     try {
       script = await isolate.compileScript(code, { filename: `cell-${this.cells}.js` });
     } catch (error) {
-      if (isolate.isDisposed) return this.afterDisposal(error, run, timeoutMs);
+      if (isolate.isDisposed) return this.afterDisposal(error);
       const failure = describeThrown(error);
       return { failure: { ...failure, code: "INVALID_ARGUMENT", traceback: failure.traceback.split("\n")[0] ?? "" } };
     }
@@ -515,7 +515,7 @@ export class EngineSession implements LanguageSession {
           },
         };
       }
-      if (isolate.isDisposed) return this.afterDisposal(error, run, timeoutMs);
+      if (isolate.isDisposed) return this.afterDisposal(error);
       const timedOut =
         error instanceof Error &&
         error.message === "Script execution timed out." &&
@@ -543,7 +543,7 @@ export class EngineSession implements LanguageSession {
   }
 
   /** The isolate vanished under the cell: the memory limit, or the backend stopping. */
-  private afterDisposal(error: unknown, _run: RunState, _timeoutMs: number): { failure: CodeFailure } {
+  private afterDisposal(error: unknown): { failure: CodeFailure } {
     const message = error instanceof Error ? error.message : String(error);
     if (/memory limit/i.test(message)) {
       this.lostReason = `the previous cell exceeded the memory limit of ${this.limits.memoryMb} MB`;
