@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import sharp from "sharp";
 import {
   CodeServiceClient,
@@ -8,7 +9,21 @@ import {
   Language,
 } from "../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
-import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
+import {
+  ImageServiceService,
+  type ProcessRequest,
+  type ProcessResponse,
+} from "../../generated/toolplane/image/v1/image.js";
+import {
+  createClient,
+  createLogger,
+  InvalidArgumentError,
+  invoke,
+  type RunningServer,
+  startGrpcServer,
+  type ToolplaneError,
+  toServiceError,
+} from "../../services/runtime/src/index.js";
 import { type SpawnedService, spawnService } from "../support/processes.js";
 
 const INVALID_ARGUMENT = 3;
@@ -220,5 +235,85 @@ describe("code service, JavaScript, over a real socket", () => {
     assert.equal((await api.execute(sessionId, "typeof temporary")).result, '"undefined"');
     await api.close(sessionId);
     await assert.rejects(api.execute(sessionId, "1"), (error) => assertRpcError(error, NOT_FOUND, "MODEL"));
+  });
+});
+
+describe("code service, JavaScript, image.process through the sandbox host", () => {
+  const requests: ProcessRequest[] = [];
+  let imageService: RunningServer;
+  let service: SpawnedService;
+  let api: ReturnType<typeof codeClient>;
+
+  before(async () => {
+    // A stand-in for the image service (built in its own service): it crops with sharp and nothing else.
+    imageService = await startGrpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      services: [
+        {
+          name: "toolplane.image.v1.ImageService",
+          definition: ImageServiceService,
+          implementation: {
+            process(call: ServerUnaryCall<ProcessRequest, ProcessResponse>, callback: sendUnaryData<ProcessResponse>) {
+              requests.push(call.request);
+              const box = call.request.operations[0]?.crop?.box;
+              if (!box) {
+                callback(toServiceError(new InvalidArgumentError("operations[0]: only crop here")) as never, null);
+                return;
+              }
+              const [width, height] = [box.right - box.left, box.bottom - box.top];
+              sharp(call.request.image?.data)
+                .extract({ left: box.left, top: box.top, width, height })
+                .png()
+                .toBuffer()
+                .then((data) =>
+                  callback(null, {
+                    image: { data, mimeType: "image/png", width, height },
+                    input: undefined,
+                    timing: undefined,
+                  }),
+                );
+            },
+          },
+        },
+      ],
+      protoFiles: ["toolplane/image/v1/image.proto"],
+      logger: createLogger("stand-in-image", "silent"),
+    });
+    service = await spawnService("code", {
+      TOOLPLANE_CODE_POOL_SIZE: "0",
+      TOOLPLANE_CODE_JS_POOL_SIZE: "1",
+      TOOLPLANE_CODE_JS_HOST_PROCESSES: "1",
+      TOOLPLANE_IMAGE_ADDR: imageService.address,
+    });
+    api = codeClient(service.address);
+  });
+  after(async () => {
+    api?.client.close();
+    await service?.stop();
+    await imageService?.shutdown(1000);
+  });
+
+  it("crops through the image service and displays the result; its MODEL errors stay catchable", async () => {
+    const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: "#1e1ec8" } })
+      .png()
+      .toBuffer();
+    const { sessionId } = await api.create({
+      images: [{ name: "image_1", image: { data: png, mimeType: "", width: 0, height: 0 } }],
+    });
+    const cropped = await api.execute(
+      sessionId,
+      "const crop = image.process(image_1, [{ crop: { box: { left: 10, top: 5, right: 30, bottom: 25 } } }]); display(crop); [crop.width, crop.height]",
+    );
+    assert.equal(cropped.error, undefined, cropped.stderr);
+    assert.equal(cropped.result, "[ 20, 20 ]");
+    assert.deepEqual([cropped.images[0]?.width, cropped.images[0]?.height], [20, 20]);
+    assert.equal(requests.at(-1)?.image?.data?.length, png.length, "the input image's bytes were sent");
+    const refused = await api.execute(
+      sessionId,
+      "try { image.process(image_1, [{ invert: {} }]) } catch (e) { e.name + ': ' + e.message }",
+    );
+    assert.equal(refused.result, '"ImageProcessError: image.process: operations[0]: only crop here"');
+    await api.close(sessionId);
   });
 });
