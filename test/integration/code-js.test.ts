@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import sharp from "sharp";
@@ -228,6 +229,21 @@ describe("code service, JavaScript, over a real socket", () => {
     );
   });
 
+  it("runs cells of many sessions at once, each in its own state", async () => {
+    const sessions = await Promise.all(Array.from({ length: 8 }, () => api.create()));
+    await Promise.all(sessions.map(({ sessionId }, index) => api.execute(sessionId, `let mine = ${index}`)));
+    const results = await Promise.all(
+      sessions.map(({ sessionId }) =>
+        api.execute(sessionId, "const until = Date.now() + 100; while (Date.now() < until) {} mine"),
+      ),
+    );
+    assert.deepEqual(
+      results.map((response) => response.result),
+      sessions.map((_session, index) => String(index)),
+    );
+    await Promise.all(sessions.map(({ sessionId }) => api.close(sessionId)));
+  });
+
   it("resets state on ResetSession and answers NOT_FOUND after CloseSession", async () => {
     const { sessionId } = await api.create();
     await api.execute(sessionId, "let temporary = 1");
@@ -317,3 +333,52 @@ describe("code service, JavaScript, image.process through the sandbox host", () 
     await api.close(sessionId);
   });
 });
+
+describe("code service, JavaScript, shutdown", () => {
+  it("stops its sandbox host processes on SIGTERM and exits 0", async () => {
+    const service = await spawnService("code", {
+      TOOLPLANE_CODE_POOL_SIZE: "0",
+      TOOLPLANE_CODE_JS_HOST_PROCESSES: "2",
+    });
+    const api = codeClient(service.address);
+    const { sessionId } = await api.create();
+    assert.equal((await api.execute(sessionId, "1 + 1")).result, "2");
+    api.client.close();
+    const hosts = childPids(service.child.pid ?? 0).filter((pid) => commandLine(pid).includes("host-process.js"));
+    assert.equal(hosts.length, 2, "one child per sandbox host");
+    assert.equal(await service.stop("SIGTERM"), 0);
+    for (const pid of hosts) assert.equal(isAlive(pid), false, `sandbox host ${pid} outlived the service`);
+  });
+});
+
+/** Direct children of a process (Linux /proc): the sandbox hosts among them are found by their command line. */
+function childPids(parent: number): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
+      } catch {
+        return false; // the process ended while we looked
+      }
+    })
+    .map(Number);
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
