@@ -296,6 +296,8 @@ describe("JavaScript backend, in process", () => {
       await value(session, "[typeof display.get, typeof display.applySync, Object.keys(image)]"),
       '[ "undefined", "undefined", [ "process" ] ]',
     );
+    // The helpers are strict code: no Function#caller walk from them.
+    assert.equal(await value(session, "try { display.caller; 'sloppy' } catch { 'strict' }"), '"strict"');
     // Stack inspection from a console callback cannot see the host references the prelude closes over.
     assert.equal(
       await value(

@@ -155,7 +155,8 @@ export class IsolateEngine {
   private stopped = false;
   private readonly sessions = new Set<EngineSession>();
   private readonly imageClient: ImageServiceClient | undefined;
-  private readonly preludeSource = `return (${installPrelude.toString()})($0, $1, $2, $3, $4)`;
+  // Function#toString drops the module's strictness: the directive makes the prelude strict again.
+  private readonly preludeSource = `"use strict"; return (${installPrelude.toString()})($0, $1, $2, $3, $4)`;
 
   constructor(readonly options: EngineOptions) {
     if (options.poolMemoryMb < MIN_MEMORY_MB) {

@@ -5,9 +5,10 @@
  *
  * `installPrelude` is serialised with Function#toString and evaluated in the
  * context, so it must be self-contained: no imports, no references to anything
- * outside its own body. It is strict so that stack inspection tricks
- * (Function#caller, CallSite#getThis) cannot reach the host references it
- * closes over; those references are never stored on any reachable object.
+ * outside its own body. The engine evaluates it inside strict code, so that
+ * stack inspection tricks (Function#caller, CallSite#getThis) cannot reach the
+ * host references it closes over; those references are never stored on any
+ * reachable object.
  */
 
 /** The host side of a Reference as seen from inside the isolate (only the method we call). */
@@ -52,8 +53,6 @@ export function installPrelude(
   images: PreludeImage[],
   config: PreludeConfig,
 ): (value: unknown) => string | undefined {
-  // biome-ignore lint/suspicious/noRedundantUseStrict: not redundant: the function is serialised and run as a sloppy script.
-  "use strict";
   const global = globalThis as Record<string, unknown>;
   const { stringify } = JSON;
   const { keys, getPrototypeOf, defineProperty, is, freeze } = Object;
