@@ -232,6 +232,8 @@ export class IsolateEngine {
         (fresh) => (this.stopped ? dispose(fresh) : this.idle.push(fresh)),
         () => dispose(ready),
       )
+      // Only disposing an isolate that is already gone can fail here; it is out of the pool either way.
+      .catch(() => undefined)
       .finally(() => {
         this.recycling -= 1;
       });
@@ -254,9 +256,13 @@ export class IsolateEngine {
       }
     };
     setImmediate(() =>
-      step().finally(() => {
-        this.refilling = false;
-      }),
+      step()
+        // A failed refill (the process short of memory) is tried again by the next take; sessions then
+        // build their own isolate meanwhile.
+        .catch(() => undefined)
+        .finally(() => {
+          this.refilling = false;
+        }),
     );
   }
 
