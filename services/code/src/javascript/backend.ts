@@ -131,6 +131,7 @@ class HostProcess {
   /** Sessions whose code made this host die, and how. */
   private readonly culprits = new Map<string, { cause: "catastrophic" | "killed"; detail: string }>();
   exited = false;
+  started = false;
   sessions = 0;
   readonly gone: Promise<void>;
 
@@ -151,7 +152,8 @@ class HostProcess {
           );
         }
         this.pending.clear();
-        onExit(detail);
+        // A host that died while starting is reported by start(); restarting it here could loop forever.
+        if (this.started) onExit(detail);
         resolve();
       });
     });
@@ -207,6 +209,7 @@ class HostProcess {
     });
     const host = new HostProcess(child, onExit);
     await ready;
+    host.started = true;
     return host;
   }
 
