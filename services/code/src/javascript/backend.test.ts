@@ -581,6 +581,16 @@ describe("JavaScript backend, sandbox host processes", () => {
     await session.close();
   });
 
+  it("fails start() with UNAVAILABLE when a host cannot start, without restarting it in a loop", async () => {
+    const broken = createJavaScriptBackend({ ...BASE, isolation: "process", hostProcesses: 1, poolMemoryMb: 4 });
+    await assert.rejects(broken.start(), (error: ToolplaneError) => {
+      assert.equal(error.code, status.UNAVAILABLE);
+      assert.match(error.message, /sandbox host exited at start/);
+      return true;
+    });
+    await broken.stop();
+  });
+
   it("forwards a caller's cancellation to the host, which stops the cell", async () => {
     const session = await backend.createSession([], LIMITS);
     const controller = new AbortController();
