@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
@@ -207,6 +208,21 @@ describe("code service, Python, over a real socket", () => {
     await api.close(sessionId);
   });
 
+  it("a caller's deadline shorter than the timeout ends the cell in time, keeping the session's state", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "kept = 7");
+    const response = await invoke(
+      api.client,
+      api.client.execute,
+      { sessionId, code: "import time\nprint('started')\ntime.sleep(60)", timeoutMs: 0, fixIndentation: false },
+      { deadlineMs: Date.now() + 1500 },
+    );
+    assertModelFailure(response, "DEADLINE_EXCEEDED", /^TimeoutError$/);
+    assert.equal(response.stdout, "started\n");
+    assert.equal((await api.execute(sessionId, "kept")).result, "7");
+    await api.close(sessionId);
+  });
+
   it("contains a memory bomb as RESOURCE_EXHAUSTED", async () => {
     const { sessionId } = await api.create({
       limits: { memoryMb: 256, timeoutMs: 0, maxOutputBytes: 0, maxImages: 0 },
@@ -372,6 +388,66 @@ describe("code service session cap", () => {
     await api.close(first.sessionId);
     const third = await api.create();
     assert.equal((await api.execute(third.sessionId, "6 * 7")).result, "42");
+  });
+});
+
+/** Every descendant pid of `root`, from /proc. */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const found: number[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    for (const child of children.get(stack.pop() as number) ?? []) {
+      found.push(child);
+      stack.push(child);
+    }
+  }
+  return found;
+}
+
+describe("code service shutdown", () => {
+  async function serviceWithSandboxes(): Promise<{ service: SpawnedService; sandboxes: number[] }> {
+    const service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1" });
+    const api = codeClient(service.address);
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "x = 1");
+    api.client.close();
+    const sandboxes = descendants(service.child.pid as number);
+    assert.ok(sandboxes.length >= 2, "the session's and the pool's sandboxes are running");
+    return { service, sandboxes };
+  }
+
+  async function assertGone(sandboxes: number[]): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (sandboxes.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(
+      sandboxes.filter((pid) => existsSync(`/proc/${pid}`)),
+      [],
+    );
+  }
+
+  it("stops on SIGTERM with exit code 0 and leaves no sandbox behind", async () => {
+    const { service, sandboxes } = await serviceWithSandboxes();
+    assert.equal(await service.stop("SIGTERM"), 0);
+    await assertGone(sandboxes);
+  });
+
+  it("leaves no sandbox behind even when killed outright", async () => {
+    const { service, sandboxes } = await serviceWithSandboxes();
+    await service.stop("SIGKILL");
+    await assertGone(sandboxes);
   });
 });
 

@@ -47,6 +47,7 @@ export function createCodeServiceImplementation(
         timeoutMs: request.timeoutMs,
         fixIndentation: request.fixIndentation,
         signal: context.signal,
+        deadlineMs: context.deadlineMs,
       });
       const failure = outcome.failure;
       return {

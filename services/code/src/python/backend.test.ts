@@ -69,6 +69,21 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     assert.equal(valid.stdout, "after 1\n");
   });
 
+  it("captures what subprocesses, C code and forked workers write, not only Python's print", async () => {
+    const outcome = await run(
+      "import os, subprocess, multiprocessing as mp\n" +
+        "subprocess.run(['sh', '-c', 'echo from-shell; echo shell-err >&2'])\n" +
+        "os.write(1, b'raw-fd\\n')\n" +
+        "def work(x):\n    print('worker', x)\n    return x\n" +
+        "with mp.Pool(1) as pool:\n    pool.map(work, [7])\n" +
+        "print('python')",
+    );
+    assert.equal(outcome.failure, undefined, outcome.stderr);
+    for (const line of ["from-shell\n", "raw-fd\n", "worker 7\n", "python\n"])
+      assert.ok(outcome.stdout.includes(line), outcome.stdout);
+    assert.equal(outcome.stderr, "shell-err\n");
+  });
+
   it("cuts stdout at max_output_bytes with an explicit marker and flag", async () => {
     const outcome = await run("print('y' * 10000)");
     assert.equal(outcome.stdoutTruncated, true);
@@ -101,10 +116,10 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     assert.match(outcome.stderr, /\[image dropped: 10000x6000 is above the 50000000 pixel limit/);
   });
 
-  it("kills a cell that blocks the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
+  it("kills a cell that ignores the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
     await run("kept = 1");
     const outcome = await run(
-      "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGXCPU])\nwhile True: pass",
+      "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True: pass",
       { timeoutMs: 300 },
     );
     assert.equal(outcome.failure?.code, "DEADLINE_EXCEEDED");

@@ -40,7 +40,11 @@ export class KernelPool {
     private readonly logger: Logger,
   ) {}
 
-  /** Builds the font cache once, then proves the sandbox works by starting one kernel. */
+  /**
+   * Builds the font cache once, then fills the pool before returning: a service
+   * that reports SERVING is warm, and no imports compete with its first calls.
+   * A sandbox that does not work fails here, at start-up.
+   */
   async start(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), "toolplane-mplcache-"));
     chmodSync(dir, 0o755);
@@ -48,9 +52,12 @@ export class KernelPool {
     this.fontCacheDir = dir;
     const started = performance.now();
     await buildFontCache(this.sandboxOptions());
-    this.adopt(await this.startKernel());
+    do {
+      const batch = Math.max(1, Math.min(this.options.warmupConcurrency, this.options.size - this.idle.length));
+      const kernels = await Promise.all(Array.from({ length: batch }, () => this.startKernel()));
+      for (const kernel of kernels) this.adopt(kernel);
+    } while (this.idle.length < this.options.size);
     this.logger.info({ ms: Math.round(performance.now() - started), size: this.options.size }, "python pool started");
-    this.fill();
   }
 
   /** A warm kernel: an idle one at once, else the next one started (in arrival order). */
@@ -63,10 +70,6 @@ export class KernelPool {
       : new Promise<SandboxedKernel>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.fill();
     return result;
-  }
-
-  get idleCount(): number {
-    return this.idle.length;
   }
 
   async stop(): Promise<void> {
