@@ -152,6 +152,20 @@ describe("code service, JavaScript, over a real socket", () => {
     await stillServes();
   });
 
+  it("cuts a cell at the caller's gRPC deadline so the answer arrives and the state survives", async () => {
+    const { sessionId } = await api.create({ limits: { ...LIMITS, timeoutMs: 10_000 } });
+    await api.execute(sessionId, "let kept = 'yes'");
+    const response = await invoke(
+      api.client,
+      api.client.execute,
+      { sessionId, code: "while (true) {}", timeoutMs: 0, fixIndentation: false },
+      { deadlineMs: Date.now() + 1000 },
+    );
+    assertModelFailure(response, "DEADLINE_EXCEEDED", /^TimeoutError$/);
+    assert.equal((await api.execute(sessionId, "kept")).result, '"yes"');
+    await api.close(sessionId);
+  });
+
   it("disposes an isolate over its memory limit with RESOURCE_EXHAUSTED (MODEL); the next cell is told", async () => {
     const { sessionId } = await api.create();
     await api.execute(sessionId, "let before = 1");
