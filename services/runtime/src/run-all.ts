@@ -65,7 +65,9 @@ runMain("toolplane", async () => {
 
   const addresses: Record<string, string> = {};
   for (const backend of BACKENDS) {
+    // Earlier backends' addresses go to later ones: the code service calls the image service for JS image ops.
     addresses[backend.addressVariable] = await start(backend.name, {
+      ...addresses,
       TOOLPLANE_GRPC_PORT: String(config[backend.portVariable]),
     });
   }
