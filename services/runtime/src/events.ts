@@ -107,19 +107,24 @@ export class NatsCallObserver implements StoppableObserver {
   private connection: NatsConnection | undefined;
   private js: JetStreamClient | undefined;
   private pumping = false;
+  /** stop() was called: new events are refused, the queue is still flushed. */
   private stopped = false;
+  /** stop() is done (flushed or past its deadline): no more connection attempts. */
+  private closed = false;
   private streamReady = false;
   /** Tracked from status events: core publishes are only handed over while connected. */
   private connected = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly connecting: Promise<void>;
   private readonly drainedWaiters: Array<() => void> = [];
+  private connectTimer: NodeJS.Timeout | undefined;
+  private wakeConnect: (() => void) | undefined;
 
   constructor(private readonly options: NatsObserverOptions) {
     this.connecting = this.connect();
   }
 
-  /** Resolves once the first connection is up (tests); events are accepted before that. */
+  /** Resolves once the first connection is up, or stop() gave up on it; events are accepted before that. */
   ready(): Promise<void> {
     return this.connecting;
   }
@@ -148,7 +153,10 @@ export class NatsCallObserver implements StoppableObserver {
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
     if (this.queue.length > 0)
       await Promise.race([new Promise<void>((resolve) => this.drainedWaiters.push(resolve)), deadline]);
+    this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.connectTimer);
+    this.wakeConnect?.();
     if (this.queue.length > 0) {
       this.options.logger.warn({ lost: this.queue.length }, "events not published before the stop deadline");
       eventsDropped.inc({ reason: "shutdown" }, this.queue.length);
@@ -162,16 +170,28 @@ export class NatsCallObserver implements StoppableObserver {
 
   private async connect(): Promise<void> {
     const { logger, url } = this.options;
-    // waitOnFirstConnect: a service starts even when NATS is not up yet; events wait in the queue.
-    const connection = await connect({
-      servers: url,
-      name: "toolplane-events",
-      waitOnFirstConnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 500,
-      pingInterval: 5_000,
-    });
-    if (this.stopped) {
+    // The first connection is retried here rather than with waitOnFirstConnect so stop() can end
+    // the attempts: a service starts even when NATS is not up yet, and events wait in the queue.
+    let connection: NatsConnection | undefined;
+    for (let attempt = 1; connection === undefined; attempt++) {
+      if (this.closed) return;
+      try {
+        connection = await connect({
+          servers: url,
+          name: "toolplane-events",
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          pingInterval: 5_000,
+        });
+      } catch (error) {
+        if (attempt === 1) logger.warn({ err: error, url }, "events: nats unreachable, buffering until it is up");
+        await new Promise<void>((resolve) => {
+          this.wakeConnect = resolve;
+          this.connectTimer = setTimeout(resolve, 500);
+        });
+      }
+    }
+    if (this.closed) {
       await connection.close();
       return;
     }

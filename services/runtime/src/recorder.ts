@@ -125,7 +125,9 @@ export class ObjectStoreResultStore implements ResultStore {
   }
 
   async get(digest: string): Promise<Uint8Array | undefined> {
-    return (await (await this.store()).getBlob(digest)) ?? undefined;
+    const blob = await (await this.store()).getBlob(digest);
+    // A plain Uint8Array like the directory store's, whatever view the client hands back.
+    return blob === null ? undefined : new Uint8Array(blob);
   }
 
   async put(digest: string, key: RecordKey, result: Uint8Array): Promise<void> {
