@@ -15,6 +15,7 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { trace } from "@opentelemetry/api";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { loadConfig } from "./config.js";
 import { ERROR_CLASS_KEY, toServiceError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import {
@@ -22,6 +23,7 @@ import {
   grpcServerDuration,
   grpcServerErrors,
   type MetricsServer,
+  metricsConfigShape,
   startMetricsServer,
 } from "./metrics.js";
 
@@ -44,7 +46,10 @@ export interface GrpcServerOptions {
   protoFiles: string[];
   logger: Logger;
   maxMessageBytes?: number;
-  /** Serve Prometheus /metrics on this port (0 = ephemeral); undefined serves none. See metricsConfigShape. */
+  /**
+   * Serve Prometheus /metrics on this port (0 = ephemeral). When not given, TOOLPLANE_METRICS_PORT
+   * decides (unset = no endpoint), so every service gets the endpoint without wiring it in main.
+   */
   metricsPort?: number;
 }
 
@@ -105,10 +110,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   health.setStatus("", "SERVING");
   const address = `${options.host}:${port}`;
   // Metrics bind before "grpc server listening" so whoever waits for that line can scrape at once.
+  const metricsPort = options.metricsPort ?? loadConfig(metricsConfigShape).TOOLPLANE_METRICS_PORT;
   const metrics =
-    options.metricsPort === undefined
-      ? undefined
-      : await startMetricsServer(options.host, options.metricsPort, options.logger);
+    metricsPort === undefined ? undefined : await startMetricsServer(options.host, metricsPort, options.logger);
   options.logger.info({ address, services: options.services.map((s) => s.name) }, "grpc server listening");
 
   let stopping: Promise<void> | undefined;

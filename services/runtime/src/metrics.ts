@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { z } from "zod";
+import type { ToolCallEvent } from "./call-events.js";
 import type { Logger } from "./logger.js";
 
 /**
@@ -94,6 +95,16 @@ export function observeToolCall(
   toolCalls.inc({ tool, status });
   if (errorClass !== undefined) toolErrors.inc({ tool, error_class: errorClass });
   toolDuration.observe({ tool }, seconds);
+}
+
+/** Feeds the toolplane_tool_* metrics from the gateway's finished events. */
+export class MetricsCallObserver {
+  onEvent(event: ToolCallEvent): void {
+    if (event.phase !== "finished" || event.status === undefined) return;
+    observeToolCall(event.tool, event.status, (event.durationMs ?? 0) / 1000, event.errorClass);
+  }
+
+  async stop(): Promise<void> {}
 }
 
 /**

@@ -1,4 +1,5 @@
 import { type Attributes, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { ToolCallEvent } from "./call-events.js";
 
 /**
  * Tracing. Off unless an OTLP endpoint is configured with the standard
@@ -144,4 +145,41 @@ export function traceLogFields(): Record<string, string> {
   const spanContext = trace.getActiveSpan()?.spanContext();
   if (spanContext === undefined || !trace.isSpanContextValid(spanContext)) return {};
   return { trace_id: spanContext.traceId, span_id: spanContext.spanId };
+}
+
+/**
+ * One `toolplane.tool_call` span per tool call, opened by the gateway's
+ * started event and closed by its finished event, with the call's attributes,
+ * status and error class. It is a child of the span active when the call
+ * started (the gateway's server span). It does not become the active span, so
+ * the gateway's calls to the services are its siblings; wrapping the call in
+ * withSpan instead makes them its children.
+ */
+export class SpanCallObserver {
+  private readonly open = new Map<string, Span>();
+
+  onEvent(event: ToolCallEvent): void {
+    const key = `${event.trajectoryId}\u0000${event.callId}`;
+    if (event.phase === "started") {
+      const attributes = callAttributes(event);
+      attributes["toolplane.call_id"] = event.callId;
+      this.open.set(key, trace.getTracer(TRACER_NAME).startSpan("toolplane.tool_call", { attributes }));
+      return;
+    }
+    const span = this.open.get(key);
+    if (span === undefined) return;
+    this.open.delete(key);
+    if (event.status !== undefined) span.setAttribute("toolplane.status", event.status);
+    if (event.errorClass !== undefined) {
+      span.setAttribute(SpanAttribute.errorClass, event.errorClass);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: event.errorMessage ?? event.errorCode ?? "" });
+    }
+    span.end();
+  }
+
+  /** Calls still open at shutdown end here, so their spans are exported with the final flush. */
+  async stop(): Promise<void> {
+    for (const span of this.open.values()) span.end();
+    this.open.clear();
+  }
 }
