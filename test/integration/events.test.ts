@@ -189,6 +189,37 @@ describe("NATS call events (real nats-server with JetStream)", () => {
     );
   });
 
+  it("never drops the event whose publish is in flight when the buffer overflows", async () => {
+    const nats = await spawnNats();
+    cleanups.push(async () => {
+      nats.child.kill("SIGCONT");
+      await nats.stop();
+    });
+    const events = observer(nats.url, 3);
+    await events.ready();
+    const [warmUp] = callEvents(100, "traj-inflight");
+    events.onEvent(warmUp);
+    await waitFor(() => events.pending === 0, "the stream to exist");
+    // A paused server keeps the first publish waiting for its ack while more events arrive.
+    nats.child.kill("SIGSTOP");
+    const sent = [
+      ...callEvents(0, "traj-inflight"),
+      ...callEvents(1, "traj-inflight"),
+      ...callEvents(2, "traj-inflight"),
+    ];
+    const overflowBefore = await dropped("overflow");
+    for (const event of sent) events.onEvent(event);
+    assert.equal((await dropped("overflow")) - overflowBefore, 3);
+    nats.child.kill("SIGCONT");
+    await waitFor(() => events.pending === 0, "the kept events to be published");
+    await events.stop();
+    assert.deepEqual(
+      (await readStream(nats.url)).map(({ event }) => `${event.callId}.${event.phase}`),
+      [warmUp, sent[0], sent[4], sent[5]].map((event) => `${event?.callId}.${event?.phase}`),
+      "the in-flight event and the two newest, each once",
+    );
+  });
+
   it("stop() gives up at its deadline when NATS stays down and counts what it could not send", async () => {
     const port = await freePort();
     const events = observer(`nats://127.0.0.1:${port}`);

@@ -118,6 +118,9 @@ export class NatsCallObserver implements StoppableObserver {
   private readonly connecting: Promise<void>;
   private readonly drainedWaiters: Array<() => void> = [];
   private connectTimer: NodeJS.Timeout | undefined;
+  private inFlight: ToolCallEvent | undefined;
+  /** Set while publishes fail, so a long outage logs one warning, not one per retry. */
+  private failingSince: number | undefined;
   private wakeConnect: (() => void) | undefined;
 
   constructor(private readonly options: NatsObserverOptions) {
@@ -140,8 +143,11 @@ export class NatsCallObserver implements StoppableObserver {
       return;
     }
     if (this.queue.length >= this.options.bufferLimit) {
-      this.queue.shift();
       eventsDropped.inc({ reason: "overflow" });
+      // The event being published may still be acknowledged, so the oldest one behind it goes.
+      const firstDroppable = this.queue[0] === this.inFlight ? 1 : 0;
+      if (this.queue.length <= firstDroppable) return;
+      this.queue.splice(firstDroppable, 1);
     }
     this.queue.push(event);
     eventsBuffered.set(this.queue.length);
@@ -150,9 +156,14 @@ export class NatsCallObserver implements StoppableObserver {
 
   async stop(deadlineMs = 5_000): Promise<void> {
     this.stopped = true;
-    const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
-    if (this.queue.length > 0)
+    if (this.queue.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, deadlineMs);
+      });
       await Promise.race([new Promise<void>((resolve) => this.drainedWaiters.push(resolve)), deadline]);
+      clearTimeout(timer);
+    }
     this.closed = true;
     clearTimeout(this.retryTimer);
     clearTimeout(this.connectTimer);
@@ -243,6 +254,7 @@ export class NatsCallObserver implements StoppableObserver {
         const event = this.queue[0];
         if (event === undefined) break;
         const payload = JSON.stringify(event);
+        this.inFlight = event;
         if (this.options.jetStream) {
           await js.publish(eventSubject(event), payload, {
             msgID: `${event.callId}.${event.phase}`,
@@ -254,14 +266,25 @@ export class NatsCallObserver implements StoppableObserver {
           if (!this.connected) throw new Error("nats is reconnecting");
           connection.publish(eventSubject(event), payload);
         }
-        // The event may have been dropped as overflow while its publish was in flight.
-        if (this.queue[0] === event) this.queue.shift();
+        this.inFlight = undefined;
+        this.queue.shift();
         eventsBuffered.set(this.queue.length);
+      }
+      if (this.failingSince !== undefined) {
+        this.options.logger.info({ failedForMs: Date.now() - this.failingSince }, "events: publishing again");
+        this.failingSince = undefined;
       }
       if (!this.options.jetStream) await connection.flush();
       for (const resolve of this.drainedWaiters.splice(0)) resolve();
     } catch (error) {
-      this.options.logger.debug({ err: error, pending: this.queue.length }, "event publish failed; will retry");
+      this.inFlight = undefined;
+      if (this.failingSince === undefined) {
+        this.failingSince = Date.now();
+        this.options.logger.warn(
+          { err: error, pending: this.queue.length },
+          "events: publish failed; buffering and retrying",
+        );
+      }
       this.streamReady = this.streamReady && !/no responders|stream not found/i.test(String(error));
       // Retry on a timer as well as on reconnect: an ack timeout does not always mean a disconnect.
       this.retryTimer = setTimeout(() => {
