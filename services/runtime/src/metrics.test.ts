@@ -10,7 +10,7 @@ import { InvalidArgumentError, UnavailableError } from "./errors.js";
 import { createClient, invoke } from "./grpc-client.js";
 import { type RunningServer, startGrpcServer, unary } from "./grpc-server.js";
 import { createLogger } from "./logger.js";
-import { observeToolCall, poolSize, queueDepth } from "./metrics.js";
+import { observeToolCall, onScrape, poolSize, queueDepth } from "./metrics.js";
 
 const logger = createLogger("metrics-test", "silent");
 
@@ -90,6 +90,17 @@ describe("metrics endpoint and the gRPC metrics of unary()", () => {
     assert.equal(sample(text, "toolplane_tool_errors_total", { tool: "image_zoom_in_tool", error_class: "MODEL" }), 1);
     assert.equal(sample(text, "toolplane_queue_depth", { queue: "python" }), 3);
     assert.equal(sample(text, "toolplane_pool_size", { pool: "python", state: "idle" }), 2);
+  });
+
+  it("runs scrape hooks before each scrape, and a failing hook does not break the scrape", async () => {
+    let queued = 5;
+    onScrape(() => queueDepth.set({ queue: "search" }, queued));
+    onScrape(() => {
+      throw new Error("hook bug");
+    });
+    assert.equal(sample(await (await fetch(metricsUrl)).text(), "toolplane_queue_depth", { queue: "search" }), 5);
+    queued = 0;
+    assert.equal(sample(await (await fetch(metricsUrl)).text(), "toolplane_queue_depth", { queue: "search" }), 0);
   });
 
   it("answers 404 for anything but GET /metrics", async () => {

@@ -85,6 +85,16 @@ export const eventsBuffered = new Gauge({
   registers: [metricsRegistry],
 });
 
+const scrapeHooks: Array<() => void> = [];
+
+/**
+ * Runs fn before every scrape, for gauges read from state rather than updated
+ * as it changes (e.g. `queueDepth.set({queue}, limiter.stats.queued)`).
+ */
+export function onScrape(fn: () => void): void {
+  scrapeHooks.push(fn);
+}
+
 /** Records one finished tool call (used by the gateway). */
 export function observeToolCall(
   tool: string,
@@ -127,6 +137,13 @@ export async function startMetricsServer(host: string, port: number, logger: Log
     if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
       response.writeHead(404, { "content-type": "text/plain" }).end("only GET /metrics is served here\n");
       return;
+    }
+    for (const hook of scrapeHooks) {
+      try {
+        hook();
+      } catch (error) {
+        logger.warn({ err: error }, "metrics scrape hook failed");
+      }
     }
     metricsRegistry.metrics().then(
       (body) => response.writeHead(200, { "content-type": metricsRegistry.contentType }).end(body),
