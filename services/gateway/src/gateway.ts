@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { status } from "@grpc/grpc-js";
 import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import { ErrorClass, type Image, type ToolError } from "../../../generated/toolplane/common/v1/common.js";
 import {
@@ -17,6 +18,7 @@ import {
 import {
   asToolplaneError,
   type CallStatus,
+  DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
@@ -24,7 +26,8 @@ import {
   type ResultRecorder,
   type ToolCallEvent,
   type ToolCallObserver,
-  type ToolplaneError,
+  ToolplaneError,
+  type ToolplaneErrorOptions,
   toToolError,
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
@@ -150,6 +153,14 @@ const STATUS_NAMES: Record<ResultStatus, CallStatus | undefined> = {
   [ResultStatus.RESULT_STATUS_UNSPECIFIED]: undefined,
   [ResultStatus.UNRECOGNIZED]: undefined,
 };
+
+/** The caller went away; INFRASTRUCTURE: nothing the model did. */
+class CancelledError extends ToolplaneError {
+  readonly code = status.CANCELLED;
+  constructor(message: string, options?: ToolplaneErrorOptions) {
+    super(message, "INFRASTRUCTURE", options);
+  }
+}
 
 function errorClassName(error: ToolError | undefined): "MODEL" | "INFRASTRUCTURE" | undefined {
   if (error?.errorClass === ErrorClass.ERROR_CLASS_MODEL) return "MODEL";
@@ -510,7 +521,7 @@ export class ToolGateway {
       if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.name}`);
       const args = this.parseArguments(call.args);
       event.argumentsDigest = digest(canonicalJson(args));
-      const context = this.toolContext(session, scope.clientId, deadlineMs, signal, timing);
+      const context = this.toolContext(session, scope, deadlineMs, signal, timing);
       const prepared = tool.prepare(context, args);
       event.inputImages = prepared.inputImages;
       this.emit(event);
@@ -532,7 +543,7 @@ export class ToolGateway {
       }
       prepared.settled?.();
     } catch (error) {
-      outcome = this.failedResult(call.callId, call.name, asToolplaneError(error), tool);
+      outcome = this.failedResult(call.callId, call.name, this.explain(error, deadlineMs, scope), tool);
     } finally {
       session.activeCalls -= 1;
       turn?.done();
@@ -560,6 +571,17 @@ export class ToolGateway {
     return outcome;
   }
 
+  /** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
+  private explain(error: unknown, deadlineMs: number, scope: CallScope): ToolplaneError {
+    const failure = asToolplaneError(error);
+    if (failure.code !== status.CANCELLED && failure.code !== status.DEADLINE_EXCEEDED) return failure;
+    if (scope.signal.aborted) return new CancelledError("the caller cancelled the call", { cause: error });
+    if (Date.now() >= deadlineMs) {
+      return new DeadlineExceededError(`the call exceeded its deadline (${failure.message})`, { cause: error });
+    }
+    return failure;
+  }
+
   private async inTurn<T>(turn: RenderTurn | undefined, render: () => Promise<T>): Promise<T> {
     if (turn) await turn.previous;
     return render();
@@ -580,9 +602,14 @@ export class ToolGateway {
     return parsed as Record<string, unknown>;
   }
 
+  /**
+   * `signal` (caller gone or deadline passed) bounds the wait for admission; the
+   * backend call itself gets the deadline as its gRPC deadline and the caller's
+   * signal for cancellation, so an expiry surfaces as DEADLINE_EXCEEDED.
+   */
   private toolContext(
     session: TrajectorySession,
-    clientId: string,
+    scope: CallScope,
     deadlineMs: number,
     signal: AbortSignal,
     timing: { queueMs: number },
@@ -592,10 +619,10 @@ export class ToolGateway {
       backend: "image" | "code" | "search",
       request: (options: { deadlineMs: number; signal: AbortSignal }) => Promise<T>,
     ) => {
-      const permit = await admission.acquire(backend, clientId, signal);
+      const permit = await admission.acquire(backend, scope.clientId, signal);
       timing.queueMs += permit.queuedMs;
       try {
-        return await request({ deadlineMs, signal });
+        return await request({ deadlineMs, signal: scope.signal });
       } finally {
         permit.release();
       }
@@ -639,18 +666,28 @@ export class ToolGateway {
         image: { data: image.data, mimeType: image.mimeType, width: image.width, height: image.height },
       };
     });
-    const response = await call("code", (options) =>
-      this.options.backends.code.createSession(
-        {
-          language: CODE_LANGUAGES[language],
-          images,
-          limits: undefined,
-          idleTtlSeconds: Math.ceil(session.idleTtlMs / 1000) + CODE_SESSION_TTL_SLACK_SECONDS,
-          label: session.id,
-        },
-        options,
-      ),
-    );
+    const response = await call("code", async (options) => {
+      try {
+        return await this.options.backends.code.createSession(
+          {
+            language: CODE_LANGUAGES[language],
+            images,
+            limits: undefined,
+            idleTtlSeconds: Math.ceil(session.idleTtlMs / 1000) + CODE_SESSION_TTL_SLACK_SECONDS,
+            label: session.id,
+          },
+          options,
+        );
+      } catch (error) {
+        // The gateway builds this request from the session, never from the model's
+        // text: whatever the code service objects to is not the model's fault.
+        const failure = asToolplaneError(error);
+        if (failure.errorClass === "MODEL") {
+          throw new FailedPreconditionError(`code service refused the session: ${failure.message}`, { cause: error });
+        }
+        throw failure;
+      }
+    });
     const handle = { id: response.sessionId, limits: response.limits };
     if (session.closed) {
       // Closed while the code session was being created: release() may have missed it.
