@@ -121,9 +121,11 @@ async function main(): Promise<void> {
     process.stdout.write(
       "callers | direct p50    p99 | gateway p50    p99 | added p50    p99 | direct calls/s | gateway calls/s | ratio gw/direct p99\n",
     );
+    let failures = 0;
     for (const callers of levels) {
       const d = await closedLoop(callers, seconds * 1000, direct);
       const g = await closedLoop(callers, seconds * 1000, viaGateway);
+      failures += d.errors + g.errors;
       const [dp50, dp99, gp50, gp99] = [
         percentile(d.latencies, 50),
         percentile(d.latencies, 99),
@@ -135,6 +137,10 @@ async function main(): Promise<void> {
       );
     }
     process.stdout.write("latencies in ms; target: added p99 <= 2 ms at 64 callers\n");
+    if (failures > 0) {
+      process.stderr.write(`${failures} calls failed\n`);
+      process.exitCode = 1;
+    }
     searchClient.close();
     gatewayClient.close();
   } finally {
