@@ -33,7 +33,7 @@ async function photo(): Promise<Buffer> {
     <rect x="100" y="50" width="200" height="100" fill="#ff0000"/>
     <rect x="50" y="300" width="540" height="40" fill="#0000ff"/>
   </svg>`;
-  return sharp(Buffer.from(svg)).png().toBuffer();
+  return sharp(Buffer.from(svg)).removeAlpha().png().toBuffer();
 }
 
 async function decodedSize(data: Uint8Array | undefined): Promise<[number, number]> {
@@ -117,7 +117,7 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
 
   async function session(trajectoryId: string): Promise<string> {
     const created = await invoke(client, client.createSession, {
-      rolloutId: "e2e",
+      rolloutId: `rollout-${trajectoryId}`,
       trajectoryId,
       images: [{ data: input, mimeType: "", width: 0, height: 0 }],
       idleTtlSeconds: 0,
@@ -227,7 +227,7 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     const answer = await v1("<think>It is a red sign.</think> <answer>red</answer>", 4);
     assert.equal(answer.outcome, StepOutcome.STEP_OUTCOME_ANSWER);
     assert.equal(answer.answer, "red");
-    assert.equal((await invoke(client, client.closeRollout, { rolloutId: "e2e" })).closedSessions, 1);
+    assert.equal((await invoke(client, client.closeRollout, { rolloutId: "rollout-deepeyes-v1" })).closedSessions, 1);
   });
 
   it("code that runs past its deadline is the model's timeout; the session keeps working", async () => {
