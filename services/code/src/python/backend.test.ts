@@ -1,0 +1,163 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import sharp from "sharp";
+import {
+  createLogger,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  type ToolplaneError,
+  UnavailableError,
+} from "../../../runtime/src/index.js";
+import type { ExecutionOutcome, LanguageSession, ResolvedLimits } from "../backend.js";
+import { PythonBackend } from "./backend.js";
+import { defaultKernelPath } from "./sandbox.js";
+
+const MIB = 1024 * 1024;
+const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes: 2000, maxImages: 2 };
+
+function backendOptions() {
+  return {
+    size: 1,
+    bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
+    pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
+    kernelPath: defaultKernelPath(),
+    hostUid: process.getuid?.() === 0 ? 65534 : undefined,
+    tmpBytes: 32 * MIB,
+    maxFrameBytes: 64 * MIB,
+    maxProcesses: 32,
+    maxFileBytes: 4 * MIB,
+    maxOpenFiles: 128,
+    killGraceMs: 500,
+  };
+}
+
+describe("PythonBackend (real bubblewrap sandboxes)", () => {
+  const backend = new PythonBackend(backendOptions(), createLogger("test", "silent"));
+  let session: LanguageSession;
+  const run = (code: string, extra: { timeoutMs?: number; fixIndentation?: boolean; signal?: AbortSignal } = {}) =>
+    session.execute(code, {
+      timeoutMs: extra.timeoutMs ?? LIMITS.timeoutMs,
+      signal: extra.signal ?? new AbortController().signal,
+      fixIndentation: extra.fixIndentation,
+    });
+
+  before(async () => {
+    await backend.start();
+    const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: "#00ff00" } })
+      .png()
+      .toBuffer();
+    session = await backend.createSession(
+      [{ name: "image_1", data: png, mimeType: "image/png", width: 40, height: 30 }],
+      LIMITS,
+    );
+  });
+  after(() => backend.stop());
+
+  it("re-indents mis-indented model code when asked, and leaves valid code alone", async () => {
+    const misindented = "    x = 3\n    if x > 2:\n    y = x * 2\n    print(y)";
+    const plain = await run(misindented);
+    assert.equal(plain.failure?.code, "INVALID_ARGUMENT");
+    const fixed = await run(misindented, { fixIndentation: true });
+    assert.equal(fixed.failure, undefined, fixed.stderr);
+    assert.equal(fixed.stdout, "6\n");
+    const uniform = await run("        a = 1\n        print(a + 1)", { fixIndentation: true });
+    assert.equal(uniform.stdout, "2\n");
+    const valid = await run("for i in range(2):\n    pass\nprint('after', i)", { fixIndentation: true });
+    assert.equal(valid.stdout, "after 1\n");
+  });
+
+  it("cuts stdout at max_output_bytes with an explicit marker and flag", async () => {
+    const outcome = await run("print('y' * 10000)");
+    assert.equal(outcome.stdoutTruncated, true);
+    assert.match(outcome.stdout, /\[stdout truncated: 8001 more bytes not shown; the cap is 2000 bytes/);
+    assert.ok(outcome.stdout.startsWith("y".repeat(2000)));
+    assert.equal(outcome.failure, undefined);
+  });
+
+  it("returns display() images as PNG, at most max_images, flagging the rest", async () => {
+    const outcome = await run(
+      "import numpy as np\ndisplay(image_1.crop((0, 0, 10, 5)))\ndisplay(np.zeros((4, 6), dtype=np.uint8))\ndisplay(image_1)",
+    );
+    assert.equal(outcome.images.length, 2);
+    assert.equal(outcome.imagesTruncated, true);
+    const sizes = await Promise.all(outcome.images.map((png) => sharp(png).metadata()));
+    assert.deepEqual(
+      sizes.map((m) => [m.format, m.width, m.height]),
+      [
+        ["png", 10, 5],
+        ["png", 6, 4],
+      ],
+    );
+  });
+
+  it("kills a cell that blocks the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
+    await run("kept = 1");
+    const outcome = await run(
+      "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGXCPU])\nwhile True: pass",
+      { timeoutMs: 300 },
+    );
+    assert.equal(outcome.failure?.code, "DEADLINE_EXCEEDED");
+    assert.match(outcome.failure?.message ?? "", /did not stop; the interpreter was killed/);
+    const next = await run("print('kept' in globals(), image_1.size)");
+    assert.match(next.stderr, /interpreter of this session was restarted/);
+    assert.equal(next.stdout, "False (40, 30)\n");
+    const quiet = await run("print(2)");
+    assert.equal(quiet.stderr, "");
+  });
+
+  it("a sandbox that dies under a cell is UNAVAILABLE/INFRASTRUCTURE, and the session recovers", async () => {
+    await assert.rejects(run("import os\nos.kill(os.getpid(), 9)"), (error: ToolplaneError) => {
+      assert.ok(error instanceof UnavailableError, String(error));
+      assert.equal(error.errorClass, "INFRASTRUCTURE");
+      assert.match(error.message, /sandbox/);
+      return true;
+    });
+    const next = await run("1 + 1");
+    assert.equal(next.result, "2");
+    assert.match(next.stderr, /restarted/);
+  });
+
+  it("the caller's cancellation stops the running code", async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 200);
+    await assert.rejects(
+      run("import time\ntime.sleep(30)", { signal: controller.signal }),
+      (error: ToolplaneError) => error instanceof DeadlineExceededError && /cancelled/.test(error.message),
+    );
+    assert.equal((await run("3")).result, "3");
+  });
+
+  it("reset drops variables and binds the images again", async () => {
+    await run("secret = 42\nimage_1 = None");
+    await session.reset();
+    const outcome: ExecutionOutcome = await run("print('secret' in globals(), image_1.size)");
+    assert.equal(outcome.stdout, "False (40, 30)\n");
+  });
+
+  it("an image Python cannot open is INVALID_ARGUMENT", async () => {
+    await assert.rejects(
+      backend.createSession(
+        [{ name: "image_1", data: Buffer.from("not an image"), mimeType: "image/png", width: 1, height: 1 }],
+        LIMITS,
+      ),
+      (error: ToolplaneError) => error instanceof InvalidArgumentError && /images/.test(error.message),
+    );
+  });
+
+  it("close during a running cell stops it; the session then refuses work", async () => {
+    const other = await backend.createSession([], LIMITS);
+    const running = other.execute("import time\ntime.sleep(30)", {
+      timeoutMs: 10_000,
+      signal: new AbortController().signal,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await other.close();
+    await assert.rejects(running, FailedPreconditionError);
+    await assert.rejects(
+      other.execute("1", { timeoutMs: 1000, signal: new AbortController().signal }),
+      FailedPreconditionError,
+    );
+    await other.close();
+  });
+});

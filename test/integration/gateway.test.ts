@@ -1,0 +1,311 @@
+/**
+ * Gateway mechanics over real sockets: the gateway runs as its own process in
+ * front of small search backends served from this test process, whose latency
+ * and failures the tests control (admission, deadlines, cancellation, a backend
+ * dying mid-call, stream ordering). Tool behaviour end to end, against the real
+ * services, is in test/e2e.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { status } from "@grpc/grpc-js";
+import {
+  type ExecuteRequest,
+  type GatewayMessage,
+  ImageDelivery,
+  ResultStatus,
+  ToolGatewayClient,
+} from "../../generated/toolplane/gateway/v1/gateway.js";
+import {
+  type SearchRequest,
+  type SearchResponse,
+  SearchServiceService,
+} from "../../generated/toolplane/search/v1/search.js";
+import {
+  type CallContext,
+  createClient,
+  createLogger,
+  invoke,
+  type RunningServer,
+  startGrpcServer,
+  type ToolplaneError,
+  unary,
+} from "../../services/runtime/src/index.js";
+import { freePort, type SpawnedService, spawnService } from "../support/processes.js";
+
+type SearchBehaviour = (request: SearchRequest, context: CallContext) => Promise<SearchResponse>;
+
+/** A search backend whose behaviour each test sets; records cancellations it saw. */
+class ControlledSearch {
+  behaviour: SearchBehaviour = async (request) => answer(request.query);
+  cancelled = 0;
+  calls = 0;
+  server: RunningServer | undefined;
+
+  async start(port: number): Promise<void> {
+    const logger = createLogger("test-search", "silent");
+    this.server = await startGrpcServer({
+      host: "127.0.0.1",
+      port,
+      services: [
+        {
+          name: "toolplane.search.v1.SearchService",
+          definition: SearchServiceService,
+          implementation: {
+            search: unary("Search", logger, (request: SearchRequest, context) => {
+              this.calls += 1;
+              context.signal.addEventListener("abort", () => {
+                this.cancelled += 1;
+              });
+              return this.behaviour(request, context);
+            }),
+          },
+        },
+      ],
+      protoFiles: ["toolplane/search/v1/search.proto"],
+      logger,
+    });
+  }
+}
+
+function answer(query: string): SearchResponse {
+  return {
+    results: [
+      {
+        title: `About ${query}`,
+        url: "https://example.test/a",
+        snippet: "A snippet.",
+        date: "",
+        thumbnail: undefined,
+        thumbnailUrl: "",
+        score: 1,
+      },
+    ],
+    provider: "test",
+    cacheStatus: 0,
+    timing: undefined,
+  };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function searchCall(sessionId: string, query: string, timeoutMs = 0): ExecuteRequest {
+  return {
+    sessionId,
+    call: { callId: query, name: "search", argumentsJson: JSON.stringify({ query }) },
+    timeoutMs,
+    imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
+    step: 0,
+  };
+}
+
+describe("gateway mechanics against controlled backends", () => {
+  const search = new ControlledSearch();
+  let searchPort = 0;
+  let gateway: SpawnedService;
+  let client: ToolGatewayClient;
+  let sessionId = "";
+
+  before(async () => {
+    searchPort = await freePort();
+    await search.start(searchPort);
+    gateway = await spawnService("gateway", {
+      TOOLPLANE_SEARCH_ADDR: `127.0.0.1:${searchPort}`,
+      TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_CODE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY: "2",
+      TOOLPLANE_GATEWAY_SEARCH_QUEUE: "2",
+      TOOLPLANE_GATEWAY_STREAM_MAX_IN_FLIGHT: "4",
+    });
+    client = createClient(ToolGatewayClient, gateway.address);
+    const created = await invoke(client, client.createSession, {
+      rolloutId: "mechanics",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    sessionId = created.sessionId;
+  });
+
+  after(async () => {
+    client?.close();
+    await gateway?.stop();
+    await search.server?.shutdown(100);
+  });
+
+  it("lists the tools with OpenAI function schemas", async () => {
+    const { tools } = await invoke(client, client.listTools, { names: [] });
+    assert.deepEqual(
+      tools.map((tool) => tool.name),
+      ["image_zoom_in_tool", "code", "search", "image_search", "image_process", "javascript"],
+    );
+    const zoom = JSON.parse(tools[0]?.openaiSchemaJson ?? "{}");
+    assert.equal(zoom.type, "function");
+    assert.equal(zoom.function.name, "image_zoom_in_tool");
+    assert.deepEqual(zoom.function.parameters.required, ["bbox_2d"]);
+    await assert.rejects(invoke(client, client.listTools, { names: ["nope"] }), (error: ToolplaneError) => {
+      assert.equal(error.code, status.NOT_FOUND);
+      return true;
+    });
+  });
+
+  it("a full queue answers RESOURCE_EXHAUSTED with a retry hint; admitted calls still succeed", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    search.behaviour = async (request) => {
+      await gate;
+      return answer(request.query);
+    };
+    const admitted = ["q1", "q2", "q3", "q4"].map((query) =>
+      invoke(client, client.execute, searchCall(sessionId, query, 10_000)),
+    );
+    // 2 run, 2 wait: let them reach the gateway before the fifth arrives.
+    while (search.calls < 2) await sleep(10);
+    await sleep(50);
+    await assert.rejects(
+      invoke(client, client.execute, searchCall(sessionId, "q5", 10_000)),
+      (error: ToolplaneError) => {
+        assert.equal(error.code, status.RESOURCE_EXHAUSTED);
+        assert.equal(error.errorClass, "INFRASTRUCTURE");
+        assert.ok((error.retryAfterMs ?? 0) > 0, "carries toolplane-retry-after-ms");
+        assert.match(error.message, /search service overloaded/);
+        return true;
+      },
+    );
+    const batch = await invoke(client, client.executeBatch, { calls: [searchCall(sessionId, "b1", 10_000)] });
+    assert.equal(batch.results[0]?.error?.code, "RESOURCE_EXHAUSTED", "a batch reports it per item");
+    release();
+    for (const response of await Promise.all(admitted)) {
+      assert.equal(response.result?.status, ResultStatus.RESULT_STATUS_OK);
+    }
+    const after = await invoke(client, client.execute, searchCall(sessionId, "q6"));
+    assert.equal(
+      after.result?.text,
+      "A Google search for 'q6' found 1 results:\n\n## Web Results\n1. [About q6](https://example.test/a)\n\nA snippet.",
+    );
+  });
+
+  it("a call past its deadline is INFRA_ERROR DEADLINE_EXCEEDED and the backend call is cancelled", async () => {
+    search.behaviour = async (request, context) => {
+      await sleep(30_000, context.signal);
+      return answer(request.query);
+    };
+    const cancelledBefore = search.cancelled;
+    const response = await invoke(client, client.execute, searchCall(sessionId, "slow", 300));
+    assert.equal(response.result?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(response.result?.error?.code, "DEADLINE_EXCEEDED");
+    assert.equal(response.result?.text, "");
+    while (search.cancelled === cancelledBefore) await sleep(10);
+  });
+
+  it("the RPC deadline bounds the backend call too", async () => {
+    search.behaviour = async (request, context) => {
+      await sleep(30_000, context.signal);
+      return answer(request.query);
+    };
+    const cancelledBefore = search.cancelled;
+    await assert.rejects(
+      invoke(client, client.execute, searchCall(sessionId, "slow-rpc"), { deadlineMs: Date.now() + 300 }),
+      (error: ToolplaneError) => {
+        assert.equal(error.code, status.DEADLINE_EXCEEDED);
+        return true;
+      },
+    );
+    while (search.cancelled === cancelledBefore) await sleep(10);
+  });
+
+  it("a caller that goes away cancels its backend call", async () => {
+    search.behaviour = async (request, context) => {
+      await sleep(30_000, context.signal);
+      return answer(request.query);
+    };
+    const cancelledBefore = search.cancelled;
+    const callsBefore = search.calls;
+    const controller = new AbortController();
+    const pending = invoke(client, client.execute, searchCall(sessionId, "abandoned"), { signal: controller.signal });
+    while (search.calls === callsBefore) await sleep(10);
+    controller.abort();
+    await assert.rejects(pending);
+    while (search.cancelled === cancelledBefore) await sleep(10);
+  });
+
+  it("Connect answers out of order, matched by request_id", async () => {
+    search.behaviour = async (request) => {
+      if (request.query === "slow") await sleep(400);
+      return answer(request.query);
+    };
+    const stream = client.connect();
+    const replies: GatewayMessage[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on("data", (message: GatewayMessage) => replies.push(message));
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    });
+    stream.write({ requestId: "r-slow", execute: searchCall(sessionId, "slow") });
+    stream.write({ requestId: "r-fast", execute: searchCall(sessionId, "fast") });
+    stream.write({ requestId: "r-bad", execute: searchCall("no-such-session", "x") });
+    stream.write({ requestId: "r-empty" });
+    stream.end();
+    await done;
+    assert.deepEqual(replies.map((reply) => reply.requestId).slice(-1), ["r-slow"]);
+    const byId = new Map(replies.map((reply) => [reply.requestId, reply]));
+    assert.equal(byId.get("r-fast")?.execute?.result?.text.startsWith("A Google search for 'fast'"), true);
+    assert.equal(byId.get("r-bad")?.error?.code, "NOT_FOUND");
+    assert.equal(byId.get("r-empty")?.error?.code, "INVALID_ARGUMENT");
+    assert.equal(replies.length, 4);
+  });
+
+  it("Connect backpressure: more requests than the in-flight limit all complete", async () => {
+    search.behaviour = async (request) => {
+      await sleep(20);
+      return answer(request.query);
+    };
+    const stream = client.connect();
+    const replies: GatewayMessage[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on("data", (message: GatewayMessage) => replies.push(message));
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    });
+    for (let i = 0; i < 12; i++) stream.write({ requestId: `r${i}`, execute: searchCall(sessionId, `s${i}`, 10_000) });
+    stream.end();
+    await done;
+    assert.equal(replies.length, 12);
+    assert.ok(replies.every((reply) => reply.execute?.result?.status === ResultStatus.RESULT_STATUS_OK));
+  });
+
+  it("a backend that dies mid-call gives INFRA_ERROR; the gateway keeps serving and recovers", async () => {
+    search.behaviour = async (request, context) => {
+      await sleep(30_000, context.signal);
+      return answer(request.query);
+    };
+    const callsBefore = search.calls;
+    const pending = invoke(client, client.execute, searchCall(sessionId, "dying", 20_000));
+    while (search.calls === callsBefore) await sleep(10);
+    await search.server?.shutdown(1);
+    const response = await pending;
+    assert.equal(response.result?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(response.result?.error?.errorClass, 2);
+    assert.equal(response.result?.text, "");
+    const down = await invoke(client, client.execute, searchCall(sessionId, "while-down", 2000));
+    assert.equal(down.result?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal((await invoke(client, client.listTools, { names: ["search"] })).tools.length, 1);
+    search.behaviour = async (request) => answer(request.query);
+    await search.start(searchPort);
+    let recovered = await invoke(client, client.execute, searchCall(sessionId, "back", 5000));
+    for (let attempt = 0; attempt < 20 && recovered.result?.status !== ResultStatus.RESULT_STATUS_OK; attempt++) {
+      await sleep(250);
+      recovered = await invoke(client, client.execute, searchCall(sessionId, "back", 5000));
+    }
+    assert.equal(recovered.result?.status, ResultStatus.RESULT_STATUS_OK);
+  });
+});
