@@ -1,157 +1,21 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
-import {
-  loadPackageDefinition,
-  Metadata,
-  Server,
-  ServerCredentials,
-  type ServerUnaryCall,
-  type ServiceDefinition,
-  type sendUnaryData,
-} from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
+import { Metadata } from "@grpc/grpc-js";
 import { SearchRequest, SearchServiceClient } from "../../generated/toolplane/search/v1/search.js";
 import { createClient, invoke, ToolplaneError } from "../../services/runtime/src/index.js";
-import { distRoot } from "../support/processes.js";
+import {
+  type OtlpReceiver,
+  type ReceivedSpan,
+  spawnTraced,
+  startOtlpReceiver,
+  type TracedProcess,
+  waitFor,
+} from "../support/otlp.js";
 
-const repoRoot = join(distRoot, "..");
-const PRELOAD = join(distRoot, "services", "runtime", "src", "telemetry-register.js");
-const HOP = join(distRoot, "test", "fixtures", "trace-hop.js");
-
-interface ReceivedSpan {
-  service: string;
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  name: string;
-  kind: string;
-  attributes: Record<string, unknown>;
-  statusCode: string;
-}
-
-interface WireKeyValue {
-  key: string;
-  value: Record<string, unknown> & { value?: string };
-}
-interface WireSpan {
-  traceId: Buffer;
-  spanId: Buffer;
-  parentSpanId: Buffer;
-  name: string;
-  kind: string;
-  attributes: WireKeyValue[];
-  status?: { code: string };
-}
-interface WireRequest {
-  resourceSpans: Array<{ resource?: { attributes: WireKeyValue[] }; scopeSpans: Array<{ spans: WireSpan[] }> }>;
-}
-
-function attributeMap(list: WireKeyValue[]): Record<string, unknown> {
-  const map: Record<string, unknown> = {};
-  for (const { key, value } of list) {
-    const which = value.value;
-    map[key] = which === undefined ? undefined : which === "intValue" ? Number(value[which]) : value[which];
-  }
-  return map;
-}
-
-/** A minimal OTLP/gRPC trace receiver: what a collector or Jaeger would get. */
-async function startOtlpReceiver(): Promise<{ port: number; spans: ReceivedSpan[]; stop(): Promise<void> }> {
-  const definition = loadSync(join(repoRoot, "test", "fixtures", "otlp", "trace_service.proto"), {
-    enums: String,
-    longs: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const loaded = loadPackageDefinition(definition) as unknown as {
-    opentelemetry: { proto: { collector: { trace: { v1: { TraceService: { service: ServiceDefinition } } } } } };
-  };
-  const spans: ReceivedSpan[] = [];
-  const server = new Server();
-  server.addService(loaded.opentelemetry.proto.collector.trace.v1.TraceService.service, {
-    Export(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>) {
-      for (const resourceSpans of call.request.resourceSpans) {
-        const service = String(attributeMap(resourceSpans.resource?.attributes ?? [])["service.name"]);
-        for (const scope of resourceSpans.scopeSpans) {
-          for (const span of scope.spans) {
-            spans.push({
-              service,
-              traceId: span.traceId.toString("hex"),
-              spanId: span.spanId.toString("hex"),
-              parentSpanId: span.parentSpanId.toString("hex"),
-              name: span.name,
-              kind: span.kind,
-              attributes: attributeMap(span.attributes),
-              statusCode: span.status?.code ?? "STATUS_CODE_UNSET",
-            });
-          }
-        }
-      }
-      callback(null, {});
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    ),
-  );
-  return { port, spans, stop: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
-}
-
-interface Hop {
-  child: ChildProcess;
-  address: string;
-  output: string[];
-  stop(): Promise<number | null>;
-}
-
-/** Spawns the test hop the way a service opts into tracing: `node --import telemetry-register.js main.js`. */
-async function spawnHop(env: Record<string, string>): Promise<Hop> {
-  const child = spawn(process.execPath, ["--import", PRELOAD, HOP], {
-    env: { ...process.env, TOOLPLANE_GRPC_PORT: "0", TOOLPLANE_LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const output: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => output.push(line));
-  const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`hop did not start:\n${output.join("\n")}`)), 30_000);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`hop exited with ${code}:\n${output.join("\n")}`));
-    });
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-      output.push(line);
-      if (!line.includes('"grpc server listening"')) return;
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { address: string }).address);
-    });
-  });
-  return {
-    child,
-    address,
-    output,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-  };
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const HOP = join("test", "fixtures", "trace-hop.js");
+const spawnHop = (env: Record<string, string>) => spawnTraced(HOP, env);
 
 function traceparent(traceId: string, parentSpanId: string): string {
   return `00-${traceId}-${parentSpanId}-01`;
@@ -167,9 +31,9 @@ function callMetadata(traceId: string, clientSpanId: string): Metadata {
 }
 
 describe("tracing: client -> service A -> service B over OTLP/gRPC", () => {
-  let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>;
-  let hopA: Hop;
-  let hopB: Hop;
+  let receiver: OtlpReceiver;
+  let hopA: TracedProcess;
+  let hopB: TracedProcess;
   const okTrace = randomBytes(16).toString("hex");
   const okClientSpan = randomBytes(8).toString("hex");
   const failTrace = randomBytes(16).toString("hex");

@@ -2,14 +2,24 @@ import { z } from "zod";
 import { ToolGatewayService } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
   baseConfigShape,
+  combineObservers,
+  createCallObserver,
   createLogger,
+  createRecorder,
+  eventsConfigShape,
   loadConfig,
+  MetricsCallObserver,
+  onScrape,
+  poolSize,
   port,
   positiveInt,
+  queueDepth,
+  recorderConfigShape,
   runMain,
+  SpanCallObserver,
   startGrpcServer,
 } from "../../runtime/src/index.js";
-import { AdmissionController } from "./admission.js";
+import { AdmissionController, type BackendName } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
 import { ToolGateway } from "./gateway.js";
 import { ImageStore } from "./image-store.js";
@@ -25,6 +35,8 @@ const address = (fallback: string) =>
 
 const gatewayConfigShape = {
   ...baseConfigShape,
+  ...eventsConfigShape,
+  ...recorderConfigShape,
   TOOLPLANE_GRPC_PORT: port(50051),
   TOOLPLANE_IMAGE_ADDR: address("127.0.0.1:50052"),
   TOOLPLANE_CODE_ADDR: address("127.0.0.1:50053"),
@@ -50,21 +62,42 @@ runMain("toolplane-gateway", async () => {
     code: config.TOOLPLANE_CODE_ADDR,
     search: config.TOOLPLANE_SEARCH_ADDR,
   });
+  // Events (NATS or log), tool metrics, one span per tool call, and the trajectory journal when recording locally.
+  const { recorder, journal } = createRecorder(config, logger);
+  const observer = combineObservers(
+    [
+      createCallObserver(config, logger),
+      new MetricsCallObserver(),
+      new SpanCallObserver(),
+      ...(journal ? [journal] : []),
+    ],
+    logger,
+  );
+  const admission = new AdmissionController({
+    image: {
+      maxConcurrent: config.TOOLPLANE_GATEWAY_IMAGE_CONCURRENCY,
+      maxQueue: config.TOOLPLANE_GATEWAY_IMAGE_QUEUE,
+    },
+    code: { maxConcurrent: config.TOOLPLANE_GATEWAY_CODE_CONCURRENCY, maxQueue: config.TOOLPLANE_GATEWAY_CODE_QUEUE },
+    search: {
+      maxConcurrent: config.TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY,
+      maxQueue: config.TOOLPLANE_GATEWAY_SEARCH_QUEUE,
+    },
+  });
+  onScrape(() => {
+    for (const backend of ["image", "code", "search"] satisfies BackendName[]) {
+      const { running, queued } = admission.limiter(backend).stats;
+      queueDepth.set({ queue: `admission-${backend}` }, queued);
+      poolSize.set({ pool: `admission-${backend}`, state: "busy" }, running);
+    }
+  });
   const gateway = new ToolGateway({
     backends,
     store: new ImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
     sessions: new SessionRegistry(),
-    admission: new AdmissionController({
-      image: {
-        maxConcurrent: config.TOOLPLANE_GATEWAY_IMAGE_CONCURRENCY,
-        maxQueue: config.TOOLPLANE_GATEWAY_IMAGE_QUEUE,
-      },
-      code: { maxConcurrent: config.TOOLPLANE_GATEWAY_CODE_CONCURRENCY, maxQueue: config.TOOLPLANE_GATEWAY_CODE_QUEUE },
-      search: {
-        maxConcurrent: config.TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY,
-        maxQueue: config.TOOLPLANE_GATEWAY_SEARCH_QUEUE,
-      },
-    }),
+    admission,
+    observer,
+    recorder,
     tools: new ToolRegistry(),
     logger,
     defaultIdleTtlMs: config.TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS * 1000,
@@ -98,6 +131,8 @@ runMain("toolplane-gateway", async () => {
         await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
         await gateway.stop();
         backends.close();
+        await observer.stop();
+        await recorder.close();
       },
     },
   };
