@@ -222,6 +222,32 @@ describe("result recorder and export on NATS (real nats-server with JetStream)",
     }
   });
 
+  it("a recorder started while NATS was down uses it once it is up", async () => {
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}`;
+    const recorder = new Recorder("record", new ObjectStoreResultStore(url, 1_000));
+    const late = key("search", { query: "late" });
+    const bytes = resultBytes(2_000);
+    try {
+      await assert.rejects(recorder.record(late, bytes), (error: unknown) => {
+        assert.ok(error instanceof ToolplaneError);
+        assert.equal(error.errorClass, "INFRASTRUCTURE");
+        return true;
+      });
+      const started = await spawnNats(port);
+      try {
+        await recorder.record(late, bytes);
+        const replay = new Recorder("replay", new ObjectStoreResultStore(url, 5_000));
+        assert.deepEqual(await replay.lookup(late), bytes);
+        await replay.close();
+      } finally {
+        await started.stop();
+      }
+    } finally {
+      await recorder.close();
+    }
+  });
+
   it("the CLI exports one trajectory's calls from the TOOLPLANE_CALLS stream", async () => {
     const events = new NatsCallObserver({
       url: nats.url,

@@ -95,30 +95,47 @@ export class DirectoryResultStore implements ResultStore {
   async close(): Promise<void> {}
 }
 
-/** Results as objects (chunked, so image-heavy results fit) in the JetStream object store bucket toolplane_results. */
+/**
+ * Results as objects (chunked, so image-heavy results fit) in the JetStream
+ * object store bucket toolplane_results. The connection is opened on first use
+ * and reopened on the next use after a failure, so a NATS that was down when
+ * the gateway started is picked up once it is back.
+ */
 export class ObjectStoreResultStore implements ResultStore {
-  private readonly bucket: Promise<{ connection: NatsConnection; store: ObjectStore }>;
+  private bucket: Promise<{ connection: NatsConnection; store: ObjectStore }> | undefined;
+  private closed = false;
 
   constructor(
-    url: string,
+    private readonly url: string,
     private readonly timeoutMs: number,
-  ) {
-    this.bucket = (async () => {
-      const connection = await connect({ servers: url, name: "toolplane-recorder", maxReconnectAttempts: -1 });
-      const store = await new Objm(jetstream(connection, { timeout: timeoutMs })).create(RESULTS_BUCKET);
-      return { connection, store };
+  ) {}
+
+  private open(): Promise<{ connection: NatsConnection; store: ObjectStore }> {
+    this.bucket ??= (async () => {
+      const connection = await connect({ servers: this.url, name: "toolplane-recorder", maxReconnectAttempts: -1 });
+      try {
+        const store = await new Objm(jetstream(connection, { timeout: this.timeoutMs })).create(RESULTS_BUCKET);
+        return { connection, store };
+      } catch (error) {
+        await connection.close();
+        throw error;
+      }
     })();
-    // Surfaced on first use; never an unhandled rejection.
-    this.bucket.catch(() => undefined);
+    const opening = this.bucket;
+    opening.catch(() => {
+      if (this.bucket === opening) this.bucket = undefined;
+    });
+    return opening;
   }
 
   private async store(): Promise<ObjectStore> {
+    if (this.closed) throw new Error("the result store is closed");
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no connection within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
     try {
-      return (await Promise.race([this.bucket, timeout])).store;
+      return (await Promise.race([this.open(), timeout])).store;
     } finally {
       clearTimeout(timer);
     }
@@ -135,7 +152,8 @@ export class ObjectStoreResultStore implements ResultStore {
   }
 
   async close(): Promise<void> {
-    const opened = await this.bucket.catch(() => undefined);
+    this.closed = true;
+    const opened = await this.bucket?.catch(() => undefined);
     await opened?.connection.close();
   }
 }
