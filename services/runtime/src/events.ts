@@ -235,6 +235,8 @@ export class NatsCallObserver implements StoppableObserver {
     this.pumping = true;
     void this.pump().finally(() => {
       this.pumping = false;
+      // An event queued between the pump's last check and here would otherwise wait for the next one.
+      if (this.queue.length > 0) this.kick();
     });
   }
 
