@@ -506,7 +506,8 @@ export class ToolGateway {
       rolloutId: session.rolloutId,
       step: call.step,
       tool: call.name,
-      argumentsDigest: digest(typeof call.args === "string" ? call.args : canonicalJson(call.args)),
+      // Replaced by the digest of the canonical arguments once they parse.
+      argumentsDigest: typeof call.args === "string" ? digest(call.args) : "",
       inputImages: [],
       outputImages: [],
       startedAtMs,
@@ -516,35 +517,49 @@ export class ToolGateway {
     let announced = false;
     const timeoutMs = call.timeoutMs || tool?.defaultTimeoutMs || 60_000;
     const deadlineMs = Math.min(scope.deadlineMs ?? Number.POSITIVE_INFINITY, startedAtMs + timeoutMs);
-    const signal = AbortSignal.any([scope.signal, AbortSignal.timeout(Math.max(0, deadlineMs - startedAtMs))]);
+    // Aborted when the caller goes away or the call's deadline passes (what admission waits honour).
+    const controller = new AbortController();
+    const signal = controller.signal;
+    const onCallerGone = () => controller.abort(scope.signal.reason);
+    if (scope.signal.aborted) onCallerGone();
+    else scope.signal.addEventListener("abort", onCallerGone, { once: true });
+    const deadlineTimer = setTimeout(
+      () => controller.abort(new Error("deadline exceeded")),
+      Math.max(0, deadlineMs - startedAtMs),
+    );
     try {
       if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.name}`);
       const args = this.parseArguments(call.args);
-      event.argumentsDigest = digest(canonicalJson(args));
+      const canonicalArguments = canonicalJson(args);
+      event.argumentsDigest = digest(canonicalArguments);
       const context = this.toolContext(session, scope, deadlineMs, signal, timing);
       const prepared = tool.prepare(context, args);
       event.inputImages = prepared.inputImages;
       this.emit(event);
       announced = true;
-      const key: RecordKey = {
+      const key = (): RecordKey => ({
         tool: tool.name,
-        canonicalArguments: canonicalJson(prepared.state ? { arguments: args, state: prepared.state } : args),
+        canonicalArguments: prepared.state
+          ? canonicalJson({ arguments: args, state: prepared.state })
+          : canonicalArguments,
         inputImages: prepared.inputImages,
         toolVersion: tool.version,
-      };
+      });
       if (this.recorder.mode === "replay") {
-        outcome = await this.replay(session, call, key, budget, turn);
+        outcome = await this.replay(session, call, key(), budget, turn);
       } else {
         const executeStarted = performance.now();
         const output = await prepared.run();
         timing.executeMs = performance.now() - executeStarted - timing.queueMs;
         outcome = await this.inTurn(turn, () => this.render(session, call, tool, output, budget));
-        if (this.recorder.mode === "record") await this.record(key, outcome.result);
+        if (this.recorder.mode === "record") await this.record(key(), outcome.result);
       }
       prepared.settled?.();
     } catch (error) {
       outcome = this.failedResult(call.callId, call.name, this.explain(error, deadlineMs, scope), tool);
     } finally {
+      clearTimeout(deadlineTimer);
+      scope.signal.removeEventListener("abort", onCallerGone);
       session.activeCalls -= 1;
       turn?.done();
     }

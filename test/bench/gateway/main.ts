@@ -64,10 +64,9 @@ function fmt(ms: number): string {
 async function main(): Promise<void> {
   const running: SpawnedService[] = [];
   try {
-    const search = await spawnService("search", { TOOLPLANE_LOG_LEVEL: "warn" });
+    const search = await spawnService("search");
     running.push(search);
     const gateway = await spawnService("gateway", {
-      TOOLPLANE_LOG_LEVEL: "warn",
       TOOLPLANE_SEARCH_ADDR: search.address,
       TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY: "64",
       TOOLPLANE_GATEWAY_SEARCH_QUEUE: "1024",
