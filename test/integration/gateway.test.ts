@@ -8,14 +8,18 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
+import sharp from "sharp";
 import {
   type ExecuteRequest,
   type GatewayMessage,
   ImageDelivery,
+  ModelFormat,
   ResultStatus,
+  StepOutcome,
   ToolGatewayClient,
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import {
+  type ImageSearchRequest,
   type SearchRequest,
   type SearchResponse,
   SearchServiceService,
@@ -39,6 +43,9 @@ class ControlledSearch {
   behaviour: SearchBehaviour = async (request) => answer(request.query);
   cancelled = 0;
   calls = 0;
+  /** Thumbnails every image search returns. */
+  thumbnails: Buffer[] = [];
+  imageQueries: Buffer[] = [];
   server: RunningServer | undefined;
 
   async start(port: number): Promise<void> {
@@ -57,6 +64,23 @@ class ControlledSearch {
                 this.cancelled += 1;
               });
               return this.behaviour(request, context);
+            }),
+            imageSearch: unary("ImageSearch", logger, async (request: ImageSearchRequest) => {
+              this.imageQueries.push(Buffer.from(request.image?.data ?? new Uint8Array()));
+              return {
+                results: this.thumbnails.map((thumbnail, index) => ({
+                  title: `Match ${index + 1}`,
+                  url: `https://example.test/${index + 1}`,
+                  snippet: "",
+                  date: "",
+                  thumbnail: { data: thumbnail, mimeType: "image/png", width: 0, height: 0 },
+                  thumbnailUrl: "",
+                  score: 1,
+                })),
+                provider: "test",
+                cacheStatus: 0,
+                timing: undefined,
+              };
             }),
           },
         },
@@ -281,6 +305,101 @@ describe("gateway mechanics against controlled backends", () => {
     await done;
     assert.equal(replies.length, 12);
     assert.ok(replies.every((reply) => reply.execute?.result?.status === ResultStatus.RESULT_STATUS_OK));
+  });
+
+  it("hermes and openai steps: every call runs, observations in call order", async () => {
+    search.behaviour = async (request) => {
+      // The first call finishes last: the observation must still list it first.
+      if (request.query === "first") await sleep(200);
+      return answer(request.query);
+    };
+    const hermes = await invoke(client, client.step, {
+      sessionId,
+      format: ModelFormat.MODEL_FORMAT_HERMES,
+      text: '<tool_call>\n{"name": "search", "arguments": {"query": "first"}}\n</tool_call>\n<tool_call>\n{"name": "search", "arguments": "{\\"query\\": \\"second\\"}"}\n</tool_call>',
+      imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
+      timeoutMs: 5000,
+      step: 1,
+    });
+    assert.equal(hermes.outcome, StepOutcome.STEP_OUTCOME_TOOL_CALLED);
+    assert.equal(
+      hermes.observation,
+      "<tool_response>\nA Google search for 'first' found 1 results:\n\n## Web Results\n1. [About first](https://example.test/a)\n\nA snippet.\n</tool_response>\n<tool_response>\nA Google search for 'second' found 1 results:\n\n## Web Results\n1. [About second](https://example.test/a)\n\nA snippet.\n</tool_response>",
+    );
+    const openai = await invoke(client, client.step, {
+      sessionId,
+      format: ModelFormat.MODEL_FORMAT_OPENAI,
+      text: JSON.stringify([
+        { id: "call_9", type: "function", function: { name: "search", arguments: '{"query":"third"}' } },
+        { id: "call_10", type: "function", function: { name: "weather", arguments: "{}" } },
+      ]),
+      imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
+      timeoutMs: 5000,
+      step: 2,
+    });
+    assert.equal(openai.status, ResultStatus.RESULT_STATUS_MODEL_ERROR, "one call named an unknown tool");
+    assert.deepEqual(JSON.parse(openai.observation), [
+      {
+        role: "tool",
+        tool_call_id: "call_9",
+        content:
+          "A Google search for 'third' found 1 results:\n\n## Web Results\n1. [About third](https://example.test/a)\n\nA snippet.",
+      },
+      { role: "tool", tool_call_id: "call_10", content: "Error: Invalid tool call name: weather" },
+    ]);
+  });
+
+  it("tool images: tiny ones upscaled, 10 per round, 50 per trajectory, by reference on request", async () => {
+    const photo = await sharp({ create: { width: 64, height: 48, channels: 3, background: "green" } })
+      .png()
+      .toBuffer();
+    const put = await invoke(client, client.putImage, { data: photo });
+    assert.equal(put.image?.width, 64);
+    const created = await invoke(client, client.createSession, {
+      rolloutId: "images",
+      trajectoryId: "",
+      images: [{ sha256: put.image?.sha256, mimeType: "", width: 0, height: 0 }],
+      idleTtlSeconds: 0,
+    });
+    search.thumbnails = await Promise.all(
+      Array.from({ length: 12 }, (_, index) =>
+        sharp({ create: { width: 8, height: 4, channels: 3, background: { r: index * 20, g: 0, b: 0 } } })
+          .png()
+          .toBuffer(),
+      ),
+    );
+    const stepImageSearch = (n: number, delivery = ImageDelivery.IMAGE_DELIVERY_BYTES) =>
+      invoke(client, client.step, {
+        sessionId: created.sessionId,
+        format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
+        text: '<tool_call>{"name": "image_search"}</tool_call>',
+        imageDelivery: delivery,
+        timeoutMs: 5000,
+        step: n,
+      });
+    const first = await stepImageSearch(1);
+    assert.deepEqual(search.imageQueries.at(-1), photo, "image_search ran on image_1");
+    assert.equal(first.images.length, 10);
+    assert.equal((first.observation.match(/<image>/g) ?? []).length, 10);
+    assert.match(first.observation, /found 10 results:[\s\S]*10\. <image>\n\[Match 10\] \n\n<\/tool_response>$/);
+    assert.deepEqual(
+      first.images.map((image) => [image.width, image.height]),
+      Array.from({ length: 10 }, () => [64, 32]),
+    );
+    for (let n = 2; n <= 4; n++) assert.equal((await stepImageSearch(n)).images.length, 10);
+    const byReference = await stepImageSearch(5, ImageDelivery.IMAGE_DELIVERY_REFERENCE);
+    assert.equal(byReference.images.length, 10);
+    const reference = byReference.images[0];
+    assert.equal(reference?.data, undefined);
+    const fetched = await invoke(client, client.getImage, { sha256: reference?.sha256 ?? "" });
+    assert.equal(fetched.image?.width, 64);
+    const capped = await stepImageSearch(6);
+    assert.equal(capped.images.length, 0, "the trajectory has shown 50 images");
+    assert.equal(
+      capped.observation,
+      "<tool_response>\nA Google image search for the image found 0 results:\n\n## Web Results\n\n</tool_response>",
+    );
+    assert.equal((await invoke(client, client.closeRollout, { rolloutId: "images" })).closedSessions, 1);
   });
 
   it("a backend that dies mid-call gives INFRA_ERROR; the gateway keeps serving and recovers", async () => {
