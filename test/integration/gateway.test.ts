@@ -307,6 +307,22 @@ describe("gateway mechanics against controlled backends", () => {
     assert.ok(replies.every((reply) => reply.execute?.result?.status === ResultStatus.RESULT_STATUS_OK));
   });
 
+  it("a worker that drops its Connect stream cancels the requests it still had running", async () => {
+    search.behaviour = async (request, context) => {
+      await sleep(30_000, context.signal);
+      return answer(request.query);
+    };
+    const cancelledBefore = search.cancelled;
+    const callsBefore = search.calls;
+    const stream = client.connect();
+    stream.on("error", () => undefined);
+    stream.write({ requestId: "r1", execute: searchCall(sessionId, "held-1") });
+    stream.write({ requestId: "r2", execute: searchCall(sessionId, "held-2") });
+    while (search.calls < callsBefore + 2) await sleep(10);
+    stream.cancel();
+    while (search.cancelled < cancelledBefore + 2) await sleep(10);
+  });
+
   it("hermes and openai steps: every call runs, observations in call order", async () => {
     search.behaviour = async (request) => {
       // The first call finishes last: the observation must still list it first.

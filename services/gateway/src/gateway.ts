@@ -22,6 +22,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
+  NotFoundError,
   type RecordKey,
   type ResultRecorder,
   type ToolCallEvent,
@@ -144,6 +145,8 @@ interface CallOutcome {
   failure?: ToolplaneError;
   /** The text is an error message, not the tool's output. */
   textIsError: boolean;
+  /** sha256 of the images returned (the result may carry bytes only). */
+  outputImages: string[];
 }
 
 const STATUS_NAMES: Record<ResultStatus, CallStatus | undefined> = {
@@ -281,7 +284,7 @@ export class ToolGateway {
     if (!sessionId) throw new InvalidArgumentError("session_id is required");
     const session = this.options.sessions.remove(sessionId);
     if (!session)
-      throw new InvalidArgumentError(`session_id: no open session "${sessionId}"`, { errorClass: "INFRASTRUCTURE" });
+      throw new NotFoundError(`session_id: no open session "${sessionId}"`, { errorClass: "INFRASTRUCTURE" });
     await this.release(session);
   }
 
@@ -569,7 +572,7 @@ export class ToolGateway {
     this.emit({
       ...event,
       phase: "finished",
-      outputImages: outcome.result.images.map((image) => image.sha256 ?? ""),
+      outputImages: outcome.outputImages,
       status: STATUS_NAMES[outcome.result.status],
       errorClass: errorClassName(outcome.result.error),
       errorCode: outcome.result.error?.code,
@@ -725,11 +728,12 @@ export class ToolGateway {
     budget.remaining -= shown.length;
     session.imagesShown += shown.length;
     const prepared = await Promise.all(shown.map((image) => prepareForModel(image)));
-    const images = prepared.map((image) => {
-      const stored = this.options.store.putProbed(image);
-      this.hold(session, stored);
-      return this.describe(stored, call.delivery);
+    const stored = prepared.map((image) => {
+      const entry = this.options.store.putProbed(image);
+      this.hold(session, entry);
+      return entry;
     });
+    const images = stored.map((entry) => this.describe(entry, call.delivery));
     const failure = output.failure;
     const result: ToolResult = {
       callId: call.callId,
@@ -749,7 +753,7 @@ export class ToolGateway {
       timing: undefined,
       status: failure ? ResultStatus.RESULT_STATUS_MODEL_ERROR : ResultStatus.RESULT_STATUS_OK,
     };
-    return { result, textIsError: false };
+    return { result, textIsError: false, outputImages: stored.map((entry) => entry.sha256) };
   }
 
   private failedResult(
@@ -774,6 +778,7 @@ export class ToolGateway {
       },
       failure,
       textIsError: true,
+      outputImages: [],
     };
   }
 
@@ -809,20 +814,21 @@ export class ToolGateway {
       const recorded = ToolResult.decode(bytes);
       budget.remaining = Math.max(0, budget.remaining - recorded.images.length);
       session.imagesShown += recorded.images.length;
-      const images = recorded.images.map((image) => {
-        const stored = this.options.store.putProbed({
+      const stored = recorded.images.map((image) => {
+        const entry = this.options.store.putProbed({
           data: Buffer.from(image.data ?? new Uint8Array()),
           mimeType: image.mimeType,
           width: image.width,
           height: image.height,
         });
-        this.hold(session, stored);
-        return this.describe(stored, call.delivery);
+        this.hold(session, entry);
+        return entry;
       });
+      const images = stored.map((entry) => this.describe(entry, call.delivery));
       const result: ToolResult = { ...recorded, callId: call.callId, images };
       // Thrown failures are recorded without structured output; a failed cell keeps its stdout/stderr.
       const textIsError = result.status === ResultStatus.RESULT_STATUS_MODEL_ERROR && result.outputJson === "";
-      return { result, textIsError };
+      return { result, textIsError, outputImages: stored.map((entry) => entry.sha256) };
     });
   }
 
