@@ -8,6 +8,7 @@
  *
  *   node dist/test/bench/gateway/main.js [--quick] [--seconds N]
  */
+import { readFileSync } from "node:fs";
 import { Metadata } from "@grpc/grpc-js";
 import { ImageDelivery, ToolGatewayClient } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { type SearchRequest, SearchServiceClient } from "../../../generated/toolplane/search/v1/search.js";
@@ -55,6 +56,17 @@ async function closedLoop(
     }),
   );
   return { latencies: latencies.sort((a, b) => a - b), seconds: (performance.now() - started) / 1000, errors };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux; clock ticks of 10 ms). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function fmt(ms: number): string {
@@ -121,9 +133,20 @@ async function main(): Promise<void> {
       "callers | direct p50    p99 | gateway p50    p99 | added p50    p99 | direct calls/s | gateway calls/s | ratio gw/direct p99\n",
     );
     let failures = 0;
+    const cpu: string[] = [];
     for (const callers of levels) {
+      const searchCpu0 = cpuSeconds(search.child.pid);
       const d = await closedLoop(callers, seconds * 1000, direct);
+      const searchCpu1 = cpuSeconds(search.child.pid);
+      const gatewayCpu1 = cpuSeconds(gateway.child.pid);
       const g = await closedLoop(callers, seconds * 1000, viaGateway);
+      const searchCpu2 = cpuSeconds(search.child.pid);
+      const gatewayCpu2 = cpuSeconds(gateway.child.pid);
+      const perCallUs = (cpuSecondsUsed: number, calls: number) =>
+        ((cpuSecondsUsed * 1e6) / Math.max(1, calls)).toFixed(0);
+      cpu.push(
+        `${String(callers).padStart(7)} | search CPU per direct call ${perCallUs(searchCpu1 - searchCpu0, d.latencies.length)} us | per gateway call: search ${perCallUs(searchCpu2 - searchCpu1, g.latencies.length)} us + gateway ${perCallUs(gatewayCpu2 - gatewayCpu1, g.latencies.length)} us`,
+      );
       failures += d.errors + g.errors;
       const [dp50, dp99, gp50, gp99] = [
         percentile(d.latencies, 50),
@@ -136,6 +159,7 @@ async function main(): Promise<void> {
       );
     }
     process.stdout.write("latencies in ms; target: added p99 <= 2 ms at 64 callers\n");
+    process.stdout.write(`CPU per call (from /proc, 10 ms ticks):\n${cpu.join("\n")}\n`);
     if (failures > 0) {
       process.stderr.write(`${failures} calls failed\n`);
       process.exitCode = 1;
