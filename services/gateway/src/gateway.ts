@@ -30,6 +30,7 @@ import {
   ToolplaneError,
   type ToolplaneErrorOptions,
   toToolError,
+  UnavailableError,
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
 import type { Backends } from "./backends.js";
@@ -564,6 +565,8 @@ export class ToolGateway {
       clearTimeout(deadlineTimer);
       scope.signal.removeEventListener("abort", onCallerGone);
       session.activeCalls -= 1;
+      // The idle TTL counts from the end of the last call, however long it ran.
+      this.options.sessions.touch(session);
       turn?.done();
     }
     const totalMs = performance.now() - started;
@@ -654,6 +657,9 @@ export class ToolGateway {
         resolveImageReference(session, reference, field, (sha256, f) => store.require(sha256, f)),
       call,
       codeSession: (language) => {
+        if (session.closed) {
+          return Promise.reject(new UnavailableError(`session "${session.id}" was closed while the call ran`));
+        }
         let created = session.codeSessions.get(language);
         if (!created) {
           created = this.createCodeSession(session, language, call);
@@ -706,14 +712,8 @@ export class ToolGateway {
         throw failure;
       }
     });
-    const handle = { id: response.sessionId, limits: response.limits };
-    if (session.closed) {
-      // Closed while the code session was being created: release() may have missed it.
-      void this.options.backends.code
-        .closeSession({ sessionId: handle.id }, { deadlineMs: Date.now() + RELEASE_TIMEOUT_MS })
-        .catch(() => undefined);
-    }
-    return handle;
+    // A session closed meanwhile still had this creation in its map: release() awaits and closes it.
+    return { id: response.sessionId, limits: response.limits };
   }
 
   /** Post-processes and caps the tool's images, stores them for the session and builds the result. */
