@@ -10,6 +10,7 @@ import {
   runMain,
   startGrpcServer,
 } from "../../runtime/src/index.js";
+import { createJavaScriptBackend } from "./javascript/backend.js";
 import { PythonBackend } from "./python/backend.js";
 import { defaultKernelPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
@@ -47,6 +48,12 @@ const codeConfigShape = {
   TOOLPLANE_CODE_MAX_OPEN_FILES: positiveInt(256),
   TOOLPLANE_CODE_TMP_MB: positiveInt(64),
   TOOLPLANE_CODE_KILL_GRACE_MS: positiveInt(2000),
+  /** JavaScript (see docs/code-js.md): warm isolates per sandbox host process. */
+  TOOLPLANE_CODE_JS_POOL_SIZE: z.coerce.number().int().min(0).max(256).default(8),
+  TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
+  TOOLPLANE_CODE_JS_ISOLATION: z.enum(["process", "in-process"]).default("process"),
+  /** Image service for JavaScript's image.process(); empty = the helper is absent. */
+  TOOLPLANE_IMAGE_ADDR: z.string().default(""),
 };
 
 type CodeConfig = ReturnType<typeof loadConfig<typeof codeConfigShape>>;
@@ -89,8 +96,21 @@ runMain("toolplane-code", async () => {
     },
     logger.child({ language: "python" }),
   );
+  const jsLogger = logger.child({ language: "javascript" });
+  const javascript = createJavaScriptBackend({
+    isolation: config.TOOLPLANE_CODE_JS_ISOLATION,
+    hostProcesses: config.TOOLPLANE_CODE_JS_HOST_PROCESSES,
+    poolSize: config.TOOLPLANE_CODE_JS_POOL_SIZE,
+    poolMemoryMb: config.TOOLPLANE_CODE_DEFAULT_MEMORY_MB,
+    ...(config.TOOLPLANE_IMAGE_ADDR === "" ? {} : { imageServiceAddress: config.TOOLPLANE_IMAGE_ADDR }),
+    imageServiceHint: "TOOLPLANE_IMAGE_ADDR",
+    maxDisplayBytes: 32 * MIB,
+    maxDisplayPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS,
+    hardKillGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
+    onHostEvent: (event) => jsLogger.warn({ event: event.kind, detail: event.detail }, "javascript sandbox host event"),
+  });
   const manager = new SessionManager(
-    [python],
+    [python, javascript],
     {
       defaults: {
         timeoutMs: config.TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS,

@@ -1,0 +1,224 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import sharp from "sharp";
+import {
+  CodeServiceClient,
+  type CreateSessionRequest,
+  type ExecuteResponse,
+  Language,
+} from "../../generated/toolplane/code/v1/code.js";
+import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
+import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
+import { type SpawnedService, spawnService } from "../support/processes.js";
+
+const INVALID_ARGUMENT = 3;
+const NOT_FOUND = 5;
+/** Small heaps keep the memory bombs quick and the machine's memory untouched. */
+const LIMITS = { timeoutMs: 2000, memoryMb: 64, maxOutputBytes: 0, maxImages: 0 };
+
+function codeClient(address: string) {
+  const client = createClient(CodeServiceClient, address);
+  return {
+    client,
+    create: (request: Partial<CreateSessionRequest> = {}) =>
+      invoke(client, client.createSession, {
+        language: Language.LANGUAGE_JAVASCRIPT,
+        images: [],
+        limits: LIMITS,
+        idleTtlSeconds: 0,
+        label: "integration-js",
+        ...request,
+      }),
+    execute: (sessionId: string, code: string, timeoutMs = 0) =>
+      invoke(client, client.execute, { sessionId, code, timeoutMs, fixIndentation: false }),
+    reset: (sessionId: string) => invoke(client, client.resetSession, { sessionId }),
+    close: (sessionId: string) => invoke(client, client.closeSession, { sessionId }),
+  };
+}
+
+/** Asserts a cell failed as the model's fault, with the given canonical code and exception type. */
+function assertModelFailure(response: ExecuteResponse, code: string, type?: RegExp): void {
+  assert.ok(response.error, `expected a failure, got stdout=${response.stdout} stderr=${response.stderr}`);
+  assert.equal(response.error.errorClass, ErrorClass.ERROR_CLASS_MODEL);
+  assert.equal(response.error.code, code, response.stderr);
+  if (type) assert.match(response.error.type, type);
+  assert.ok(response.stderr.includes(response.error.traceback), "the traceback is also in stderr");
+}
+
+function assertRpcError(error: unknown, code: number, errorClass: "MODEL" | "INFRASTRUCTURE", message?: RegExp): true {
+  const failure = error as ToolplaneError;
+  assert.equal(failure.code, code, failure.message);
+  assert.equal(failure.errorClass, errorClass);
+  if (message) assert.match(failure.message, message);
+  return true;
+}
+
+describe("code service, JavaScript, over a real socket", () => {
+  let service: SpawnedService;
+  let api: ReturnType<typeof codeClient>;
+
+  before(async () => {
+    service = await spawnService("code", {
+      // No Python kernels are needed here; one sandbox host keeps the crash test deterministic.
+      TOOLPLANE_CODE_POOL_SIZE: "0",
+      TOOLPLANE_CODE_JS_POOL_SIZE: "2",
+      TOOLPLANE_CODE_JS_HOST_PROCESSES: "1",
+    });
+    api = codeClient(service.address);
+  });
+  after(async () => {
+    api?.client.close();
+    await service?.stop();
+  });
+
+  /** A fresh session proves the service still creates and runs sessions. */
+  async function stillServes(): Promise<void> {
+    const { sessionId } = await api.create();
+    const response = await api.execute(sessionId, "6 * 7");
+    assert.equal(response.error, undefined, response.stderr);
+    assert.equal(response.result, "42");
+    await api.close(sessionId);
+  }
+
+  it("keeps state across executes and renders the last expression", async () => {
+    const { sessionId, language, limits } = await api.create();
+    assert.equal(language, Language.LANGUAGE_JAVASCRIPT);
+    assert.equal(limits?.memoryMb, 64);
+    const first = await api.execute(sessionId, "let xs = [1, 2, 3]; console.log('sum', xs.reduce((a, b) => a + b))");
+    assert.equal(first.stdout, "sum 6\n");
+    assert.equal(first.hasResult, false);
+    const second = await api.execute(sessionId, "xs.map((x) => ({ x, label: 'n' + x }))");
+    assert.equal(second.hasResult, true);
+    assert.equal(second.result, '[ { x: 1, label: "n1" }, { x: 2, label: "n2" }, { x: 3, label: "n3" } ]');
+    assert.equal((await api.execute(sessionId, "'quoted'")).result, '"quoted"');
+    assert.ok(second.timing && second.timing.totalMs >= second.timing.executeMs);
+    await api.close(sessionId);
+  });
+
+  it("binds input images and returns displayed images as PNG with their size", async () => {
+    const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: "#c81e1e" } })
+      .jpeg()
+      .toBuffer();
+    const { sessionId } = await api.create({
+      images: [{ name: "image_1", image: { data: jpeg, mimeType: "", width: 0, height: 0 } }],
+    });
+    const described = await api.execute(sessionId, "[image_1.width, image_1.height, image_1.mime]");
+    assert.equal(described.result, '[ 64, 48, "image/jpeg" ]');
+    const shown = await api.execute(sessionId, "display(image_1)");
+    assert.equal(shown.error, undefined, shown.stderr);
+    assert.equal(shown.images.length, 1);
+    assert.deepEqual(
+      [shown.images[0]?.mimeType, shown.images[0]?.width, shown.images[0]?.height],
+      ["image/png", 64, 48],
+    );
+    const helper = await api.execute(sessionId, "image.process(image_1, [{ invert: {} }])");
+    assertModelFailure(helper, "ABORTED", /^ReferenceError$/);
+    assert.match(helper.error?.message ?? "", /TOOLPLANE_IMAGE_ADDR/);
+    await api.close(sessionId);
+  });
+
+  it("reports syntax errors and exceptions as MODEL failures and keeps the session", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "let kept = 'still here'");
+    assertModelFailure(await api.execute(sessionId, "let = ;"), "INVALID_ARGUMENT", /^SyntaxError$/);
+    assertModelFailure(await api.execute(sessionId, "undefinedFunction()"), "ABORTED", /^ReferenceError$/);
+    assert.equal((await api.execute(sessionId, "kept")).result, '"still here"');
+    await api.close(sessionId);
+  });
+
+  it("stops an infinite loop with DEADLINE_EXCEEDED (MODEL) and keeps serving", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "let before = 1");
+    const looped = await api.execute(sessionId, "while (true) {}", 300);
+    assertModelFailure(looped, "DEADLINE_EXCEEDED", /^TimeoutError$/);
+    assert.equal((await api.execute(sessionId, "before")).result, "1", "a timeout keeps the state");
+    await api.close(sessionId);
+    await stillServes();
+  });
+
+  it("disposes an isolate over its memory limit with RESOURCE_EXHAUSTED (MODEL); the next cell is told", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "let before = 1");
+    const bomb = await api.execute(sessionId, "const hoard = []; while (true) hoard.push({ n: hoard.length })", 20_000);
+    assertModelFailure(bomb, "RESOURCE_EXHAUSTED", /^MemoryLimitError$/);
+    const next = await api.execute(sessionId, "typeof before");
+    assert.equal(next.result, '"undefined"');
+    assert.match(next.stderr, /exceeded the memory limit of 64 MB; the JavaScript state was lost/);
+    await api.close(sessionId);
+    await stillServes();
+  });
+
+  it("contains a heap exhaustion that kills the sandbox host: RESOURCE_EXHAUSTED for the culprit only", async () => {
+    const bystander = (await api.create()).sessionId;
+    await api.execute(bystander, "let mine = 1");
+    const { sessionId } = await api.create();
+    const bomb = await api.execute(sessionId, "new Array(2 ** 30).fill(0)", 60_000);
+    assertModelFailure(bomb, "RESOURCE_EXHAUSTED", /^MemoryLimitError$/);
+    const after = await api.execute(bystander, "typeof mine");
+    assert.equal(after.error, undefined, after.stderr);
+    assert.equal(after.result, '"undefined"');
+    assert.match(after.stderr, /sandbox process was restarted/);
+    await api.close(sessionId);
+    await api.close(bystander);
+    await stillServes();
+  });
+
+  it("keeps prototype pollution inside the polluting session", async () => {
+    const polluter = (await api.create()).sessionId;
+    const neighbour = (await api.create()).sessionId;
+    await api.execute(polluter, "Object.prototype.isAdmin = true; Array.prototype.includes = () => true; 0");
+    assert.equal((await api.execute(polluter, "({}).isAdmin")).result, "true");
+    assert.equal((await api.execute(neighbour, "[({}).isAdmin, [1].includes(2)]")).result, "[ undefined, false ]");
+    await api.close(polluter);
+    const fresh = (await api.create()).sessionId;
+    // The polluter's isolate went back to the pool with a fresh context: nothing of it may show.
+    assert.equal((await api.execute(fresh, "typeof ({}).isAdmin")).result, '"undefined"');
+    await api.close(fresh);
+    await api.close(neighbour);
+  });
+
+  it("offers no process, require, fetch, timers or escape through constructors", async () => {
+    const { sessionId } = await api.create();
+    const types = await api.execute(
+      sessionId,
+      "[typeof process, typeof require, typeof globalThis.fetch, typeof setTimeout, typeof Buffer]",
+    );
+    assert.equal(types.result, '[ "undefined", "undefined", "undefined", "undefined", "undefined" ]');
+    assertModelFailure(await api.execute(sessionId, "process.exit(1)"), "ABORTED", /^ReferenceError$/);
+    assertModelFailure(await api.execute(sessionId, "require('child_process')"), "ABORTED", /^ReferenceError$/);
+    assertModelFailure(await api.execute(sessionId, "fetch('http://127.0.0.1:1')"), "ABORTED", /^ReferenceError$/);
+    assertModelFailure(
+      await api.execute(sessionId, "constructor.constructor('return process')().exit(1)"),
+      "ABORTED",
+      /^ReferenceError$/,
+    );
+    assertModelFailure(await api.execute(sessionId, "import('node:fs')"), "ABORTED");
+    await api.close(sessionId);
+    await stillServes();
+  });
+
+  it("cuts stdout and stderr at max_output_bytes with a marker", async () => {
+    const { sessionId } = await api.create({ limits: { ...LIMITS, maxOutputBytes: 64 } });
+    const response = await api.execute(sessionId, "console.log('x'.repeat(1000)); console.error('y'.repeat(1000))");
+    assert.equal(response.stdoutTruncated, true);
+    assert.equal(response.stderrTruncated, true);
+    assert.match(response.stdout, /^x{64}\n\[output truncated: stdout exceeded the limit of 64 bytes\]\n$/);
+    assert.match(response.stderr, /^y{64}\n\[output truncated: stderr exceeded the limit of 64 bytes\]\n$/);
+    await api.close(sessionId);
+  });
+
+  it("rejects a memory limit below the isolate minimum as INVALID_ARGUMENT naming it", async () => {
+    await assert.rejects(api.create({ limits: { ...LIMITS, memoryMb: 4 } }), (error) =>
+      assertRpcError(error, INVALID_ARGUMENT, "MODEL", /memory_mb=4 is below the JavaScript minimum of 8/),
+    );
+  });
+
+  it("resets state on ResetSession and answers NOT_FOUND after CloseSession", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "let temporary = 1");
+    await api.reset(sessionId);
+    assert.equal((await api.execute(sessionId, "typeof temporary")).result, '"undefined"');
+    await api.close(sessionId);
+    await assert.rejects(api.execute(sessionId, "1"), (error) => assertRpcError(error, NOT_FOUND, "MODEL"));
+  });
+});
