@@ -230,6 +230,29 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     assert.equal((await invoke(client, client.closeRollout, { rolloutId: "rollout-deepeyes-v1" })).closedSessions, 1);
   });
 
+  it("hermes: the JavaScript tool keeps its state between turns and sees the input images", async () => {
+    const id = await session("javascript");
+    const js = (code: string, n: number) =>
+      step(
+        id,
+        ModelFormat.MODEL_FORMAT_HERMES,
+        `<tool_call>\n${JSON.stringify({ name: "javascript", arguments: { code } })}\n</tool_call>`,
+        n,
+      );
+    const first = await js(
+      "const area = image_1.width * image_1.height;\nconsole.log(image_1.width, image_1.height);",
+      1,
+    );
+    assert.equal(first.status, ResultStatus.RESULT_STATUS_OK, first.error?.message);
+    assert.equal(first.observation, `<tool_response>\n${codeObservation("640 480\n", "", 0)}\n</tool_response>`);
+    const second = await js("console.log(area / 1000)", 2);
+    assert.equal(second.observation, `<tool_response>\n${codeObservation("307.2\n", "", 0)}\n</tool_response>`);
+    const thrown = await js("null.x", 3);
+    assert.equal(thrown.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.match(thrown.observation, /TypeError/);
+    await invoke(client, client.closeSession, { sessionId: id });
+  });
+
   it("code that runs past its deadline is the model's timeout; the session keeps working", async () => {
     const id = await session("timeout");
     const slow = await step(
