@@ -253,6 +253,50 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     await invoke(client, client.closeSession, { sessionId: id });
   });
 
+  it("ExecuteBatch: the generic image tool, zoom, search and a bad call in one step, each with its own result", async () => {
+    const id = await session("batch");
+    const call = (callId: string, name: string, args: unknown, sessionId = id) => ({
+      sessionId,
+      call: { callId, name, argumentsJson: JSON.stringify(args) },
+      timeoutMs: 20_000,
+      imageDelivery: ImageDelivery.IMAGE_DELIVERY_REFERENCE,
+      step: 1,
+    });
+    const { results } = await invoke(client, client.executeBatch, {
+      calls: [
+        call("rotate", "image_process", {
+          image: "image_1",
+          operations: [{ rotate: { angleDegrees: 90 } }, { grayscale: {} }],
+        }),
+        call("zoom", "image_zoom_in_tool", { bbox_2d: [100, 50, 300, 150] }),
+        call("search", "search", { query: "Great Wall" }),
+        call("bad-op", "image_process", { operations: [{ explode: {} }] }),
+        call("lost", "search", { query: "x" }, "no-such-session"),
+      ],
+    });
+    assert.deepEqual(
+      results.map((result) => [result.callId, result.status]),
+      [
+        ["rotate", ResultStatus.RESULT_STATUS_OK],
+        ["zoom", ResultStatus.RESULT_STATUS_OK],
+        ["search", ResultStatus.RESULT_STATUS_OK],
+        ["bad-op", ResultStatus.RESULT_STATUS_MODEL_ERROR],
+        ["lost", ResultStatus.RESULT_STATUS_INFRA_ERROR],
+      ],
+    );
+    const [rotated, zoomed] = results;
+    assert.equal(rotated?.text, "<image>");
+    assert.deepEqual([rotated?.images[0]?.width, rotated?.images[0]?.height], [480, 640]);
+    const fetched = await invoke(client, client.getImage, { sha256: rotated?.images[0]?.sha256 ?? "" });
+    assert.deepEqual(await decodedSize(fetched.image?.data), [480, 640]);
+    assert.deepEqual([zoomed?.images[0]?.width, zoomed?.images[0]?.height], [200, 100]);
+    assert.match(
+      results[3]?.text ?? "",
+      /^Error: arguments\.operations\[0\] must be an object with exactly one of: crop, /,
+    );
+    await invoke(client, client.closeSession, { sessionId: id });
+  });
+
   it("code that runs past its deadline is the model's timeout; the session keeps working", async () => {
     const id = await session("timeout");
     const slow = await step(
