@@ -91,7 +91,8 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
 
     const image = await spawnService("image");
     processes.push(image);
-    code = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1" });
+    // Few code sessions allowed: a gateway that did not release them on close would run out.
+    code = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1", TOOLPLANE_CODE_MAX_SESSIONS: "3" });
     processes.push(code);
     const search = await spawnService("search", {
       TOOLPLANE_SEARCH_CORPUS: join(dataDir, "corpus.jsonl"),
@@ -295,6 +296,29 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
       /^Error: arguments\.operations\[0\] must be an object with exactly one of: crop, /,
     );
     await invoke(client, client.closeSession, { sessionId: id });
+  });
+
+  it("CloseRollout releases the code sessions of all its trajectories", async () => {
+    for (const round of [1, 2]) {
+      const ids: string[] = [];
+      for (let index = 0; index < 3; index++) {
+        const created = await invoke(client, client.createSession, {
+          rolloutId: `bulk-${round}`,
+          trajectoryId: "",
+          images: [{ data: input, mimeType: "", width: 0, height: 0 }],
+          idleTtlSeconds: 0,
+        });
+        ids.push(created.sessionId);
+      }
+      const steps = await Promise.all(
+        ids.map((id) => step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Size.", "print(image_1.size)"), 1)),
+      );
+      for (const response of steps) {
+        assert.equal(response.status, ResultStatus.RESULT_STATUS_OK, `round ${round}: ${response.error?.message}`);
+        assert.equal(response.observation, codeObservation("(640, 480)\n", "", 0));
+      }
+      assert.equal((await invoke(client, client.closeRollout, { rolloutId: `bulk-${round}` })).closedSessions, 3);
+    }
   });
 
   it("code that runs past its deadline is the model's timeout; the session keeps working", async () => {
