@@ -13,7 +13,7 @@ import { Metadata } from "@grpc/grpc-js";
 import { ImageDelivery, ToolGatewayClient } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { type SearchRequest, SearchServiceClient } from "../../../generated/toolplane/search/v1/search.js";
 import { createClient, invoke } from "../../../services/runtime/src/index.js";
-import { type SpawnedService, spawnService } from "../../support/processes.js";
+import { freePort, type SpawnedService, spawnService } from "../../support/processes.js";
 
 const quick = process.argv.includes("--quick");
 const secondsArgument = process.argv.indexOf("--seconds");
@@ -76,7 +76,8 @@ function fmt(ms: number): string {
 async function main(): Promise<void> {
   const running: SpawnedService[] = [];
   try {
-    const search = await spawnService("search");
+    // Its image host gets a free port too: the default one may be taken by another running instance.
+    const search = await spawnService("search", { TOOLPLANE_SEARCH_IMAGE_PORT: String(await freePort()) });
     running.push(search);
     const gateway = await spawnService("gateway", {
       TOOLPLANE_SEARCH_ADDR: search.address,
