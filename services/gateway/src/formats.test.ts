@@ -5,6 +5,7 @@ import {
   codeObservation,
   DEEPEYES_V1_USER_PROMPT,
   imageSearchObservation,
+  lastPythonFence,
   type ModelFormatName,
   parseTurn,
   searchObservation,
@@ -181,6 +182,39 @@ describe("parsers never throw", () => {
       );
     });
   }
+});
+
+describe("python fence extraction", () => {
+  const referenceRegex = (block: string): string | undefined => {
+    const fence = /```python\s*\n([\s\S]*?)\n```/g;
+    let last: string | undefined;
+    for (let match = fence.exec(block); match !== null; match = fence.exec(block)) last = match[1];
+    return last;
+  };
+
+  it("agrees with the reference regex", () => {
+    const pieces = fc.constantFrom("```python", "```", "\n", " ", "\t", "x", "print(1)", "\u00a0", "`");
+    fc.assert(
+      fc.property(fc.array(pieces, { maxLength: 30 }), (parts) => {
+        const block = parts.join("");
+        assert.equal(lastPythonFence(block), referenceRegex(block));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it("stays linear on adversarial text (many unclosed fences, long whitespace runs)", () => {
+    // Each fence closes on the next one's "\n```": the same answer the regex gives for any repeat count.
+    assert.equal(referenceRegex("```python\n".repeat(50)), "```python");
+    assert.equal(lastPythonFence("```python\n".repeat(50_000)), "```python");
+    assert.equal(lastPythonFence(`\`\`\`python${"\n".repeat(200_000)}x`), undefined);
+    assert.equal(lastPythonFence(`${"```python ".repeat(50_000)}\nx`), undefined);
+    const parsed = parseTurn("deepeyes-v2", `<code>${"```python\n".repeat(50_000)}</code>`);
+    assert.deepEqual(parsed, {
+      kind: "calls",
+      calls: [{ callId: "call_0", name: "code", arguments: { code: "```python" } }],
+    });
+  });
 });
 
 describe("observation text", () => {
