@@ -6,6 +6,8 @@
  * services, is in test/e2e.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import sharp from "sharp";
@@ -34,7 +36,7 @@ import {
   type ToolplaneError,
   unary,
 } from "../../services/runtime/src/index.js";
-import { freePort, type SpawnedService, spawnService } from "../support/processes.js";
+import { distRoot, freePort, type SpawnedService, spawnService } from "../support/processes.js";
 
 type SearchBehaviour = (request: SearchRequest, context: CallContext) => Promise<SearchResponse>;
 
@@ -442,5 +444,24 @@ describe("gateway mechanics against controlled backends", () => {
       recovered = await invoke(client, client.execute, searchCall(sessionId, "back", 5000));
     }
     assert.equal(recovered.result?.status, ResultStatus.RESULT_STATUS_OK);
+  });
+});
+
+describe("gateway configuration", () => {
+  it("a bad backend address or limit fails start-up, one line per variable", async () => {
+    const child = spawn(process.execPath, [join(distRoot, "services", "gateway", "src", "main.js")], {
+      env: { ...process.env, TOOLPLANE_CODE_ADDR: "nope", TOOLPLANE_GATEWAY_CODE_QUEUE: "-1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    assert.equal(code, 1);
+    const lines = stderr.trim().split("\n");
+    assert.equal(lines.length, 2, stderr);
+    assert.match(stderr, /TOOLPLANE_CODE_ADDR="nope": expected host:port/);
+    assert.match(stderr, /TOOLPLANE_GATEWAY_CODE_QUEUE="-1"/);
   });
 });

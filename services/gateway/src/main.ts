@@ -20,7 +20,8 @@ import { ToolRegistry } from "./tools.js";
 const address = (fallback: string) =>
   z
     .string()
-    .regex(/^[^:\s]+:\d+$/, "expected host:port")
+    // host:port, [v6]:port or a grpc target such as dns:///host:port.
+    .regex(/^\S+:\d+$/, "expected host:port")
     .default(fallback);
 
 const gatewayConfigShape = {
