@@ -3,6 +3,7 @@ import type { ExecuteResponse as CodeExecuteResponse } from "../../../generated/
 import { CoordinateUnit, Operation, OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
 import type { SearchResponse } from "../../../generated/toolplane/search/v1/search.js";
 import {
+  DeadlineExceededError,
   InvalidArgumentError,
   type InvokeOptions,
   NotFoundError,
@@ -127,10 +128,12 @@ const CODE_TIMEOUT_MARGIN_MS = 1000;
  * The sandbox's own timeout for a cell: a little under the call's deadline, so a
  * runaway cell is reported by the sandbox as the model's timeout (MODEL) rather
  * than by gRPC as a deadline (INFRASTRUCTURE). 0 keeps the session's default when
- * that is shorter (sending more than the service's maximum would be refused).
+ * that is shorter (sending more than the service's maximum would be refused);
+ * -1 when the deadline has passed.
  */
 export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | undefined, now = Date.now()): number {
   const remaining = deadlineMs - now;
+  if (remaining <= 0) return -1;
   const budget = Math.floor(remaining - Math.min(CODE_TIMEOUT_MARGIN_MS, remaining * 0.1));
   if (sessionTimeoutMs && budget >= sessionTimeoutMs) return 0;
   return Math.max(1, budget);
@@ -177,14 +180,20 @@ function codeTool(name: string, language: CodeLanguage, description: string): To
         state: [...history],
         run: async () => {
           const handle = await context.codeSession(language);
-          const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
           try {
-            const response = await context.call("code", (options) =>
-              context.backends.code.execute(
+            const response = await context.call("code", (options) => {
+              // Measured after admission and session creation: what is left is the cell's.
+              const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
+              if (timeoutMs < 0) {
+                throw new DeadlineExceededError(
+                  "the call's deadline passed before the cell could start (waiting for admission or for the code session)",
+                );
+              }
+              return context.backends.code.execute(
                 { sessionId: handle.id, code, timeoutMs, fixIndentation: language === "python" },
                 options,
-              ),
-            );
+              );
+            });
             return codeOutput(response);
           } catch (error) {
             // The code service forgot the session (restarted, or its TTL fired): the
