@@ -261,6 +261,8 @@ describe("tool calls and the error taxonomy", () => {
     assert.equal(results[0]?.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(results[1]?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.match(results[1]?.error?.message ?? "", /calls\[1\]\.session_id: no open session "nope"/);
+    const tooMany = Array.from({ length: 1025 }, () => execute(sessionId, "calculator", {}));
+    await assert.rejects(gateway.executeBatch(tooMany, scope()), /calls has 1025 items; the limit is 1024/);
     close();
   });
 

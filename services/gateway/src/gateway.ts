@@ -114,6 +114,11 @@ const CODE_LANGUAGES: Record<CodeLanguage, Language> = {
   javascript: Language.LANGUAGE_JAVASCRIPT,
 };
 
+/** Calls of one ExecuteBatch. */
+const MAX_BATCH_CALLS = 1024;
+/** Input images of one session (the code service binds at most 50 by default). */
+const MAX_SESSION_IMAGES = 50;
+
 /** How long releasing a closed session's code session may take. */
 const RELEASE_TIMEOUT_MS = 5000;
 /** The code service keeps its session a little longer than the gateway, so the gateway's TTL closes it. */
@@ -246,6 +251,9 @@ export class ToolGateway {
         `idle_ttl_seconds=${ttlSeconds} exceeds the limit of ${this.options.maxIdleTtlMs / 1000} s (TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS)`,
       );
     }
+    if (request.images.length > MAX_SESSION_IMAGES) {
+      throw new InvalidArgumentError(`images has ${request.images.length} items; the limit is ${MAX_SESSION_IMAGES}`);
+    }
     const store = this.options.store;
     // Hold each image while the session is built, so a concurrent upload cannot evict it.
     const held: StoredImage[] = [];
@@ -348,6 +356,11 @@ export class ToolGateway {
 
   /** Calls run concurrently; each has its own session, deadline and result (partial success). */
   async executeBatch(requests: ExecuteRequest[], scope: CallScope): Promise<ToolResult[]> {
+    if (requests.length > MAX_BATCH_CALLS) {
+      throw new InvalidArgumentError(`calls has ${requests.length} items; the limit is ${MAX_BATCH_CALLS}`, {
+        errorClass: "INFRASTRUCTURE",
+      });
+    }
     return Promise.all(
       requests.map(async (request, index) => {
         try {
