@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import type { ExecuteResponse as CodeExecuteResponse } from "../../../generated/toolplane/code/v1/code.js";
 import { CoordinateUnit, Operation, OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
@@ -200,18 +201,16 @@ function codeTool(name: string, language: CodeLanguage, description: string): To
             // trajectory's state is gone, which is never the model's fault.
             if ((error as ToolplaneError).code === status.NOT_FOUND) {
               context.dropCodeSession(language);
-              throw new UnavailableError(
-                `code session lost (${(error as Error).message}); the trajectory's state is gone`,
-                {
-                  cause: error,
-                },
-              );
+              const detail = (error as Error).message;
+              throw new UnavailableError(`code session lost (${detail}); the trajectory's state is gone`, {
+                cause: error,
+              });
             }
             throw error;
           }
         },
         settled() {
-          context.session.codeHistory.set(language, [...history, code]);
+          context.session.codeHistory.set(language, [...history, createHash("sha256").update(code).digest("hex")]);
         },
       };
     },
