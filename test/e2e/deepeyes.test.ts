@@ -360,6 +360,23 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     );
     assert.equal(search.status, ResultStatus.RESULT_STATUS_OK, search.error?.message);
     assert.match(search.observation, /^<tool_response>\nA Google search for 'Mount Fuji' found 1 results:/);
+
+    // The code service comes back on its address without the trajectory's state: that is
+    // reported once as INFRASTRUCTURE, then the trajectory gets a fresh code session.
+    const port = code.address.split(":").at(-1) as string;
+    processes.push(await spawnService("code", { TOOLPLANE_GRPC_PORT: port, TOOLPLANE_CODE_POOL_SIZE: "1" }));
+    let lost = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(1)"), 4);
+    for (let attempt = 0; attempt < 40 && !/code session lost/.test(lost.error?.message ?? ""); attempt++) {
+      assert.equal(lost.status, ResultStatus.RESULT_STATUS_INFRA_ERROR, "the old session cannot answer OK");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      lost = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(1)"), 4);
+    }
+    assert.equal(lost.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(lost.error?.code, "UNAVAILABLE");
+    assert.match(lost.error?.message ?? "", /code session lost/);
+    const fresh = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(image_1.size)"), 5);
+    assert.equal(fresh.status, ResultStatus.RESULT_STATUS_OK, fresh.error?.message);
+    assert.equal(fresh.observation, codeObservation("(640, 480)\n", "", 0));
     await invoke(client, client.closeSession, { sessionId: id });
   });
 });
