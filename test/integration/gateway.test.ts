@@ -30,6 +30,7 @@ import {
   type CallContext,
   createClient,
   createLogger,
+  DeadlineExceededError,
   invoke,
   type RunningServer,
   startGrpcServer,
@@ -120,6 +121,12 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       resolve();
     });
   });
+}
+
+/** A backend call that never answers: it ends only when cancelled (or its deadline passes), with an error. */
+async function hang(_request: SearchRequest, context: CallContext): Promise<SearchResponse> {
+  await sleep(60_000, context.signal);
+  throw new DeadlineExceededError("the call was cancelled before it finished");
 }
 
 function searchCall(sessionId: string, query: string, timeoutMs = 0): ExecuteRequest {
@@ -221,10 +228,7 @@ describe("gateway mechanics against controlled backends", () => {
   });
 
   it("a call past its deadline is INFRA_ERROR DEADLINE_EXCEEDED and the backend call is cancelled", async () => {
-    search.behaviour = async (request, context) => {
-      await sleep(30_000, context.signal);
-      return answer(request.query);
-    };
+    search.behaviour = hang;
     const cancelledBefore = search.cancelled;
     const response = await invoke(client, client.execute, searchCall(sessionId, "slow", 300));
     assert.equal(response.result?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
@@ -234,10 +238,7 @@ describe("gateway mechanics against controlled backends", () => {
   });
 
   it("the RPC deadline bounds the backend call too", async () => {
-    search.behaviour = async (request, context) => {
-      await sleep(30_000, context.signal);
-      return answer(request.query);
-    };
+    search.behaviour = hang;
     const cancelledBefore = search.cancelled;
     await assert.rejects(
       invoke(client, client.execute, searchCall(sessionId, "slow-rpc"), { deadlineMs: Date.now() + 300 }),
@@ -250,10 +251,7 @@ describe("gateway mechanics against controlled backends", () => {
   });
 
   it("a caller that goes away cancels its backend call", async () => {
-    search.behaviour = async (request, context) => {
-      await sleep(30_000, context.signal);
-      return answer(request.query);
-    };
+    search.behaviour = hang;
     const cancelledBefore = search.cancelled;
     const callsBefore = search.calls;
     const controller = new AbortController();
@@ -310,10 +308,7 @@ describe("gateway mechanics against controlled backends", () => {
   });
 
   it("a worker that drops its Connect stream cancels the requests it still had running", async () => {
-    search.behaviour = async (request, context) => {
-      await sleep(30_000, context.signal);
-      return answer(request.query);
-    };
+    search.behaviour = hang;
     const cancelledBefore = search.cancelled;
     const callsBefore = search.calls;
     const stream = client.connect();
@@ -323,6 +318,34 @@ describe("gateway mechanics against controlled backends", () => {
     while (search.calls < callsBefore + 2) await sleep(10);
     stream.cancel();
     while (search.cancelled < cancelledBefore + 2) await sleep(10);
+  });
+
+  it("a session idle past its TTL is closed by the gateway", async () => {
+    search.behaviour = async (request) => answer(request.query);
+    const created = await invoke(client, client.createSession, {
+      rolloutId: "ttl",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 1,
+    });
+    const used = await invoke(client, client.execute, searchCall(created.sessionId, "still-open"));
+    assert.equal(used.result?.status, ResultStatus.RESULT_STATUS_OK);
+    let closed = false;
+    for (let attempt = 0; attempt < 50 && !closed; attempt++) {
+      await sleep(100);
+      closed = await invoke(client, client.execute, searchCall(created.sessionId, "expired")).then(
+        () => false,
+        (error: ToolplaneError) => {
+          assert.equal(error.code, status.NOT_FOUND);
+          assert.equal(error.errorClass, "INFRASTRUCTURE");
+          return true;
+        },
+      );
+      // Calls keep it alive: only poll after a full idle second.
+      if (!closed) await sleep(1100);
+    }
+    assert.ok(closed, "the session expired");
+    assert.equal((await invoke(client, client.closeRollout, { rolloutId: "ttl" })).closedSessions, 0);
   });
 
   it("hermes and openai steps: every call runs, observations in call order", async () => {
@@ -421,10 +444,7 @@ describe("gateway mechanics against controlled backends", () => {
   });
 
   it("a backend that dies mid-call gives INFRA_ERROR; the gateway keeps serving and recovers", async () => {
-    search.behaviour = async (request, context) => {
-      await sleep(30_000, context.signal);
-      return answer(request.query);
-    };
+    search.behaviour = hang;
     const callsBefore = search.calls;
     const pending = invoke(client, client.execute, searchCall(sessionId, "dying", 20_000));
     while (search.calls === callsBefore) await sleep(10);
