@@ -17,9 +17,9 @@ describe("tool registry", () => {
 describe("the sandbox timeout of a code cell", () => {
   const now = 1_000_000;
   it("stays a little under the call's deadline so a runaway cell is the model's timeout", () => {
-    assert.equal(codeTimeoutMs(now + 3000, 30_000, now), 2700);
+    assert.equal(codeTimeoutMs(now + 3000, 30_000, now), 2400);
     assert.equal(codeTimeoutMs(now + 60_000, 30_000, now), 0, "the session's own, shorter timeout applies");
-    assert.equal(codeTimeoutMs(now + 20_000, undefined, now), 19_000);
+    assert.equal(codeTimeoutMs(now + 20_000, undefined, now), 18_000);
   });
 
   it("is -1 once the deadline has passed (an infrastructure deadline, not the model's)", () => {

@@ -123,7 +123,9 @@ export function resolveImageReference(
   return lookup(reference, field);
 }
 
-const CODE_TIMEOUT_MARGIN_MS = 1000;
+/** What the sandbox needs beyond the cell's own time to stop it and answer (at most; 20 % of short budgets). */
+const CODE_TIMEOUT_MARGIN_MS = 2000;
+const CODE_TIMEOUT_MARGIN_FRACTION = 0.2;
 
 /**
  * The sandbox's own timeout for a cell: a little under the call's deadline, so a
@@ -135,7 +137,7 @@ const CODE_TIMEOUT_MARGIN_MS = 1000;
 export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | undefined, now = Date.now()): number {
   const remaining = deadlineMs - now;
   if (remaining <= 0) return -1;
-  const budget = Math.floor(remaining - Math.min(CODE_TIMEOUT_MARGIN_MS, remaining * 0.1));
+  const budget = Math.floor(remaining - Math.min(CODE_TIMEOUT_MARGIN_MS, remaining * CODE_TIMEOUT_MARGIN_FRACTION));
   if (sessionTimeoutMs && budget >= sessionTimeoutMs) return 0;
   return Math.max(1, budget);
 }
