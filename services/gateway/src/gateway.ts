@@ -569,7 +569,8 @@ export class ToolGateway {
         const output = await prepared.run();
         timing.executeMs = performance.now() - executeStarted - timing.queueMs;
         outcome = await this.inTurn(turn, () => this.render(session, call, tool, output, budget));
-        if (this.recorder.mode === "record") await this.record(key(), outcome.result);
+        // Recording must not delay the answer; record() reports its own failures.
+        if (this.recorder.mode === "record") void this.record(key(), outcome.result);
       }
       prepared.settled?.();
     } catch (error) {
