@@ -523,8 +523,8 @@ export class ToolGateway {
       rolloutId: session.rolloutId,
       step: call.step,
       tool: call.name,
-      // Replaced by the digest of the canonical arguments once they parse.
-      argumentsDigest: typeof call.args === "string" ? digest(call.args) : "",
+      // The digest of the canonical arguments once they parse (of the raw text when they do not).
+      argumentsDigest: "",
       inputImages: [],
       outputImages: [],
       startedAtMs,
@@ -585,7 +585,10 @@ export class ToolGateway {
     }
     const totalMs = performance.now() - started;
     outcome.result.timing = { queueMs: timing.queueMs, executeMs: timing.executeMs, totalMs };
-    if (!announced) this.emit(event);
+    if (!announced) {
+      event.argumentsDigest ||= digest(typeof call.args === "string" ? call.args : canonicalJson(call.args));
+      this.emit(event);
+    }
     this.emit({
       ...event,
       phase: "finished",
