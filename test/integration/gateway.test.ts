@@ -288,6 +288,8 @@ describe("gateway mechanics against controlled backends", () => {
     assert.equal(replies.length, 4);
   });
 
+  // The stream may run 4 requests; admission allows 2 running + 2 queued. Without the stream's
+  // backpressure the other 8 of 12 would be refused RESOURCE_EXHAUSTED; with it all succeed.
   it("Connect backpressure: more requests than the in-flight limit all complete", async () => {
     search.behaviour = async (request) => {
       await sleep(20);
