@@ -23,6 +23,7 @@ const codeConfigShape = {
   ...baseConfigShape,
   TOOLPLANE_GRPC_PORT: port(50053),
   TOOLPLANE_CODE_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(2),
+  TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY: positiveInt(2),
   TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(64),
   TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS: positiveInt(30_000),
   TOOLPLANE_CODE_MAX_TIMEOUT_MS: positiveInt(300_000),
@@ -82,6 +83,7 @@ runMain("toolplane-code", async () => {
   const python = new PythonBackend(
     {
       size: config.TOOLPLANE_CODE_POOL_SIZE,
+      warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,
       bwrapPath: config.TOOLPLANE_CODE_BWRAP_PATH,
       pythonPath: config.TOOLPLANE_CODE_PYTHON_PATH,
       kernelPath: defaultKernelPath(),
@@ -133,7 +135,14 @@ runMain("toolplane-code", async () => {
     },
     logger,
   );
-  await manager.start();
+  try {
+    await manager.start();
+  } catch (error) {
+    throw new Error(
+      `the Python sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}): ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
   const server = await startGrpcServer({
     host: config.TOOLPLANE_HOST,
     port: config.TOOLPLANE_GRPC_PORT,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import {
@@ -19,6 +20,7 @@ const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes:
 function backendOptions() {
   return {
     size: 1,
+    warmupConcurrency: 1,
     bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
     pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
     kernelPath: defaultKernelPath(),
@@ -67,6 +69,21 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     assert.equal(valid.stdout, "after 1\n");
   });
 
+  it("captures what subprocesses, C code and forked workers write, not only Python's print", async () => {
+    const outcome = await run(
+      "import os, subprocess, multiprocessing as mp\n" +
+        "subprocess.run(['sh', '-c', 'echo from-shell; echo shell-err >&2'])\n" +
+        "os.write(1, b'raw-fd\\n')\n" +
+        "def work(x):\n    print('worker', x)\n    return x\n" +
+        "with mp.Pool(1) as pool:\n    pool.map(work, [7])\n" +
+        "print('python')",
+    );
+    assert.equal(outcome.failure, undefined, outcome.stderr);
+    for (const line of ["from-shell\n", "raw-fd\n", "worker 7\n", "python\n"])
+      assert.ok(outcome.stdout.includes(line), outcome.stdout);
+    assert.equal(outcome.stderr, "shell-err\n");
+  });
+
   it("cuts stdout at max_output_bytes with an explicit marker and flag", async () => {
     const outcome = await run("print('y' * 10000)");
     assert.equal(outcome.stdoutTruncated, true);
@@ -91,10 +108,18 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     );
   });
 
-  it("kills a cell that blocks the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
+  it("drops an oversized returned image with a note instead of failing the call", async () => {
+    const outcome = await run("from PIL import Image\ndisplay(Image.new('L', (10000, 6000)))\ndisplay(image_1)");
+    assert.equal(outcome.failure, undefined, outcome.stderr);
+    assert.equal(outcome.images.length, 1);
+    assert.equal(outcome.imagesTruncated, true);
+    assert.match(outcome.stderr, /\[image dropped: 10000x6000 is above the 50000000 pixel limit/);
+  });
+
+  it("kills a cell that ignores the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
     await run("kept = 1");
     const outcome = await run(
-      "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGXCPU])\nwhile True: pass",
+      "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True: pass",
       { timeoutMs: 300 },
     );
     assert.equal(outcome.failure?.code, "DEADLINE_EXCEEDED");
@@ -115,6 +140,25 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     });
     const next = await run("1 + 1");
     assert.equal(next.result, "2");
+    assert.match(next.stderr, /restarted/);
+  });
+
+  it("a thread left burning CPU between cells costs the interpreter, not the host", async () => {
+    const started = await run(
+      "import threading\ndef burn():\n    while True:\n        pass\nthreading.Thread(target=burn, daemon=True).start()",
+      {
+        timeoutMs: 300,
+      },
+    );
+    assert.equal(started.failure, undefined, started.stderr);
+    // The CPU budget is the cell's timeout plus 2 s; past it the kernel is ended by SIGXCPU.
+    const [pid] = backend.sessionPids();
+    assert.ok(pid, "the session's kernel pid is known");
+    for (let waited = 0; existsSync(`/proc/${pid}`) && waited < 30_000; waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const next = await run("print('fresh')");
+    assert.equal(next.stdout, "fresh\n");
     assert.match(next.stderr, /restarted/);
   });
 
@@ -143,6 +187,19 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
       ),
       (error: ToolplaneError) => error instanceof InvalidArgumentError && /images/.test(error.message),
     );
+  });
+
+  it("at the smallest memory limit, plotting and linear algebra work and a big array is RESOURCE_EXHAUSTED", async () => {
+    const tight = await backend.createSession([], { ...LIMITS, memoryMb: 64 });
+    const cell = (code: string) => tight.execute(code, { timeoutMs: 5000, signal: new AbortController().signal });
+    const plot = await cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()");
+    assert.equal(plot.failure, undefined, plot.stderr);
+    assert.equal(plot.images.length, 1);
+    const algebra = await cell("import numpy as np\nround(float(np.linalg.inv(np.eye(50) * 2).sum()), 1)");
+    assert.equal(algebra.result, "25.0");
+    const big = await cell("np.zeros((4000, 4000, 3))");
+    assert.equal(big.failure?.code, "RESOURCE_EXHAUSTED");
+    await tight.close();
   });
 
   it("close during a running cell stops it; the session then refuses work", async () => {
