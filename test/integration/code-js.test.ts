@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
+import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import sharp from "sharp";
 import {
   CodeServiceClient,
@@ -8,7 +10,21 @@ import {
   Language,
 } from "../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
-import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
+import {
+  ImageServiceService,
+  type ProcessRequest,
+  type ProcessResponse,
+} from "../../generated/toolplane/image/v1/image.js";
+import {
+  createClient,
+  createLogger,
+  InvalidArgumentError,
+  invoke,
+  type RunningServer,
+  startGrpcServer,
+  type ToolplaneError,
+  toServiceError,
+} from "../../services/runtime/src/index.js";
 import { type SpawnedService, spawnService } from "../support/processes.js";
 
 const INVALID_ARGUMENT = 3;
@@ -136,6 +152,20 @@ describe("code service, JavaScript, over a real socket", () => {
     await stillServes();
   });
 
+  it("cuts a cell at the caller's gRPC deadline so the answer arrives and the state survives", async () => {
+    const { sessionId } = await api.create({ limits: { ...LIMITS, timeoutMs: 10_000 } });
+    await api.execute(sessionId, "let kept = 'yes'");
+    const response = await invoke(
+      api.client,
+      api.client.execute,
+      { sessionId, code: "while (true) {}", timeoutMs: 0, fixIndentation: false },
+      { deadlineMs: Date.now() + 1000 },
+    );
+    assertModelFailure(response, "DEADLINE_EXCEEDED", /^TimeoutError$/);
+    assert.equal((await api.execute(sessionId, "kept")).result, '"yes"');
+    await api.close(sessionId);
+  });
+
   it("disposes an isolate over its memory limit with RESOURCE_EXHAUSTED (MODEL); the next cell is told", async () => {
     const { sessionId } = await api.create();
     await api.execute(sessionId, "let before = 1");
@@ -213,6 +243,21 @@ describe("code service, JavaScript, over a real socket", () => {
     );
   });
 
+  it("runs cells of many sessions at once, each in its own state", async () => {
+    const sessions = await Promise.all(Array.from({ length: 8 }, () => api.create()));
+    await Promise.all(sessions.map(({ sessionId }, index) => api.execute(sessionId, `let mine = ${index}`)));
+    const results = await Promise.all(
+      sessions.map(({ sessionId }) =>
+        api.execute(sessionId, "const until = Date.now() + 100; while (Date.now() < until) {} mine"),
+      ),
+    );
+    assert.deepEqual(
+      results.map((response) => response.result),
+      sessions.map((_session, index) => String(index)),
+    );
+    await Promise.all(sessions.map(({ sessionId }) => api.close(sessionId)));
+  });
+
   it("resets state on ResetSession and answers NOT_FOUND after CloseSession", async () => {
     const { sessionId } = await api.create();
     await api.execute(sessionId, "let temporary = 1");
@@ -222,3 +267,132 @@ describe("code service, JavaScript, over a real socket", () => {
     await assert.rejects(api.execute(sessionId, "1"), (error) => assertRpcError(error, NOT_FOUND, "MODEL"));
   });
 });
+
+describe("code service, JavaScript, image.process through the sandbox host", () => {
+  const requests: ProcessRequest[] = [];
+  let imageService: RunningServer;
+  let service: SpawnedService;
+  let api: ReturnType<typeof codeClient>;
+
+  before(async () => {
+    // A stand-in for the image service (built in its own service): it crops with sharp and nothing else.
+    imageService = await startGrpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      services: [
+        {
+          name: "toolplane.image.v1.ImageService",
+          definition: ImageServiceService,
+          implementation: {
+            process(call: ServerUnaryCall<ProcessRequest, ProcessResponse>, callback: sendUnaryData<ProcessResponse>) {
+              requests.push(call.request);
+              const box = call.request.operations[0]?.crop?.box;
+              if (!box) {
+                callback(toServiceError(new InvalidArgumentError("operations[0]: only crop here")) as never, null);
+                return;
+              }
+              const [width, height] = [box.right - box.left, box.bottom - box.top];
+              sharp(call.request.image?.data)
+                .extract({ left: box.left, top: box.top, width, height })
+                .png()
+                .toBuffer()
+                .then((data) =>
+                  callback(null, {
+                    image: { data, mimeType: "image/png", width, height },
+                    input: undefined,
+                    timing: undefined,
+                  }),
+                );
+            },
+          },
+        },
+      ],
+      protoFiles: ["toolplane/image/v1/image.proto"],
+      logger: createLogger("stand-in-image", "silent"),
+    });
+    service = await spawnService("code", {
+      TOOLPLANE_CODE_POOL_SIZE: "0",
+      TOOLPLANE_CODE_JS_POOL_SIZE: "1",
+      TOOLPLANE_CODE_JS_HOST_PROCESSES: "1",
+      TOOLPLANE_IMAGE_ADDR: imageService.address,
+    });
+    api = codeClient(service.address);
+  });
+  after(async () => {
+    api?.client.close();
+    await service?.stop();
+    await imageService?.shutdown(1000);
+  });
+
+  it("crops through the image service and displays the result; its MODEL errors stay catchable", async () => {
+    const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: "#1e1ec8" } })
+      .png()
+      .toBuffer();
+    const { sessionId } = await api.create({
+      images: [{ name: "image_1", image: { data: png, mimeType: "", width: 0, height: 0 } }],
+    });
+    const cropped = await api.execute(
+      sessionId,
+      "const crop = image.process(image_1, [{ crop: { box: { left: 10, top: 5, right: 30, bottom: 25 } } }]); display(crop); [crop.width, crop.height]",
+    );
+    assert.equal(cropped.error, undefined, cropped.stderr);
+    assert.equal(cropped.result, "[ 20, 20 ]");
+    assert.deepEqual([cropped.images[0]?.width, cropped.images[0]?.height], [20, 20]);
+    assert.equal(requests.at(-1)?.image?.data?.length, png.length, "the input image's bytes were sent");
+    const refused = await api.execute(
+      sessionId,
+      "try { image.process(image_1, [{ invert: {} }]) } catch (e) { e.name + ': ' + e.message }",
+    );
+    assert.equal(refused.result, '"ImageProcessError: image.process: operations[0]: only crop here"');
+    await api.close(sessionId);
+  });
+});
+
+describe("code service, JavaScript, shutdown", () => {
+  it("stops its sandbox host processes on SIGTERM and exits 0", async () => {
+    const service = await spawnService("code", {
+      TOOLPLANE_CODE_POOL_SIZE: "0",
+      TOOLPLANE_CODE_JS_HOST_PROCESSES: "2",
+    });
+    const api = codeClient(service.address);
+    const { sessionId } = await api.create();
+    assert.equal((await api.execute(sessionId, "1 + 1")).result, "2");
+    api.client.close();
+    const hosts = childPids(service.child.pid ?? 0).filter((pid) => commandLine(pid).includes("host-process.js"));
+    assert.equal(hosts.length, 2, "one child per sandbox host");
+    assert.equal(await service.stop("SIGTERM"), 0);
+    for (const pid of hosts) assert.equal(isAlive(pid), false, `sandbox host ${pid} outlived the service`);
+  });
+});
+
+/** Direct children of a process (Linux /proc): the sandbox hosts among them are found by their command line. */
+function childPids(parent: number): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
+      } catch {
+        return false; // the process ended while we looked
+      }
+    })
+    .map(Number);
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

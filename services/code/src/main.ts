@@ -54,7 +54,10 @@ const codeConfigShape = {
   TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
   TOOLPLANE_CODE_JS_ISOLATION: z.enum(["process", "in-process"]).default("process"),
   /** Image service for JavaScript's image.process(); empty = the helper is absent. */
-  TOOLPLANE_IMAGE_ADDR: z.string().default(""),
+  TOOLPLANE_IMAGE_ADDR: z
+    .string()
+    .regex(/^$|^[^\s:]+:\d{1,5}$/, "expected host:port, or empty to leave image.process out")
+    .default(""),
 };
 
 type CodeConfig = ReturnType<typeof loadConfig<typeof codeConfigShape>>;

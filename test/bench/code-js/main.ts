@@ -79,7 +79,9 @@ async function main(): Promise<void> {
   const grpc = await benchOverGrpc(ITERATIONS);
   rows.push(["client over gRPC     new session + 1+1", grpc.newSession]);
   rows.push(["client over gRPC     warm execute 1+1 ", grpc.warm]);
-  rows.push(["at the service (timing.total_ms) warm  ", grpc.warmAtService]);
+  // The service's own timing.total_ms (what the issue's targets are stated for), from the same calls.
+  rows.push(["at the service       new session + 1+1", grpc.newSessionAtService]);
+  rows.push(["at the service       warm execute 1+1 ", grpc.warmAtService]);
   for (const [name, figures] of rows) {
     console.log(
       `${name}  ${format(figures)}  (${(baseline.p50 / figures.p50).toFixed(0)}x faster than node -e at p50)`,

@@ -106,6 +106,20 @@ describe("JavaScript backend, in process", () => {
     await session.close();
   });
 
+  it("prints a 50k-line loop within the cell's time (output is sent to the host in chunks), in order", async () => {
+    const session = await backend.createSession([], { ...LIMITS, maxOutputBytes: 1024 * 1024 });
+    const outcome = await run(
+      session,
+      "for (let i = 0; i < 50000; i++) { console.log(i); if (i % 10000 === 0) console.error('e' + i) }",
+    );
+    assert.equal(outcome.failure, undefined, outcome.failure?.message);
+    const lines = outcome.stdout.trimEnd().split("\n");
+    assert.equal(lines.length, 50000);
+    assert.deepEqual([lines[0], lines[49999]], ["0", "49999"]);
+    assert.equal(outcome.stderr, "e0\ne10000\ne20000\ne30000\ne40000\n");
+    await session.close();
+  });
+
   it("cuts each stream at max_output_bytes with an explicit marker", async () => {
     const session = await backend.createSession([], { ...LIMITS, maxOutputBytes: 100 });
     const outcome = await run(
@@ -159,12 +173,17 @@ describe("JavaScript backend, in process", () => {
     await session.close();
   });
 
-  it("also times out a regular-expression backtracking bomb and Atomics.wait", async () => {
+  it("also times out regex backtracking, Atomics.wait, microtask chains and getters in the result", async () => {
     const session = await backend.createSession([], LIMITS);
     const regex = await run(session, "/(a+)+$/.test('a'.repeat(40) + 'b')", 200);
     assert.equal(regex.failure?.code, "DEADLINE_EXCEEDED");
     const wait = await run(session, "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)", 200);
     assert.equal(wait.failure?.code, "DEADLINE_EXCEEDED");
+    const microtasks = await run(session, "(function again() { Promise.resolve().then(again) })()", 200);
+    assert.equal(microtasks.failure?.code, "DEADLINE_EXCEEDED", "an endless microtask chain cannot outlive the cell");
+    const getter = await run(session, "({ get trap() { while (true) {} } })", 200);
+    assert.equal(getter.failure?.code, "DEADLINE_EXCEEDED", "rendering the result is held to the time limit too");
+    assert.equal(await value(session, "'alive'"), '"alive"');
     await session.close();
   });
 
@@ -197,6 +216,31 @@ describe("JavaScript backend, in process", () => {
     const buffer = await run(session, "new ArrayBuffer(2 ** 31)");
     assert.equal(buffer.failure?.type, "RangeError");
     assert.equal(await value(session, "'still here'"), '"still here"');
+    await session.close();
+  });
+
+  it("closes the allocations isolated-vm would not count: WebAssembly memories and resizable buffers", async () => {
+    const session = await backend.createSession([], LIMITS);
+    assert.equal(await value(session, "typeof WebAssembly"), '"undefined"');
+    for (const code of [
+      "new ArrayBuffer(16, { maxByteLength: 2 ** 30 })",
+      "new SharedArrayBuffer(16, { maxByteLength: 2 ** 30 })",
+      "new (new Uint8Array(4).buffer.constructor)(16, { maxByteLength: 2 ** 30 })",
+      "class Sneaky extends ArrayBuffer {}; new Sneaky(16, { maxByteLength: 2 ** 30 })",
+    ]) {
+      const outcome = await run(session, code);
+      assert.equal(outcome.failure?.type, "TypeError", code);
+      assert.match(outcome.failure?.message ?? "", /resizable buffers \(maxByteLength\) are not available/);
+    }
+    assert.equal(
+      await value(
+        session,
+        "const plain = new ArrayBuffer(8); [plain.byteLength, plain instanceof ArrayBuffer, plain.slice(2).byteLength, new Uint8Array(plain).buffer === plain]",
+      ),
+      "[ 8, true, 6, true ]",
+    );
+    const bomb = await run(session, "const held = []; while (true) held.push(new ArrayBuffer(8 << 20))");
+    assert.equal(bomb.failure?.type, "RangeError", "plain buffers stay within the memory limit");
     await session.close();
   });
 
@@ -252,6 +296,8 @@ describe("JavaScript backend, in process", () => {
       await value(session, "[typeof display.get, typeof display.applySync, Object.keys(image)]"),
       '[ "undefined", "undefined", [ "process" ] ]',
     );
+    // The helpers are strict code: no Function#caller walk from them.
+    assert.equal(await value(session, "try { display.caller; 'sloppy' } catch { 'strict' }"), '"strict"');
     // Stack inspection from a console callback cannot see the host references the prelude closes over.
     assert.equal(
       await value(
@@ -535,6 +581,31 @@ describe("JavaScript backend, sandbox host processes", () => {
     await session.close();
   });
 
+  it("fails start() with UNAVAILABLE when a host cannot start, without restarting it in a loop", async () => {
+    const broken = createJavaScriptBackend({ ...BASE, isolation: "process", hostProcesses: 1, poolMemoryMb: 4 });
+    await assert.rejects(broken.start(), (error: ToolplaneError) => {
+      assert.equal(error.code, status.UNAVAILABLE);
+      assert.match(error.message, /sandbox host exited at start/);
+      return true;
+    });
+    await broken.stop();
+  });
+
+  it("forwards a caller's cancellation to the host, which stops the cell", async () => {
+    const session = await backend.createSession([], LIMITS);
+    const controller = new AbortController();
+    const running = session.execute("while (true) {}", { timeoutMs: 10_000, signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    await assert.rejects(running, (error: ToolplaneError) => {
+      assert.equal(error.code, status.DEADLINE_EXCEEDED);
+      return true;
+    });
+    const next = await run(session, "'after'");
+    assert.equal(next.result, '"after"');
+    assert.match(next.stderr, /cancelled by its caller/);
+    await session.close();
+  });
+
   it("contains a heap exhaustion isolated-vm cannot handle: the culprit gets RESOURCE_EXHAUSTED, others a notice", async () => {
     const culprit = await backend.createSession([], LIMITS);
     const bystander = await backend.createSession([], LIMITS);
@@ -544,7 +615,7 @@ describe("JavaScript backend, sandbox host processes", () => {
     assert.equal(outcome.failure?.type, "MemoryLimitError");
     assert.match(outcome.failure?.message ?? "", /the session's state was lost/);
     assert.ok(
-      events.some((detail) => detail.includes("SIGKILL")),
+      events.some((detail) => detail.includes("sandbox host process exited")),
       events.join("; "),
     );
     // The host was replaced; both sessions carry on in fresh contexts and are told why.

@@ -131,6 +131,7 @@ class HostProcess {
   /** Sessions whose code made this host die, and how. */
   private readonly culprits = new Map<string, { cause: "catastrophic" | "killed"; detail: string }>();
   exited = false;
+  started = false;
   sessions = 0;
   readonly gone: Promise<void>;
 
@@ -151,10 +152,13 @@ class HostProcess {
           );
         }
         this.pending.clear();
-        onExit(detail);
+        // A host that died while starting is reported by start(); restarting it here could loop forever.
+        if (this.started) onExit(detail);
         resolve();
       });
     });
+    // Failed kills and sends surface as 'error' events; the host's death is handled on 'exit' above.
+    child.on("error", () => undefined);
     child.on("message", (message: HostMessage) => {
       if ("event" in message) {
         if (message.event === "catastrophic") {
@@ -205,6 +209,7 @@ class HostProcess {
     });
     const host = new HostProcess(child, onExit);
     await ready;
+    host.started = true;
     return host;
   }
 
@@ -213,12 +218,18 @@ class HostProcess {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, sessionId });
-      this.child.send({ ...message, id } as HostRequest);
+      // With a callback, a send on a channel that just closed reports here instead of as an 'error' event.
+      this.child.send({ ...message, id } as HostRequest, (error) => {
+        if (!error || !this.pending.has(id)) return;
+        this.pending.delete(id);
+        reject(new HostExited("crashed", `sandbox host process is gone: ${error.message}`));
+      });
     });
   }
 
   cancel(sessionId: string): void {
-    if (!this.exited) this.child.send({ op: "cancel", sessionId } satisfies HostRequest);
+    // A host that is going away stops the cell anyway: a failed send needs no handling.
+    if (!this.exited) this.child.send({ op: "cancel", sessionId } satisfies HostRequest, () => undefined);
   }
 
   /** Ends the host because a session's cell would not stop; that session is the culprit. */

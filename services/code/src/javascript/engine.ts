@@ -60,6 +60,8 @@ const TRUNCATION_NOTE = (stream: string, cap: number) =>
 const LOST_NOTE = (reason: string) =>
   `[toolplane] ${reason}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
 const MAX_TRACEBACK_CHARS = 8192;
+/** Time a failed cell's buffered output gets to reach the host. */
+const FLUSH_TIMEOUT_MS = 100;
 
 /** One isolate with a context whose prelude is installed; host callbacks route to whichever session owns it. */
 interface ReadyIsolate {
@@ -95,15 +97,16 @@ class RunState {
     readonly signal: AbortSignal,
   ) {}
 
-  write(stream: number, text: string): void {
+  /** Appends to a stream; false once the stream is at its cap (the sandbox then stops sending). */
+  write(stream: number, text: string): boolean {
     const target = this.streams[stream === 2 ? 1 : 0];
-    if (target === undefined || target.truncated || typeof text !== "string") return;
+    if (target === undefined || target.truncated || typeof text !== "string") return false;
     const cap = this.limits.maxOutputBytes;
     const size = Buffer.byteLength(text);
     if (target.bytes + size <= cap) {
       target.text += text;
       target.bytes += size;
-      return;
+      return true;
     }
     // Cut on a byte boundary, then drop a trailing partial UTF-8 sequence.
     const kept = Buffer.from(text)
@@ -113,6 +116,7 @@ class RunState {
     target.text += kept;
     target.bytes = cap;
     target.truncated = true;
+    return false;
   }
 
   outcome(result: string | undefined, failure: CodeFailure | undefined): ExecutionOutcome {
@@ -151,7 +155,8 @@ export class IsolateEngine {
   private stopped = false;
   private readonly sessions = new Set<EngineSession>();
   private readonly imageClient: ImageServiceClient | undefined;
-  private readonly preludeSource = `return (${installPrelude.toString()})($0, $1, $2, $3, $4)`;
+  // Function#toString drops the module's strictness: the directive makes the prelude strict again.
+  private readonly preludeSource = `"use strict"; return (${installPrelude.toString()})($0, $1, $2, $3, $4)`;
 
   constructor(readonly options: EngineOptions) {
     if (options.poolMemoryMb < MIN_MEMORY_MB) {
@@ -227,6 +232,8 @@ export class IsolateEngine {
         (fresh) => (this.stopped ? dispose(fresh) : this.idle.push(fresh)),
         () => dispose(ready),
       )
+      // Only disposing an isolate that is already gone can fail here; it is out of the pool either way.
+      .catch(() => undefined)
       .finally(() => {
         this.recycling -= 1;
       });
@@ -249,9 +256,13 @@ export class IsolateEngine {
       }
     };
     setImmediate(() =>
-      step().finally(() => {
-        this.refilling = false;
-      }),
+      step()
+        // A failed refill (the process short of memory) is tried again by the next take; sessions then
+        // build their own isolate meanwhile.
+        .catch(() => undefined)
+        .finally(() => {
+          this.refilling = false;
+        }),
     );
   }
 
@@ -274,10 +285,11 @@ export class IsolateEngine {
     const context = await isolate.createContext();
     const config: PreludeConfig = {
       maxPieceChars: 8 * 1024 * 1024,
+      flushChars: 16 * 1024,
       maxRenderChars: 64 * 1024,
       imageServiceHint: this.options.imageServiceHint,
     };
-    const write = new ivm.Callback((stream: number, text: string) => slot.owner?.hostWrite(stream, text));
+    const write = new ivm.Callback((stream: number, text: string) => slot.owner?.hostWrite(stream, text) ?? false);
     // applySyncPromise takes no result options: replies go back as an explicit copy.
     const display = new ivm.Reference(async (bytes: Uint8Array, mime: string) =>
       copyReply(slot.owner ? await slot.owner.hostDisplay(bytes, mime) : notRunning()),
@@ -316,6 +328,15 @@ function copyOf(images: ReadonlyArray<InputImage>): IsolatedVM.Copy<PreludeImage
     mime: image.mimeType,
   }));
   return new ivm.ExternalCopy(plain).copyInto({ release: true });
+}
+
+/** Sends the console output the sandbox still buffers (the success path does this while rendering). */
+async function flushOutput(ready: ReadyIsolate): Promise<void> {
+  try {
+    await ready.render.apply(undefined, [undefined], { timeout: FLUSH_TIMEOUT_MS });
+  } catch {
+    // The isolate cannot run any more (disposed, or stuck again): its last buffered output is lost.
+  }
 }
 
 function copyReply(reply: HostReply): IsolatedVM.Copy<HostReply> {
@@ -460,7 +481,7 @@ export class EngineSession implements LanguageSession {
     try {
       script = await isolate.compileScript(code, { filename: `cell-${this.cells}.js` });
     } catch (error) {
-      if (isolate.isDisposed) return this.afterDisposal(error, run, timeoutMs);
+      if (isolate.isDisposed) return this.afterDisposal(error);
       const failure = describeThrown(error);
       return { failure: { ...failure, code: "INVALID_ARGUMENT", traceback: failure.traceback.split("\n")[0] ?? "" } };
     }
@@ -501,13 +522,15 @@ export class EngineSession implements LanguageSession {
           },
         };
       }
-      if (isolate.isDisposed) return this.afterDisposal(error, run, timeoutMs);
+      if (isolate.isDisposed) return this.afterDisposal(error);
       const timedOut =
         error instanceof Error &&
         error.message === "Script execution timed out." &&
         performance.now() - run.started >= timeoutMs * 0.9;
-      if (timedOut || run.deadlineHit) return { failure: this.timeoutFailure(run, timeoutMs, isolate, cpuBefore) };
-      return { failure: describeThrown(error) };
+      const failure =
+        timedOut || run.deadlineHit ? this.timeoutFailure(run, timeoutMs, isolate, cpuBefore) : describeThrown(error);
+      await flushOutput(ready);
+      return { failure };
     } finally {
       clearTimeout(watchdog);
       run.signal.removeEventListener("abort", onAbort);
@@ -527,7 +550,7 @@ export class EngineSession implements LanguageSession {
   }
 
   /** The isolate vanished under the cell: the memory limit, or the backend stopping. */
-  private afterDisposal(error: unknown, _run: RunState, _timeoutMs: number): { failure: CodeFailure } {
+  private afterDisposal(error: unknown): { failure: CodeFailure } {
     const message = error instanceof Error ? error.message : String(error);
     if (/memory limit/i.test(message)) {
       this.lostReason = `the previous cell exceeded the memory limit of ${this.limits.memoryMb} MB`;
@@ -546,8 +569,8 @@ export class EngineSession implements LanguageSession {
   }
 
   /** @internal console.* from the sandbox. */
-  hostWrite(stream: number, text: string): void {
-    this.run?.write(stream, text);
+  hostWrite(stream: number, text: string): boolean {
+    return this.run?.write(stream, text) ?? false;
   }
 
   /** @internal display(bytes, mime) from the sandbox. */

@@ -43,8 +43,9 @@ function serve(options: HostOptions): void {
     ...options,
     onCatastrophicError(session, message) {
       const sessionId = [...sessions].find(([, candidate]) => candidate === session)?.[0];
-      // The parent kills this process on receipt; exiting here is the fallback.
-      send({ event: "catastrophic", sessionId, message }, () => process.exit(70));
+      // The parent kills this process on receipt. Exiting at once could let the exit overtake the message
+      // (and the culprit go unnamed), so exiting here is only the fallback.
+      send({ event: "catastrophic", sessionId, message }, () => setTimeout(() => process.exit(70), 5000));
     },
   });
 

@@ -5,9 +5,10 @@
  *
  * `installPrelude` is serialised with Function#toString and evaluated in the
  * context, so it must be self-contained: no imports, no references to anything
- * outside its own body. It is strict so that stack inspection tricks
- * (Function#caller, CallSite#getThis) cannot reach the host references it
- * closes over; those references are never stored on any reachable object.
+ * outside its own body. The engine evaluates it inside strict code, so that
+ * stack inspection tricks (Function#caller, CallSite#getThis) cannot reach the
+ * host references it closes over; those references are never stored on any
+ * reachable object.
  */
 
 /** The host side of a Reference as seen from inside the isolate (only the method we call). */
@@ -31,6 +32,8 @@ export interface PreludeImage {
 export interface PreludeConfig {
   /** Longest string one console call sends to the host; the host cuts at the byte cap and marks it. */
   maxPieceChars: number;
+  /** Buffered console output that triggers a send to the host. */
+  flushChars: number;
   /** Longest rendering of a value. */
   maxRenderChars: number;
   /** Name of the config variable to set to enable image.process, for the error message when it is absent. */
@@ -44,14 +47,12 @@ export interface PreludeConfig {
  * applySyncPromise so model code stays synchronous (no top-level await needed).
  */
 export function installPrelude(
-  write: (stream: number, text: string) => void,
+  write: (stream: number, text: string) => boolean,
   display: HostReference,
   processImage: HostReference | undefined,
   images: PreludeImage[],
   config: PreludeConfig,
 ): (value: unknown) => string | undefined {
-  // biome-ignore lint/suspicious/noRedundantUseStrict: not redundant: the function is serialised and run as a sloppy script.
-  "use strict";
   const global = globalThis as Record<string, unknown>;
   const { stringify } = JSON;
   const { keys, getPrototypeOf, defineProperty, is, freeze } = Object;
@@ -188,8 +189,29 @@ export function installPrelude(
     return `${line.length > config.maxPieceChars ? line.slice(0, config.maxPieceChars) : line}\n`;
   }
 
-  const toStdout = (...args: unknown[]): void => write(1, formatArguments(args));
-  const toStderr = (...args: unknown[]): void => write(2, formatArguments(args));
+  // Output is buffered here and sent in chunks: one host call per console call costs ~40 µs, which
+  // makes a print loop of 100k lines take seconds. The host answers false once a stream is at its cap.
+  const pending = ["", ""];
+  const full = [false, false];
+  let pendingChars = 0;
+  function flush(): void {
+    for (const stream of [0, 1]) {
+      const text = pending[stream] ?? "";
+      if (text === "") continue;
+      pending[stream] = "";
+      if (!write(stream + 1, text)) full[stream] = true;
+    }
+    pendingChars = 0;
+  }
+  function emit(stream: 0 | 1, args: unknown[]): void {
+    if (full[stream]) return;
+    const line = formatArguments(args);
+    pending[stream] += line;
+    pendingChars += line.length;
+    if (pendingChars >= config.flushChars) flush();
+  }
+  const toStdout = (...args: unknown[]): void => emit(0, args);
+  const toStderr = (...args: unknown[]): void => emit(1, args);
   const console = freeze({
     log: toStdout,
     info: toStdout,
@@ -289,6 +311,30 @@ export function installPrelude(
     defineProperty(global, name, { value, writable: true, configurable: true, enumerable: false });
   }
 
+  // Allocations isolated-vm does not count against the memory limit: WebAssembly memories and resizable
+  // (maxByteLength) buffers are committed outside its allocator, so a cell could fill the host's RAM.
+  delete global.WebAssembly;
+  for (const Original of [ArrayBuffer, SharedArrayBuffer] as const) {
+    const name = Original.name;
+    const guarded: unknown = new Proxy(Original, {
+      construct(target, args: unknown[], newTarget: (...a: unknown[]) => object) {
+        const options = args[1];
+        if (
+          typeof options === "object" &&
+          options !== null &&
+          (options as { maxByteLength?: unknown }).maxByteLength !== undefined
+        ) {
+          throw new TypeError(`${name}: resizable buffers (maxByteLength) are not available in this sandbox`);
+        }
+        // Only the length is passed on: a getter on the options cannot change its answer afterwards.
+        return Reflect.construct(target, [args[0]], newTarget === guarded ? target : newTarget);
+      },
+    });
+    // Reached through any buffer's .constructor otherwise.
+    defineProperty(Original.prototype, "constructor", { value: guarded, writable: true, configurable: true });
+    defineGlobal(name, guarded);
+  }
+
   defineGlobal("console", console);
   defineGlobal("display", displayImage);
   defineGlobal("image", freeze({ process: processWithService }));
@@ -296,5 +342,14 @@ export function installPrelude(
     defineGlobal(input.name, { bytes: input.bytes, width: input.width, height: input.height, mime: input.mime });
   }
 
-  return (value: unknown): string | undefined => (value === undefined ? undefined : renderSafely(value));
+  /** Called by the host after every cell: renders its value, then sends what output is still buffered. */
+  return (value: unknown): string | undefined => {
+    try {
+      return value === undefined ? undefined : renderSafely(value);
+    } finally {
+      flush();
+      full[0] = false;
+      full[1] = false;
+    }
+  };
 }
