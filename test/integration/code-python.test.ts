@@ -17,7 +17,6 @@ import { distRoot, type SpawnedService, spawnService } from "../support/processe
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const RESOURCE_EXHAUSTED = 8;
-const UNAVAILABLE = 14;
 
 function codeClient(address: string) {
   const client = createClient(CodeServiceClient, address);
@@ -295,11 +294,13 @@ describe("code service, Python, over a real socket", () => {
     await api.close(sessionId);
   });
 
-  it("a sandbox killed under a cell is UNAVAILABLE/INFRASTRUCTURE; the next call restarts it with a note", async () => {
+  it("code that kills its own interpreter is a MODEL failure (never a way out of a bad reward); the next call restarts it with a note", async () => {
     const { sessionId } = await api.create();
-    await assert.rejects(api.execute(sessionId, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"), (error) =>
-      assertRpcError(error, UNAVAILABLE, "INFRASTRUCTURE", /sandbox/),
-    );
+    const killed = await api.execute(sessionId, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)");
+    assert.equal(killed.error?.errorClass, ErrorClass.ERROR_CLASS_MODEL);
+    assert.equal(killed.error?.code, "ABORTED");
+    assert.equal(killed.error?.type, "InterpreterDied");
+    assert.match(killed.error?.message ?? "", /signal SIGKILL|code 137/);
     const next = await api.execute(sessionId, "'back'");
     assert.equal(next.result, "'back'");
     assert.match(next.stderr, /restarted/);

@@ -131,13 +131,21 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     assert.equal(quiet.stderr, "");
   });
 
-  it("a sandbox that dies under a cell is UNAVAILABLE/INFRASTRUCTURE, and the session recovers", async () => {
-    await assert.rejects(run("import os\nos.kill(os.getpid(), 9)"), (error: ToolplaneError) => {
-      assert.ok(error instanceof UnavailableError, String(error));
-      assert.equal(error.errorClass, "INFRASTRUCTURE");
-      assert.match(error.message, /sandbox/);
-      return true;
-    });
+  it("code that kills its own interpreter is the model's failure (ABORTED, InterpreterDied), and the session recovers", async () => {
+    const killed = await run("import os\nos.kill(os.getpid(), 9)");
+    assert.equal(killed.failure?.code, "ABORTED");
+    assert.equal(killed.failure?.type, "InterpreterDied");
+    assert.match(killed.failure?.message ?? "", /state was lost/);
+    // The reply pipe is one of the kernel's descriptors; hostile code can find it by trying them all.
+    const forged = await run(
+      "import os\nfor fd in range(10):\n    try: os.write(fd, b'\\x7f\\xff\\xff\\xff' + b'x' * 64)\n    except OSError: pass",
+    );
+    assert.equal(
+      forged.failure?.type,
+      "InterpreterDied",
+      "forged reply frames end the interpreter as the model's failure",
+    );
+    assert.match(forged.failure?.message ?? "", /protocol/);
     const next = await run("1 + 1");
     assert.equal(next.result, "2");
     assert.match(next.stderr, /restarted/);
@@ -216,5 +224,21 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
       FailedPreconditionError,
     );
     await other.close();
+  });
+});
+
+describe("PythonBackend whose sandboxes cannot start", () => {
+  it("reports UNAVAILABLE/INFRASTRUCTURE, never a model error", async () => {
+    const backend = new PythonBackend(
+      { ...backendOptions(), pythonPath: "/nonexistent/python3" },
+      createLogger("test", "silent"),
+    );
+    await backend.start().catch(() => undefined);
+    await assert.rejects(backend.createSession([], LIMITS), (error: ToolplaneError) => {
+      assert.ok(error instanceof UnavailableError, String(error));
+      assert.equal(error.errorClass, "INFRASTRUCTURE");
+      return true;
+    });
+    await backend.stop();
   });
 });

@@ -241,7 +241,29 @@ class PythonSession implements LanguageSession {
     if (this.closed || killedFor === "session closed") {
       throw new FailedPreconditionError("the session was closed while its code was running", { cause: error });
     }
-    this.backend.log.warn({ err: error }, "python sandbox died during an execution");
+    if (error instanceof SandboxExitedError) {
+      // Nothing but the running code can end a sandbox mid-cell: it has its own namespaces and nothing else
+      // runs in it. Killing its interpreter (os._exit, a signal to itself, a segfault, forged frames on the
+      // reply pipe) is the model's doing; calling it an infrastructure failure would let a policy escape a bad
+      // reward by crashing its sandbox. Failures to start a sandbox stay INFRASTRUCTURE (sandboxFailure).
+      this.backend.log.info({ exit: error.exit }, "python interpreter died while running model code");
+      const how = error.exit.killedFor
+        ? `it broke the interpreter's protocol (${error.exit.killedFor.slice(0, 120)})`
+        : error.exit.signal
+          ? `it ended with signal ${error.exit.signal}`
+          : `it exited with code ${error.exit.code}`;
+      const message = `the interpreter died while running the code: ${how}; the session's state was lost and the next call starts a fresh interpreter`;
+      return {
+        stdout: "",
+        stderr: `${note}InterpreterDied: ${message}\n`,
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        images: [],
+        imagesTruncated: false,
+        failure: { code: "ABORTED", type: "InterpreterDied", message, traceback: `InterpreterDied: ${message}\n` },
+      };
+    }
+    this.backend.log.warn({ err: error }, "python sandbox failed during an execution");
     throw sandboxFailure(error, "running the code");
   }
 
