@@ -240,6 +240,16 @@ describe("observation text", () => {
     );
   });
 
+  it("search entries drop the scraped video player notice, as the reference client does", () => {
+    const text = searchObservation("clip", [
+      { title: "A clip", url: "u", snippet: "Your browser can't play this video. It shows a cat.", date: "" },
+    ]);
+    assert.equal(
+      text,
+      "A Google search for 'clip' found 1 results:\n\n## Web Results\n1. [A clip](u)\n\n It shows a cat.",
+    );
+  });
+
   it("image search: one <image> per result", () => {
     assert.equal(
       imageSearchObservation(["A cat", "A dog"]),

@@ -300,19 +300,26 @@ export interface SearchHit {
   date: string;
 }
 
+/** Scraped video pages carry this line; the reference client drops it from every entry. */
+const PLAYER_NOTICE = "Your browser can't play this video.";
+
+function withoutPlayerNotice(entry: string): string {
+  return entry.split(PLAYER_NOTICE).join("");
+}
+
 /** DeepEyesV2's web search observation body (without the tool_response wrapper). */
 export function searchObservation(query: string, hits: SearchHit[]): string {
   const entries = hits.map((hit, index) => {
     const date = hit.date !== "" ? `\nDate published: ${hit.date}` : "";
     const snippet = hit.snippet !== "" ? `\n${hit.snippet}` : "";
-    return `${index + 1}. [${hit.title}](${hit.url})${date}\n${snippet}`;
+    return withoutPlayerNotice(`${index + 1}. [${hit.title}](${hit.url})${date}\n${snippet}`);
   });
   return `A Google search for '${query}' found ${hits.length} results:\n\n## Web Results\n${entries.join("\n\n")}`;
 }
 
 /** DeepEyesV2's reverse image search observation body: one `<image>` per thumbnail shown. */
 export function imageSearchObservation(titles: string[]): string {
-  const entries = titles.map((title, index) => `${index + 1}. <image>\n[${title}] \n`);
+  const entries = titles.map((title, index) => withoutPlayerNotice(`${index + 1}. <image>\n[${title}] \n`));
   return `A Google image search for the image found ${titles.length} results:\n\n## Web Results\n${entries.join("\n\n")}`;
 }
 
