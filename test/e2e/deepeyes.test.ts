@@ -328,7 +328,8 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
       ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
       codeTurn("Loop.", "while True:\n    pass"),
       1,
-      3000,
+      // The cell gets 4 s; the remaining second is the sandbox's to stop it and answer.
+      5000,
     );
     assert.equal(slow.status, ResultStatus.RESULT_STATUS_MODEL_ERROR, slow.error?.message);
     assert.equal(slow.error?.code, "DEADLINE_EXCEEDED");
