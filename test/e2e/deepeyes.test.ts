@@ -336,6 +336,14 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     assert.match(slow.observation, /^Code execution result:/);
     const next = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(6 * 7)"), 2);
     assert.equal(next.observation, codeObservation("42\n", "", 0));
+    // Model code with lost indentation is re-indented as the DeepEyesV2 client does.
+    const flat = await step(
+      id,
+      ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
+      codeTurn("Count.", "for i in range(2):\nprint(i)"),
+      3,
+    );
+    assert.equal(flat.observation, codeObservation("0\n1\n", "", 0));
     await invoke(client, client.closeSession, { sessionId: id });
   });
 
