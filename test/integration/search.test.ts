@@ -16,7 +16,7 @@ import {
 import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
 import { sampleImages } from "../../services/search/src/sample-images.js";
 import { FakeProvider, fixture } from "../fixtures/search/fake-provider.js";
-import { distRoot, type SpawnedService, spawnService } from "../support/processes.js";
+import { distRoot, freePort, type SpawnedService, spawnService } from "../support/processes.js";
 
 async function rejection(promise: Promise<unknown>): Promise<ToolplaneError> {
   try {
@@ -274,15 +274,86 @@ describe("search service start-up configuration", () => {
     assert.match(stderr, /TOOLPLANE_SEARCH_BRAVE_URL="not a url"/);
   });
 
+  it("an unreachable NATS fails start-up naming the variable (replicas must share one cache)", async () => {
+    const { code, stderr } = await start({ TOOLPLANE_NATS_URL: "nats://127.0.0.1:1" });
+    assert.equal(code, 1);
+    assert.match(stderr, /TOOLPLANE_NATS_URL=nats:\/\/127\.0\.0\.1:1: cannot open the search cache bucket/);
+  });
+
   it("a corpus line that is not a document fails start-up with file and line", async () => {
     const dir = mkdtempSync(join(tmpdir(), "search-bad-"));
     try {
       writeFileSync(join(dir, "c.jsonl"), '{"title":"ok","url":"u","text":"t"}\n{"title":"no url","text":"t"}\n');
       const { code, stderr } = await start({ TOOLPLANE_SEARCH_CORPUS: join(dir, "c.jsonl") });
       assert.equal(code, 1);
-      assert.match(stderr, /c\.jsonl:2: url/);
+      assert.match(stderr, /TOOLPLANE_SEARCH_CORPUS: .*c\.jsonl:2: url/);
+      assert.equal(stderr.trim().split("\n").length, 1, stderr);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("Lens-style image search through the service", () => {
+  let fake: FakeProvider;
+  let service: SpawnedService;
+  let imagePort: number;
+  before(async () => {
+    fake = await FakeProvider.start();
+    imagePort = await freePort();
+    service = await spawnService("search", {
+      TOOLPLANE_SEARCH_SERPAPI_KEY: "serpapi-test-key",
+      TOOLPLANE_SEARCH_SERPAPI_URL: fake.url,
+      TOOLPLANE_SEARCH_IMAGE_PUBLIC_URL: `http://127.0.0.1:${imagePort}`,
+      TOOLPLANE_SEARCH_IMAGE_PORT: String(imagePort),
+    });
+  });
+  after(async () => {
+    await service?.stop();
+    await fake?.stop();
+  });
+
+  it("publishes the query image for the provider, returns visual matches with inlined thumbnails", async () => {
+    const thumbnail = await sharp({ create: { width: 300, height: 200, channels: 3, background: "#3366cc" } })
+      .jpeg()
+      .toBuffer();
+    fake.on("/thumbs/1.jpg", {
+      status: 200,
+      body: new Uint8Array(thumbnail),
+      headers: { "content-type": "image/jpeg" },
+    });
+    fake.on("/search.json", {
+      status: 200,
+      body: fixture("serpapi-google-lens.json").replace(
+        "https://encrypted-tbn1.gstatic.example/images?q=tbn:orange-circle",
+        `${fake.url}/thumbs/1.jpg`,
+      ),
+    });
+    const query = await sharp({ create: { width: 50, height: 40, channels: 3, background: "#ff8800" } })
+      .png()
+      .toBuffer();
+    const client = createClient(SearchServiceClient, service.address);
+    try {
+      const { providers } = await invoke(client, client.listProviders, {});
+      assert.equal(providers.find((p) => p.name === "serpapi")?.imageSearch, true);
+      const response = await invoke(
+        client,
+        client.imageSearch,
+        ImageSearchRequest.fromPartial({ image: { data: query }, provider: "serpapi", topK: 2 }),
+      );
+      assert.equal(response.provider, "serpapi");
+      assert.equal(response.results[0]?.url, "https://posters.example.org/orange-circle");
+      assert.equal(response.results[0]?.thumbnail?.mimeType, "image/jpeg");
+      assert.equal(response.results[0]?.thumbnail?.width, 160);
+      const request = fake.requests.find((r) => r.path === "/search.json");
+      assert.equal(request?.query.get("engine"), "google_lens");
+      const imageUrl = request?.query.get("url") ?? "";
+      assert.match(imageUrl, new RegExp(`^http://127\\.0\\.0\\.1:${imagePort}/images/[0-9a-f]{64}$`));
+      const served = await fetch(imageUrl);
+      assert.equal(served.status, 200);
+      assert.deepEqual(Buffer.from(await served.arrayBuffer()), query);
+    } finally {
+      client.close();
     }
   });
 });

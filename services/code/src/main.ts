@@ -10,6 +10,7 @@ import {
   runMain,
   startGrpcServer,
 } from "../../runtime/src/index.js";
+import { createJavaScriptBackend } from "./javascript/backend.js";
 import { PythonBackend } from "./python/backend.js";
 import { defaultKernelPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
@@ -22,6 +23,7 @@ const codeConfigShape = {
   ...baseConfigShape,
   TOOLPLANE_GRPC_PORT: port(50053),
   TOOLPLANE_CODE_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(2),
+  TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY: positiveInt(2),
   TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(64),
   TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS: positiveInt(30_000),
   TOOLPLANE_CODE_MAX_TIMEOUT_MS: positiveInt(300_000),
@@ -47,6 +49,15 @@ const codeConfigShape = {
   TOOLPLANE_CODE_MAX_OPEN_FILES: positiveInt(256),
   TOOLPLANE_CODE_TMP_MB: positiveInt(64),
   TOOLPLANE_CODE_KILL_GRACE_MS: positiveInt(2000),
+  /** JavaScript (see docs/code-js.md): warm isolates per sandbox host process. */
+  TOOLPLANE_CODE_JS_POOL_SIZE: z.coerce.number().int().min(0).max(256).default(8),
+  TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
+  TOOLPLANE_CODE_JS_ISOLATION: z.enum(["process", "in-process"]).default("process"),
+  /** Image service for JavaScript's image.process(); empty = the helper is absent. */
+  TOOLPLANE_IMAGE_ADDR: z
+    .string()
+    .regex(/^$|^[^\s:]+:\d{1,5}$/, "expected host:port, or empty to leave image.process out")
+    .default(""),
 };
 
 type CodeConfig = ReturnType<typeof loadConfig<typeof codeConfigShape>>;
@@ -75,6 +86,7 @@ runMain("toolplane-code", async () => {
   const python = new PythonBackend(
     {
       size: config.TOOLPLANE_CODE_POOL_SIZE,
+      warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,
       bwrapPath: config.TOOLPLANE_CODE_BWRAP_PATH,
       pythonPath: config.TOOLPLANE_CODE_PYTHON_PATH,
       kernelPath: defaultKernelPath(),
@@ -89,8 +101,21 @@ runMain("toolplane-code", async () => {
     },
     logger.child({ language: "python" }),
   );
+  const jsLogger = logger.child({ language: "javascript" });
+  const javascript = createJavaScriptBackend({
+    isolation: config.TOOLPLANE_CODE_JS_ISOLATION,
+    hostProcesses: config.TOOLPLANE_CODE_JS_HOST_PROCESSES,
+    poolSize: config.TOOLPLANE_CODE_JS_POOL_SIZE,
+    poolMemoryMb: config.TOOLPLANE_CODE_DEFAULT_MEMORY_MB,
+    ...(config.TOOLPLANE_IMAGE_ADDR === "" ? {} : { imageServiceAddress: config.TOOLPLANE_IMAGE_ADDR }),
+    imageServiceHint: "TOOLPLANE_IMAGE_ADDR",
+    maxDisplayBytes: 32 * MIB,
+    maxDisplayPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS,
+    hardKillGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
+    onHostEvent: (event) => jsLogger.warn({ event: event.kind, detail: event.detail }, "javascript sandbox host event"),
+  });
   const manager = new SessionManager(
-    [python],
+    [python, javascript],
     {
       defaults: {
         timeoutMs: config.TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS,
@@ -113,7 +138,14 @@ runMain("toolplane-code", async () => {
     },
     logger,
   );
-  await manager.start();
+  try {
+    await manager.start();
+  } catch (error) {
+    throw new Error(
+      `the Python sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}): ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
   const server = await startGrpcServer({
     host: config.TOOLPLANE_HOST,
     port: config.TOOLPLANE_GRPC_PORT,

@@ -31,12 +31,11 @@ export function createCodeServiceImplementation(
         idleTtlSeconds: request.idleTtlSeconds,
         label: request.label,
       });
-      const totalMs = performance.now() - started;
       return {
         sessionId: created.sessionId,
         language: created.language,
         limits: created.limits,
-        timing: { queueMs: totalMs - created.executeMs, executeMs: created.executeMs, totalMs },
+        timing: { queueMs: 0, executeMs: created.executeMs, totalMs: performance.now() - started },
       };
     }),
 
@@ -48,6 +47,7 @@ export function createCodeServiceImplementation(
         timeoutMs: request.timeoutMs,
         fixIndentation: request.fixIndentation,
         signal: context.signal,
+        deadlineMs: context.deadlineMs,
       });
       const failure = outcome.failure;
       return {

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import {
   createLogger,
+  DeadlineExceededError,
   InvalidArgumentError,
   NotFoundError,
   ResourceExhaustedError,
@@ -166,6 +167,32 @@ describe("SessionManager", () => {
     await assert.rejects(run(sessions, "nope", "x"), (error: ToolplaneError) => error instanceof NotFoundError);
     await assert.rejects(run(sessions, sessionId, "x".repeat(101)), /code is 101 bytes; the maximum is 100/);
     await assert.rejects(run(sessions, sessionId, "x", 5001), /timeout_ms=5001 exceeds the service maximum of 5000/);
+  });
+
+  it("shortens a cell's timeout to end before the caller's deadline", async () => {
+    const { sessions, backend } = manager();
+    const { sessionId } = await create(sessions);
+    await sessions.execute({
+      sessionId,
+      code: "short",
+      timeoutMs: 0,
+      fixIndentation: false,
+      signal: new AbortController().signal,
+      deadlineMs: Date.now() + 600,
+    });
+    const timeout = Number(backend.log.at(-1)?.split(" ").at(-1));
+    assert.ok(timeout > 0 && timeout <= 500, `timeout given to the backend: ${timeout}`);
+    await assert.rejects(
+      sessions.execute({
+        sessionId,
+        code: "late",
+        timeoutMs: 0,
+        fixIndentation: false,
+        signal: new AbortController().signal,
+        deadlineMs: Date.now() - 1,
+      }),
+      (error: ToolplaneError) => error instanceof DeadlineExceededError,
+    );
   });
 
   it("closes idle sessions after their TTL but never a busy one", async () => {

@@ -53,7 +53,15 @@ export interface ExecuteParams {
   timeoutMs: number;
   fixIndentation: boolean;
   signal: AbortSignal;
+  /** The caller's absolute deadline (ms since the epoch), when it set one. */
+  deadlineMs?: number;
 }
+
+/**
+ * Time kept between the end of a cell and the caller's deadline, so a cell cut
+ * short by the deadline still returns its output and keeps its session's state.
+ */
+const DEADLINE_MARGIN_MS = 100;
 
 export interface ExecuteResult {
   outcome: ExecutionOutcome;
@@ -184,8 +192,14 @@ export class SessionManager {
         `timeout_ms=${params.timeoutMs} exceeds the service maximum of ${this.config.maxima.timeoutMs}`,
       );
     }
-    const timeoutMs = params.timeoutMs === 0 ? session.limits.timeoutMs : params.timeoutMs;
+    const requestedMs = params.timeoutMs === 0 ? session.limits.timeoutMs : params.timeoutMs;
     return this.exclusive(session, params.signal, async (queueMs) => {
+      let timeoutMs = requestedMs;
+      if (params.deadlineMs !== undefined) {
+        const leftMs = Math.floor(params.deadlineMs - Date.now() - DEADLINE_MARGIN_MS);
+        if (leftMs <= 0) throw new DeadlineExceededError("the caller's deadline passed before the code could run");
+        timeoutMs = Math.min(timeoutMs, leftMs);
+      }
       const started = performance.now();
       const outcome = await session.backendSession.execute(params.code, {
         timeoutMs,

@@ -167,10 +167,6 @@ export class AdmissionController {
     };
   }
 
-  limiter(name: BackendName): ServiceLimiter {
-    return this.limiters[name];
-  }
-
   acquire(name: BackendName, clientId: string, signal?: AbortSignal): Promise<Permit> {
     return this.limiters[name].acquire(clientId, signal);
   }

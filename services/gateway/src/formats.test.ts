@@ -5,6 +5,7 @@ import {
   codeObservation,
   DEEPEYES_V1_USER_PROMPT,
   imageSearchObservation,
+  lastPythonFence,
   type ModelFormatName,
   parseTurn,
   searchObservation,
@@ -183,6 +184,39 @@ describe("parsers never throw", () => {
   }
 });
 
+describe("python fence extraction", () => {
+  const referenceRegex = (block: string): string | undefined => {
+    const fence = /```python\s*\n([\s\S]*?)\n```/g;
+    let last: string | undefined;
+    for (let match = fence.exec(block); match !== null; match = fence.exec(block)) last = match[1];
+    return last;
+  };
+
+  it("agrees with the reference regex", () => {
+    const pieces = fc.constantFrom("```python", "```", "\n", " ", "\t", "x", "print(1)", "\u00a0", "`");
+    fc.assert(
+      fc.property(fc.array(pieces, { maxLength: 30 }), (parts) => {
+        const block = parts.join("");
+        assert.equal(lastPythonFence(block), referenceRegex(block));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it("stays linear on adversarial text (many unclosed fences, long whitespace runs)", () => {
+    // Each fence closes on the next one's "\n```": the same answer the regex gives for any repeat count.
+    assert.equal(referenceRegex("```python\n".repeat(50)), "```python");
+    assert.equal(lastPythonFence("```python\n".repeat(50_000)), "```python");
+    assert.equal(lastPythonFence(`\`\`\`python${"\n".repeat(200_000)}x`), undefined);
+    assert.equal(lastPythonFence(`${"```python ".repeat(50_000)}\nx`), undefined);
+    const parsed = parseTurn("deepeyes-v2", `<code>${"```python\n".repeat(50_000)}</code>`);
+    assert.deepEqual(parsed, {
+      kind: "calls",
+      calls: [{ callId: "call_0", name: "code", arguments: { code: "```python" } }],
+    });
+  });
+});
+
 describe("observation text", () => {
   it("code: stdout and stderr fences, Images line only when there are images", () => {
     assert.equal(
@@ -203,6 +237,16 @@ describe("observation text", () => {
     assert.equal(
       text,
       "A Google search for 'eiffel' found 2 results:\n\n## Web Results\n1. [Eiffel Tower](https://e.example/1)\nDate published: 2024-01-02\n\n324 m tall.\n\n2. [Paris](https://e.example/2)\n",
+    );
+  });
+
+  it("search entries drop the scraped video player notice, as the reference client does", () => {
+    const text = searchObservation("clip", [
+      { title: "A clip", url: "u", snippet: "Your browser can't play this video. It shows a cat.", date: "" },
+    ]);
+    assert.equal(
+      text,
+      "A Google search for 'clip' found 1 results:\n\n## Web Results\n1. [A clip](u)\n\n It shows a cat.",
     );
   });
 

@@ -61,12 +61,50 @@ function lastAnswer(text: string): string | undefined {
   return last !== undefined && last.content !== "" ? last.content : undefined;
 }
 
-/** The last ```python fenced block, as the DeepEyesV2 reference extracts it. */
-function lastPythonFence(block: string): string | undefined {
-  const fence = /```python\s*\n([\s\S]*?)\n```/g;
+const FENCE_OPEN = "```python";
+const FENCE_CLOSE = "\n```";
+const WHITESPACE = /\s/;
+
+/**
+ * The last ```python fenced block, exactly what the DeepEyesV2 reference's
+ * regex /```python\s*\n(.*?)\n```/ (dot-all, every match, keep the last)
+ * extracts, but in linear time: the regex backtracks quadratically on text
+ * with many unclosed fences, and model text is adversarial input.
+ */
+export function lastPythonFence(block: string): string | undefined {
   let last: string | undefined;
-  for (let match = fence.exec(block); match !== null; match = fence.exec(block)) last = match[1];
-  return last;
+  let from = 0;
+  for (;;) {
+    const open = block.indexOf(FENCE_OPEN, from);
+    if (open < 0) return last;
+    // \s*\n: the content starts after the last newline of the whitespace run (greedy), or an earlier one.
+    let end = open + FENCE_OPEN.length;
+    let lastNewline = -1;
+    let previousNewline = -1;
+    while (end < block.length && WHITESPACE.test(block[end] as string)) {
+      if (block[end] === "\n") {
+        previousNewline = lastNewline;
+        lastNewline = end;
+      }
+      end += 1;
+    }
+    if (lastNewline < 0) {
+      from = open + FENCE_OPEN.length;
+      continue;
+    }
+    const close = block.indexOf(FENCE_CLOSE, lastNewline + 1);
+    if (close >= 0) {
+      last = block.slice(lastNewline + 1, close);
+      from = close + FENCE_CLOSE.length;
+      continue;
+    }
+    // No closing after the run: the run's own last newline can close a fence opened one newline earlier.
+    if (previousNewline >= 0 && block.startsWith(FENCE_CLOSE, lastNewline)) {
+      last = block.slice(previousNewline + 1, lastNewline);
+    }
+    // Either way no closing fence remains for any later opening.
+    return last;
+  }
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -262,19 +300,26 @@ export interface SearchHit {
   date: string;
 }
 
+/** Scraped video pages carry this line; the reference client drops it from every entry. */
+const PLAYER_NOTICE = "Your browser can't play this video.";
+
+function withoutPlayerNotice(entry: string): string {
+  return entry.split(PLAYER_NOTICE).join("");
+}
+
 /** DeepEyesV2's web search observation body (without the tool_response wrapper). */
 export function searchObservation(query: string, hits: SearchHit[]): string {
   const entries = hits.map((hit, index) => {
     const date = hit.date !== "" ? `\nDate published: ${hit.date}` : "";
     const snippet = hit.snippet !== "" ? `\n${hit.snippet}` : "";
-    return `${index + 1}. [${hit.title}](${hit.url})${date}\n${snippet}`;
+    return withoutPlayerNotice(`${index + 1}. [${hit.title}](${hit.url})${date}\n${snippet}`);
   });
   return `A Google search for '${query}' found ${hits.length} results:\n\n## Web Results\n${entries.join("\n\n")}`;
 }
 
 /** DeepEyesV2's reverse image search observation body: one `<image>` per thumbnail shown. */
 export function imageSearchObservation(titles: string[]): string {
-  const entries = titles.map((title, index) => `${index + 1}. <image>\n[${title}] \n`);
+  const entries = titles.map((title, index) => withoutPlayerNotice(`${index + 1}. <image>\n[${title}] \n`));
   return `A Google image search for the image found ${titles.length} results:\n\n## Web Results\n${entries.join("\n\n")}`;
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import sharp from "sharp";
 import {
   ImageDelivery,
   ModelFormat,
@@ -7,24 +8,43 @@ import {
   StepOutcome,
   ToolResult,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
-import { createLogger, type RecordKey, type ResultRecorder, type ToolCallEvent } from "../../runtime/src/index.js";
+import { type SearchRequest, SearchServiceService } from "../../../generated/toolplane/search/v1/search.js";
+import {
+  createLogger,
+  type RecordKey,
+  type ResultRecorder,
+  startGrpcServer,
+  type ToolCallEvent,
+  unary,
+} from "../../runtime/src/index.js";
 import { AdmissionController } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
 import { type CallScope, canonicalJson, ToolGateway } from "./gateway.js";
 import { ImageStore } from "./image-store.js";
-import { png } from "./image-store.test.js";
 import { SessionRegistry } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
+
+function png(width: number, height: number): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: "gray" } })
+    .png()
+    .toBuffer();
+}
 
 // Nothing listens here: any backend call fails in transport, as with a service that is down.
 const DOWN = "127.0.0.1:9";
 
 function setup(
-  options: { now?: () => number; recorder?: ResultRecorder; events?: ToolCallEvent[]; storeBytes?: number } = {},
+  options: {
+    now?: () => number;
+    recorder?: ResultRecorder;
+    events?: ToolCallEvent[];
+    storeBytes?: number;
+    searchAddress?: string;
+  } = {},
 ) {
   const store = new ImageStore(options.storeBytes ?? 50_000_000);
   const sessions = new SessionRegistry(options.now);
-  const backends = createGrpcBackends({ image: DOWN, code: DOWN, search: DOWN });
+  const backends = createGrpcBackends({ image: DOWN, code: DOWN, search: options.searchAddress ?? DOWN });
   const events = options.events;
   const gateway = new ToolGateway({
     backends,
@@ -241,6 +261,8 @@ describe("tool calls and the error taxonomy", () => {
     assert.equal(results[0]?.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(results[1]?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.match(results[1]?.error?.message ?? "", /calls\[1\]\.session_id: no open session "nope"/);
+    const tooMany = Array.from({ length: 1025 }, () => execute(sessionId, "calculator", {}));
+    await assert.rejects(gateway.executeBatch(tooMany, scope()), /calls has 1025 items; the limit is 1024/);
     close();
   });
 
@@ -289,6 +311,77 @@ describe("record and replay", () => {
       this.stored.set(canonicalJson(key), result);
     }
   }
+
+  it("record stores OK results as ToolResult bytes; a replaying gateway serves them with the backend down", async () => {
+    const logger = createLogger("test-search", "silent");
+    const server = await startGrpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      services: [
+        {
+          name: "toolplane.search.v1.SearchService",
+          definition: SearchServiceService,
+          implementation: {
+            search: unary("Search", logger, async (request: SearchRequest) => ({
+              results: [
+                {
+                  title: request.query,
+                  url: "https://example.test",
+                  snippet: "s",
+                  date: "",
+                  thumbnail: undefined,
+                  thumbnailUrl: "",
+                  score: 1,
+                },
+              ],
+              provider: "test",
+              cacheStatus: 0,
+              timing: undefined,
+            })),
+          },
+        },
+      ],
+      protoFiles: ["toolplane/search/v1/search.proto"],
+      logger,
+    });
+    const recorder = new MemoryRecorder("record");
+    const live = setup({ recorder, searchAddress: server.address });
+    const liveSession = await live.gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const recorded = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "oslo" }), scope());
+    assert.equal(recorded.status, ResultStatus.RESULT_STATUS_OK);
+    const failed = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "" }), scope());
+    assert.equal(failed.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.equal(recorder.stored.size, 1, "only results that ran are recorded");
+    live.close();
+    await server.shutdown(100);
+
+    const replaying = new MemoryRecorder("replay");
+    for (const [key, value] of recorder.stored) replaying.stored.set(key, value);
+    const replay = setup({ recorder: replaying });
+    const replaySession = await replay.gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const served = await replay.gateway.execute(
+      {
+        ...execute(replaySession.sessionId, "search", { query: "oslo" }),
+        call: { callId: "other", name: "search", argumentsJson: '{ "query" : "oslo" }' },
+      },
+      scope(),
+    );
+    assert.equal(served.status, ResultStatus.RESULT_STATUS_OK);
+    assert.equal(served.callId, "other");
+    assert.equal(served.text, recorded.text);
+    assert.equal(served.outputJson, recorded.outputJson);
+    replay.close();
+  });
 
   it("replay serves the recorded result without calling the backend; a miss is INFRA FAILED_PRECONDITION", async () => {
     const recorder = new MemoryRecorder("replay");

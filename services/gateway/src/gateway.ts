@@ -22,6 +22,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
+  NotFoundError,
   type RecordKey,
   type ResultRecorder,
   type ToolCallEvent,
@@ -29,6 +30,7 @@ import {
   ToolplaneError,
   type ToolplaneErrorOptions,
   toToolError,
+  UnavailableError,
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
 import type { Backends } from "./backends.js";
@@ -112,6 +114,11 @@ const CODE_LANGUAGES: Record<CodeLanguage, Language> = {
   javascript: Language.LANGUAGE_JAVASCRIPT,
 };
 
+/** Calls of one ExecuteBatch. */
+const MAX_BATCH_CALLS = 1024;
+/** Input images of one session (the code service binds at most 50 by default). */
+const MAX_SESSION_IMAGES = 50;
+
 /** How long releasing a closed session's code session may take. */
 const RELEASE_TIMEOUT_MS = 5000;
 /** The code service keeps its session a little longer than the gateway, so the gateway's TTL closes it. */
@@ -144,6 +151,8 @@ interface CallOutcome {
   failure?: ToolplaneError;
   /** The text is an error message, not the tool's output. */
   textIsError: boolean;
+  /** sha256 of the images returned (the result may carry bytes only). */
+  outputImages: string[];
 }
 
 const STATUS_NAMES: Record<ResultStatus, CallStatus | undefined> = {
@@ -242,6 +251,9 @@ export class ToolGateway {
         `idle_ttl_seconds=${ttlSeconds} exceeds the limit of ${this.options.maxIdleTtlMs / 1000} s (TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS)`,
       );
     }
+    if (request.images.length > MAX_SESSION_IMAGES) {
+      throw new InvalidArgumentError(`images has ${request.images.length} items; the limit is ${MAX_SESSION_IMAGES}`);
+    }
     const store = this.options.store;
     // Hold each image while the session is built, so a concurrent upload cannot evict it.
     const held: StoredImage[] = [];
@@ -281,7 +293,7 @@ export class ToolGateway {
     if (!sessionId) throw new InvalidArgumentError("session_id is required");
     const session = this.options.sessions.remove(sessionId);
     if (!session)
-      throw new InvalidArgumentError(`session_id: no open session "${sessionId}"`, { errorClass: "INFRASTRUCTURE" });
+      throw new NotFoundError(`session_id: no open session "${sessionId}"`, { errorClass: "INFRASTRUCTURE" });
     await this.release(session);
   }
 
@@ -344,6 +356,11 @@ export class ToolGateway {
 
   /** Calls run concurrently; each has its own session, deadline and result (partial success). */
   async executeBatch(requests: ExecuteRequest[], scope: CallScope): Promise<ToolResult[]> {
+    if (requests.length > MAX_BATCH_CALLS) {
+      throw new InvalidArgumentError(`calls has ${requests.length} items; the limit is ${MAX_BATCH_CALLS}`, {
+        errorClass: "INFRASTRUCTURE",
+      });
+    }
     return Promise.all(
       requests.map(async (request, index) => {
         try {
@@ -506,7 +523,8 @@ export class ToolGateway {
       rolloutId: session.rolloutId,
       step: call.step,
       tool: call.name,
-      argumentsDigest: digest(typeof call.args === "string" ? call.args : canonicalJson(call.args)),
+      // The digest of the canonical arguments once they parse (of the raw text when they do not).
+      argumentsDigest: "",
       inputImages: [],
       outputImages: [],
       startedAtMs,
@@ -516,45 +534,65 @@ export class ToolGateway {
     let announced = false;
     const timeoutMs = call.timeoutMs || tool?.defaultTimeoutMs || 60_000;
     const deadlineMs = Math.min(scope.deadlineMs ?? Number.POSITIVE_INFINITY, startedAtMs + timeoutMs);
-    const signal = AbortSignal.any([scope.signal, AbortSignal.timeout(Math.max(0, deadlineMs - startedAtMs))]);
+    // Aborted when the caller goes away or the call's deadline passes (what admission waits honour).
+    const controller = new AbortController();
+    const signal = controller.signal;
+    const onCallerGone = () => controller.abort(scope.signal.reason);
+    if (scope.signal.aborted) onCallerGone();
+    else scope.signal.addEventListener("abort", onCallerGone, { once: true });
+    const deadlineTimer = setTimeout(
+      () => controller.abort(new Error("deadline exceeded")),
+      Math.max(0, deadlineMs - startedAtMs),
+    );
     try {
       if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.name}`);
       const args = this.parseArguments(call.args);
-      event.argumentsDigest = digest(canonicalJson(args));
+      const canonicalArguments = canonicalJson(args);
+      event.argumentsDigest = digest(canonicalArguments);
       const context = this.toolContext(session, scope, deadlineMs, signal, timing);
       const prepared = tool.prepare(context, args);
       event.inputImages = prepared.inputImages;
       this.emit(event);
       announced = true;
-      const key: RecordKey = {
+      const key = (): RecordKey => ({
         tool: tool.name,
-        canonicalArguments: canonicalJson(prepared.state ? { arguments: args, state: prepared.state } : args),
+        canonicalArguments: prepared.state
+          ? canonicalJson({ arguments: args, state: prepared.state })
+          : canonicalArguments,
         inputImages: prepared.inputImages,
         toolVersion: tool.version,
-      };
+      });
       if (this.recorder.mode === "replay") {
-        outcome = await this.replay(session, call, key, budget, turn);
+        outcome = await this.replay(session, call, key(), budget, turn);
       } else {
         const executeStarted = performance.now();
         const output = await prepared.run();
         timing.executeMs = performance.now() - executeStarted - timing.queueMs;
         outcome = await this.inTurn(turn, () => this.render(session, call, tool, output, budget));
-        if (this.recorder.mode === "record") await this.record(key, outcome.result);
+        // Recording must not delay the answer; record() reports its own failures.
+        if (this.recorder.mode === "record") void this.record(key(), outcome.result);
       }
       prepared.settled?.();
     } catch (error) {
       outcome = this.failedResult(call.callId, call.name, this.explain(error, deadlineMs, scope), tool);
     } finally {
+      clearTimeout(deadlineTimer);
+      scope.signal.removeEventListener("abort", onCallerGone);
       session.activeCalls -= 1;
+      // The idle TTL counts from the end of the last call, however long it ran.
+      this.options.sessions.touch(session);
       turn?.done();
     }
     const totalMs = performance.now() - started;
     outcome.result.timing = { queueMs: timing.queueMs, executeMs: timing.executeMs, totalMs };
-    if (!announced) this.emit(event);
+    if (!announced) {
+      event.argumentsDigest ||= digest(typeof call.args === "string" ? call.args : canonicalJson(call.args));
+      this.emit(event);
+    }
     this.emit({
       ...event,
       phase: "finished",
-      outputImages: outcome.result.images.map((image) => image.sha256 ?? ""),
+      outputImages: outcome.outputImages,
       status: STATUS_NAMES[outcome.result.status],
       errorClass: errorClassName(outcome.result.error),
       errorCode: outcome.result.error?.code,
@@ -636,6 +674,9 @@ export class ToolGateway {
         resolveImageReference(session, reference, field, (sha256, f) => store.require(sha256, f)),
       call,
       codeSession: (language) => {
+        if (session.closed) {
+          return Promise.reject(new UnavailableError(`session "${session.id}" was closed while the call ran`));
+        }
         let created = session.codeSessions.get(language);
         if (!created) {
           created = this.createCodeSession(session, language, call);
@@ -688,14 +729,8 @@ export class ToolGateway {
         throw failure;
       }
     });
-    const handle = { id: response.sessionId, limits: response.limits };
-    if (session.closed) {
-      // Closed while the code session was being created: release() may have missed it.
-      void this.options.backends.code
-        .closeSession({ sessionId: handle.id }, { deadlineMs: Date.now() + RELEASE_TIMEOUT_MS })
-        .catch(() => undefined);
-    }
-    return handle;
+    // A session closed meanwhile still had this creation in its map: release() awaits and closes it.
+    return { id: response.sessionId, limits: response.limits };
   }
 
   /** Post-processes and caps the tool's images, stores them for the session and builds the result. */
@@ -710,11 +745,12 @@ export class ToolGateway {
     budget.remaining -= shown.length;
     session.imagesShown += shown.length;
     const prepared = await Promise.all(shown.map((image) => prepareForModel(image)));
-    const images = prepared.map((image) => {
-      const stored = this.options.store.putProbed(image);
-      this.hold(session, stored);
-      return this.describe(stored, call.delivery);
+    const stored = prepared.map((image) => {
+      const entry = this.options.store.putProbed(image);
+      this.hold(session, entry);
+      return entry;
     });
+    const images = stored.map((entry) => this.describe(entry, call.delivery));
     const failure = output.failure;
     const result: ToolResult = {
       callId: call.callId,
@@ -734,7 +770,7 @@ export class ToolGateway {
       timing: undefined,
       status: failure ? ResultStatus.RESULT_STATUS_MODEL_ERROR : ResultStatus.RESULT_STATUS_OK,
     };
-    return { result, textIsError: false };
+    return { result, textIsError: false, outputImages: stored.map((entry) => entry.sha256) };
   }
 
   private failedResult(
@@ -759,6 +795,7 @@ export class ToolGateway {
       },
       failure,
       textIsError: true,
+      outputImages: [],
     };
   }
 
@@ -794,20 +831,21 @@ export class ToolGateway {
       const recorded = ToolResult.decode(bytes);
       budget.remaining = Math.max(0, budget.remaining - recorded.images.length);
       session.imagesShown += recorded.images.length;
-      const images = recorded.images.map((image) => {
-        const stored = this.options.store.putProbed({
+      const stored = recorded.images.map((image) => {
+        const entry = this.options.store.putProbed({
           data: Buffer.from(image.data ?? new Uint8Array()),
           mimeType: image.mimeType,
           width: image.width,
           height: image.height,
         });
-        this.hold(session, stored);
-        return this.describe(stored, call.delivery);
+        this.hold(session, entry);
+        return entry;
       });
+      const images = stored.map((entry) => this.describe(entry, call.delivery));
       const result: ToolResult = { ...recorded, callId: call.callId, images };
       // Thrown failures are recorded without structured output; a failed cell keeps its stdout/stderr.
       const textIsError = result.status === ResultStatus.RESULT_STATUS_MODEL_ERROR && result.outputJson === "";
-      return { result, textIsError };
+      return { result, textIsError, outputImages: stored.map((entry) => entry.sha256) };
     });
   }
 

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import sharp from "sharp";
 import { ImageStore, sha256Hex } from "./image-store.js";
 
-export function png(width: number, height: number, seed = 0): Promise<Buffer> {
+function png(width: number, height: number, seed = 0): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: seed % 256, g: (seed >> 8) % 256, b: 7 } } })
     .png()
     .toBuffer();

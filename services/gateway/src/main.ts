@@ -30,7 +30,8 @@ import { ToolRegistry } from "./tools.js";
 const address = (fallback: string) =>
   z
     .string()
-    .regex(/^[^:\s]+:\d+$/, "expected host:port")
+    // host:port, [v6]:port or a grpc target such as dns:///host:port.
+    .regex(/^\S+:\d+$/, "expected host:port")
     .default(fallback);
 
 const gatewayConfigShape = {
@@ -43,7 +44,8 @@ const gatewayConfigShape = {
   TOOLPLANE_SEARCH_ADDR: address("127.0.0.1:50054"),
   TOOLPLANE_GATEWAY_IMAGE_STORE_MB: positiveInt(512),
   TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS: positiveInt(900),
-  TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS: positiveInt(21_600),
+  // With the 60 s the code session gets on top, this stays within the code service's default maximum (6 h).
+  TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS: positiveInt(21_540),
   TOOLPLANE_GATEWAY_SWEEP_INTERVAL_MS: positiveInt(1000),
   TOOLPLANE_GATEWAY_IMAGE_CONCURRENCY: positiveInt(32),
   TOOLPLANE_GATEWAY_IMAGE_QUEUE: positiveInt(1024),

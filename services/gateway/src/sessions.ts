@@ -99,6 +99,11 @@ export class SessionRegistry {
     return session;
   }
 
+  /** Marks the session as used now. */
+  touch(session: TrajectorySession): void {
+    session.lastUsedMs = this.now();
+  }
+
   /** Removes the session; returns it for cleanup, or undefined when it was not open. */
   remove(id: string): TrajectorySession | undefined {
     const session = this.sessions.get(id);

@@ -1,8 +1,10 @@
+import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import type { ExecuteResponse as CodeExecuteResponse } from "../../../generated/toolplane/code/v1/code.js";
 import { CoordinateUnit, Operation, OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
 import type { SearchResponse } from "../../../generated/toolplane/search/v1/search.js";
 import {
+  DeadlineExceededError,
   InvalidArgumentError,
   type InvokeOptions,
   NotFoundError,
@@ -121,17 +123,21 @@ export function resolveImageReference(
   return lookup(reference, field);
 }
 
-const CODE_TIMEOUT_MARGIN_MS = 1000;
+/** What the sandbox needs beyond the cell's own time to stop it and answer (at most; 20 % of short budgets). */
+const CODE_TIMEOUT_MARGIN_MS = 2000;
+const CODE_TIMEOUT_MARGIN_FRACTION = 0.2;
 
 /**
  * The sandbox's own timeout for a cell: a little under the call's deadline, so a
  * runaway cell is reported by the sandbox as the model's timeout (MODEL) rather
  * than by gRPC as a deadline (INFRASTRUCTURE). 0 keeps the session's default when
- * that is shorter (sending more than the service's maximum would be refused).
+ * that is shorter (sending more than the service's maximum would be refused);
+ * -1 when the deadline has passed.
  */
 export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | undefined, now = Date.now()): number {
   const remaining = deadlineMs - now;
-  const budget = Math.floor(remaining - Math.min(CODE_TIMEOUT_MARGIN_MS, remaining * 0.1));
+  if (remaining <= 0) return -1;
+  const budget = Math.floor(remaining - Math.min(CODE_TIMEOUT_MARGIN_MS, remaining * CODE_TIMEOUT_MARGIN_FRACTION));
   if (sessionTimeoutMs && budget >= sessionTimeoutMs) return 0;
   return Math.max(1, budget);
 }
@@ -177,32 +183,36 @@ function codeTool(name: string, language: CodeLanguage, description: string): To
         state: [...history],
         run: async () => {
           const handle = await context.codeSession(language);
-          const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
           try {
-            const response = await context.call("code", (options) =>
-              context.backends.code.execute(
+            const response = await context.call("code", (options) => {
+              // Measured after admission and session creation: what is left is the cell's.
+              const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
+              if (timeoutMs < 0) {
+                throw new DeadlineExceededError(
+                  "the call's deadline passed before the cell could start (waiting for admission or for the code session)",
+                );
+              }
+              return context.backends.code.execute(
                 { sessionId: handle.id, code, timeoutMs, fixIndentation: language === "python" },
                 options,
-              ),
-            );
+              );
+            });
             return codeOutput(response);
           } catch (error) {
             // The code service forgot the session (restarted, or its TTL fired): the
             // trajectory's state is gone, which is never the model's fault.
             if ((error as ToolplaneError).code === status.NOT_FOUND) {
               context.dropCodeSession(language);
-              throw new UnavailableError(
-                `code session lost (${(error as Error).message}); the trajectory's state is gone`,
-                {
-                  cause: error,
-                },
-              );
+              const detail = (error as Error).message;
+              throw new UnavailableError(`code session lost (${detail}); the trajectory's state is gone`, {
+                cause: error,
+              });
             }
             throw error;
           }
         },
         settled() {
-          context.session.codeHistory.set(language, [...history, code]);
+          context.session.codeHistory.set(language, [...history, createHash("sha256").update(code).digest("hex")]);
         },
       };
     },

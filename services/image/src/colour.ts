@@ -24,3 +24,11 @@ export function requireColour(field: string, value: string, fallback: string): s
   }
   return colour;
 }
+
+/** Whether a validated colour is fully opaque (rendered once into one pixel by sharp's own parser). */
+export async function colourIsOpaque(colour: string): Promise<boolean> {
+  const pixel = await sharp({ create: { width: 1, height: 1, channels: 4, background: colour } })
+    .raw()
+    .toBuffer();
+  return pixel[3] === 255;
+}

@@ -11,10 +11,12 @@ import {
   encode,
   type InputInfo,
   type OutputFormat,
+  type Pass,
+  pass,
   readHeader,
-  runStep,
   type Source,
   type StepContext,
+  settle,
 } from "./raster.js";
 import { requireInteger } from "./validate.js";
 
@@ -101,16 +103,21 @@ export class ImagePipeline {
     let admitted = queued;
     const image = await this.queue.run(async () => {
       admitted = performance.now();
-      let raster: Source = encoded;
-      for (const step of steps) raster = await step(raster, context);
-      const minimum = withMinShortSide({ width: raster.width, height: raster.height }, checkedOutput.minShortSide);
-      if (minimum.width !== raster.width || minimum.height !== raster.height) {
-        requireOutputSize("output.min_short_side", minimum, this.limits);
-        raster = await runStep(raster, context, "output.min_short_side", (sharpImage) =>
-          sharpImage.resize(minimum.width, minimum.height, { fit: "fill", kernel: RESIZE_KERNEL }),
-        );
+      let result: Source | Pass = encoded;
+      for (const step of steps) result = await step(await settle(result, context), context);
+      if (checkedOutput.minShortSide > 0) {
+        const current = await settle(result, context);
+        const minimum = withMinShortSide({ width: current.width, height: current.height }, checkedOutput.minShortSide);
+        if (minimum.width !== current.width || minimum.height !== current.height) {
+          requireOutputSize("output.min_short_side", minimum, this.limits);
+          result = pass(current, "output.min_short_side", (image) =>
+            image.resize(minimum.width, minimum.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+          );
+        } else {
+          result = current;
+        }
       }
-      return encode(raster, outputFormatFor(input, checkedOutput.format), checkedOutput.quality, context);
+      return encode(result, outputFormatFor(input, checkedOutput.format), checkedOutput.quality, context);
     }, call.signal);
     const finished = performance.now();
     return {

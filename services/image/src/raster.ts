@@ -113,33 +113,74 @@ function passError(error: unknown, source: Source, context: StepContext, descrip
 }
 
 /**
- * Runs one step: `build` adds operations to a sharp instance reading `source`.
- * Grey images stay grey and colour stays colour unless the step names the
- * colour space it produces (greyscale, threshold: grey; annotations: colour).
+ * One libvips pass not yet run: `build` adds a step's operations to a sharp
+ * instance reading `source`. Keeping it unrun lets the pipeline run the last
+ * step and the encoder as a single pass (no full-size raw copy through
+ * JavaScript). Grey stays grey and colour stays colour unless the step names
+ * the colour space it produces (greyscale, threshold: grey; annotations:
+ * colour).
  */
-export async function runStep(
+export interface Pass {
+  kind: "pass";
+  source: Source;
+  description: string;
+  build: (image: Sharp) => Sharp;
+  space: "b-w" | "srgb";
+  /** Whether the result has an alpha channel. */
+  hasAlpha: boolean;
+}
+
+export function hasAlpha(source: Source): boolean {
+  return source.channels === 2 || source.channels === 4;
+}
+
+export function pass(
   source: Source,
-  context: StepContext,
   description: string,
   build: (image: Sharp) => Sharp,
-  options: { space?: "b-w" | "srgb" } = {},
-): Promise<Raster> {
-  ensureTimeLeft(context, description);
-  const space = options.space ?? colourSpaceOf(source.channels);
+  options: { space?: "b-w" | "srgb"; hasAlpha?: boolean } = {},
+): Pass {
+  return {
+    kind: "pass",
+    source,
+    description,
+    build,
+    space: options.space ?? colourSpaceOf(source.channels),
+    hasAlpha: options.hasAlpha ?? hasAlpha(source),
+  };
+}
+
+/** Runs a pass to raw pixels; a source is returned as it is. */
+export async function settle(result: Source | Pass, context: StepContext): Promise<Source> {
+  if (result.kind !== "pass") return result;
+  ensureTimeLeft(context, result.description);
   try {
-    const { data, info } = await build(open(source, context))
-      .toColourspace(space)
+    const { data, info } = await result
+      .build(open(result.source, context))
+      .toColourspace(result.space)
       .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
     return { kind: "raster", data, width: info.width, height: info.height, channels: info.channels };
   } catch (error) {
-    throw passError(error, source, context, description);
+    throw passError(error, result.source, context, result.description);
   }
 }
 
+/** Runs one pass now (for steps made of several passes). */
+export function runStep(
+  source: Source,
+  context: StepContext,
+  description: string,
+  build: (image: Sharp) => Sharp,
+  options: { space?: "b-w" | "srgb"; hasAlpha?: boolean } = {},
+): Promise<Source> {
+  return settle(pass(source, description, build, options), context);
+}
+
 /** Raw pixels of a source (decoding it if needed), for steps done outside libvips. */
-export function toRaster(source: Source, context: StepContext): Promise<Raster> {
-  return source.kind === "raster" ? Promise.resolve(source) : runStep(source, context, "decoding", (image) => image);
+export async function toRaster(source: Source, context: StepContext): Promise<Raster> {
+  if (source.kind === "raster") return source;
+  return (await runStep(source, context, "decoding", (image) => image)) as Raster;
 }
 
 export interface InputInfo {
@@ -156,11 +197,36 @@ export interface InputInfo {
   pages: number;
 }
 
-/** Reads only the header: format, size after orientation, channels. Refuses empty and oversized data. */
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const TIFF_SIGNATURES = ["II*\0", "MM\0*", "II+\0", "MM\0+"];
+
+/** Whether the data starts like one of the accepted formats (the check libvips' loaders would make, done first). */
+function hasAcceptedSignature(data: Buffer): boolean {
+  const text = (start: number, end: number) => data.subarray(start, end).toString("latin1");
+  return (
+    (data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff) ||
+    data.subarray(0, 8).equals(PNG_SIGNATURE) ||
+    text(0, 4) === "GIF8" ||
+    (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") ||
+    TIFF_SIGNATURES.includes(text(0, 4))
+  );
+}
+
+/**
+ * Reads only the header: format, size after orientation, channels. Refuses
+ * empty and oversized data, and anything that does not start like an accepted
+ * format, so libvips' other loaders (SVG, PDF, HEIF, ...) never parse
+ * untrusted bytes.
+ */
 export async function readHeader(data: Buffer, limits: ImageLimits): Promise<InputInfo> {
   if (data.length === 0) throw new InvalidArgumentError("image.data is empty");
   if (data.length > limits.maxInputBytes) {
     throw new InvalidArgumentError(`image.data is ${data.length} bytes, over ${limitText(limits, "maxInputBytes")}`);
+  }
+  if (!hasAcceptedSignature(data)) {
+    throw new InvalidArgumentError(
+      `image.data is not a ${ACCEPTED_FORMATS.join(", ")} image (its first bytes match none of them)`,
+    );
   }
   let metadata: Metadata;
   try {
@@ -180,6 +246,48 @@ export async function readHeader(data: Buffer, limits: ImageLimits): Promise<Inp
   };
 }
 
+const JPEG_START_OF_SCAN = 0xda;
+const JPEG_END_OF_IMAGE = Buffer.from([0xff, 0xd9]);
+
+/** Offset just past a JPEG's first start-of-scan header, walking the marker segments (so an EXIF thumbnail's markers are skipped). */
+function jpegScanStart(data: Buffer): number | undefined {
+  let offset = 2;
+  while (offset + 4 <= data.length) {
+    if (data[offset] !== 0xff) return undefined;
+    const marker = data[offset + 1] as number;
+    if (marker === 0xff) {
+      offset += 1;
+      continue;
+    }
+    const length = data.readUInt16BE(offset + 2);
+    if (marker === JPEG_START_OF_SCAN) return offset + 2 + length;
+    offset += 2 + length;
+  }
+  return undefined;
+}
+
+/**
+ * Why the data is cut short, if it is. The first pipeline step decodes only
+ * the rows it needs, so a crop near the top of a truncated JPEG would
+ * otherwise succeed; PIL refuses such files, and so does this service. JPEG:
+ * an end-of-image marker must follow the first scan (entropy-coded data
+ * cannot contain one, and bytes appended after it, as in motion photos, are
+ * fine). PNG: the IEND chunk must be present. WebP: the RIFF size must fit.
+ */
+export function truncation(data: Buffer, format: string): string | undefined {
+  if (format === "jpeg") {
+    const scan = jpegScanStart(data);
+    if (scan === undefined) return "JPEG has no complete start-of-scan segment";
+    if (data.indexOf(JPEG_END_OF_IMAGE, scan) === -1) return "JPEG has no end-of-image marker after its scan data";
+  } else if (format === "png") {
+    if (data.indexOf("IEND", 8, "latin1") === -1) return "PNG has no IEND chunk";
+  } else if (format === "webp" && data.length >= 8) {
+    const declared = data.readUInt32LE(4) + 8;
+    if (data.length < declared) return `WebP declares ${declared} bytes but ${data.length} arrived`;
+  }
+  return undefined;
+}
+
 /**
  * Refuses, before any decoding, formats the service does not take and images
  * over the pixel limit (decompression bombs), and returns the input as the
@@ -189,6 +297,8 @@ export function decodable(data: Buffer, info: InputInfo, limits: ImageLimits): E
   if (!(ACCEPTED_FORMATS as readonly string[]).includes(info.format)) {
     throw new InvalidArgumentError(`image.data is ${info.format}; accepted formats are ${ACCEPTED_FORMATS.join(", ")}`);
   }
+  const truncated = truncation(data, info.format);
+  if (truncated !== undefined) throw new InvalidArgumentError(`image.data is truncated: ${truncated}`);
   const pixels = info.width * info.height;
   if (pixels > limits.maxInputPixels) {
     throw new InvalidArgumentError(
@@ -210,19 +320,32 @@ export interface EncodedImage {
   height: number;
 }
 
-/** Encodes the final image. JPEG has no alpha, so transparent areas become white there. */
+/**
+ * Encodes the final image, running the last pending pass and the encoder as
+ * one libvips pass. JPEG has no alpha: an image with alpha is first settled
+ * and flattened onto white (sharp flattens before its other operations, so
+ * this cannot be fused).
+ */
 export async function encode(
-  source: Source,
+  result: Source | Pass,
   format: OutputFormat,
   quality: number,
   context: StepContext,
 ): Promise<EncodedImage> {
+  const alpha = result.kind === "pass" ? result.hasAlpha : hasAlpha(result);
+  const last = format === "jpeg" && alpha ? await settle(result, context) : result;
   ensureTimeLeft(context, "encoding");
-  let image = open(source, context).toColourspace(colourSpaceOf(source.channels));
-  const hasAlpha = source.channels === 2 || source.channels === 4;
+  const description = last.kind === "pass" ? `${last.description} and encoding ${format}` : `encoding ${format}`;
+  const source = last.kind === "pass" ? last.source : last;
+  let image =
+    last.kind === "pass"
+      ? last.build(open(last.source, context)).toColourspace(last.space)
+      : open(last, context).toColourspace(colourSpaceOf(last.channels));
   if (format === "jpeg") {
-    if (hasAlpha) image = image.flatten({ background: "#ffffff" });
-    image = image.jpeg({ quality });
+    if (alpha) image = image.flatten({ background: "#ffffff" });
+    // Two-pass Huffman optimisation (sharp's default) costs more CPU than the whole decode of a 2 MP photo for a few
+    // per cent of bytes on a loopback hop; PIL does not do it by default either.
+    image = image.jpeg({ quality, optimiseCoding: false });
   } else if (format === "webp") {
     image = image.webp({ quality });
   } else {
@@ -232,6 +355,6 @@ export async function encode(
     const { data, info } = await image.toBuffer({ resolveWithObject: true });
     return { data, format, mimeType: `image/${format}`, width: info.width, height: info.height };
   } catch (error) {
-    throw passError(error, source, context, `encoding ${format}`);
+    throw passError(error, source, context, description);
   }
 }

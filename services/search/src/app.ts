@@ -1,4 +1,4 @@
-import type { Logger } from "../../runtime/src/index.js";
+import { ConfigError, type Logger } from "../../runtime/src/index.js";
 import { MemoryCache, NatsKvCache, type ResultCache } from "./cache.js";
 import { DEFAULT_BASE_URLS, REMOTE_PROVIDERS, type RemoteProviderName, type SearchConfig } from "./config.js";
 import { ImageHost } from "./image-host.js";
@@ -35,12 +35,23 @@ function adapterFor(name: RemoteProviderName, key: string | undefined): RemoteAd
 /** Builds indexes, cache and providers from the validated config. */
 export async function createSearchApp(config: SearchConfig, logger: Logger): Promise<SearchApp> {
   const textIndex = new LocalTextIndex();
-  textIndex.add(config.TOOLPLANE_SEARCH_CORPUS ? await readCorpus(config.TOOLPLANE_SEARCH_CORPUS) : sampleCorpus());
   const imageIndex = new LocalImageIndex(config.TOOLPLANE_SEARCH_IMAGE_MAX_DISTANCE);
-  const sources = config.TOOLPLANE_SEARCH_IMAGE_DIR
-    ? await readImageDir(config.TOOLPLANE_SEARCH_IMAGE_DIR)
-    : await sampleImages();
-  for (const source of sources) await imageIndex.add(source);
+  try {
+    textIndex.add(config.TOOLPLANE_SEARCH_CORPUS ? await readCorpus(config.TOOLPLANE_SEARCH_CORPUS) : sampleCorpus());
+  } catch (error) {
+    throw new ConfigError([`TOOLPLANE_SEARCH_CORPUS: ${(error as Error).message}`]);
+  }
+  try {
+    const sources = config.TOOLPLANE_SEARCH_IMAGE_DIR
+      ? await readImageDir(config.TOOLPLANE_SEARCH_IMAGE_DIR)
+      : await sampleImages();
+    for (const source of sources)
+      await imageIndex.add(source).catch((error: Error) => {
+        throw new Error(`${source.url}: ${error.message}`);
+      });
+  } catch (error) {
+    throw new ConfigError([`TOOLPLANE_SEARCH_IMAGE_DIR: ${(error as Error).message}`]);
+  }
   logger.info(
     {
       documents: textIndex.size,
@@ -91,18 +102,40 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
           maxResponseBytes: config.TOOLPLANE_SEARCH_MAX_RESPONSE_BYTES,
         },
         imageHost,
+        config.TOOLPLANE_SEARCH_FETCH_THUMBNAILS
+          ? {
+              timeoutMs: Math.min(5_000, config.TOOLPLANE_SEARCH_PROVIDER_TIMEOUT_MS),
+              maxBytes: config.TOOLPLANE_SEARCH_THUMBNAIL_MAX_BYTES,
+            }
+          : undefined,
       ),
     );
   }
 
-  const cache: ResultCache = config.TOOLPLANE_NATS_URL
-    ? await NatsKvCache.open({
+  const available = new Set(providers.map((provider) => provider.name));
+  if (!available.has(config.TOOLPLANE_SEARCH_DEFAULT_PROVIDER))
+    throw new ConfigError([
+      `TOOLPLANE_SEARCH_DEFAULT_PROVIDER=${config.TOOLPLANE_SEARCH_DEFAULT_PROVIDER} is not available: ${unconfigured.get(config.TOOLPLANE_SEARCH_DEFAULT_PROVIDER)}`,
+    ]);
+
+  let cache: ResultCache;
+  if (config.TOOLPLANE_NATS_URL) {
+    try {
+      cache = await NatsKvCache.open({
         url: config.TOOLPLANE_NATS_URL,
         bucket: config.TOOLPLANE_SEARCH_CACHE_BUCKET,
         retentionMs: config.TOOLPLANE_SEARCH_CACHE_RETENTION_MS,
         logger,
-      })
-    : new MemoryCache(config.TOOLPLANE_SEARCH_CACHE_MAX_ENTRIES);
+      });
+    } catch (error) {
+      // Replicas must share one cache: starting with a private one would silently break FROZEN replays.
+      throw new ConfigError([
+        `TOOLPLANE_NATS_URL=${config.TOOLPLANE_NATS_URL}: cannot open the search cache bucket (${(error as Error).message})`,
+      ]);
+    }
+  } else {
+    cache = new MemoryCache(config.TOOLPLANE_SEARCH_CACHE_MAX_ENTRIES);
+  }
 
   const engine = new SearchEngine(
     providers,

@@ -135,7 +135,7 @@ export class NatsKvCache implements ResultCache {
 
   async get(key: string): Promise<CachedAnswer | undefined> {
     const entry = await this.bucket.get(key);
-    if (!entry || entry.operation !== "PUT" || entry.value.length === 0) return undefined;
+    if (entry?.operation !== "PUT" || entry.value.length === 0) return undefined;
     return decodeAnswer(entry.value);
   }
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { baseConfigShape, port, positiveInt } from "../../runtime/src/index.js";
+import { baseConfigShape, boolean, port, positiveInt } from "../../runtime/src/index.js";
 
 export const REMOTE_PROVIDERS = ["serpapi", "serper", "brave", "tavily", "searxng"] as const;
 export type RemoteProviderName = (typeof REMOTE_PROVIDERS)[number];
@@ -50,6 +50,8 @@ export const searchConfigShape = {
   TOOLPLANE_SEARCH_IMAGE_MAX_DISTANCE: z.coerce.number().int().min(0).max(128).default(20),
   TOOLPLANE_SEARCH_IMAGE_PUBLIC_URL: optionalUrl,
   TOOLPLANE_SEARCH_IMAGE_PORT: port(50064),
+  TOOLPLANE_SEARCH_FETCH_THUMBNAILS: boolean(true),
+  TOOLPLANE_SEARCH_THUMBNAIL_MAX_BYTES: positiveInt(2 * 1024 * 1024),
   TOOLPLANE_SEARCH_PROVIDER_TIMEOUT_MS: positiveInt(10_000),
   TOOLPLANE_SEARCH_MAX_RETRIES: nonNegativeInt(2),
   TOOLPLANE_SEARCH_BACKOFF_BASE_MS: positiveInt(250),

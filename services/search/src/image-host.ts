@@ -20,7 +20,13 @@ export class ImageHost implements ImagePublisher {
     private readonly publicUrl: string,
     ttlMs: number,
   ) {
-    this.images = new LRUCache({ max: 1000, ttl: ttlMs });
+    // Bounded by bytes too: query images may be up to TOOLPLANE_SEARCH_MAX_IMAGE_BYTES each.
+    this.images = new LRUCache({
+      max: 1000,
+      maxSize: 256 * 1024 * 1024,
+      sizeCalculation: (image) => Math.max(1, image.data.byteLength),
+      ttl: ttlMs,
+    });
   }
 
   static async start(options: {

@@ -22,7 +22,7 @@ interface IndexedImage {
 /** Thumbnails are small JPEGs: they travel inline to the model and into the cache. */
 const THUMBNAIL_EDGE = 160;
 
-async function makeThumbnail(data: Uint8Array): Promise<Thumbnail> {
+export async function makeThumbnail(data: Uint8Array): Promise<Thumbnail> {
   const { data: bytes, info } = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS })
     .rotate()
     .resize(THUMBNAIL_EDGE, THUMBNAIL_EDGE, { fit: "inside", withoutEnlargement: true })

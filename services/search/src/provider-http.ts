@@ -218,7 +218,8 @@ export class ProviderHttpClient {
         true,
         retryAfterMs,
       );
-    if (status >= 500)
+    // 408: the provider gave up waiting for us, as transient as a 5xx.
+    if (status >= 500 || status === 408)
       return fail(
         new UnavailableError(`provider ${name} failed (HTTP ${status}: ${message})`, { retryAfterMs }),
         true,
@@ -236,14 +237,31 @@ export class ProviderHttpClient {
   }
 }
 
-async function readCapped(response: Response, maxBytes: number, name: string): Promise<string> {
-  const declared = Number(response.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) {
+/**
+ * Reads a body but stops (and cancels the transfer) past maxBytes, whether or
+ * not the server declared a length: undefined means "too big".
+ */
+export async function readBodyCapped(response: Response, maxBytes: number): Promise<Uint8Array | undefined> {
+  if (Number(response.headers.get("content-length") ?? "0") > maxBytes) {
     await response.body?.cancel();
-    throw new UnavailableError(`provider ${name} sent ${declared} bytes; the limit is ${maxBytes}`);
+    return undefined;
   }
-  const buffer = await response.arrayBuffer();
-  if (buffer.byteLength > maxBytes)
-    throw new UnavailableError(`provider ${name} sent ${buffer.byteLength} bytes; the limit is ${maxBytes}`);
-  return new TextDecoder().decode(buffer);
+  if (!response.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of response.body) {
+    total += chunk.byteLength;
+    if (total > maxBytes) {
+      await response.body.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+async function readCapped(response: Response, maxBytes: number, name: string): Promise<string> {
+  const body = await readBodyCapped(response, maxBytes);
+  if (body === undefined) throw new UnavailableError(`provider ${name} sent more than ${maxBytes} bytes (the limit)`);
+  return new TextDecoder().decode(body);
 }

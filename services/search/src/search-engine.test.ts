@@ -116,6 +116,19 @@ describe("SearchEngine validation", () => {
     assert.equal((await engine.search(request({ topK: 10 }), budget)).results.length, 10);
   });
 
+  it("language and region must be short locale codes", async () => {
+    const { engine } = setup();
+    for (const [field, value] of [
+      ["language", "english please"],
+      ["region", "x".repeat(100)],
+    ] as const) {
+      const error = await rejection(engine.search(request({ [field]: value }), budget));
+      assert.ok(error instanceof InvalidArgumentError);
+      assert.match(error.message, new RegExp(`^${field} must be a language/region code`));
+    }
+    assert.equal((await engine.search(request({ language: "pt-BR", region: "br" }), budget)).cacheStatus, "MISS");
+  });
+
   it("an unknown provider names the available ones; a known but unconfigured one says what to set", async () => {
     const { engine } = setup();
     const unknown = await rejection(engine.search(request({ provider: "altavista" }), budget));

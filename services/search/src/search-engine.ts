@@ -107,6 +107,8 @@ export class SearchEngine {
         `query is ${query.length} characters; the limit is ${this.settings.maxQueryChars}`,
       );
     const topK = this.topK(request.topK);
+    checkLocale("language", request.language);
+    checkLocale("region", request.region);
     const provider = this.provider(request.provider, "text");
     const key = textCacheKey({ provider: provider.name, query, language: request.language, region: request.region });
     return this.cached(provider.name, key, request.cachePolicy, topK, started, () =>
@@ -226,6 +228,16 @@ export class SearchEngine {
       return undefined;
     }
   }
+}
+
+/** Locale hints are short codes ("en", "pt-BR", "us"); they go into cache keys and provider URLs. */
+function checkLocale(field: "language" | "region", value: string): void {
+  if (value !== "" && !/^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$/.test(value))
+    throw new InvalidArgumentError(
+      `${field} must be a language/region code like "en", "pt-BR" or "us" (2-3 letters, optional subtag); got ${JSON.stringify(value.slice(0, 40))}`,
+      // Set from the caller's configuration, not by the model's tool call.
+      { errorClass: "INFRASTRUCTURE" },
+    );
 }
 
 async function decodableMimeType(data: Uint8Array): Promise<string> {

@@ -66,7 +66,10 @@ function generateCorpus(count: number, next: () => number): { documents: CorpusD
   }
   const cumulative: number[] = [];
   let total = 0;
-  for (let rank = 1; rank <= vocabulary.length; rank += 1) cumulative.push((total += 1 / rank));
+  for (let rank = 1; rank <= vocabulary.length; rank += 1) {
+    total += 1 / rank;
+    cumulative.push(total);
+  }
   const word = () => {
     const target = next() * total;
     let low = 0;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import {
@@ -19,6 +20,7 @@ const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes:
 function backendOptions() {
   return {
     size: 1,
+    warmupConcurrency: 1,
     bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
     pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
     kernelPath: defaultKernelPath(),
@@ -67,6 +69,21 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     assert.equal(valid.stdout, "after 1\n");
   });
 
+  it("captures what subprocesses, C code and forked workers write, not only Python's print", async () => {
+    const outcome = await run(
+      "import os, subprocess, multiprocessing as mp\n" +
+        "subprocess.run(['sh', '-c', 'echo from-shell; echo shell-err >&2'])\n" +
+        "os.write(1, b'raw-fd\\n')\n" +
+        "def work(x):\n    print('worker', x)\n    return x\n" +
+        "with mp.Pool(1) as pool:\n    pool.map(work, [7])\n" +
+        "print('python')",
+    );
+    assert.equal(outcome.failure, undefined, outcome.stderr);
+    for (const line of ["from-shell\n", "raw-fd\n", "worker 7\n", "python\n"])
+      assert.ok(outcome.stdout.includes(line), outcome.stdout);
+    assert.equal(outcome.stderr, "shell-err\n");
+  });
+
   it("cuts stdout at max_output_bytes with an explicit marker and flag", async () => {
     const outcome = await run("print('y' * 10000)");
     assert.equal(outcome.stdoutTruncated, true);
@@ -91,10 +108,18 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     );
   });
 
-  it("kills a cell that blocks the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
+  it("drops an oversized returned image with a note instead of failing the call", async () => {
+    const outcome = await run("from PIL import Image\ndisplay(Image.new('L', (10000, 6000)))\ndisplay(image_1)");
+    assert.equal(outcome.failure, undefined, outcome.stderr);
+    assert.equal(outcome.images.length, 1);
+    assert.equal(outcome.imagesTruncated, true);
+    assert.match(outcome.stderr, /\[image dropped: 10000x6000 is above the 50000000 pixel limit/);
+  });
+
+  it("kills a cell that ignores the timer signal, reports DEADLINE_EXCEEDED, then restarts with a note", async () => {
     await run("kept = 1");
     const outcome = await run(
-      "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGXCPU])\nwhile True: pass",
+      "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True: pass",
       { timeoutMs: 300 },
     );
     assert.equal(outcome.failure?.code, "DEADLINE_EXCEEDED");
@@ -106,15 +131,42 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     assert.equal(quiet.stderr, "");
   });
 
-  it("a sandbox that dies under a cell is UNAVAILABLE/INFRASTRUCTURE, and the session recovers", async () => {
-    await assert.rejects(run("import os\nos.kill(os.getpid(), 9)"), (error: ToolplaneError) => {
-      assert.ok(error instanceof UnavailableError, String(error));
-      assert.equal(error.errorClass, "INFRASTRUCTURE");
-      assert.match(error.message, /sandbox/);
-      return true;
-    });
+  it("code that kills its own interpreter is the model's failure (ABORTED, InterpreterDied), and the session recovers", async () => {
+    const killed = await run("import os\nos.kill(os.getpid(), 9)");
+    assert.equal(killed.failure?.code, "ABORTED");
+    assert.equal(killed.failure?.type, "InterpreterDied");
+    assert.match(killed.failure?.message ?? "", /state was lost/);
+    // The reply pipe is one of the kernel's descriptors; hostile code can find it by trying them all.
+    const forged = await run(
+      "import os\nfor fd in range(10):\n    try: os.write(fd, b'\\x7f\\xff\\xff\\xff' + b'x' * 64)\n    except OSError: pass",
+    );
+    assert.equal(
+      forged.failure?.type,
+      "InterpreterDied",
+      "forged reply frames end the interpreter as the model's failure",
+    );
+    assert.match(forged.failure?.message ?? "", /protocol/);
     const next = await run("1 + 1");
     assert.equal(next.result, "2");
+    assert.match(next.stderr, /restarted/);
+  });
+
+  it("a thread left burning CPU between cells costs the interpreter, not the host", async () => {
+    const started = await run(
+      "import threading\ndef burn():\n    while True:\n        pass\nthreading.Thread(target=burn, daemon=True).start()",
+      {
+        timeoutMs: 300,
+      },
+    );
+    assert.equal(started.failure, undefined, started.stderr);
+    // The CPU budget is the cell's timeout plus 2 s; past it the kernel is ended by SIGXCPU.
+    const [pid] = backend.sessionPids();
+    assert.ok(pid, "the session's kernel pid is known");
+    for (let waited = 0; existsSync(`/proc/${pid}`) && waited < 30_000; waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const next = await run("print('fresh')");
+    assert.equal(next.stdout, "fresh\n");
     assert.match(next.stderr, /restarted/);
   });
 
@@ -145,6 +197,19 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
     );
   });
 
+  it("at the smallest memory limit, plotting and linear algebra work and a big array is RESOURCE_EXHAUSTED", async () => {
+    const tight = await backend.createSession([], { ...LIMITS, memoryMb: 64 });
+    const cell = (code: string) => tight.execute(code, { timeoutMs: 5000, signal: new AbortController().signal });
+    const plot = await cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()");
+    assert.equal(plot.failure, undefined, plot.stderr);
+    assert.equal(plot.images.length, 1);
+    const algebra = await cell("import numpy as np\nround(float(np.linalg.inv(np.eye(50) * 2).sum()), 1)");
+    assert.equal(algebra.result, "25.0");
+    const big = await cell("np.zeros((4000, 4000, 3))");
+    assert.equal(big.failure?.code, "RESOURCE_EXHAUSTED");
+    await tight.close();
+  });
+
   it("close during a running cell stops it; the session then refuses work", async () => {
     const other = await backend.createSession([], LIMITS);
     const running = other.execute("import time\ntime.sleep(30)", {
@@ -159,5 +224,21 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
       FailedPreconditionError,
     );
     await other.close();
+  });
+});
+
+describe("PythonBackend whose sandboxes cannot start", () => {
+  it("reports UNAVAILABLE/INFRASTRUCTURE, never a model error", async () => {
+    const backend = new PythonBackend(
+      { ...backendOptions(), pythonPath: "/nonexistent/python3" },
+      createLogger("test", "silent"),
+    );
+    await backend.start().catch(() => undefined);
+    await assert.rejects(backend.createSession([], LIMITS), (error: ToolplaneError) => {
+      assert.ok(error instanceof UnavailableError, String(error));
+      assert.equal(error.errorClass, "INFRASTRUCTURE");
+      return true;
+    });
+    await backend.stop();
   });
 });

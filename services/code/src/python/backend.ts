@@ -32,6 +32,8 @@ export interface PythonBackendOptions extends PoolOptions {
 const RESTART_NOTE =
   "[toolplane] The Python interpreter of this session was restarted: variables and imports from earlier cells are lost; the input images are bound again.\n";
 
+const MIN_MEMORY_MB = 64;
+
 const FAILURE_CODES = new Set<CodeFailure["code"]>([
   "ABORTED",
   "INVALID_ARGUMENT",
@@ -57,6 +59,12 @@ export class PythonBackend implements LanguageBackend {
   }
 
   async createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
+    if (limits.memoryMb < MIN_MEMORY_MB) {
+      // Below this the kernel itself could not build its replies, and a model error would look like ours.
+      throw new InvalidArgumentError(
+        `limits.memory_mb=${limits.memoryMb} is below the minimum of ${MIN_MEMORY_MB} for Python sessions`,
+      );
+    }
     const session = new PythonSession(this, images, limits);
     await session.startKernel();
     this.sessions.add(session);
@@ -68,7 +76,7 @@ export class PythonBackend implements LanguageBackend {
     await this.pool.stop();
   }
 
-  /** Host pids of the kernels of open sessions (for memory accounting in benchmarks and logs). */
+  /** Host pids of the kernels of open sessions (for tests and diagnostics). */
   sessionPids(): number[] {
     return [...this.sessions].flatMap((session) => session.pid ?? []);
   }
@@ -163,7 +171,9 @@ class PythonSession implements LanguageSession {
   async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
     if (this.closed) throw new FailedPreconditionError("the session is closed");
     if (!this.kernel?.alive) {
-      this.kernel?.kill("replaced");
+      if (this.kernel) {
+        this.backend.log.info({ exit: await this.kernel.exited }, "restarting the lost interpreter of a session");
+      }
       await this.startKernel();
       this.restartNote = true;
     }
@@ -231,7 +241,29 @@ class PythonSession implements LanguageSession {
     if (this.closed || killedFor === "session closed") {
       throw new FailedPreconditionError("the session was closed while its code was running", { cause: error });
     }
-    this.backend.log.warn({ err: error }, "python sandbox died during an execution");
+    if (error instanceof SandboxExitedError) {
+      // Nothing but the running code can end a sandbox mid-cell: it has its own namespaces and nothing else
+      // runs in it. Killing its interpreter (os._exit, a signal to itself, a segfault, forged frames on the
+      // reply pipe) is the model's doing; calling it an infrastructure failure would let a policy escape a bad
+      // reward by crashing its sandbox. Failures to start a sandbox stay INFRASTRUCTURE (sandboxFailure).
+      this.backend.log.info({ exit: error.exit }, "python interpreter died while running model code");
+      const how = error.exit.killedFor
+        ? `it broke the interpreter's protocol (${error.exit.killedFor.slice(0, 120)})`
+        : error.exit.signal
+          ? `it ended with signal ${error.exit.signal}`
+          : `it exited with code ${error.exit.code}`;
+      const message = `the interpreter died while running the code: ${how}; the session's state was lost and the next call starts a fresh interpreter`;
+      return {
+        stdout: "",
+        stderr: `${note}InterpreterDied: ${message}\n`,
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        images: [],
+        imagesTruncated: false,
+        failure: { code: "ABORTED", type: "InterpreterDied", message, traceback: `InterpreterDied: ${message}\n` },
+      };
+    }
+    this.backend.log.warn({ err: error }, "python sandbox failed during an execution");
     throw sandboxFailure(error, "running the code");
   }
 

@@ -20,13 +20,19 @@ import signal
 import struct
 import sys
 import textwrap
+import threading
 import time
 import traceback
+import types
 
 FONT_CACHE_SOURCE = "/opt/toolplane/mplcache"
 MPL_DIR = "/tmp/.matplotlib"
 HEADER = struct.Struct(">II")
 KERNEL_FILE = os.path.abspath(__file__)
+# Returned images: each at most this many pixels, all of one call at most this many PNG bytes, so a reply
+# always fits the services' 64 MiB gRPC messages.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 48 * 1024 * 1024
 
 _proto_in = None
 _proto_out = None
@@ -80,6 +86,78 @@ def write_frame(header, blobs=()):
         view = view[written:]
 
 
+# Guards the cell's captures, written by model code and by the descriptor pumps. Replaced in forked
+# children, which may have been forked while a pump held it.
+_capture_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    global _capture_lock
+    _capture_lock = threading.Lock()
+    # A forked child (a multiprocessing worker, say) would print into its copy of the cell's capture, which
+    # nobody reads: its sys.stdout/sys.stderr go to descriptors 1 and 2 instead, which the pumps forward.
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if isinstance(getattr(sys, name), CappedText):
+            raw = io.FileIO(fd, "w", closefd=False)
+            setattr(sys, name, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=True))
+
+
+FLUSH_MARKER = b"\0toolplane-flush\0"
+
+
+class FdPump:
+    """Forwards what C code and subprocesses write to descriptor 1 or 2 into the running cell's capture.
+
+    During a cell the descriptor is a pipe read by this thread; between cells it
+    points back where it pointed before (/dev/null for 1, the service's log pipe
+    for 2). A marker written through the pipe at the end of a cell tells when
+    everything written before it has been forwarded.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.between_cells = os.dup(fd)
+        self.read_end, self.write_end = os.pipe()
+        self.target = None
+        self.flushed = threading.Event()
+        threading.Thread(target=self._pump, name=f"toolplane-fd{fd}", daemon=True).start()
+
+    def begin(self, target):
+        self.target = target
+        os.dup2(self.write_end, self.fd)
+
+    def end(self):
+        os.dup2(self.between_cells, self.fd)
+        self.flushed.clear()
+        os.write(self.write_end, FLUSH_MARKER)
+        self.flushed.wait(1.0)
+        self.target = None
+
+    def _pump(self):
+        pending = b""
+        keep = len(FLUSH_MARKER) - 1
+        while True:
+            chunk = os.read(self.read_end, 65536)
+            if not chunk:
+                return
+            pending += chunk
+            index = pending.find(FLUSH_MARKER)
+            while index >= 0:
+                self._emit(pending[:index])
+                pending = pending[index + len(FLUSH_MARKER) :]
+                self.flushed.set()
+                index = pending.find(FLUSH_MARKER)
+            if len(pending) > keep:
+                # Hold back what could be the start of a marker split across reads.
+                self._emit(pending[:-keep])
+                pending = pending[-keep:]
+
+    def _emit(self, data):
+        target = self.target
+        if data and target is not None:
+            target.write_bytes(data)
+
+
 class CappedText(io.TextIOBase):
     """A text stream that keeps the first `cap` UTF-8 bytes and counts the rest."""
 
@@ -103,16 +181,19 @@ class CappedText(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        data = text.encode("utf-8", "replace")
-        room = self.cap - self.size
-        if room > 0:
-            kept = data[:room]
-            self.parts.append(kept)
-            self.size += len(kept)
-            self.dropped += len(data) - len(kept)
-        else:
-            self.dropped += len(data)
+        self.write_bytes(text.encode("utf-8", "replace"))
         return len(text)
+
+    def write_bytes(self, data):
+        with _capture_lock:
+            room = self.cap - self.size
+            if room > 0:
+                kept = data[:room]
+                self.parts.append(kept)
+                self.size += len(kept)
+                self.dropped += len(data) - len(kept)
+            else:
+                self.dropped += len(data)
 
     def text(self, stream_name):
         value = b"".join(self.parts).decode("utf-8", "ignore")
@@ -144,13 +225,12 @@ class Kernel:
         self.timeout_ms = 0
         self.main_pid = os.getpid()
         self.images = []
+        self.image_bytes = 0
         self.max_images = 0
         self.images_dropped = False
-        self.stdout = None
+        self.pumps = (FdPump(1), FdPump(2))
         self._patch_display_hooks()
         signal.signal(signal.SIGALRM, self._on_time_limit)
-        # CPU rlimit is a backstop for forked children; the kernel itself turns SIGXCPU into a timeout.
-        signal.signal(signal.SIGXCPU, self._on_time_limit)
 
     # ---- images -----------------------------------------------------------------
 
@@ -188,14 +268,28 @@ class Kernel:
             else:
                 print(repr(obj))
 
-    def _room_for_image(self):
+    def _room_for_image(self, width, height):
         if len(self.images) >= self.max_images:
             self.images_dropped = True
             return False
+        if width * height > MAX_IMAGE_PIXELS:
+            self.images_dropped = True
+            sys.stderr.write(
+                f"[image dropped: {width}x{height} is above the {MAX_IMAGE_PIXELS} pixel limit of returned images]\n"
+            )
+            return False
         return True
 
+    def _keep(self, png):
+        if self.image_bytes + len(png) > MAX_IMAGE_BYTES:
+            self.images_dropped = True
+            sys.stderr.write(f"[image dropped: the images of one call are limited to {MAX_IMAGE_BYTES} bytes of PNG]\n")
+            return
+        self.image_bytes += len(png)
+        self.images.append(png)
+
     def add_pil(self, image):
-        if not self._room_for_image():
+        if not self._room_for_image(image.width, image.height):
             return
         buffer = io.BytesIO()
         try:
@@ -204,13 +298,14 @@ class Kernel:
             # Modes PNG cannot store (CMYK, YCbCr, F, ...) go through RGB.
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, format="PNG", compress_level=1)
-        self.images.append(buffer.getvalue())
+        self._keep(buffer.getvalue())
 
     def add_figure(self, fig):
-        if self._room_for_image():
+        width, height = (fig.get_size_inches() * fig.dpi).round().astype(int).tolist()
+        if self._room_for_image(width, height):
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
-            self.images.append(buffer.getvalue())
+            self._keep(buffer.getvalue())
 
     def capture_figures(self):
         plt = self.plt
@@ -232,9 +327,14 @@ class Kernel:
         self.reset_namespace()
 
     def reset_namespace(self):
-        self.namespace = {"__name__": "__main__", "__builtins__": builtins, "display": self.display}
+        # A real module registered as __main__ (as Jupyter does), so functions and classes defined in cells
+        # can be pickled by reference, e.g. by multiprocessing.
+        module = types.ModuleType("__main__")
+        module.__dict__.update({"__builtins__": builtins, "display": self.display})
         for name, image in self.bound_images.items():
-            self.namespace[name] = image.copy()
+            module.__dict__[name] = image.copy()
+        sys.modules["__main__"] = module
+        self.namespace = module.__dict__
 
     def _apply_limits(self, limits):
         # Address space counts the ~600 MB of libraries the warm interpreter already maps,
@@ -270,12 +370,15 @@ class Kernel:
         self.timeout_ms = header["timeout_ms"]
         self.max_images = header["max_images"]
         self.images = []
+        self.image_bytes = 0
         self.images_dropped = False
         self.timed_out = False
         stdout = CappedText(cap)
         stderr = CappedText(cap)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = stdout, stderr
+        for pump, capture in zip(self.pumps, (stdout, stderr)):
+            pump.begin(capture)
         result = None
         failure = None
         phase = "compile"
@@ -306,7 +409,6 @@ class Kernel:
             if os.getpid() != self.main_pid:
                 os._exit(1)
             failure = self._describe_failure(error, phase)
-            stderr.write(failure["traceback"])
             try:
                 self.capture_figures()
             except Exception:  # noqa: BLE001 - a broken figure must not hide the original error
@@ -323,7 +425,17 @@ class Kernel:
                 "message": f"execution exceeded the time limit of {self.timeout_ms} ms",
                 "traceback": "",
             }
+        for stream in (sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
         _reap_stray_processes()
+        for pump in self.pumps:
+            pump.end()
+        if failure is not None:
+            # After the descriptor output, which the code wrote before it failed.
+            stderr.write(failure["traceback"])
         response = {
             "op": "result",
             "stdout": stdout.text("stdout"),
@@ -340,6 +452,12 @@ class Kernel:
         write_frame(response, images)
 
     def _arm_timer(self):
+        # The CPU rlimit (cell budget + 2 s) backs the wall timer: during a cell SIGXCPU is a timeout;
+        # between cells it keeps its default action, so a thread the model left burning CPU ends the
+        # interpreter (the session then restarts from a fresh one and says so). Forked children inherit it.
+        signal.signal(signal.SIGXCPU, self._on_time_limit)
+        # Again at every cell: an earlier cell may have replaced the handler.
+        signal.signal(signal.SIGALRM, self._on_time_limit)
         signal.setitimer(signal.ITIMER_REAL, self.timeout_ms / 1000)
         used = resource.getrusage(resource.RUSAGE_SELF)
         cpu = int(used.ru_utime + used.ru_stime) + self.timeout_ms // 1000 + 2
@@ -348,6 +466,7 @@ class Kernel:
 
     def _disarm_timer(self):
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGXCPU, signal.SIG_DFL)
 
     def _describe_failure(self, error, phase):
         if isinstance(error, CellTimeout) or self.timed_out:
@@ -491,10 +610,26 @@ def _import_libraries():
         except ImportError:
             pass
     modules["cv2"].setNumThreads(1)
-    # Build the font list now (it is what makes the first plot slow).
-    import matplotlib.font_manager  # noqa: F401
-
+    _warm_up(modules)
     return modules
+
+
+def _warm_up(modules):
+    """Runs once what model code will run first, before any memory limit applies.
+
+    OpenBLAS allocates its buffers on first use and, under a tight address-space
+    limit, can hang instead of failing; drawing a first figure loads fonts and
+    the Agg renderer. Both are done here, in the pool, not in a model's cell.
+    """
+    np = modules["numpy"]
+    np.linalg.inv(np.eye(3))
+    _ = np.eye(64) @ np.eye(64)
+    plt = modules["matplotlib.pyplot"]
+    figure = plt.figure()
+    plt.plot([0, 1], [0, 1])
+    plt.title("warm-up")
+    figure.savefig(io.BytesIO(), format="png")
+    plt.close("all")
 
 
 def main():
@@ -504,6 +639,7 @@ def main():
     if build_cache:
         return
     _take_protocol_fds()
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     kernel = Kernel(modules)
     write_frame({"op": "ready", "pid": os.getpid()})
     while True:

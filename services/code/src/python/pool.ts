@@ -7,19 +7,32 @@ import { buildFontCache, SandboxedKernel, type SandboxOptions } from "./sandbox.
 export interface PoolOptions extends Omit<SandboxOptions, "fontCacheDir"> {
   /** Kernels kept started and idle, imports done. */
   size: number;
+  /** Kernels started at the same time, when refilling or serving a burst. */
+  warmupConcurrency: number;
 }
+
+interface Waiter {
+  resolve: (kernel: SandboxedKernel) => void;
+  reject: (error: Error) => void;
+}
+
+/** Pause before starting kernels again after a start failed, so a broken sandbox does not spin. */
+const RETRY_AFTER_FAILURE_MS = 1000;
 
 /**
  * Warm kernels: each has numpy, PIL, cv2 and matplotlib imported, so taking one
- * costs a few milliseconds instead of the ~1 s of a cold start. Refills one
- * kernel at a time in the background, so a burst of sessions does not start a
- * burst of imports on a shared machine.
+ * costs a few milliseconds instead of the ~1 s of a cold start. At most
+ * `warmupConcurrency` kernels start at once: a burst of sessions (an RL step
+ * starting hundreds of trajectories) queues for kernels in arrival order instead
+ * of starting hundreds of imports that would starve the machine.
  */
 export class KernelPool {
   private readonly idle: SandboxedKernel[] = [];
+  private readonly waiters: Waiter[] = [];
+  private warming = 0;
   private fontCacheDir: string | undefined;
-  private refilling = false;
   private stopped = false;
+  private retryTimer: NodeJS.Timeout | undefined;
   private readonly starting = new Set<Promise<SandboxedKernel>>();
 
   constructor(
@@ -27,7 +40,11 @@ export class KernelPool {
     private readonly logger: Logger,
   ) {}
 
-  /** Builds the font cache once, then proves the sandbox works by starting one kernel. */
+  /**
+   * Builds the font cache once, then fills the pool before returning: a service
+   * that reports SERVING is warm, and no imports compete with its first calls.
+   * A sandbox that does not work fails here, at start-up.
+   */
   async start(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), "toolplane-mplcache-"));
     chmodSync(dir, 0o755);
@@ -35,31 +52,32 @@ export class KernelPool {
     this.fontCacheDir = dir;
     const started = performance.now();
     await buildFontCache(this.sandboxOptions());
-    const first = await this.startKernel();
-    this.adopt(first);
+    do {
+      const batch = Math.max(1, Math.min(this.options.warmupConcurrency, this.options.size - this.idle.length));
+      const kernels = await Promise.all(Array.from({ length: batch }, () => this.startKernel()));
+      for (const kernel of kernels) this.adopt(kernel);
+    } while (this.idle.length < this.options.size);
     this.logger.info({ ms: Math.round(performance.now() - started), size: this.options.size }, "python pool started");
-    this.refill();
   }
 
-  /** A warm kernel; starts one on the spot when none is idle. */
-  async acquire(): Promise<SandboxedKernel> {
-    if (this.stopped) throw new Error("the kernel pool is stopped");
+  /** A warm kernel: an idle one at once, else the next one started (in arrival order). */
+  acquire(): Promise<SandboxedKernel> {
+    if (this.stopped) return Promise.reject(new Error("the kernel pool is stopped"));
     let kernel = this.idle.shift();
     while (kernel && !kernel.alive) kernel = this.idle.shift();
-    this.refill();
-    return kernel ?? this.startKernel();
-  }
-
-  get idleCount(): number {
-    return this.idle.length;
+    const result = kernel
+      ? Promise.resolve(kernel)
+      : new Promise<SandboxedKernel>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.fill();
+    return result;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    const starting = [...this.starting];
+    clearTimeout(this.retryTimer);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(new Error("the kernel pool is stopped"));
     for (const kernel of this.idle.splice(0)) kernel.kill("pool stopped");
-    const late = await Promise.allSettled(starting);
-    for (const result of late) if (result.status === "fulfilled") result.value.kill("pool stopped");
+    await Promise.allSettled([...this.starting]);
     if (this.fontCacheDir) rmSync(this.fontCacheDir, { recursive: true, force: true });
   }
 
@@ -76,6 +94,46 @@ export class KernelPool {
     return promise;
   }
 
+  /** Starts kernels until the idle ones plus those starting cover the pool size and every waiter. */
+  private fill(): void {
+    while (
+      !this.stopped &&
+      this.retryTimer === undefined &&
+      this.warming < this.options.warmupConcurrency &&
+      this.idle.length + this.warming < this.options.size + this.waiters.length
+    ) {
+      this.warming += 1;
+      this.startKernel().then(
+        (kernel) => {
+          this.warming -= 1;
+          this.deliver(kernel);
+          this.fill();
+        },
+        (error: unknown) => {
+          this.warming -= 1;
+          this.logger.error({ err: error }, "starting a python kernel failed");
+          // The oldest waiter gets the failure rather than waiting forever.
+          this.waiters.shift()?.reject(error instanceof Error ? error : new Error(String(error)));
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.fill();
+          }, RETRY_AFTER_FAILURE_MS);
+          this.retryTimer.unref();
+        },
+      );
+    }
+  }
+
+  private deliver(kernel: SandboxedKernel): void {
+    if (this.stopped) {
+      kernel.kill("pool stopped");
+      return;
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) waiter.resolve(kernel);
+    else this.adopt(kernel);
+  }
+
   private adopt(kernel: SandboxedKernel): void {
     this.idle.push(kernel);
     // An idle kernel that dies is dropped and replaced.
@@ -85,25 +143,8 @@ export class KernelPool {
       this.idle.splice(index, 1);
       if (!this.stopped) {
         this.logger.warn("an idle python kernel exited; replacing it");
-        this.refill();
+        this.fill();
       }
     });
-  }
-
-  private refill(): void {
-    if (this.refilling || this.stopped) return;
-    this.refilling = true;
-    const loop = async () => {
-      while (!this.stopped && this.idle.length < this.options.size) {
-        const kernel = await this.startKernel();
-        if (this.stopped) kernel.kill("pool stopped");
-        else this.adopt(kernel);
-      }
-    };
-    loop()
-      .catch((error: unknown) => this.logger.error({ err: error }, "refilling the python pool failed"))
-      .finally(() => {
-        this.refilling = false;
-      });
   }
 }

@@ -8,7 +8,7 @@ import {
   type ZoomOp,
 } from "../../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
-import { requireColour } from "../colour.js";
+import { colourIsOpaque, requireColour } from "../colour.js";
 import {
   applyDeepEyesRules,
   pilCropRegion,
@@ -18,7 +18,7 @@ import {
   withMinShortSide,
 } from "../geometry.js";
 import { MAX_SIDE } from "../limits.js";
-import { runStep } from "../raster.js";
+import { hasAlpha, pass } from "../raster.js";
 import { boxToPixels, boxToRegion, type Region, type Size } from "../units.js";
 import { requireFinite, requireInteger, requireRange } from "../validate.js";
 import { requireOutputSize, type Step, sizeOf } from "./step.js";
@@ -30,9 +30,9 @@ import { requireOutputSize, type Step, sizeOf } from "./step.js";
 export const RESIZE_KERNEL = "cubic";
 
 export function compileCrop(op: CropOp, field: string): Step {
-  return (raster, context) => {
+  return (raster) => {
     const region = boxToRegion(boxToPixels(op.box, sizeOf(raster), `${field}.box`), sizeOf(raster), `${field}.box`);
-    return runStep(raster, context, field, (image) => image.extract(region));
+    return pass(raster, field, (image) => image.extract(region));
   };
 }
 
@@ -79,7 +79,7 @@ export function compileZoom(op: ZoomOp, field: string): Step {
     }
     const target = zoomSize(region, op, scale);
     requireOutputSize(field, target, context.limits);
-    return runStep(raster, context, field, (image) =>
+    return pass(raster, field, (image) =>
       image.extract(region).resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
     );
   };
@@ -103,20 +103,22 @@ export function compileRotate(op: RotateOp, field: string): Step {
   if (normalized === 0) return async (raster) => raster;
   if (normalized % 90 === 0) {
     // Quarter turns move pixels without resampling: lossless, and no background is needed.
-    return (raster, context) => runStep(raster, context, field, (image) => image.rotate(normalized));
+    return (raster) => pass(raster, field, (image) => image.rotate(normalized));
   }
-  return (raster, context) => {
+  return async (raster, context) => {
     requireOutputSize(field, rotatedSize(sizeOf(raster), normalized), context.limits);
-    return runStep(raster, context, field, (image) => image.rotate(normalized, { background }));
+    // A translucent background gives an opaque image an alpha channel for its corners.
+    const alpha = hasAlpha(raster) || !(await colourIsOpaque(background));
+    return pass(raster, field, (image) => image.rotate(normalized, { background }), { hasAlpha: alpha });
   };
 }
 
 export function compileFlip(op: FlipOp, field: string): Step {
   switch (op.axis) {
     case FlipOp_Axis.AXIS_HORIZONTAL:
-      return (raster, context) => runStep(raster, context, field, (image) => image.flop());
+      return (raster) => pass(raster, field, (image) => image.flop());
     case FlipOp_Axis.AXIS_VERTICAL:
-      return (raster, context) => runStep(raster, context, field, (image) => image.flip());
+      return (raster) => pass(raster, field, (image) => image.flip());
     default:
       throw new InvalidArgumentError(`${field}.axis must be AXIS_HORIZONTAL or AXIS_VERTICAL, got ${op.axis}`);
   }
@@ -176,7 +178,7 @@ export function compileResize(op: ResizeOp, field: string): Step {
     return (raster, context) => {
       const target = smartResize(sizeOf(raster), parameters, `${field}.smart`);
       requireOutputSize(field, target, context.limits);
-      return runStep(raster, context, field, (image) =>
+      return pass(raster, field, (image) =>
         image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
       );
     };
@@ -189,7 +191,7 @@ export function compileResize(op: ResizeOp, field: string): Step {
         height: Math.max(1, Math.round(raster.height * scale)),
       };
       requireOutputSize(field, target, context.limits);
-      return runStep(raster, context, field, (image) =>
+      return pass(raster, field, (image) =>
         image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
       );
     };
@@ -201,7 +203,7 @@ export function compileResize(op: ResizeOp, field: string): Step {
   return (raster, context) => {
     requireOutputSize(field, fittedSize(sizeOf(raster), op.width, op.height, fit), context.limits);
     const transparent = raster.channels === 2 || raster.channels === 4;
-    return runStep(raster, context, field, (image) =>
+    return pass(raster, field, (image) =>
       image.resize(op.width || undefined, op.height || undefined, {
         fit,
         kernel: RESIZE_KERNEL,

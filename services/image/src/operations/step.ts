@@ -1,15 +1,16 @@
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
 import { type ImageLimits, limitText, MAX_SIDE } from "../limits.js";
-import type { Source, StepContext } from "../raster.js";
+import type { Pass, Source, StepContext } from "../raster.js";
 import type { Size } from "../units.js";
 
 /**
  * One validated operation, ready to run on whatever image reaches it.
  * Compiling checks every argument that does not depend on the image, so a bad
  * argument late in a pipeline is reported before any pixel work; the step
- * itself checks what does (boxes against the current size).
+ * itself checks what does (boxes against the current size). A step returns
+ * its last libvips pass unrun, so the pipeline can fuse it with the encoder.
  */
-export type Step = (source: Source, context: StepContext) => Promise<Source>;
+export type Step = (source: Source, context: StepContext) => Source | Pass | Promise<Source | Pass>;
 
 export function sizeOf(raster: Source): Size {
   return { width: raster.width, height: raster.height };

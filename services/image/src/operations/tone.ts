@@ -7,7 +7,7 @@ import type {
   ThresholdOp,
 } from "../../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
-import { ensureTimeLeft, type Raster, runStep, type Source, type StepContext, toRaster } from "../raster.js";
+import { ensureTimeLeft, pass, type Raster, runStep, type Source, type StepContext, toRaster } from "../raster.js";
 import { requireInteger, requireRange } from "../validate.js";
 import type { Step } from "./step.js";
 
@@ -91,15 +91,15 @@ export function compileAdjust(op: AdjustOp, field: string): Step {
 
 export function compileSharpen(op: SharpenOp, field: string): Step {
   if (op.sigma === 0) {
-    return (raster, context) => runStep(raster, context, field, (image) => image.sharpen());
+    return (raster) => pass(raster, field, (image) => image.sharpen());
   }
   const sigma = requireRange(`${field}.sigma`, op.sigma, 0, 10, { minExclusive: true });
-  return (raster, context) => runStep(raster, context, field, (image) => image.sharpen({ sigma }));
+  return (raster) => pass(raster, field, (image) => image.sharpen({ sigma }));
 }
 
 export function compileBlur(op: BlurOp, field: string): Step {
   const sigma = requireRange(`${field}.sigma`, op.sigma, 0.3, 100);
-  return (raster, context) => runStep(raster, context, field, (image) => image.blur(sigma));
+  return (raster) => pass(raster, field, (image) => image.blur(sigma));
 }
 
 /** Percentiles of luminance mapped to black and white; 0 means the default (1 and 99). */
@@ -111,12 +111,12 @@ export function compileNormalize(op: NormalizeOp, field: string): Step {
       `${field}.lower_percentile (${lower}) must be less than ${field}.upper_percentile (${upper})`,
     );
   }
-  return (raster, context) => runStep(raster, context, field, (image) => image.normalise({ lower, upper }));
+  return (raster) => pass(raster, field, (image) => image.normalise({ lower, upper }));
 }
 
 export function compileGrayscale(field: string): Step {
-  return (raster, context) =>
-    runStep(raster, context, field, (image) => image.greyscale(), {
+  return (raster) =>
+    pass(raster, field, (image) => image.greyscale(), {
       space: "b-w",
     });
 }
@@ -124,12 +124,12 @@ export function compileGrayscale(field: string): Step {
 /** Pixels with luminance >= level become white, the rest black; 0 means the default 128. */
 export function compileThreshold(op: ThresholdOp, field: string): Step {
   const level = op.level === 0 ? 128 : requireInteger(`${field}.level`, op.level, 0, 255);
-  return (raster, context) =>
-    runStep(raster, context, field, (image) => image.threshold(level), {
+  return (raster) =>
+    pass(raster, field, (image) => image.threshold(level), {
       space: "b-w",
     });
 }
 
 export function compileInvert(field: string): Step {
-  return (raster, context) => runStep(raster, context, field, (image) => image.negate({ alpha: false }));
+  return (raster) => pass(raster, field, (image) => image.negate({ alpha: false }));
 }

@@ -197,8 +197,8 @@ export function tavilyAdapter(apiKey: string): RemoteAdapter {
       body: {
         query: query.query,
         max_results: Math.min(20, query.count),
+        // Tavily's `country` takes full country names, not the codes `region` carries: not passed.
         search_depth: "basic",
-        ...(query.region ? { country: query.region } : {}),
       },
     }),
     textResults: (body) =>

@@ -141,7 +141,7 @@ const CASES: ProviderCase[] = [
     path: "/search",
     ok: fixture("searxng-search.json"),
     authStatus: 403,
-    authBody: fixture("searxng-error-403.html"),
+    authBody: fixture("searxng-error-403.txt"),
     authMessage: /permission to access/,
     rateBody: '{"error":"rate limited by the limiter plugin"}',
     checkRequest: (request) => {
@@ -210,7 +210,7 @@ describe("remote provider adapters against a local HTTP server", () => {
       it("5xx is retried, then UNAVAILABLE/INFRASTRUCTURE", async () => {
         fake.on(c.path, {
           status: 503,
-          body: fixture("server-error-503.html"),
+          body: fixture("server-error-503.txt"),
           headers: { "content-type": "text/html" },
         });
         const error = await rejection(make({ maxRetries: 1 }).search(QUERY, budget()));
@@ -262,6 +262,29 @@ describe("remote provider adapters against a local HTTP server", () => {
     assert.ok(error instanceof ResourceExhaustedError);
     assert.equal(error.retryAfterMs, 30_000);
     assert.equal(fake.requests.length, 1);
+  });
+
+  it("a body over the size limit is UNAVAILABLE, declared or streamed", async () => {
+    const provider = new RemoteProvider(
+      tavilyAdapter(KEY),
+      settings("tavily", fake.url, { maxResponseBytes: 100 }),
+      undefined,
+    );
+    for (const headers of [{}, { "transfer-encoding": "chunked" }] as Array<Record<string, string>>) {
+      fake.reset();
+      fake.on("/search", { status: 200, body: fixture("tavily-search.json"), headers });
+      const error = await rejection(provider.search(QUERY, budget()));
+      assert.ok(error instanceof UnavailableError, String(error));
+      assert.match(error.message, /sent more than 100 bytes/);
+      assert.equal(fake.requests.length, 1);
+    }
+  });
+
+  it("408 from the provider is retried like a 5xx", async () => {
+    const provider = new RemoteProvider(searxngAdapter(), settings("searxng", fake.url), undefined);
+    fake.on("/search", { status: 408, body: "" }, { status: 200, body: fixture("searxng-search.json") });
+    assert.equal((await provider.search(QUERY, budget())).results.length, 2);
+    assert.equal(fake.requests.length, 2);
   });
 
   it("tavily: plan limit (432) is RESOURCE_EXHAUSTED without retrying", async () => {
@@ -338,14 +361,14 @@ describe("remote provider adapters against a local HTTP server", () => {
   it("rate limiting: a wait past the deadline fails fast with RESOURCE_EXHAUSTED and a retry hint", async () => {
     const provider = new RemoteProvider(
       braveAdapter(KEY),
-      settings("brave", fake.url, { ratePerSecond: 1, burst: 1 }),
+      settings("brave", fake.url, { ratePerSecond: 0.1, burst: 1 }),
       undefined,
     );
     fake.on("/res/v1/web/search", { status: 200, body: fixture("brave-web.json") });
     await provider.search(QUERY, budget());
     const error = await rejection(provider.search(QUERY, budget(new AbortController().signal, Date.now() + 100)));
     assert.ok(error instanceof ResourceExhaustedError, String(error));
-    assert.match(error.message, /rate limited to 1\/s/);
+    assert.match(error.message, /rate limited to 0.1\/s/);
     assert.ok((error.retryAfterMs ?? 0) > 100);
     assert.equal(fake.requests.length, 1);
   });
@@ -416,6 +439,47 @@ describe("Lens-style image search publishes the query image at a URL the provide
       assert.deepEqual(new Uint8Array(await served.arrayBuffer()), image.data);
     });
   }
+
+  it("thumbnails are downloaded and inlined as small JPEGs; one that fails keeps only its URL", async () => {
+    fake.reset();
+    const body = fixture("serpapi-google-lens.json")
+      .replace("https://encrypted-tbn1.gstatic.example/images?q=tbn:orange-circle", `${fake.url}/thumbs/orange.png`)
+      .replace("https://encrypted-tbn2.gstatic.example/images?q=tbn:geometric", `${fake.url}/thumbs/missing.png`);
+    fake.on("/search.json", { status: 200, body });
+    const png = await sharp({ create: { width: 400, height: 300, channels: 3, background: "#ff8800" } })
+      .png()
+      .toBuffer();
+    fake.on("/thumbs/orange.png", { status: 200, body: new Uint8Array(png), headers: { "content-type": "image/png" } });
+    const provider = new RemoteProvider(serpapiAdapter(KEY), settings("serpapi", fake.url), publisher(), {
+      timeoutMs: 1_000,
+      maxBytes: 1024 * 1024,
+    });
+    const [first, second] = (await provider.searchImage(image, budget())).results;
+    assert.equal(first?.thumbnail?.mimeType, "image/jpeg");
+    assert.equal(first?.thumbnail?.width, 160);
+    assert.equal(first?.thumbnail?.height, 120);
+    assert.equal((await sharp(first?.thumbnail?.data).metadata()).format, "jpeg");
+    assert.equal(second?.thumbnail, undefined);
+    assert.equal(second?.thumbnailUrl, `${fake.url}/thumbs/missing.png`);
+  });
+
+  it("a thumbnail over the byte limit is not inlined", async () => {
+    fake.reset();
+    fake.on("/lens", {
+      status: 200,
+      body: JSON.stringify({
+        organic: [{ title: "big", link: "https://big.test", thumbnailUrl: `${fake.url}/thumbs/big.png` }],
+      }),
+    });
+    fake.on("/thumbs/big.png", { status: 200, body: new Uint8Array(5000), headers: { "content-type": "image/png" } });
+    const provider = new RemoteProvider(serperAdapter(KEY), settings("serper", fake.url), publisher(), {
+      timeoutMs: 1_000,
+      maxBytes: 4096,
+    });
+    const [only] = (await provider.searchImage(image, budget())).results;
+    assert.equal(only?.title, "big");
+    assert.equal(only?.thumbnail, undefined);
+  });
 
   it("the image host serves nothing it was not asked to publish", async () => {
     const response = await fetch(`http://127.0.0.1:${host.port}/images/${"0".repeat(64)}`);

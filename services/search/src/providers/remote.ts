@@ -1,6 +1,13 @@
 import type { z } from "zod";
-import { FailedPreconditionError, UnavailableError } from "../../../runtime/src/index.js";
-import { type JsonAnswer, ProviderHttpClient, type ProviderRequest } from "../provider-http.js";
+import { DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../../runtime/src/index.js";
+import { makeThumbnail } from "../local-image-index.js";
+import {
+  type HttpProviderSettings,
+  type JsonAnswer,
+  ProviderHttpClient,
+  type ProviderRequest,
+  readBodyCapped,
+} from "../provider-http.js";
 import type { CallBudget, ImageQuery, ProviderAnswer, ProviderResult, SearchProvider, TextQuery } from "../types.js";
 
 /**
@@ -46,6 +53,38 @@ export function plainText(value: string | undefined | null): string {
     .trim();
 }
 
+/** How remote thumbnails are inlined (image search); undefined = keep only their URLs. */
+export interface ThumbnailFetching {
+  timeoutMs: number;
+  maxBytes: number;
+}
+
+/**
+ * Downloads one thumbnail and re-encodes it as a small JPEG. A thumbnail that
+ * cannot be fetched or decoded is left out (its URL stays): the search itself
+ * succeeded, and the caller can still see where the picture was.
+ */
+async function inlineThumbnail(
+  result: ProviderResult,
+  fetching: ThumbnailFetching,
+  signal: AbortSignal,
+): Promise<ProviderResult> {
+  const url = result.thumbnailUrl;
+  if (!url || !/^https?:\/\//i.test(url)) return result;
+  try {
+    const response = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(fetching.timeoutMs)]) });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return result;
+    }
+    const bytes = await readBodyCapped(response, fetching.maxBytes);
+    if (bytes === undefined) return result;
+    return { ...result, thumbnail: await makeThumbnail(bytes) };
+  } catch {
+    return result;
+  }
+}
+
 export class RemoteProvider implements SearchProvider {
   readonly name: string;
   readonly textSearch = true;
@@ -54,8 +93,9 @@ export class RemoteProvider implements SearchProvider {
 
   constructor(
     private readonly adapter: RemoteAdapter,
-    http: ConstructorParameters<typeof ProviderHttpClient>[0],
+    http: HttpProviderSettings,
     private readonly publisher: ImagePublisher | undefined,
+    private readonly thumbnails?: ThumbnailFetching,
   ) {
     this.name = adapter.name;
     this.http = new ProviderHttpClient(http, adapter.quotaStatuses);
@@ -75,7 +115,15 @@ export class RemoteProvider implements SearchProvider {
       );
     const imageUrl = this.publisher.publish(query);
     const answer = await this.http.requestJson(imageRequest(imageUrl, query), budget);
-    return this.read(answer, imageResults, query.count);
+    const read = this.read(answer, imageResults, query.count);
+    const fetching = this.thumbnails;
+    if (!fetching) return read;
+    // Inlined here, so cached answers (and FROZEN replays) carry the pictures themselves.
+    const results = await Promise.all(read.results.map((result) => inlineThumbnail(result, fetching, budget.signal)));
+    // Thumbnails cut short by the caller's deadline must not be cached as if they did not exist.
+    if (budget.signal.aborted)
+      throw new DeadlineExceededError(`image search on ${this.name} ran past its deadline while fetching thumbnails`);
+    return { ...read, results };
   }
 
   private read(answer: JsonAnswer, parse: (body: unknown) => ProviderResult[], count: number): ProviderAnswer {
