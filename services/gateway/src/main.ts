@@ -9,17 +9,14 @@ import {
   eventsConfigShape,
   loadConfig,
   MetricsCallObserver,
-  onScrape,
-  poolSize,
   port,
   positiveInt,
-  queueDepth,
   recorderConfigShape,
   runMain,
   SpanCallObserver,
   startGrpcServer,
 } from "../../runtime/src/index.js";
-import { AdmissionController, type BackendName } from "./admission.js";
+import { AdmissionController } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
 import { ToolGateway } from "./gateway.js";
 import { ImageStore } from "./image-store.js";
@@ -85,13 +82,6 @@ runMain("toolplane-gateway", async () => {
       maxConcurrent: config.TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY,
       maxQueue: config.TOOLPLANE_GATEWAY_SEARCH_QUEUE,
     },
-  });
-  onScrape(() => {
-    for (const backend of ["image", "code", "search"] satisfies BackendName[]) {
-      const { running, queued } = admission.limiter(backend).stats;
-      queueDepth.set({ queue: `admission-${backend}` }, queued);
-      poolSize.set({ pool: `admission-${backend}`, state: "busy" }, running);
-    }
   });
   const gateway = new ToolGateway({
     backends,
