@@ -118,7 +118,7 @@ const stored = await invoke(client, client.putImage, { data: photo });
 const photoSha = stored.image?.sha256 ?? "";
 
 const latencies = new Map<string, number[]>();
-const errorsByClass: Record<string, number> = { MODEL: 0, INFRASTRUCTURE: 0 };
+const errorsByClass = { MODEL: 0, INFRASTRUCTURE: 0 };
 let completed = 0;
 let overloadedRetries = 0;
 
