@@ -5,7 +5,6 @@ import {
   type handleUnaryCall,
   type Metadata,
   Server,
-  ServerCredentials,
   type ServerUnaryCall,
   type ServiceDefinition,
   type UntypedServiceImplementation,
@@ -15,6 +14,7 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { toServiceError } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { loadSecurityConfig, type SecurityConfig, serverCredentials, serviceTokenInterceptor } from "./security.js";
 
 /** Largest message a service accepts or sends: images travel inline. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -35,6 +35,8 @@ export interface GrpcServerOptions {
   protoFiles: string[];
   logger: Logger;
   maxMessageBytes?: number;
+  /** Service token and mutual TLS; default: read from the environment (both off unless configured). */
+  security?: SecurityConfig;
 }
 
 export interface RunningServer {
@@ -67,9 +69,11 @@ export function protoRoot(): string {
  */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningServer> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const security = options.security ?? loadSecurityConfig();
   const server = new Server({
     "grpc.max_receive_message_length": maxBytes,
     "grpc.max_send_message_length": maxBytes,
+    interceptors: security.serviceToken ? [serviceTokenInterceptor(security.serviceToken)] : [],
   });
   for (const service of options.services)
     server.addService(service.definition, service.implementation as UntypedServiceImplementation);
@@ -84,14 +88,22 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   new ReflectionService(packageDefinition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (error, boundPort) =>
+    server.bindAsync(`${options.host}:${options.port}`, serverCredentials(security), (error, boundPort) =>
       error ? reject(error) : resolve(boundPort),
     );
   });
   for (const service of options.services) health.setStatus(service.name, "SERVING");
   health.setStatus("", "SERVING");
   const address = `${options.host}:${port}`;
-  options.logger.info({ address, services: options.services.map((s) => s.name) }, "grpc server listening");
+  options.logger.info(
+    {
+      address,
+      services: options.services.map((s) => s.name),
+      mutualTls: security.tls !== undefined,
+      serviceToken: security.serviceToken !== undefined,
+    },
+    "grpc server listening",
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs: number): Promise<void> => {

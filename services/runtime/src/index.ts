@@ -5,3 +5,4 @@ export * from "./grpc-client.js";
 export * from "./grpc-server.js";
 export * from "./lifecycle.js";
 export * from "./logger.js";
+export * from "./security.js";
