@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { credentials, makeGenericClientConstructor, type ServiceError, status } from "@grpc/grpc-js";
+import { credentials, Metadata, makeGenericClientConstructor, type ServiceError, status } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { GetMetadataRequest, ImageServiceClient } from "../../generated/toolplane/image/v1/image.js";
 import {
@@ -219,3 +219,56 @@ describe("mutual TLS", () => {
 
 // The class metadata key is part of the contract the Python client reads.
 assert.equal(ERROR_CLASS_KEY, "toolplane-error-class");
+
+describe("API keys with quotas", () => {
+  const key = "trainer-key-0123456789abcdef";
+  let service: SpawnedService;
+  before(async () => {
+    // 2 calls per second, 1 in flight: easy to exceed deliberately.
+    service = await spawnService("image", { TOOLPLANE_API_KEYS: `trainer:${key}:2:1` });
+  });
+  after(async () => {
+    await service.stop();
+  });
+
+  const call = (client: ImageServiceClient, apiKey?: string) => {
+    const metadata = new Metadata();
+    if (apiKey) metadata.set("authorization", `Bearer ${apiKey}`);
+    return invoke(client, client.getMetadata, GetMetadataRequest.fromPartial({ image: { data: Buffer.from("x") } }), {
+      metadata,
+    }).then(
+      () => undefined,
+      (error: unknown) => error as ToolplaneError,
+    );
+  };
+
+  it("rejects a caller without a key, or with an unknown one", async () => {
+    const client = createClient(ImageServiceClient, service.address, {});
+    assert.equal((await call(client))?.code, status.UNAUTHENTICATED);
+    assert.equal((await call(client, "unknown-key-0123456789abcdef"))?.code, status.UNAUTHENTICATED);
+    client.close();
+  });
+
+  it("admits a known key and throttles it past its rate with a retry hint", async () => {
+    const client = createClient(ImageServiceClient, service.address, {});
+    const outcomes: (ToolplaneError | undefined)[] = [];
+    for (let i = 0; i < 5; i++) outcomes.push(await call(client, key));
+    const throttled = outcomes.filter((outcome) => outcome?.code === status.RESOURCE_EXHAUSTED);
+    const admitted = outcomes.filter((outcome) => outcome?.code !== status.RESOURCE_EXHAUSTED);
+    assert.ok(admitted.length >= 2, "the first calls within the rate are admitted");
+    assert.ok(admitted.every((outcome) => outcome?.code !== status.UNAUTHENTICATED));
+    assert.ok(throttled.length >= 1, "calls beyond 2/s are throttled");
+    for (const outcome of throttled) {
+      assert.equal(outcome?.errorClass, "INFRASTRUCTURE");
+      assert.ok((outcome?.retryAfterMs ?? 0) > 0, "a throttled caller is told when to come back");
+      assert.match(outcome?.message ?? "", /client "trainer" is over its quota/);
+    }
+    client.close();
+  });
+
+  it("keeps health open", async () => {
+    const client = new HealthClient(service.address, credentials.createInsecure());
+    assert.equal(await checkHealth(client), "SERVING");
+    client.close();
+  });
+});

@@ -14,7 +14,7 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { toServiceError } from "./errors.js";
 import type { Logger } from "./logger.js";
-import { loadSecurityConfig, type SecurityConfig, serverCredentials, serviceTokenInterceptor } from "./security.js";
+import { loadSecurityConfig, type SecurityConfig, serverCredentials, serverInterceptors } from "./security.js";
 
 /** Largest message a service accepts or sends: images travel inline. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -73,7 +73,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   const server = new Server({
     "grpc.max_receive_message_length": maxBytes,
     "grpc.max_send_message_length": maxBytes,
-    interceptors: security.serviceToken ? [serviceTokenInterceptor(security.serviceToken)] : [],
+    interceptors: serverInterceptors(security),
   });
   for (const service of options.services)
     server.addService(service.definition, service.implementation as UntypedServiceImplementation);
@@ -101,6 +101,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
       services: options.services.map((s) => s.name),
       mutualTls: security.tls !== undefined,
       serviceToken: security.serviceToken !== undefined,
+      apiKeys: security.apiKeys?.map((key) => key.client) ?? [],
     },
     "grpc server listening",
   );
