@@ -5,7 +5,6 @@ import {
   type handleUnaryCall,
   type Metadata,
   Server,
-  ServerCredentials,
   type ServerUnaryCall,
   type ServiceDefinition,
   status,
@@ -26,6 +25,7 @@ import {
   metricsConfigShape,
   startMetricsServer,
 } from "./metrics.js";
+import { loadSecurityConfig, type SecurityConfig, serverCredentials, serverInterceptors } from "./security.js";
 
 /** Largest message a service accepts or sends: images travel inline. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -51,6 +51,8 @@ export interface GrpcServerOptions {
    * decides (unset = no endpoint), so every service gets the endpoint without wiring it in main.
    */
   metricsPort?: number;
+  /** Service token and mutual TLS; default: read from the environment (both off unless configured). */
+  security?: SecurityConfig;
 }
 
 export interface RunningServer {
@@ -85,9 +87,11 @@ export function protoRoot(): string {
  */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningServer> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const security = options.security ?? loadSecurityConfig();
   const server = new Server({
     "grpc.max_receive_message_length": maxBytes,
     "grpc.max_send_message_length": maxBytes,
+    interceptors: serverInterceptors(security),
   });
   for (const service of options.services)
     server.addService(service.definition, service.implementation as UntypedServiceImplementation);
@@ -102,7 +106,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   new ReflectionService(packageDefinition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (error, boundPort) =>
+    server.bindAsync(`${options.host}:${options.port}`, serverCredentials(security), (error, boundPort) =>
       error ? reject(error) : resolve(boundPort),
     );
   });
@@ -113,7 +117,16 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   const metricsPort = options.metricsPort ?? loadConfig(metricsConfigShape).TOOLPLANE_METRICS_PORT;
   const metrics =
     metricsPort === undefined ? undefined : await startMetricsServer(options.host, metricsPort, options.logger);
-  options.logger.info({ address, services: options.services.map((s) => s.name) }, "grpc server listening");
+  options.logger.info(
+    {
+      address,
+      services: options.services.map((s) => s.name),
+      mutualTls: security.tls !== undefined,
+      serviceToken: security.serviceToken !== undefined,
+      apiKeys: security.apiKeys?.map((key) => key.client) ?? [],
+    },
+    "grpc server listening",
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs: number): Promise<void> => {

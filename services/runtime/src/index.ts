@@ -8,4 +8,5 @@ export * from "./lifecycle.js";
 export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./recorder.js";
+export * from "./security.js";
 export * from "./telemetry.js";
