@@ -6,8 +6,8 @@ import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
 import {
   ExecuteRequest,
   ImageDelivery,
-  type ToolResult,
   ToolGatewayClient,
+  type ToolResult,
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import { CALLS_STREAM } from "../../services/runtime/src/events.js";
 import { createClient, invoke, ToolplaneError } from "../../services/runtime/src/index.js";
@@ -41,9 +41,8 @@ function rssMb(pid: number | undefined): number {
 
 const nats: SpawnedNats = await spawnNats();
 const services: Record<string, SpawnedService> = {};
-for (const name of ["image", "code", "search"]) services[name] = await spawnService(name, { TOOLPLANE_LOG_LEVEL: "warn" });
+for (const name of ["image", "code", "search"]) services[name] = await spawnService(name);
 const gateway = await spawnService("gateway", {
-  TOOLPLANE_LOG_LEVEL: "warn",
   TOOLPLANE_NATS_URL: nats.url,
   TOOLPLANE_IMAGE_ADDR: services.image?.address ?? "",
   TOOLPLANE_CODE_ADDR: services.code?.address ?? "",
@@ -152,7 +151,10 @@ const report = {
   overloaded_retries: overloaded,
   events: { expected: expectedEvents, stored, lost: expectedEvents - stored },
   rss_mb: Object.fromEntries(
-    Object.keys(rssStart).map((name) => [name, { start: Number(rssStart[name]?.toFixed(1)), end: Number(rssEnd[name]?.toFixed(1)) }]),
+    Object.keys(rssStart).map((name) => [
+      name,
+      { start: Number(rssStart[name]?.toFixed(1)), end: Number(rssEnd[name]?.toFixed(1)) },
+    ]),
   ),
 };
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -89,10 +89,8 @@ function treeRssKb(rootPid: number): number {
 }
 
 const services: Record<string, SpawnedService> = {};
-for (const name of ["image", "code", "search"])
-  services[name] = await spawnService(name, { TOOLPLANE_LOG_LEVEL: "warn" });
+for (const name of ["image", "code", "search"]) services[name] = await spawnService(name);
 services.gateway = await spawnService("gateway", {
-  TOOLPLANE_LOG_LEVEL: "warn",
   TOOLPLANE_IMAGE_ADDR: services.image?.address ?? "",
   TOOLPLANE_CODE_ADDR: services.code?.address ?? "",
   TOOLPLANE_SEARCH_ADDR: services.search?.address ?? "",
