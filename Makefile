@@ -4,7 +4,7 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python run bench soak helm-check clean
+.PHONY: install gen build lint typecheck test test-node test-python python-client run bench soak helm-check clean
 
 node_modules/.install-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -38,8 +38,13 @@ test: lint build test-node test-python
 test-node: build
 	$(NODE_TEST) $$(find dist -name '*.test.js' | sort)
 
-test-python: build
+# The Python client's protobuf modules, generated from proto/ with protoc (clients/python/generate.py).
+python-client:
+	/usr/bin/python3 clients/python/generate.py
+
+test-python: build python-client
 	/usr/bin/python3 -m pytest -q test/python
+	cd clients/python && /usr/bin/python3 -m pytest -q tests
 
 clean:
 	rm -rf dist generated node_modules/.install-stamp
