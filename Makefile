@@ -4,7 +4,7 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python python-client run bench soak helm-check clean
+.PHONY: install gen build lint typecheck test test-node test-python run bench soak helm-check clean
 
 node_modules/.install-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
