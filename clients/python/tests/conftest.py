@@ -182,3 +182,46 @@ def system():
     running = System()
     yield running
     running.stop()
+
+
+class Service:
+    """One toolplane service process (node dist/services/<name>/src/main.js) on a loopback port."""
+
+    def __init__(self, name: str, port: int, env: Dict[str, str]) -> None:
+        self.name = name
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self.log: List[str] = []
+        self.process = subprocess.Popen(
+            ["node", str(ROOT / f"dist/services/{name}/src/main.js")],
+            env=dict(os.environ, TOOLPLANE_GRPC_PORT=str(port), **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{name} exited early:\n" + "".join(self.log))
+            self.log.append(line)
+            if '"grpc server listening"' in line:
+                break
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"{name} did not start in 60 s:\n" + "".join(self.log))
+        threading.Thread(target=lambda: self.log.extend(self.process.stdout), daemon=True).start()
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies the way a crashed sandbox host does, with no graceful shutdown."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -113,7 +113,8 @@ def test_overload_is_retried_after_the_servers_hint_then_succeeds(fake_gateway, 
     fake_gateway.script(
         "Execute",
         abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full", "INFRASTRUCTURE", retry_after_ms=120),
-        abort(grpc.StatusCode.UNAVAILABLE, "code service restarting", "INFRASTRUCTURE"),
+        # No toolplane metadata: the gateway itself was not reached, so the call did not run.
+        abort(grpc.StatusCode.UNAVAILABLE, "connection refused", None),
         Reply(ok_execute("42")),
     )
     with ToolplaneClient(fake_gateway.target, retry=FAST_RETRY, timeout=10) as client:
@@ -126,6 +127,38 @@ def test_overload_is_retried_after_the_servers_hint_then_succeeds(fake_gateway, 
     assert len(sleeps) == 2
     assert sleeps[0] >= 0.12, "retry-after hint not honoured"
     assert sleeps[1] <= FAST_RETRY.max_backoff * (1 + FAST_RETRY.jitter)
+
+
+def test_backend_outage_behind_the_gateway_is_not_retried_for_stateful_calls(fake_gateway, sleeps):
+    """The gateway answered UNAVAILABLE: its code service failed, maybe mid-cell, maybe losing the kernel."""
+    outage = abort(grpc.StatusCode.UNAVAILABLE, "code service unreachable", "INFRASTRUCTURE")
+    for method in ("Execute", "Step", "ExecuteBatch", "ListTools"):
+        fake_gateway.script(method, outage)
+    with ToolplaneClient(fake_gateway.target, retry=FAST_RETRY, timeout=10) as client:
+        for call in (
+            lambda: client.execute("s1", "python", {"code": "x += 1"}),
+            lambda: client.step("s1", "<code>...</code>"),
+            lambda: client.execute_batch([Call("s1", "python", {"code": "x += 1"})]),
+        ):
+            with pytest.raises(Unavailable) as raised:
+                call()
+            assert raised.value.attempts == 1 and raised.value.from_server
+        # A stateless call is safe to repeat.
+        with pytest.raises(Unavailable) as stateless:
+            client.list_tools()
+    assert stateless.value.attempts == FAST_RETRY.max_attempts
+    assert [len(fake_gateway.calls(m)) for m in ("Execute", "Step", "ExecuteBatch")] == [1, 1, 1]
+
+
+def test_backend_outage_with_a_retry_hint_is_retried(fake_gateway, sleeps):
+    fake_gateway.script(
+        "Step",
+        abort(grpc.StatusCode.UNAVAILABLE, "sandbox pool warming up", "INFRASTRUCTURE", retry_after_ms=30),
+        Reply(gateway_pb2.StepResponse(outcome=gateway_pb2.STEP_OUTCOME_NO_CALL)),
+    )
+    with ToolplaneClient(fake_gateway.target, retry=FAST_RETRY, timeout=10) as client:
+        assert client.step("s1", "thinking").status is Status.OK
+    assert len(fake_gateway.calls("Step")) == 2 and sleeps[0] >= 0.03
 
 
 def test_retries_stop_after_max_attempts_with_the_last_error(fake_gateway, sleeps):

@@ -49,5 +49,6 @@ __all__ = [
     "ToolImage",
     "ToolResult",
     "ToolplaneClient",
+    "ToolplaneError",
     "Unavailable",
 ]

@@ -62,9 +62,19 @@ class RetryPolicy:
         jittered = base * (1 + self.jitter * (2 * uniform() - 1))
         return max(jittered, retry_after or 0.0)
 
-    def next_delay(self, error: ToolplaneError, attempt: int, remaining: Optional[float]) -> Optional[float]:
-        """Seconds to wait before retrying, or None when the error must be raised now."""
+    def next_delay(
+        self, error: ToolplaneError, attempt: int, remaining: Optional[float], stateful: bool = False
+    ) -> Optional[float]:
+        """Seconds to wait before retrying, or None when the error must be raised now.
+
+        A stateful call (Execute, ExecuteBatch, Step) that the server answered with
+        UNAVAILABLE and no retry-after hint is not retried: the backend behind the
+        gateway failed, possibly mid-call or losing the trajectory's kernel, and a
+        silent retry would run the model's next cell against lost state.
+        """
         if not error.retryable or attempt >= self.max_attempts:
+            return None
+        if stateful and error.code == "UNAVAILABLE" and error.from_server and error.retry_after is None:
             return None
         delay = self.backoff(attempt, error.retry_after)
         if remaining is not None and delay >= remaining:

@@ -24,7 +24,7 @@ from ._core import (
 from ._proto import GATEWAY_SERVICE, gateway_pb2
 from ._stub import GenericStub
 from .client import Arguments
-from .errors import NotFound, ToolplaneError, from_rpc_error
+from .errors import ToolplaneError, from_rpc_error
 from .images import ToolImage, to_image_bytes
 from .results import StepResult, Tool, ToolResult
 
@@ -69,6 +69,7 @@ class AsyncToolplaneClient:
         request: Any,
         timeout: Optional[float],
         check: Optional[Callable[[Any], Optional[ToolplaneError]]] = None,
+        stateful: bool = False,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -91,7 +92,7 @@ class AsyncToolplaneClient:
                     return response
             error.attempts = attempt
             remaining = None if deadline is None else deadline - time.monotonic()
-            delay = self.retry.next_delay(error, attempt, remaining)
+            delay = self.retry.next_delay(error, attempt, remaining, stateful)
             if delay is None:
                 raise error
             last = error
@@ -152,14 +153,14 @@ class AsyncToolplaneClient:
         call = Call(session_id, name, arguments, call_id, tool_timeout, step)
         request = execute_request(call, image_delivery or self.image_delivery)
         check = infrastructure_error_in if raise_infrastructure else None
-        return ToolResult.from_proto((await self._invoke("Execute", request, timeout, check)).result)
+        return ToolResult.from_proto((await self._invoke("Execute", request, timeout, check, stateful=True)).result)
 
     async def execute_batch(
         self, calls: Iterable[Call], *, image_delivery: Optional[str] = None, timeout: Optional[float] = None
     ) -> List[ToolResult]:
         delivery = image_delivery or self.image_delivery
         request = gateway_pb2.ExecuteBatchRequest(calls=[execute_request(call, delivery) for call in calls])
-        response = await self._invoke("ExecuteBatch", request, timeout)
+        response = await self._invoke("ExecuteBatch", request, timeout, stateful=True)
         return [ToolResult.from_proto(result) for result in response.results]
 
     async def step(
@@ -176,7 +177,7 @@ class AsyncToolplaneClient:
     ) -> StepResult:
         request = step_request(session_id, text, format, image_delivery or self.image_delivery, tool_timeout, step)
         check = infrastructure_error_in if raise_infrastructure else None
-        return StepResult.from_proto(await self._invoke("Step", request, timeout, check))
+        return StepResult.from_proto(await self._invoke("Step", request, timeout, check, stateful=True))
 
 
 class AsyncSession:
@@ -213,12 +214,14 @@ class AsyncSession:
     async def __aenter__(self) -> "AsyncSession":
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc_info: object) -> None:
         try:
             await self.close()
-        except NotFound:
-            # Already gone (idle timeout or CloseRollout): nothing left to release.
-            pass
+        except ToolplaneError as error:
+            # NOT_FOUND: already gone (idle timeout or CloseRollout), nothing left to release.
+            # And a failed close never hides the exception that ended the block.
+            if exc_type is None and error.code != "NOT_FOUND":
+                raise
 
 
 class _SessionOpener:

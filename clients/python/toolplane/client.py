@@ -21,7 +21,7 @@ from ._core import (
 )
 from ._proto import GATEWAY_SERVICE, gateway_pb2
 from ._stub import GenericStub
-from .errors import NotFound, ToolplaneError, from_rpc_error
+from .errors import ToolplaneError, from_rpc_error
 from .images import ToolImage, to_image_bytes
 from .results import StepResult, Tool, ToolResult
 
@@ -74,6 +74,7 @@ class ToolplaneClient:
         request: Any,
         timeout: Optional[float],
         check: Optional[Callable[[Any], Optional[ToolplaneError]]] = None,
+        stateful: bool = False,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -96,7 +97,7 @@ class ToolplaneClient:
                     return response
             error.attempts = attempt
             remaining = None if deadline is None else deadline - time.monotonic()
-            delay = self.retry.next_delay(error, attempt, remaining)
+            delay = self.retry.next_delay(error, attempt, remaining, stateful)
             if delay is None:
                 raise error
             last = error
@@ -161,7 +162,7 @@ class ToolplaneClient:
         call = Call(session_id, name, arguments, call_id, tool_timeout, step)
         request = execute_request(call, image_delivery or self.image_delivery)
         check = infrastructure_error_in if raise_infrastructure else None
-        return ToolResult.from_proto(self._invoke("Execute", request, timeout, check).result)
+        return ToolResult.from_proto(self._invoke("Execute", request, timeout, check, stateful=True).result)
 
     def execute_batch(
         self, calls: Iterable[Call], *, image_delivery: Optional[str] = None, timeout: Optional[float] = None
@@ -169,7 +170,8 @@ class ToolplaneClient:
         """Runs the calls concurrently on the gateway; one result per call, in order, each with its own status."""
         delivery = image_delivery or self.image_delivery
         request = gateway_pb2.ExecuteBatchRequest(calls=[execute_request(call, delivery) for call in calls])
-        return [ToolResult.from_proto(result) for result in self._invoke("ExecuteBatch", request, timeout).results]
+        response = self._invoke("ExecuteBatch", request, timeout, stateful=True)
+        return [ToolResult.from_proto(result) for result in response.results]
 
     def step(
         self,
@@ -187,7 +189,7 @@ class ToolplaneClient:
         and returns the observation to append."""
         request = step_request(session_id, text, format, image_delivery or self.image_delivery, tool_timeout, step)
         check = infrastructure_error_in if raise_infrastructure else None
-        return StepResult.from_proto(self._invoke("Step", request, timeout, check))
+        return StepResult.from_proto(self._invoke("Step", request, timeout, check, stateful=True))
 
 
 class Session:
@@ -224,9 +226,11 @@ class Session:
     def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
         try:
             self.close()
-        except NotFound:
-            # Already gone (idle timeout or CloseRollout): nothing left to release.
-            pass
+        except ToolplaneError as error:
+            # NOT_FOUND: already gone (idle timeout or CloseRollout), nothing left to release.
+            # And a failed close never hides the exception that ended the block.
+            if exc_type is None and error.code != "NOT_FOUND":
+                raise

@@ -50,6 +50,7 @@ class ToolplaneError(Exception):
         retry_after: Optional[float] = None,
         attempts: int = 1,
         server_allows_retry: bool = True,
+        from_server: bool = True,
     ) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.message = message
@@ -57,6 +58,8 @@ class ToolplaneError(Exception):
         self.retry_after = retry_after
         self.attempts = attempts
         self._server_allows_retry = server_allows_retry
+        # False when no toolplane server answered (connection refused, client deadline): the call never ran.
+        self.from_server = from_server
 
     @property
     def retryable(self) -> bool:
@@ -114,13 +117,21 @@ def make_error(
     retry_after: Optional[float] = None,
     attempts: int = 1,
     server_allows_retry: bool = True,
+    from_server: bool = True,
 ) -> ToolplaneError:
     """The most specific exception for an error class and status name."""
     if error_class == MODEL:
         cls = _MODEL_BY_CODE.get(code, ModelError)
     else:
         cls = _INFRASTRUCTURE_BY_CODE.get(code, InfrastructureError)
-    return cls(message, code=code, retry_after=retry_after, attempts=attempts, server_allows_retry=server_allows_retry)
+    return cls(
+        message,
+        code=code,
+        retry_after=retry_after,
+        attempts=attempts,
+        server_allows_retry=server_allows_retry,
+        from_server=from_server,
+    )
 
 
 def _metadata_value(metadata: Optional[Iterable[Tuple[str, object]]], key: str) -> Optional[str]:
@@ -148,4 +159,4 @@ def from_rpc_error(
     declared = _metadata_value(trailing_metadata, ERROR_CLASS_KEY)
     error_class = MODEL if declared == MODEL else INFRASTRUCTURE
     retry_after = parse_retry_after(_metadata_value(trailing_metadata, RETRY_AFTER_KEY))
-    return make_error(error_class, code.name, details or "", retry_after)
+    return make_error(error_class, code.name, details or "", retry_after, from_server=declared is not None)

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ._core import DEFAULT_TARGET, RetryPolicy
 from .aio import AsyncToolplaneClient
 from .client import ToolplaneClient
-from .errors import NotFound
+from .errors import ToolplaneError
 from .results import Status, ToolResult
 
 try:  # verl is optional: use its types when it is there.
@@ -233,8 +233,10 @@ class ToolplaneTool(_VerlBaseTool or object):  # type: ignore[misc]
         if last_user and not self.keep_session_on_release:
             try:
                 await self._client().close_session(instance.session_id)
-            except NotFound:
-                pass  # Already closed by idle TTL or close_rollout.
+            except ToolplaneError as error:
+                if error.code != "NOT_FOUND":
+                    raise
+                # Already closed by the idle TTL or close_rollout.
 
 
 def _metrics(result: ToolResult) -> Dict[str, Any]:
