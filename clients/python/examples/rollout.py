@@ -35,7 +35,8 @@ SYSTEM_PROMPT = "Think step by step. Use <code> to run Python on image_1, <tool_
 # One DeepEyesV2 trajectory: crop and show, reuse the kernel's state, search, answer.
 SCRIPTED_TURNS = [
     "<think>The label is small; crop the top-left quarter and look.</think>\n"
-    "<code>\n```python\nimport matplotlib.pyplot as plt\nw, h = image_1.size\ncrop = image_1.crop((0, 0, w // 2, h // 2))\n"
+    "<code>\n```python\nimport matplotlib.pyplot as plt\n"
+    "w, h = image_1.size\ncrop = image_1.crop((0, 0, w // 2, h // 2))\n"
     "plt.imshow(crop)\nplt.axis('off')\nplt.show()\n```\n</code>",
     "<think>Check the crop's size from the previous cell.</think>\n"
     "<code>\n```python\nprint('crop size', crop.size)\n```\n</code>",

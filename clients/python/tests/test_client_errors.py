@@ -35,7 +35,11 @@ def ok_execute(text: str = "done") -> gateway_pb2.ExecuteResponse:
 
 def inband(error_class: int, code: str, *, retryable: bool = False, retry_after_ms: int = 0):
     error = common_pb2.ToolError(
-        error_class=error_class, code=code, message=f"{code} in band", retryable=retryable, retry_after_ms=retry_after_ms
+        error_class=error_class,
+        code=code,
+        message=f"{code} in band",
+        retryable=retryable,
+        retry_after_ms=retry_after_ms,
     )
     return gateway_pb2.ExecuteResponse(result=gateway_pb2.ToolResult(call_id="c1", text="observation", error=error))
 
@@ -344,3 +348,16 @@ def test_session_exit_tolerates_an_already_closed_session(fake_gateway):
         with client.session() as session:
             assert session.session_id == "gone"
     assert len(fake_gateway.calls("CloseSession")) == 1
+
+
+def test_a_failed_close_never_hides_the_error_that_ended_the_block(fake_gateway):
+    fake_gateway.script("CreateSession", Reply(gateway_pb2.CreateSessionResponse(session_id="s")))
+    fake_gateway.script("CloseSession", abort(grpc.StatusCode.INTERNAL, "close failed", "INFRASTRUCTURE"))
+    with ToolplaneClient(fake_gateway.target, timeout=10, retry=NO_RETRY) as client:
+        with pytest.raises(KeyError, match="from the body"):
+            with client.session():
+                raise KeyError("from the body")
+        # Without an error in the body, the failed close is reported.
+        with pytest.raises(InfrastructureError, match="close failed"):
+            with client.session():
+                pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import os
 import re
@@ -274,8 +273,9 @@ def test_verl_tools_share_a_trajectory_session(system, picture):
 
 
 def test_rollout_example_runs_trajectories_to_their_answer(system):
+    example = CLIENT_DIR / "examples" / "rollout.py"
     completed = subprocess.run(
-        [sys.executable, str(CLIENT_DIR / "examples" / "rollout.py"), "--gateway", system.gateway, "--trajectories", "3"],
+        [sys.executable, str(example), "--gateway", system.gateway, "--trajectories", "3"],
         capture_output=True,
         text=True,
         timeout=300,

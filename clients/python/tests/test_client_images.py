@@ -44,7 +44,13 @@ def test_modes_png_cannot_store_are_converted(mode, expected_mode):
 
 @pytest.mark.parametrize(
     ("fmt", "mime_type"),
-    [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("GIF", "image/gif"), ("TIFF", "image/tiff")],
+    [
+        ("JPEG", "image/jpeg"),
+        ("PNG", "image/png"),
+        ("WEBP", "image/webp"),
+        ("GIF", "image/gif"),
+        ("TIFF", "image/tiff"),
+    ],
 )
 def test_encoded_bytes_the_server_reads_are_sent_unchanged(picture, fmt, mime_type):
     original = encoded(picture, fmt)

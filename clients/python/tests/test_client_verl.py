@@ -42,12 +42,17 @@ def result(text: str, *, error_class: int = 0, images=()) -> gateway_pb2.Execute
 
 @pytest.fixture
 def scripted(fake_gateway):
-    counter = iter(range(1, 100))
-    fake_gateway.script("CreateSession", *(Reply(gateway_pb2.CreateSessionResponse(session_id=f"s{next(counter)}")) for _ in range(5)))
+    fake_gateway.script(
+        "CreateSession", *(Reply(gateway_pb2.CreateSessionResponse(session_id=f"s{n}")) for n in range(1, 6))
+    )
     fake_gateway.script("CloseSession", Reply(gateway_pb2.CloseSessionResponse()))
     fake_gateway.script(
         "ListTools",
-        Reply(gateway_pb2.ListToolsResponse(tools=[gateway_pb2.ToolSchema(name="execute_python", openai_schema_json=json.dumps(SCHEMA))])),
+        Reply(
+            gateway_pb2.ListToolsResponse(
+                tools=[gateway_pb2.ToolSchema(name="execute_python", openai_schema_json=json.dumps(SCHEMA))]
+            )
+        ),
     )
     return fake_gateway
 
@@ -95,7 +100,10 @@ def test_lifecycle_returns_text_images_reward_and_metrics(scripted):
     created = scripted.calls("CreateSession")[0]
     assert created.rollout_id == "r" and len(created.images) == 1
     executed = scripted.calls("Execute")
-    assert [(c.session_id, c.call.name, c.step) for c in executed] == [("s1", "execute_python", 1), ("s1", "execute_python", 2)]
+    assert [(c.session_id, c.call.name, c.step) for c in executed] == [
+        ("s1", "execute_python", 1),
+        ("s1", "execute_python", 2),
+    ]
     assert json.loads(executed[0].call.arguments_json) == {"code": "plt.show()"}
     assert [c.session_id for c in scripted.calls("CloseSession")] == ["s1"]
 
@@ -167,7 +175,12 @@ def test_tool_config_lists_the_gateway_tools_for_a_verl_yaml(scripted):
         "tools": [
             {
                 "class_name": "toolplane.verl.ToolplaneTool",
-                "config": {"type": "native", "address": scripted.target, "tool_name": "execute_python", "tool_timeout": 30},
+                "config": {
+                    "type": "native",
+                    "address": scripted.target,
+                    "tool_name": "execute_python",
+                    "tool_timeout": 30,
+                },
                 "tool_schema": SCHEMA,
             }
         ]

@@ -56,7 +56,9 @@ class RetryPolicy:
         if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
             raise ValueError("backoffs must satisfy 0 <= initial_backoff <= max_backoff")
 
-    def backoff(self, attempt: int, retry_after: Optional[float], uniform: Callable[[], float] = random.random) -> float:
+    def backoff(
+        self, attempt: int, retry_after: Optional[float], uniform: Callable[[], float] = random.random
+    ) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
         jittered = base * (1 + self.jitter * (2 * uniform() - 1))
@@ -139,7 +141,9 @@ class Call:
 def execute_request(call: Call, delivery: str) -> Any:
     return gateway_pb2.ExecuteRequest(
         session_id=call.session_id,
-        call=gateway_pb2.ToolCall(call_id=call.call_id, name=call.name, arguments_json=encode_arguments(call.arguments)),
+        call=gateway_pb2.ToolCall(
+            call_id=call.call_id, name=call.name, arguments_json=encode_arguments(call.arguments)
+        ),
         timeout_ms=milliseconds(call.tool_timeout, "tool_timeout"),
         image_delivery=image_delivery(delivery),
         step=call.step,

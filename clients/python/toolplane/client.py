@@ -213,7 +213,9 @@ class Session:
         options.setdefault("format", self.format)
         return self.client.step(self.session_id, text, step=self._next_turn(step), **options)
 
-    def execute(self, name: str, arguments: Arguments = None, *, step: Optional[int] = None, **options: Any) -> ToolResult:
+    def execute(
+        self, name: str, arguments: Arguments = None, *, step: Optional[int] = None, **options: Any
+    ) -> ToolResult:
         return self.client.execute(self.session_id, name, arguments, step=self._next_turn(step), **options)
 
     def call(self, name: str, arguments: Arguments = None, **options: Any) -> Call:

@@ -63,7 +63,7 @@ class ToolplaneError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """True when the same call may succeed later: an INFRASTRUCTURE refusal or outage the server did not mark final."""
+        """True when the same call may succeed later: an INFRASTRUCTURE refusal or outage not marked final."""
         return self._server_allows_retry and self.error_class == INFRASTRUCTURE and self.code in RETRYABLE_CODES
 
     def __repr__(self) -> str:
