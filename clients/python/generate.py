@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generates the protobuf message modules of the toolplane client from proto/.
 
-Runs `protoc --python_out` (Debian's protobuf-compiler, or grpcio-tools' bundled
-protoc when no protoc is on PATH) into toolplane/_generated/. Only messages are
+Runs `protoc --python_out` (grpcio-tools' bundled protoc when installed, else
+the protoc on PATH, e.g. Debian's protobuf-compiler) into toolplane/_generated/. Only messages are
 generated: the service stubs are built at import time from the service
 descriptors (toolplane/_stub.py), so no grpc codegen plugin is needed and the
 output works with grpcio 1.51 + protobuf 3.21 as well as current releases.
@@ -28,13 +28,15 @@ GENERATED_IMPORT = re.compile(r"^from toolplane\.", re.MULTILINE)
 
 
 def protoc_command() -> list[str]:
-    protoc = shutil.which("protoc")
-    if protoc:
-        return [protoc]
+    # grpcio-tools bundles a protoc that matches the protobuf runtime it was installed with, so it
+    # is preferred; Debian's protoc matches Debian's python3-protobuf.
     try:
         import grpc_tools.protoc  # noqa: F401
     except ImportError:
-        sys.exit("generate.py: neither `protoc` (Debian: protobuf-compiler) nor grpcio-tools is installed")
+        protoc = shutil.which("protoc")
+        if protoc is None:
+            sys.exit("generate.py: neither grpcio-tools nor `protoc` (Debian: protobuf-compiler) is installed")
+        return [protoc]
     return [sys.executable, "-m", "grpc_tools.protoc"]
 
 
