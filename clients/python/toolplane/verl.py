@@ -58,6 +58,9 @@ class ToolResponse:
 def _tool_response(text: str, images: List[Any]) -> Any:
     if _VerlToolResponse is not None:
         return _VerlToolResponse(text=text, image=images or None)
+    if _VerlBaseTool is not None:
+        # verl releases before ToolResponse took a dict with the same keys.
+        return {"text": text, "image": images or None}
     return ToolResponse(text=text, image=images or None)
 
 
