@@ -64,10 +64,18 @@ class FakeGateway:
     def __init__(self) -> None:
         self.scripts: Dict[str, List[Reply]] = {}
         self.requests: Dict[str, List[Any]] = {}
+        # Connect handler: (request_iterator, context) -> iterator of GatewayMessage; set by a test.
+        self.connect: Optional[Callable[[Any, grpc.ServicerContext], Any]] = None
+        self.connect_streams = 0
         self._lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         descriptor = gateway_pb2.DESCRIPTOR.services_by_name["ToolGateway"]
         handlers = {}
+        handlers["Connect"] = grpc.stream_stream_rpc_method_handler(
+            self._connect,
+            request_deserializer=gateway_pb2.WorkerMessage.FromString,
+            response_serializer=gateway_pb2.GatewayMessage.SerializeToString,
+        )
         for method in descriptor.methods:
             if method.client_streaming or method.server_streaming:
                 continue
@@ -106,6 +114,13 @@ class FakeGateway:
             return reply.response
 
         return handle
+
+    def _connect(self, requests: Any, context: grpc.ServicerContext) -> Any:
+        with self._lock:
+            self.connect_streams += 1
+        if self.connect is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "Connect not scripted")
+        yield from self.connect(requests, context)
 
     def start(self) -> "FakeGateway":
         self._server.start()

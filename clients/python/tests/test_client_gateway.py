@@ -132,6 +132,33 @@ def test_async_trajectories_run_concurrently_and_images_can_travel_by_reference(
     assert fetched.to_pil().size == (fetched.width, fetched.height)
 
 
+def test_trajectories_multiplexed_on_one_connect_stream(system, picture):
+    async def trajectory(client: AsyncToolplaneClient, stream, index: int):
+        async with client.session([picture]) as session:
+            first = await stream.step(session.session_id, code_turn(f"k = {index} * 10"), step=1)
+            second = await stream.step(session.session_id, code_turn("print('k =', k)"), step=2)
+            batch = await stream.execute_batch(
+                [session.call("code", {"code": "print(k + 1)"}), session.call("code", {"code": "k / 0"})]
+            )
+            return first, second, batch
+
+    async def scenario():
+        async with AsyncToolplaneClient(system.gateway, timeout=120) as client:
+            async with client.stream() as stream:
+                runs = await asyncio.gather(*(trajectory(client, stream, index) for index in range(4)))
+                with pytest.raises(InfrastructureError) as unknown:
+                    await stream.step("no-such-session", "<answer>x</answer>")
+            return runs, unknown.value
+
+    runs, unknown = asyncio.run(scenario())
+    for index, (first, second, batch) in enumerate(runs):
+        assert first.status is Status.OK
+        assert f"k = {index * 10}" in second.observation
+        assert [result.status for result in batch] == [Status.OK, Status.MODEL_ERROR]
+        assert str(index * 10 + 1) in batch[0].text and "ZeroDivisionError" in batch[1].text
+    assert "no-such-session" in unknown.message
+
+
 def test_stored_images_are_addressed_by_sha256_and_usable_as_inputs(client, picture):
     stored = client.put_image(picture)
     png = client.get_image(stored.sha256)

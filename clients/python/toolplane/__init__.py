@@ -23,6 +23,7 @@ from .errors import (
 )
 from .images import ImageRef, ToolImage
 from .results import ErrorInfo, Outcome, Status, StepResult, Timing, Tool, ToolResult
+from .stream import WorkerStream
 
 __all__ = [
     "INFRASTRUCTURE",
@@ -51,4 +52,5 @@ __all__ = [
     "ToolplaneClient",
     "ToolplaneError",
     "Unavailable",
+    "WorkerStream",
 ]

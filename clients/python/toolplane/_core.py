@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Union
 
 from .errors import DeadlineExceeded, ToolplaneError
 from .images import to_proto_image
@@ -188,3 +190,37 @@ def infrastructure_error_in(response: Any) -> Optional[ToolplaneError]:
             if info.error_class != "MODEL":
                 return info.to_exception()
     return None
+
+
+async def with_retries(
+    method: str,
+    attempt: Callable[[Optional[float]], Awaitable[Any]],
+    retry: RetryPolicy,
+    timeout: Optional[float],
+    check: Optional[Callable[[Any], Optional[ToolplaneError]]],
+    stateful: bool,
+) -> Any:
+    """Runs attempt(remaining_seconds) until it succeeds, or fails in a way the policy does not retry."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    attempts = 0
+    last: Optional[ToolplaneError] = None
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise deadline_error(method, timeout, attempts, last) from last
+        attempts += 1
+        try:
+            response = await attempt(remaining)
+        except ToolplaneError as failure:
+            error = failure
+        else:
+            error = check(response) if check is not None else None
+            if error is None:
+                return response
+        error.attempts = attempts
+        remaining = None if deadline is None else deadline - time.monotonic()
+        delay = retry.next_delay(error, attempts, remaining, stateful)
+        if delay is None:
+            raise error
+        last = error
+        await asyncio.sleep(delay)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, Callable, Generator, Iterable, List, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -16,10 +14,10 @@ from ._core import (
     Call,
     RetryPolicy,
     create_session_request,
-    deadline_error,
     execute_request,
     infrastructure_error_in,
     step_request,
+    with_retries,
 )
 from ._proto import GATEWAY_SERVICE, gateway_pb2
 from ._stub import GenericStub
@@ -27,6 +25,7 @@ from .client import Arguments
 from .errors import ToolplaneError, from_rpc_error
 from .images import ToolImage, to_image_bytes
 from .results import StepResult, Tool, ToolResult
+from .stream import WorkerStream
 
 
 class AsyncToolplaneClient:
@@ -71,32 +70,17 @@ class AsyncToolplaneClient:
         check: Optional[Callable[[Any], Optional[ToolplaneError]]] = None,
         stateful: bool = False,
     ) -> Any:
-        timeout = self.timeout if timeout is None else timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
         rpc = getattr(self._stub, method)
-        attempt = 0
-        last: Optional[ToolplaneError] = None
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise deadline_error(method, timeout, attempt, last) from last
-            attempt += 1
+
+        async def attempt(remaining: Optional[float]) -> Any:
             try:
-                response = await rpc(request, timeout=remaining, metadata=self._metadata)
+                return await rpc(request, timeout=remaining, metadata=self._metadata)
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error.code(), rpc_error.details(), rpc_error.trailing_metadata())
-                error.__cause__ = rpc_error
-            else:
-                error = check(response) if check is not None else None
-                if error is None:
-                    return response
-            error.attempts = attempt
-            remaining = None if deadline is None else deadline - time.monotonic()
-            delay = self.retry.next_delay(error, attempt, remaining, stateful)
-            if delay is None:
-                raise error
-            last = error
-            await asyncio.sleep(delay)
+                raise error from rpc_error
+
+        timeout = self.timeout if timeout is None else timeout
+        return await with_retries(method, attempt, self.retry, timeout, check, stateful)
 
     async def list_tools(self, names: Iterable[str] = (), *, timeout: Optional[float] = None) -> List[Tool]:
         response = await self._invoke("ListTools", gateway_pb2.ListToolsRequest(names=list(names)), timeout)
@@ -116,6 +100,10 @@ class AsyncToolplaneClient:
         request = create_session_request(images, rollout_id, trajectory_id, idle_ttl)
         response = await self._invoke("CreateSession", request, timeout)
         return AsyncSession(self, response.session_id, list(response.image_sha256), format)
+
+    def stream(self) -> "WorkerStream":
+        """One long-lived Connect stream carrying many Execute/ExecuteBatch/Step requests (see toolplane.stream)."""
+        return WorkerStream(self)
 
     def session(self, images: Iterable[Any] = (), **options: Any) -> "_SessionOpener":
         """`async with client.session(images) as session:` opens a trajectory and closes it on exit."""
