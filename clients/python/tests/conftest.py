@@ -6,7 +6,6 @@ tests to the real system started on free loopback ports, as `make run` starts it
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -148,7 +147,6 @@ class System:
 
     def __init__(self) -> None:
         self.ports = {name: free_port() for name in ("GATEWAY", "IMAGE", "CODE", "SEARCH")}
-        self.pids: Dict[str, int] = {}
         self.log: List[str] = []
         env = dict(os.environ, **{f"TOOLPLANE_{name}_PORT": str(port) for name, port in self.ports.items()})
         self.process = subprocess.Popen(
@@ -166,9 +164,7 @@ class System:
                 raise RuntimeError("run-all exited early:\n" + "".join(self.log))
             self.log.append(line)
             if '"grpc server listening"' in line:
-                record = json.loads(line)
                 listening += 1
-                self.pids[str(record.get("service") or record.get("name"))] = record.get("pid")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("run-all did not start in 90 s:\n" + "".join(self.log))

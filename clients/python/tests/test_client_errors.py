@@ -361,3 +361,20 @@ def test_a_failed_close_never_hides_the_error_that_ended_the_block(fake_gateway)
         with pytest.raises(InfrastructureError, match="close failed"):
             with client.session():
                 pass
+
+
+@pytest.mark.skipif(
+    "status" not in gateway_pb2.ToolResult.DESCRIPTOR.fields_by_name,
+    reason="this gateway.proto has no ResultStatus field yet; status is derived from the error alone",
+)
+def test_explicit_result_status_wins_over_the_error_derived_one(fake_gateway):
+    # An INFRA_ERROR status without an error body (e.g. a deadline of the caller) is still INFRA_ERROR.
+    result = gateway_pb2.ToolResult(call_id="c", status=gateway_pb2.RESULT_STATUS_INFRA_ERROR)
+    step = gateway_pb2.StepResponse(
+        outcome=gateway_pb2.STEP_OUTCOME_PARSE_ERROR, status=gateway_pb2.RESULT_STATUS_MODEL_ERROR
+    )
+    fake_gateway.script("ExecuteBatch", Reply(gateway_pb2.ExecuteBatchResponse(results=[result])))
+    fake_gateway.script("Step", Reply(step))
+    with ToolplaneClient(fake_gateway.target, timeout=10) as client:
+        assert client.execute_batch([Call("s", "code", {})])[0].status is Status.INFRA_ERROR
+        assert client.step("s", "<tool_call>{</tool_call>").status is Status.MODEL_ERROR
