@@ -44,7 +44,7 @@ python-client:
 
 test-python: build python-client
 	/usr/bin/python3 -m pytest -q test/python
-	cd clients/python && /usr/bin/python3 -m pytest -q -rs tests
+	cd clients/python && /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests
 
 clean:
 	rm -rf dist generated node_modules/.install-stamp
