@@ -299,6 +299,20 @@ def test_verl_tools_share_a_trajectory_session(system, picture):
     assert verl_adapter._SHARED_SESSIONS == {}
 
 
+def test_verl_tool_config_covers_every_tool_in_the_shape_verl_validates(system):
+    config = verl_adapter.tool_config(system.gateway)
+    assert {tool["config"]["tool_name"] for tool in config["tools"]} >= {"code", "search", "image_search"}
+    for tool in config["tools"]:
+        # verl's OpenAIFunctionToolSchema requires these fields, and a type on every property.
+        schema = tool["tool_schema"]
+        function = schema["function"]
+        assert schema["type"] == "function" and function["name"] == tool["config"]["tool_name"]
+        assert isinstance(function["description"], str) and function["description"]
+        parameters = function["parameters"]
+        assert parameters["type"] == "object" and isinstance(parameters["required"], list)
+        assert all(isinstance(spec.get("type"), str) for spec in parameters["properties"].values()), function["name"]
+
+
 def test_rollout_example_runs_trajectories_to_their_answer(system):
     example = CLIENT_DIR / "examples" / "rollout.py"
     completed = subprocess.run(
