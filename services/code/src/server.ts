@@ -1,6 +1,84 @@
-import type { CodeServiceServer } from "../../../generated/toolplane/code/v1/code.js";
-import type { Logger } from "../../runtime/src/index.js";
+import type {
+  CloseSessionRequest,
+  CloseSessionResponse,
+  CodeServiceServer,
+  CreateSessionRequest,
+  CreateSessionResponse,
+  ExecuteRequest,
+  ExecuteResponse,
+  ResetSessionRequest,
+  ResetSessionResponse,
+} from "../../../generated/toolplane/code/v1/code.js";
+import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
+import { type Logger, unary } from "../../runtime/src/index.js";
+import { type InputImageLimits, pngSize, toInputImages } from "./images.js";
+import type { SessionManager } from "./sessions.js";
 
-export function createCodeServiceImplementation(_logger: Logger): Partial<CodeServiceServer> {
-  return {};
+/** Maps the CodeService RPCs onto the session manager; every error is mapped to a status by `unary`. */
+export function createCodeServiceImplementation(
+  manager: SessionManager,
+  imageLimits: InputImageLimits,
+  logger: Logger,
+): CodeServiceServer {
+  return {
+    createSession: unary<CreateSessionRequest, CreateSessionResponse>("CreateSession", logger, async (request) => {
+      const started = performance.now();
+      const images = await toInputImages(request.images, imageLimits);
+      const created = await manager.create({
+        language: request.language,
+        images,
+        limits: request.limits ?? {},
+        idleTtlSeconds: request.idleTtlSeconds,
+        label: request.label,
+      });
+      return {
+        sessionId: created.sessionId,
+        language: created.language,
+        limits: created.limits,
+        timing: { queueMs: 0, executeMs: created.executeMs, totalMs: performance.now() - started },
+      };
+    }),
+
+    execute: unary<ExecuteRequest, ExecuteResponse>("Execute", logger, async (request, context) => {
+      const started = performance.now();
+      const { outcome, queueMs, executeMs } = await manager.execute({
+        sessionId: request.sessionId,
+        code: request.code,
+        timeoutMs: request.timeoutMs,
+        fixIndentation: request.fixIndentation,
+        signal: context.signal,
+        deadlineMs: context.deadlineMs,
+      });
+      const failure = outcome.failure;
+      return {
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        stdoutTruncated: outcome.stdoutTruncated,
+        stderrTruncated: outcome.stderrTruncated,
+        result: outcome.result ?? "",
+        hasResult: outcome.result !== undefined,
+        images: outcome.images.map((data) => ({ data, mimeType: "image/png", ...pngSize(data) })),
+        imagesTruncated: outcome.imagesTruncated,
+        // A failure of the model's code is a successful RPC carrying a MODEL error: the code ran and failed.
+        error: failure && {
+          errorClass: ErrorClass.ERROR_CLASS_MODEL,
+          code: failure.code,
+          type: failure.type,
+          message: failure.message,
+          traceback: failure.traceback,
+        },
+        timing: { queueMs, executeMs, totalMs: performance.now() - started },
+      };
+    }),
+
+    resetSession: unary<ResetSessionRequest, ResetSessionResponse>("ResetSession", logger, async (request, context) => {
+      await manager.reset(request.sessionId, context.signal);
+      return {};
+    }),
+
+    closeSession: unary<CloseSessionRequest, CloseSessionResponse>("CloseSession", logger, async (request) => {
+      await manager.close(request.sessionId);
+      return {};
+    }),
+  };
 }

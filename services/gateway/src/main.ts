@@ -1,10 +1,79 @@
+import { z } from "zod";
 import { ToolGatewayService } from "../../../generated/toolplane/gateway/v1/gateway.js";
-import { baseConfigShape, createLogger, loadConfig, port, runMain, startGrpcServer } from "../../runtime/src/index.js";
+import {
+  baseConfigShape,
+  createLogger,
+  loadConfig,
+  port,
+  positiveInt,
+  runMain,
+  startGrpcServer,
+} from "../../runtime/src/index.js";
+import { AdmissionController } from "./admission.js";
+import { createGrpcBackends } from "./backends.js";
+import { ToolGateway } from "./gateway.js";
+import { ImageStore } from "./image-store.js";
 import { createToolGatewayImplementation } from "./server.js";
+import { SessionRegistry } from "./sessions.js";
+import { ToolRegistry } from "./tools.js";
+
+const address = (fallback: string) =>
+  z
+    .string()
+    // host:port, [v6]:port or a grpc target such as dns:///host:port.
+    .regex(/^\S+:\d+$/, "expected host:port")
+    .default(fallback);
+
+const gatewayConfigShape = {
+  ...baseConfigShape,
+  TOOLPLANE_GRPC_PORT: port(50051),
+  TOOLPLANE_IMAGE_ADDR: address("127.0.0.1:50052"),
+  TOOLPLANE_CODE_ADDR: address("127.0.0.1:50053"),
+  TOOLPLANE_SEARCH_ADDR: address("127.0.0.1:50054"),
+  TOOLPLANE_GATEWAY_IMAGE_STORE_MB: positiveInt(512),
+  TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS: positiveInt(900),
+  // With the 60 s the code session gets on top, this stays within the code service's default maximum (6 h).
+  TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS: positiveInt(21_540),
+  TOOLPLANE_GATEWAY_SWEEP_INTERVAL_MS: positiveInt(1000),
+  TOOLPLANE_GATEWAY_IMAGE_CONCURRENCY: positiveInt(32),
+  TOOLPLANE_GATEWAY_IMAGE_QUEUE: positiveInt(1024),
+  TOOLPLANE_GATEWAY_CODE_CONCURRENCY: positiveInt(64),
+  TOOLPLANE_GATEWAY_CODE_QUEUE: positiveInt(1024),
+  TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY: positiveInt(64),
+  TOOLPLANE_GATEWAY_SEARCH_QUEUE: positiveInt(1024),
+  TOOLPLANE_GATEWAY_STREAM_MAX_IN_FLIGHT: positiveInt(256),
+};
 
 runMain("toolplane-gateway", async () => {
-  const config = loadConfig({ ...baseConfigShape, TOOLPLANE_GRPC_PORT: port(50051) });
+  const config = loadConfig(gatewayConfigShape);
   const logger = createLogger("gateway", config.TOOLPLANE_LOG_LEVEL);
+  const backends = createGrpcBackends({
+    image: config.TOOLPLANE_IMAGE_ADDR,
+    code: config.TOOLPLANE_CODE_ADDR,
+    search: config.TOOLPLANE_SEARCH_ADDR,
+  });
+  const gateway = new ToolGateway({
+    backends,
+    store: new ImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
+    sessions: new SessionRegistry(),
+    admission: new AdmissionController({
+      image: {
+        maxConcurrent: config.TOOLPLANE_GATEWAY_IMAGE_CONCURRENCY,
+        maxQueue: config.TOOLPLANE_GATEWAY_IMAGE_QUEUE,
+      },
+      code: { maxConcurrent: config.TOOLPLANE_GATEWAY_CODE_CONCURRENCY, maxQueue: config.TOOLPLANE_GATEWAY_CODE_QUEUE },
+      search: {
+        maxConcurrent: config.TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY,
+        maxQueue: config.TOOLPLANE_GATEWAY_SEARCH_QUEUE,
+      },
+    }),
+    tools: new ToolRegistry(),
+    logger,
+    defaultIdleTtlMs: config.TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS * 1000,
+    maxIdleTtlMs: config.TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS * 1000,
+    sweepIntervalMs: config.TOOLPLANE_GATEWAY_SWEEP_INTERVAL_MS,
+  });
+  gateway.start();
   const server = await startGrpcServer({
     host: config.TOOLPLANE_HOST,
     port: config.TOOLPLANE_GRPC_PORT,
@@ -12,11 +81,26 @@ runMain("toolplane-gateway", async () => {
       {
         name: "toolplane.gateway.v1.ToolGateway",
         definition: ToolGatewayService,
-        implementation: createToolGatewayImplementation(logger),
+        implementation: createToolGatewayImplementation(gateway, logger, {
+          maxInFlight: config.TOOLPLANE_GATEWAY_STREAM_MAX_IN_FLIGHT,
+        }),
       },
     ],
     protoFiles: ["toolplane/gateway/v1/gateway.proto"],
     logger,
   });
-  return { logger, stoppable: { stop: () => server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS) } };
+  logger.info(
+    { image: config.TOOLPLANE_IMAGE_ADDR, code: config.TOOLPLANE_CODE_ADDR, search: config.TOOLPLANE_SEARCH_ADDR },
+    "backends",
+  );
+  return {
+    logger,
+    stoppable: {
+      stop: async () => {
+        await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
+        await gateway.stop();
+        backends.close();
+      },
+    },
+  };
 });

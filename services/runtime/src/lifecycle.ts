@@ -9,23 +9,16 @@ export interface Stoppable {
 /**
  * Runs a service's main: a bad config prints one line per bad variable and
  * exits 1; SIGTERM/SIGINT stop the service gracefully (a second signal forces
- * exit).
+ * exit). Signal handlers are installed before start-up, so a signal that
+ * arrives while the service is still starting stops it cleanly once started.
  */
 export async function runMain(service: string, start: () => Promise<{ logger: Logger; stoppable: Stoppable }>) {
-  let started: { logger: Logger; stoppable: Stoppable };
-  try {
-    started = await start();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      for (const problem of error.problems) process.stderr.write(`${service}: ${problem}\n`);
-    } else {
-      process.stderr.write(`${service}: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
-    }
-    process.exit(1);
-  }
-  const { logger, stoppable } = started;
+  let started: { logger: Logger; stoppable: Stoppable } | undefined;
+  let pendingSignal: NodeJS.Signals | undefined;
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
+
+  const stop = (signal: NodeJS.Signals, running: { logger: Logger; stoppable: Stoppable }) => {
+    const { logger, stoppable } = running;
     if (stopping) {
       logger.warn({ signal }, "second signal, exiting now");
       process.exit(1);
@@ -43,6 +36,22 @@ export async function runMain(service: string, start: () => Promise<{ logger: Lo
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (started) stop(signal, started);
+    else pendingSignal = signal;
+  };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+
+  try {
+    started = await start();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) process.stderr.write(`${service}: ${problem}\n`);
+    } else {
+      process.stderr.write(`${service}: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+    }
+    process.exit(1);
+  }
+  if (pendingSignal) stop(pendingSignal, started);
 }

@@ -1,10 +1,13 @@
 import { SearchServiceService } from "../../../generated/toolplane/search/v1/search.js";
-import { baseConfigShape, createLogger, loadConfig, port, runMain, startGrpcServer } from "../../runtime/src/index.js";
+import { createLogger, loadConfig, runMain, startGrpcServer } from "../../runtime/src/index.js";
+import { createSearchApp } from "./app.js";
+import { searchConfigShape } from "./config.js";
 import { createSearchServiceImplementation } from "./server.js";
 
 runMain("toolplane-search", async () => {
-  const config = loadConfig({ ...baseConfigShape, TOOLPLANE_GRPC_PORT: port(50054) });
+  const config = loadConfig(searchConfigShape);
   const logger = createLogger("search", config.TOOLPLANE_LOG_LEVEL);
+  const app = await createSearchApp(config, logger);
   const server = await startGrpcServer({
     host: config.TOOLPLANE_HOST,
     port: config.TOOLPLANE_GRPC_PORT,
@@ -12,11 +15,19 @@ runMain("toolplane-search", async () => {
       {
         name: "toolplane.search.v1.SearchService",
         definition: SearchServiceService,
-        implementation: createSearchServiceImplementation(logger),
+        implementation: createSearchServiceImplementation(app.engine, logger),
       },
     ],
     protoFiles: ["toolplane/search/v1/search.proto"],
     logger,
   });
-  return { logger, stoppable: { stop: () => server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS) } };
+  return {
+    logger,
+    stoppable: {
+      async stop() {
+        await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
+        await app.stop();
+      },
+    },
+  };
 });

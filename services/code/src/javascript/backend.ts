@@ -1,0 +1,439 @@
+import { type ChildProcess, fork } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { status } from "@grpc/grpc-js";
+import { Language } from "../../../../generated/toolplane/code/v1/code.js";
+import {
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  type ToolplaneError,
+  UnavailableError,
+} from "../../../runtime/src/index.js";
+import type {
+  ExecuteOptions,
+  ExecutionOutcome,
+  InputImage,
+  LanguageBackend,
+  LanguageSession,
+  ResolvedLimits,
+} from "../backend.js";
+import { type EngineOptions, IsolateEngine } from "./engine.js";
+import type { HostFailure, HostMessage, HostOptions, HostRequest } from "./host-process.js";
+
+export interface JavaScriptBackendOptions extends HostOptions {
+  /**
+   * "process" (the default) runs the isolates in sandbox host processes, so a
+   * V8 heap exhaustion isolated-vm cannot contain kills a host, not the
+   * service. "in-process" runs them in this process (tests, benchmarks).
+   */
+  isolation?: "process" | "in-process";
+  /** Sandbox host processes; sessions are spread over them (the blast radius of a crash). */
+  hostProcesses?: number;
+  /** Time a host process gets to start (node boot and the warm pool). */
+  hostStartTimeoutMs?: number;
+  /** Called on events worth a log line (host crashes and restarts). */
+  onHostEvent?: (event: { kind: "exit" | "catastrophic"; detail: string }) => void;
+  /** In-process only: what to do when isolated-vm loses an isolate. Default: abort the process. */
+  onCatastrophicError?: EngineOptions["onCatastrophicError"];
+}
+
+export function createJavaScriptBackend(options: JavaScriptBackendOptions): LanguageBackend {
+  return options.isolation === "in-process" ? new InProcessBackend(options) : new ProcessBackend(options);
+}
+
+/** Runs isolates in this process: a catastrophic isolated-vm error takes the process down. */
+class InProcessBackend implements LanguageBackend {
+  readonly language = Language.LANGUAGE_JAVASCRIPT;
+  private readonly engine: IsolateEngine;
+
+  constructor(options: JavaScriptBackendOptions) {
+    this.engine = new IsolateEngine({
+      ...engineOptions(options),
+      onCatastrophicError:
+        options.onCatastrophicError ??
+        ((_session, message) => {
+          process.stderr.write(`isolated-vm lost control of an isolate (${message}); aborting\n`);
+          process.abort();
+        }),
+    });
+  }
+
+  start(): Promise<void> {
+    return this.engine.start();
+  }
+
+  createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
+    return this.engine.createSession(images, limits);
+  }
+
+  stop(): Promise<void> {
+    return this.engine.stop();
+  }
+}
+
+function engineOptions(options: JavaScriptBackendOptions): HostOptions {
+  return {
+    poolSize: options.poolSize,
+    poolMemoryMb: options.poolMemoryMb,
+    imageServiceHint: options.imageServiceHint,
+    maxDisplayBytes: options.maxDisplayBytes,
+    maxDisplayPixels: options.maxDisplayPixels,
+    hardKillGraceMs: options.hardKillGraceMs,
+    ...(options.imageServiceAddress === undefined ? {} : { imageServiceAddress: options.imageServiceAddress }),
+  };
+}
+
+const ERRORS: Partial<
+  Record<status, new (message: string, options: { errorClass: "MODEL" | "INFRASTRUCTURE" }) => ToolplaneError>
+> = {
+  [status.INVALID_ARGUMENT]: InvalidArgumentError,
+  [status.NOT_FOUND]: NotFoundError,
+  [status.FAILED_PRECONDITION]: FailedPreconditionError,
+  [status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
+  [status.DEADLINE_EXCEEDED]: DeadlineExceededError,
+  [status.UNAVAILABLE]: UnavailableError,
+};
+
+function fromHostFailure(failure: HostFailure): ToolplaneError {
+  const Type = ERRORS[failure.code] ?? InternalError;
+  return new Type(failure.message, { errorClass: failure.errorClass });
+}
+
+/** A request without its correlation id (added when sent). */
+type HostCall =
+  Exclude<HostRequest, { op: "cancel" }> extends infer Request
+    ? Request extends { id: number }
+      ? Omit<Request, "id">
+      : never
+    : never;
+
+/** The host process ended while a request was outstanding. */
+class HostExited extends Error {
+  constructor(
+    readonly reason: "catastrophic" | "killed" | "crashed",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One sandbox host process and the requests waiting on it. */
+class HostProcess {
+  private readonly pending = new Map<
+    number,
+    { resolve: (value: unknown) => void; reject: (error: Error) => void; sessionId: string | undefined }
+  >();
+  private nextId = 1;
+  /** Sessions whose code made this host die, and how. */
+  private readonly culprits = new Map<string, { cause: "catastrophic" | "killed"; detail: string }>();
+  exited = false;
+  started = false;
+  sessions = 0;
+  readonly gone: Promise<void>;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    onExit: (detail: string) => void,
+  ) {
+    this.gone = new Promise((resolve) => {
+      child.once("exit", (code, signal) => {
+        this.exited = true;
+        const detail = `sandbox host process exited (${signal ?? `code ${code}`})`;
+        for (const [, waiter] of this.pending) {
+          const culprit = waiter.sessionId === undefined ? undefined : this.culprits.get(waiter.sessionId);
+          waiter.reject(
+            culprit
+              ? new HostExited(culprit.cause, culprit.detail)
+              : new HostExited("crashed", `${detail} while this call ran`),
+          );
+        }
+        this.pending.clear();
+        // A host that died while starting is reported by start(); restarting it here could loop forever.
+        if (this.started) onExit(detail);
+        resolve();
+      });
+    });
+    // Failed kills and sends surface as 'error' events; the host's death is handled on 'exit' above.
+    child.on("error", () => undefined);
+    child.on("message", (message: HostMessage) => {
+      if ("event" in message) {
+        if (message.event === "catastrophic") {
+          if (message.sessionId !== undefined) {
+            this.culprits.set(message.sessionId, { cause: "catastrophic", detail: message.message });
+          }
+          this.child.kill("SIGKILL");
+        }
+        return;
+      }
+      const waiter = this.pending.get(message.id);
+      if (!waiter) return;
+      this.pending.delete(message.id);
+      if (message.ok) waiter.resolve(message.value);
+      else waiter.reject(fromHostFailure(message.error));
+    });
+  }
+
+  static async start(
+    options: HostOptions,
+    startTimeoutMs: number,
+    onExit: (detail: string) => void,
+  ): Promise<HostProcess> {
+    const entry = fileURLToPath(new URL("./host-process.js", import.meta.url));
+    const child = fork(entry, [JSON.stringify(options)], {
+      serialization: "advanced",
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new UnavailableError(`the JavaScript sandbox host did not start within ${startTimeoutMs} ms`));
+      }, startTimeoutMs);
+      child.on("message", (message: HostMessage) => {
+        if ("event" in message && message.event === "ready") {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new UnavailableError(`the JavaScript sandbox host exited at start (${signal ?? `code ${code}`})`));
+      });
+      child.once("error", (error) => {
+        clearTimeout(timer);
+        reject(new UnavailableError(`the JavaScript sandbox host could not be started: ${error.message}`));
+      });
+    });
+    const host = new HostProcess(child, onExit);
+    await ready;
+    host.started = true;
+    return host;
+  }
+
+  request(message: HostCall, sessionId?: string): Promise<unknown> {
+    if (this.exited) return Promise.reject(new HostExited("crashed", "sandbox host process is gone"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, sessionId });
+      // With a callback, a send on a channel that just closed reports here instead of as an 'error' event.
+      this.child.send({ ...message, id } as HostRequest, (error) => {
+        if (!error || !this.pending.has(id)) return;
+        this.pending.delete(id);
+        reject(new HostExited("crashed", `sandbox host process is gone: ${error.message}`));
+      });
+    });
+  }
+
+  cancel(sessionId: string): void {
+    // A host that is going away stops the cell anyway: a failed send needs no handling.
+    if (!this.exited) this.child.send({ op: "cancel", sessionId } satisfies HostRequest, () => undefined);
+  }
+
+  /** Ends the host because a session's cell would not stop; that session is the culprit. */
+  killFor(sessionId: string, detail: string): void {
+    this.culprits.set(sessionId, { cause: "killed", detail });
+    this.child.kill("SIGKILL");
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    if (this.exited) return;
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    this.request({ op: "stop" }).catch(() => undefined);
+    await this.gone;
+    clearTimeout(timer);
+  }
+}
+
+const STATE_LOST = "the session's state was lost and the next cell starts in a fresh context";
+
+/** Runs isolates in sandbox host processes and restarts a host that died. */
+class ProcessBackend implements LanguageBackend {
+  readonly language = Language.LANGUAGE_JAVASCRIPT;
+  private hosts: Array<Promise<HostProcess>> = [];
+  private stopping = false;
+
+  constructor(private readonly options: JavaScriptBackendOptions) {}
+
+  async start(): Promise<void> {
+    this.stopping = false;
+    const count = this.options.hostProcesses ?? 1;
+    this.hosts = Array.from({ length: count }, (_unused, index) => this.spawn(index));
+    await Promise.all(this.hosts);
+  }
+
+  private spawn(index: number): Promise<HostProcess> {
+    return HostProcess.start(engineOptions(this.options), this.options.hostStartTimeoutMs ?? 30_000, (detail) => {
+      this.options.onHostEvent?.({ kind: "exit", detail });
+      if (this.stopping) return;
+      // Replace a dead host at once; its sessions re-create their state there on their next call.
+      this.hosts[index] = this.spawn(index);
+      this.hosts[index]?.catch((error: unknown) =>
+        this.options.onHostEvent?.({ kind: "exit", detail: `restart failed: ${String(error)}` }),
+      );
+    });
+  }
+
+  /** @internal The live host at a slot (waiting for a restart if one is under way). */
+  async host(index: number): Promise<HostProcess> {
+    if (this.stopping) throw new UnavailableError("the JavaScript backend is stopping");
+    let host: HostProcess | undefined;
+    try {
+      host = await this.hosts[index];
+    } catch {
+      // The last (re)start failed: try again now rather than leave the slot dead.
+      this.hosts[index] = this.spawn(index);
+      host = await this.hosts[index];
+    }
+    if (!host) throw new InternalError(`no sandbox host at slot ${index}`);
+    return host;
+  }
+
+  async createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
+    const settled = await Promise.all(this.hosts.map((_host, index) => this.host(index).catch(() => undefined)));
+    let index = -1;
+    for (const [candidate, host] of settled.entries()) {
+      if (host && !host.exited && (index === -1 || host.sessions < (settled[index]?.sessions ?? 0))) index = candidate;
+    }
+    if (index === -1) throw new UnavailableError("no JavaScript sandbox host is running", { retryAfterMs: 1000 });
+    const session = new ProcessSession(this, index, images, limits);
+    await session.open();
+    return session;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const hosts = await Promise.all(this.hosts.map((host) => host.catch(() => undefined)));
+    await Promise.all(hosts.map((host) => host?.stop(5000)));
+  }
+
+  /** @internal */
+  get hardKillGraceMs(): number {
+    return this.options.hardKillGraceMs;
+  }
+}
+
+/** A session whose isolate lives in a sandbox host process. */
+class ProcessSession implements LanguageSession {
+  private readonly id = randomUUID();
+  private host: HostProcess | undefined;
+  /** Why the state is gone, when the host it lived in died; told to the model on the next cell. */
+  private lostReason: string | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly backend: ProcessBackend,
+    private readonly slot: number,
+    private readonly images: InputImage[],
+    private readonly limits: ResolvedLimits,
+  ) {}
+
+  /** Creates the session's state in the slot's current host. */
+  async open(): Promise<HostProcess> {
+    const host = await this.backend.host(this.slot);
+    try {
+      await host.request({ op: "create", sessionId: this.id, images: this.images, limits: this.limits }, this.id);
+    } catch (error) {
+      throw error instanceof HostExited
+        ? new UnavailableError(`the JavaScript sandbox host died: ${error.message}`)
+        : error;
+    }
+    host.sessions += 1;
+    this.host = host;
+    return host;
+  }
+
+  async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
+    if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
+    let notice: string | undefined;
+    if (!this.host || this.host.exited) {
+      notice = `[toolplane] ${this.lostReason ?? "the JavaScript sandbox process was restarted"}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
+      this.lostReason = undefined;
+      await this.open();
+    }
+    const host = this.host as HostProcess;
+    const onAbort = () => host.cancel(this.id);
+    options.signal.addEventListener("abort", onAbort, { once: true });
+    // The host disposes a stuck isolate itself after hardKillGraceMs; this is for a host that cannot.
+    const watchdog = setTimeout(
+      () => host.killFor(this.id, `the cell did not stop within ${options.timeoutMs} ms`),
+      options.timeoutMs + this.backend.hardKillGraceMs + 5000,
+    );
+    try {
+      const outcome = (await host.request(
+        { op: "execute", sessionId: this.id, code, timeoutMs: options.timeoutMs },
+        this.id,
+      )) as ExecutionOutcome;
+      outcome.images = outcome.images.map((image) => Buffer.from(image.buffer, image.byteOffset, image.byteLength));
+      if (notice) outcome.stderr = notice + outcome.stderr;
+      return outcome;
+    } catch (error) {
+      if (!(error instanceof HostExited)) throw error;
+      return this.afterHostExit(error, options, notice);
+    } finally {
+      clearTimeout(watchdog);
+      options.signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  private afterHostExit(error: HostExited, options: ExecuteOptions, notice: string | undefined): ExecutionOutcome {
+    const outcome = (failure: ExecutionOutcome["failure"] & object): ExecutionOutcome => ({
+      stdout: "",
+      stderr: `${notice ?? ""}${failure.traceback}\n`,
+      stdoutTruncated: false,
+      stderrTruncated: false,
+      images: [],
+      imagesTruncated: false,
+      failure,
+    });
+    if (error.reason === "catastrophic") {
+      this.lostReason = `the previous cell exhausted the JavaScript heap (memory limit ${this.limits.memoryMb} MB)`;
+      const message = `JavaScript heap exhausted (memory limit ${this.limits.memoryMb} MB: ${error.message}); ${STATE_LOST}`;
+      return outcome({
+        code: "RESOURCE_EXHAUSTED",
+        type: "MemoryLimitError",
+        message,
+        traceback: `MemoryLimitError: ${message}`,
+      });
+    }
+    if (error.reason === "killed") {
+      this.lostReason = `the previous cell did not stop at its time limit of ${options.timeoutMs} ms and was killed`;
+      const message = `execution exceeded the time limit of ${options.timeoutMs} ms and was killed; ${STATE_LOST}`;
+      return outcome({
+        code: "DEADLINE_EXCEEDED",
+        type: "TimeoutError",
+        message,
+        traceback: `TimeoutError: ${message}`,
+      });
+    }
+    this.lostReason = "the JavaScript sandbox process was restarted after another session crashed it";
+    if (options.signal.aborted) throw new DeadlineExceededError("the execution was cancelled by the caller");
+    throw new UnavailableError(
+      `the JavaScript sandbox process died while this cell ran (not caused by this session); ${STATE_LOST}`,
+      { retryAfterMs: 1000 },
+    );
+  }
+
+  async reset(): Promise<void> {
+    if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
+    const host = this.host;
+    this.lostReason = undefined;
+    if (!host || host.exited) {
+      await this.open();
+      return;
+    }
+    await host.request({ op: "reset", sessionId: this.id }, this.id);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const host = this.host;
+    this.host = undefined;
+    if (!host || host.exited) return;
+    host.sessions -= 1;
+    await host.request({ op: "close", sessionId: this.id }, this.id).catch(() => undefined);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Entry point of a sandbox host process: an IsolateEngine served over the IPC
+ * channel of its parent (the code service). isolated-vm cannot contain every
+ * V8 heap exhaustion (some end in a "catastrophic" error after which the
+ * process must die), so isolates live here and a crash costs this process, not
+ * the service.
+ */
+import type { status } from "@grpc/grpc-js";
+import { asToolplaneError } from "../../../runtime/src/index.js";
+import type { InputImage, ResolvedLimits } from "../backend.js";
+import { type EngineOptions, type EngineSession, IsolateEngine } from "./engine.js";
+
+export type HostOptions = Omit<EngineOptions, "onCatastrophicError">;
+
+export type HostRequest =
+  | { id: number; op: "create"; sessionId: string; images: InputImage[]; limits: ResolvedLimits }
+  | { id: number; op: "execute"; sessionId: string; code: string; timeoutMs: number }
+  | { id: number; op: "reset"; sessionId: string }
+  | { id: number; op: "close"; sessionId: string }
+  | { id: number; op: "stop" }
+  | { op: "cancel"; sessionId: string };
+
+export interface HostFailure {
+  code: status;
+  errorClass: "MODEL" | "INFRASTRUCTURE";
+  message: string;
+}
+
+export type HostMessage =
+  | { event: "ready" }
+  | { event: "catastrophic"; sessionId: string | undefined; message: string }
+  | { id: number; ok: true; value?: unknown }
+  | { id: number; ok: false; error: HostFailure };
+
+function send(message: HostMessage, then?: () => void): void {
+  if (process.send) process.send(message, undefined, {}, then);
+}
+
+function serve(options: HostOptions): void {
+  const sessions = new Map<string, EngineSession>();
+  const cancels = new Map<string, AbortController>();
+  const engine = new IsolateEngine({
+    ...options,
+    onCatastrophicError(session, message) {
+      const sessionId = [...sessions].find(([, candidate]) => candidate === session)?.[0];
+      // The parent kills this process on receipt. Exiting at once could let the exit overtake the message
+      // (and the culprit go unnamed), so exiting here is only the fallback.
+      send({ event: "catastrophic", sessionId, message }, () => setTimeout(() => process.exit(70), 5000));
+    },
+  });
+
+  const sessionFor = (sessionId: string): EngineSession => {
+    const session = sessions.get(sessionId);
+    if (!session) throw new Error(`unknown sandbox session ${sessionId}`);
+    return session;
+  };
+
+  async function handle(request: Exclude<HostRequest, { op: "cancel" }>): Promise<unknown> {
+    switch (request.op) {
+      case "create": {
+        const images = request.images.map((image) => ({ ...image, data: Buffer.from(image.data) }));
+        sessions.set(request.sessionId, await engine.createSession(images, request.limits));
+        return undefined;
+      }
+      case "execute": {
+        const controller = new AbortController();
+        cancels.set(request.sessionId, controller);
+        try {
+          return await sessionFor(request.sessionId).execute(request.code, {
+            timeoutMs: request.timeoutMs,
+            signal: controller.signal,
+          });
+        } finally {
+          cancels.delete(request.sessionId);
+        }
+      }
+      case "reset":
+        return sessionFor(request.sessionId).reset();
+      case "close": {
+        const session = sessions.get(request.sessionId);
+        sessions.delete(request.sessionId);
+        return session?.close();
+      }
+      case "stop":
+        await engine.stop();
+        setImmediate(() => process.exit(0));
+        return undefined;
+    }
+  }
+
+  process.on("message", (request: HostRequest) => {
+    if (request.op === "cancel") {
+      cancels.get(request.sessionId)?.abort();
+      return;
+    }
+    handle(request).then(
+      (value) => send({ id: request.id, ok: true, value }),
+      (error: unknown) => {
+        const mapped = asToolplaneError(error);
+        send({
+          id: request.id,
+          ok: false,
+          error: { code: mapped.code, errorClass: mapped.errorClass, message: mapped.message },
+        });
+      },
+    );
+  });
+  // The service went away without stopping us: nothing is left to serve.
+  process.on("disconnect", () => process.exit(0));
+  engine.start().then(
+    () => send({ event: "ready" }),
+    (error: unknown) => {
+      process.stderr.write(`javascript sandbox host failed to start: ${String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+serve(JSON.parse(process.argv[2] ?? "{}") as HostOptions);

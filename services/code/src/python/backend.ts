@@ -1,0 +1,314 @@
+import { Language } from "../../../../generated/toolplane/code/v1/code.js";
+import {
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  type Logger,
+  UnavailableError,
+} from "../../../runtime/src/index.js";
+import type {
+  CodeFailure,
+  ExecuteOptions,
+  ExecutionOutcome,
+  InputImage,
+  LanguageBackend,
+  LanguageSession,
+  ResolvedLimits,
+} from "../backend.js";
+import type { Frame } from "./framing.js";
+import { KernelPool, type PoolOptions } from "./pool.js";
+import { SandboxExitedError, type SandboxedKernel } from "./sandbox.js";
+
+export interface PythonBackendOptions extends PoolOptions {
+  /** Per-process limits applied inside the sandbox before model code runs. */
+  maxProcesses: number;
+  maxFileBytes: number;
+  maxOpenFiles: number;
+  /** How long past its timeout a cell may take to stop by itself before the sandbox is killed. */
+  killGraceMs: number;
+}
+
+const RESTART_NOTE =
+  "[toolplane] The Python interpreter of this session was restarted: variables and imports from earlier cells are lost; the input images are bound again.\n";
+
+const MIN_MEMORY_MB = 64;
+
+const FAILURE_CODES = new Set<CodeFailure["code"]>([
+  "ABORTED",
+  "INVALID_ARGUMENT",
+  "DEADLINE_EXCEEDED",
+  "RESOURCE_EXHAUSTED",
+]);
+
+/** LANGUAGE_PYTHON: stateful kernels in bubblewrap, taken warm from a pool. */
+export class PythonBackend implements LanguageBackend {
+  readonly language = Language.LANGUAGE_PYTHON;
+  private readonly pool: KernelPool;
+  private readonly sessions = new Set<PythonSession>();
+
+  constructor(
+    private readonly options: PythonBackendOptions,
+    private readonly logger: Logger,
+  ) {
+    this.pool = new KernelPool(options, logger.child({ component: "python-pool" }));
+  }
+
+  start(): Promise<void> {
+    return this.pool.start();
+  }
+
+  async createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
+    if (limits.memoryMb < MIN_MEMORY_MB) {
+      // Below this the kernel itself could not build its replies, and a model error would look like ours.
+      throw new InvalidArgumentError(
+        `limits.memory_mb=${limits.memoryMb} is below the minimum of ${MIN_MEMORY_MB} for Python sessions`,
+      );
+    }
+    const session = new PythonSession(this, images, limits);
+    await session.startKernel();
+    this.sessions.add(session);
+    return session;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.sessions].map((session) => session.close()));
+    await this.pool.stop();
+  }
+
+  /** Host pids of the kernels of open sessions (for tests and diagnostics). */
+  sessionPids(): number[] {
+    return [...this.sessions].flatMap((session) => session.pid ?? []);
+  }
+
+  /** @internal */
+  forget(session: PythonSession): void {
+    this.sessions.delete(session);
+  }
+
+  /** @internal A warm kernel with the session's images and limits bound. */
+  async boundKernel(images: InputImage[], limits: ResolvedLimits): Promise<SandboxedKernel> {
+    let kernel: SandboxedKernel;
+    try {
+      kernel = await this.pool.acquire();
+    } catch (error) {
+      throw new UnavailableError(`no Python sandbox could be started: ${(error as Error).message}`, { cause: error });
+    }
+    const header = {
+      op: "bind",
+      images: images.map((image, index) => ({ name: image.name, blob: index })),
+      limits: {
+        memory_mb: limits.memoryMb,
+        max_processes: this.options.maxProcesses,
+        max_file_bytes: this.options.maxFileBytes,
+        max_open_files: this.options.maxOpenFiles,
+      },
+    };
+    let reply: Frame;
+    try {
+      reply = await kernel.request(
+        header,
+        images.map((image) => image.data),
+      );
+    } catch (error) {
+      kernel.kill("bind failed");
+      throw sandboxFailure(error, "binding the input images");
+    }
+    if (reply.header.op === "bind_failed") {
+      kernel.kill("bind failed");
+      throw new InvalidArgumentError(`images: Python could not open an input image: ${String(reply.header.message)}`);
+    }
+    if (reply.header.op !== "bound") {
+      kernel.kill("unexpected reply to bind");
+      throw new InternalError(`the kernel answered bind with ${JSON.stringify(reply.header)}`);
+    }
+    return kernel;
+  }
+
+  get killGraceMs(): number {
+    return this.options.killGraceMs;
+  }
+
+  get log(): Logger {
+    return this.logger;
+  }
+}
+
+function sandboxFailure(error: unknown, doing: string): Error {
+  if (error instanceof SandboxExitedError) {
+    return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error });
+  }
+  return new UnavailableError(`the Python sandbox failed while ${doing}: ${(error as Error).message}`, {
+    cause: error,
+  });
+}
+
+/**
+ * One session = one kernel. When the kernel is lost (killed after a timeout,
+ * died, cancelled), the session stays usable: the next call starts from a fresh
+ * warm kernel with the images bound again, and its stderr says state was lost.
+ */
+class PythonSession implements LanguageSession {
+  private kernel: SandboxedKernel | undefined;
+  private restartNote = false;
+  private closed = false;
+
+  constructor(
+    private readonly backend: PythonBackend,
+    private readonly images: InputImage[],
+    private readonly limits: ResolvedLimits,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.kernel?.pythonPid;
+  }
+
+  async startKernel(): Promise<void> {
+    this.kernel = await this.backend.boundKernel(this.images, this.limits);
+    if (this.closed) this.kernel.kill("session closed");
+  }
+
+  async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
+    if (this.closed) throw new FailedPreconditionError("the session is closed");
+    if (!this.kernel?.alive) {
+      if (this.kernel) {
+        this.backend.log.info({ exit: await this.kernel.exited }, "restarting the lost interpreter of a session");
+      }
+      await this.startKernel();
+      this.restartNote = true;
+    }
+    const kernel = this.kernel as SandboxedKernel;
+    const note = this.restartNote ? RESTART_NOTE : "";
+    this.restartNote = false;
+    if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
+
+    const hardLimit = setTimeout(() => kernel.kill("timeout"), options.timeoutMs + this.backend.killGraceMs);
+    const onAbort = () => kernel.kill("cancelled");
+    options.signal.addEventListener("abort", onAbort, { once: true });
+    let reply: Frame;
+    try {
+      reply = await kernel.request(
+        {
+          op: "exec",
+          code,
+          timeout_ms: options.timeoutMs,
+          fix_indentation: options.fixIndentation === true,
+          max_output_bytes: this.limits.maxOutputBytes,
+          max_images: this.limits.maxImages,
+        },
+        [],
+      );
+    } catch (error) {
+      return this.lostKernel(error, options.timeoutMs, note);
+    } finally {
+      clearTimeout(hardLimit);
+      options.signal.removeEventListener("abort", onAbort);
+    }
+    if (reply.header.op !== "result") {
+      kernel.kill("kernel error");
+      this.restartNote = true;
+      throw new InternalError(
+        `the Python kernel failed: ${String(reply.header.message ?? JSON.stringify(reply.header))}`,
+      );
+    }
+    return toOutcome(reply, note);
+  }
+
+  private lostKernel(error: unknown, timeoutMs: number, note: string): ExecutionOutcome {
+    this.restartNote = true;
+    const killedFor = error instanceof SandboxExitedError ? error.exit.killedFor : undefined;
+    if (killedFor === "timeout") {
+      // The code ignored the in-sandbox timeout (e.g. stuck in C code): its time is up either way, a MODEL failure.
+      const message = `execution exceeded the time limit of ${timeoutMs} ms and did not stop; the interpreter was killed and the session's state was lost`;
+      return {
+        stdout: "",
+        stderr: `${note}TimeoutError: ${message}\n`,
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        images: [],
+        imagesTruncated: false,
+        failure: { code: "DEADLINE_EXCEEDED", type: "TimeoutError", message, traceback: `TimeoutError: ${message}\n` },
+      };
+    }
+    if (killedFor === "cancelled") {
+      throw new DeadlineExceededError(
+        "the call was cancelled; the running code was stopped and the session's state was lost",
+        {
+          cause: error,
+        },
+      );
+    }
+    if (this.closed || killedFor === "session closed") {
+      throw new FailedPreconditionError("the session was closed while its code was running", { cause: error });
+    }
+    if (error instanceof SandboxExitedError) {
+      // Nothing but the running code can end a sandbox mid-cell: it has its own namespaces and nothing else
+      // runs in it. Killing its interpreter (os._exit, a signal to itself, a segfault, forged frames on the
+      // reply pipe) is the model's doing; calling it an infrastructure failure would let a policy escape a bad
+      // reward by crashing its sandbox. Failures to start a sandbox stay INFRASTRUCTURE (sandboxFailure).
+      this.backend.log.info({ exit: error.exit }, "python interpreter died while running model code");
+      const how = error.exit.killedFor
+        ? `it broke the interpreter's protocol (${error.exit.killedFor.slice(0, 120)})`
+        : error.exit.signal
+          ? `it ended with signal ${error.exit.signal}`
+          : `it exited with code ${error.exit.code}`;
+      const message = `the interpreter died while running the code: ${how}; the session's state was lost and the next call starts a fresh interpreter`;
+      return {
+        stdout: "",
+        stderr: `${note}InterpreterDied: ${message}\n`,
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        images: [],
+        imagesTruncated: false,
+        failure: { code: "ABORTED", type: "InterpreterDied", message, traceback: `InterpreterDied: ${message}\n` },
+      };
+    }
+    this.backend.log.warn({ err: error }, "python sandbox failed during an execution");
+    throw sandboxFailure(error, "running the code");
+  }
+
+  async reset(): Promise<void> {
+    if (this.closed) throw new FailedPreconditionError("the session is closed");
+    this.kernel?.kill("reset");
+    this.kernel = undefined;
+    this.restartNote = false;
+    await this.startKernel();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.backend.forget(this);
+    const kernel = this.kernel;
+    if (!kernel) return;
+    kernel.kill("session closed");
+    await kernel.exited;
+  }
+}
+
+function toOutcome(reply: Frame, note: string): ExecutionOutcome {
+  const header = reply.header as {
+    stdout: string;
+    stderr: string;
+    stdout_truncated: boolean;
+    stderr_truncated: boolean;
+    images_truncated: boolean;
+    result?: string;
+    failure?: { code: string; type: string; message: string; traceback: string };
+  };
+  const outcome: ExecutionOutcome = {
+    stdout: header.stdout,
+    stderr: note + header.stderr,
+    stdoutTruncated: header.stdout_truncated,
+    stderrTruncated: header.stderr_truncated,
+    images: reply.blobs,
+    imagesTruncated: header.images_truncated,
+  };
+  if (header.result !== undefined) outcome.result = header.result;
+  if (header.failure) {
+    const code = header.failure.code as CodeFailure["code"];
+    if (!FAILURE_CODES.has(code)) throw new InternalError(`the kernel reported an unknown failure code ${code}`);
+    outcome.failure = { ...header.failure, code };
+  }
+  return outcome;
+}

@@ -1,0 +1,97 @@
+/**
+ * Frames between the service and the Python kernel (kernel.py speaks the same
+ * layout): an 8-byte header of two big-endian uint32 (JSON length, total binary
+ * length), the UTF-8 JSON header, then the binary blobs back to back. The JSON
+ * lists each blob's length under "blobs", so images travel as raw bytes.
+ */
+
+export interface Frame {
+  header: Record<string, unknown>;
+  blobs: Buffer[];
+}
+
+const PREFIX_BYTES = 8;
+
+export function encodeFrame(header: Record<string, unknown>, blobs: Buffer[] = []): Buffer {
+  const json = Buffer.from(JSON.stringify({ ...header, blobs: blobs.map((blob) => blob.length) }), "utf8");
+  const binaryLength = blobs.reduce((sum, blob) => sum + blob.length, 0);
+  const prefix = Buffer.alloc(PREFIX_BYTES);
+  prefix.writeUInt32BE(json.length, 0);
+  prefix.writeUInt32BE(binaryLength, 4);
+  return Buffer.concat([prefix, json, ...blobs]);
+}
+
+export class FrameError extends Error {}
+
+/**
+ * Reassembles frames from a byte stream delivered in arbitrary chunks. A frame
+ * larger than maxFrameBytes or a malformed header is a protocol violation: the
+ * peer is no longer trusted and the caller must drop it.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly maxFrameBytes: number) {}
+
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.buffered < PREFIX_BYTES) return frames;
+      const head = this.peek(PREFIX_BYTES);
+      const jsonLength = head.readUInt32BE(0);
+      const binaryLength = head.readUInt32BE(4);
+      const total = PREFIX_BYTES + jsonLength + binaryLength;
+      if (total > this.maxFrameBytes) {
+        throw new FrameError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes} bytes`);
+      }
+      if (this.buffered < total) return frames;
+      const bytes = this.take(total);
+      frames.push(parseFrame(bytes, jsonLength, binaryLength));
+    }
+  }
+
+  private peek(size: number): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    return (this.chunks[0] as Buffer).subarray(0, size);
+  }
+
+  private take(size: number): Buffer {
+    const all = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
+    const taken = all.subarray(0, size);
+    const rest = all.subarray(size);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered = rest.length;
+    return taken;
+  }
+}
+
+function parseFrame(bytes: Buffer, jsonLength: number, binaryLength: number): Frame {
+  let header: unknown;
+  try {
+    header = JSON.parse(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + jsonLength).toString("utf8"));
+  } catch (error) {
+    throw new FrameError(`frame header is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    throw new FrameError("frame header is not a JSON object");
+  }
+  const lengths = (header as { blobs?: unknown }).blobs ?? [];
+  if (!Array.isArray(lengths) || !lengths.every((length) => Number.isInteger(length) && length >= 0)) {
+    throw new FrameError("frame header has an invalid blobs list");
+  }
+  const sum = (lengths as number[]).reduce((total, length) => total + length, 0);
+  if (sum !== binaryLength) {
+    throw new FrameError(`frame blobs add up to ${sum} bytes but the frame carries ${binaryLength}`);
+  }
+  const blobs: Buffer[] = [];
+  let offset = PREFIX_BYTES + jsonLength;
+  for (const length of lengths as number[]) {
+    // Copy so a retained image does not pin the whole frame buffer.
+    blobs.push(Buffer.from(bytes.subarray(offset, offset + length)));
+    offset += length;
+  }
+  return { header: header as Record<string, unknown>, blobs };
+}

@@ -1,0 +1,670 @@
+"""toolplane Python kernel: one stateful interpreter inside a bubblewrap sandbox.
+
+It speaks framed messages over its stdin/stdout pipes with the Node service
+(python/framing.ts describes the frame layout). The heavy imports happen once,
+before the "ready" frame, so a warm kernel taken from the pool starts running
+model code at once. Model code never sees the protocol pipes: they are moved to
+private descriptors and fd 0/1 point at /dev/null before any cell runs.
+"""
+
+import ast
+import builtins
+import errno
+import io
+import json
+import linecache
+import os
+import resource
+import shutil
+import signal
+import struct
+import sys
+import textwrap
+import threading
+import time
+import traceback
+import types
+
+FONT_CACHE_SOURCE = "/opt/toolplane/mplcache"
+MPL_DIR = "/tmp/.matplotlib"
+HEADER = struct.Struct(">II")
+KERNEL_FILE = os.path.abspath(__file__)
+# Returned images: each at most this many pixels, all of one call at most this many PNG bytes, so a reply
+# always fits the services' 64 MiB gRPC messages.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 48 * 1024 * 1024
+
+_proto_in = None
+_proto_out = None
+
+
+def _take_protocol_fds():
+    global _proto_in, _proto_out
+    # os.dup() returns non-inheritable descriptors, so subprocesses of model code never get them.
+    _proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    _proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def _read_exact(size):
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = _proto_in.read(remaining)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame():
+    head = _read_exact(HEADER.size)
+    if head is None:
+        return None, []
+    json_len, blob_len = HEADER.unpack(head)
+    header = json.loads(_read_exact(json_len))
+    data = _read_exact(blob_len) if blob_len else b""
+    blobs = []
+    offset = 0
+    for length in header.get("blobs", []):
+        blobs.append(data[offset : offset + length])
+        offset += length
+    return header, blobs
+
+
+def write_frame(header, blobs=()):
+    header = dict(header, blobs=[len(blob) for blob in blobs])
+    encoded = json.dumps(header).encode("utf-8")
+    payload = b"".join([HEADER.pack(len(encoded), sum(len(b) for b in blobs)), encoded, *blobs])
+    view = memoryview(payload)
+    while view:
+        written = os.write(_proto_out, view)
+        view = view[written:]
+
+
+# Guards the cell's captures, written by model code and by the descriptor pumps. Replaced in forked
+# children, which may have been forked while a pump held it.
+_capture_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    global _capture_lock
+    _capture_lock = threading.Lock()
+    # A forked child (a multiprocessing worker, say) would print into its copy of the cell's capture, which
+    # nobody reads: its sys.stdout/sys.stderr go to descriptors 1 and 2 instead, which the pumps forward.
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if isinstance(getattr(sys, name), CappedText):
+            raw = io.FileIO(fd, "w", closefd=False)
+            setattr(sys, name, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=True))
+
+
+FLUSH_MARKER = b"\0toolplane-flush\0"
+
+
+class FdPump:
+    """Forwards what C code and subprocesses write to descriptor 1 or 2 into the running cell's capture.
+
+    During a cell the descriptor is a pipe read by this thread; between cells it
+    points back where it pointed before (/dev/null for 1, the service's log pipe
+    for 2). A marker written through the pipe at the end of a cell tells when
+    everything written before it has been forwarded.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.between_cells = os.dup(fd)
+        self.read_end, self.write_end = os.pipe()
+        self.target = None
+        self.flushed = threading.Event()
+        threading.Thread(target=self._pump, name=f"toolplane-fd{fd}", daemon=True).start()
+
+    def begin(self, target):
+        self.target = target
+        os.dup2(self.write_end, self.fd)
+
+    def end(self):
+        os.dup2(self.between_cells, self.fd)
+        self.flushed.clear()
+        os.write(self.write_end, FLUSH_MARKER)
+        self.flushed.wait(1.0)
+        self.target = None
+
+    def _pump(self):
+        pending = b""
+        keep = len(FLUSH_MARKER) - 1
+        while True:
+            chunk = os.read(self.read_end, 65536)
+            if not chunk:
+                return
+            pending += chunk
+            index = pending.find(FLUSH_MARKER)
+            while index >= 0:
+                self._emit(pending[:index])
+                pending = pending[index + len(FLUSH_MARKER) :]
+                self.flushed.set()
+                index = pending.find(FLUSH_MARKER)
+            if len(pending) > keep:
+                # Hold back what could be the start of a marker split across reads.
+                self._emit(pending[:-keep])
+                pending = pending[-keep:]
+
+    def _emit(self, data):
+        target = self.target
+        if data and target is not None:
+            target.write_bytes(data)
+
+
+class CappedText(io.TextIOBase):
+    """A text stream that keeps the first `cap` UTF-8 bytes and counts the rest."""
+
+    def __init__(self, cap):
+        super().__init__()
+        self.cap = cap
+        self.parts = []
+        self.size = 0
+        self.dropped = 0
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.write_bytes(text.encode("utf-8", "replace"))
+        return len(text)
+
+    def write_bytes(self, data):
+        with _capture_lock:
+            room = self.cap - self.size
+            if room > 0:
+                kept = data[:room]
+                self.parts.append(kept)
+                self.size += len(kept)
+                self.dropped += len(data) - len(kept)
+            else:
+                self.dropped += len(data)
+
+    def text(self, stream_name):
+        value = b"".join(self.parts).decode("utf-8", "ignore")
+        if self.dropped:
+            value += (
+                f"\n[{stream_name} truncated: {self.dropped} more bytes not shown;"
+                f" the cap is {self.cap} bytes (max_output_bytes)]\n"
+            )
+        return value
+
+
+# Raised into model code when its wall time is over. A BaseException so `except Exception` does not swallow it;
+# named TimeoutError (module builtins) so the traceback reads like Python's own.
+CellTimeout = type("TimeoutError", (BaseException,), {"__module__": "builtins"})
+
+
+class Kernel:
+    def __init__(self, modules):
+        self.np = modules["numpy"]
+        self.Image = modules["PIL.Image"]
+        self.ImageOps = modules["PIL.ImageOps"]
+        self.plt = modules["matplotlib.pyplot"]
+        self.Figure = modules["matplotlib.figure"].Figure
+        self.bound_images = {}
+        self.namespace = {}
+        self.cell = 0
+        self.in_user_code = False
+        self.timed_out = False
+        self.timeout_ms = 0
+        self.main_pid = os.getpid()
+        self.images = []
+        self.image_bytes = 0
+        self.max_images = 0
+        self.images_dropped = False
+        self.pumps = (FdPump(1), FdPump(2))
+        self._patch_display_hooks()
+        signal.signal(signal.SIGALRM, self._on_time_limit)
+
+    # ---- images -----------------------------------------------------------------
+
+    def _patch_display_hooks(self):
+        kernel = self
+        plt = self.plt
+
+        def show(*_args, **_kwargs):
+            kernel.capture_figures()
+
+        def figure_show(fig, *_args, **_kwargs):
+            kernel.add_figure(fig)
+
+        def image_show(image, *_args, **_kwargs):
+            kernel.add_pil(image)
+
+        plt.show = show
+        self.Figure.show = figure_show
+        # PIL's Image.show() would try to launch a viewer; in the sandbox it returns the image instead.
+        self.Image.Image.show = image_show
+
+    def display(self, *objects):
+        for obj in objects:
+            if isinstance(obj, self.Image.Image):
+                self.add_pil(obj)
+            elif isinstance(obj, self.Figure):
+                self.add_figure(obj)
+            elif isinstance(obj, self.np.ndarray):
+                try:
+                    image = self.Image.fromarray(obj)
+                except (TypeError, ValueError):
+                    print(repr(obj))
+                else:
+                    self.add_pil(image)
+            else:
+                print(repr(obj))
+
+    def _room_for_image(self, width, height):
+        if len(self.images) >= self.max_images:
+            self.images_dropped = True
+            return False
+        if width * height > MAX_IMAGE_PIXELS:
+            self.images_dropped = True
+            sys.stderr.write(
+                f"[image dropped: {width}x{height} is above the {MAX_IMAGE_PIXELS} pixel limit of returned images]\n"
+            )
+            return False
+        return True
+
+    def _keep(self, png):
+        if self.image_bytes + len(png) > MAX_IMAGE_BYTES:
+            self.images_dropped = True
+            sys.stderr.write(f"[image dropped: the images of one call are limited to {MAX_IMAGE_BYTES} bytes of PNG]\n")
+            return
+        self.image_bytes += len(png)
+        self.images.append(png)
+
+    def add_pil(self, image):
+        if not self._room_for_image(image.width, image.height):
+            return
+        buffer = io.BytesIO()
+        try:
+            image.save(buffer, format="PNG", compress_level=1)
+        except (OSError, ValueError):
+            # Modes PNG cannot store (CMYK, YCbCr, F, ...) go through RGB.
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+        self._keep(buffer.getvalue())
+
+    def add_figure(self, fig):
+        width, height = (fig.get_size_inches() * fig.dpi).round().astype(int).tolist()
+        if self._room_for_image(width, height):
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png")
+            self._keep(buffer.getvalue())
+
+    def capture_figures(self):
+        plt = self.plt
+        for number in plt.get_fignums():
+            self.add_figure(plt.figure(number))
+        plt.close("all")
+
+    # ---- session state ----------------------------------------------------------
+
+    def bind(self, header, blobs):
+        limits = header["limits"]
+        self.bound_images = {}
+        for spec in header["images"]:
+            image = self.Image.open(io.BytesIO(blobs[spec["blob"]]))
+            image = self.ImageOps.exif_transpose(image)
+            image.load()
+            self.bound_images[spec["name"]] = image
+        self._apply_limits(limits)
+        self.reset_namespace()
+
+    def reset_namespace(self):
+        # A real module registered as __main__ (as Jupyter does), so functions and classes defined in cells
+        # can be pickled by reference, e.g. by multiprocessing.
+        module = types.ModuleType("__main__")
+        module.__dict__.update({"__builtins__": builtins, "display": self.display})
+        for name, image in self.bound_images.items():
+            module.__dict__[name] = image.copy()
+        sys.modules["__main__"] = module
+        self.namespace = module.__dict__
+
+    def _apply_limits(self, limits):
+        # Address space counts the ~600 MB of libraries the warm interpreter already maps,
+        # so the model's budget is added on top of what is mapped now.
+        mapped = _vm_size_bytes()
+        address_space = mapped + limits["memory_mb"] * 1024 * 1024
+        for which, value in (
+            (resource.RLIMIT_AS, address_space),
+            (resource.RLIMIT_NPROC, limits["max_processes"]),
+            (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
+            (resource.RLIMIT_NOFILE, limits["max_open_files"]),
+        ):
+            resource.setrlimit(which, (value, value))
+
+    # ---- execution --------------------------------------------------------------
+
+    def _on_time_limit(self, _signum, _frame):
+        if not self.in_user_code or os.getpid() != self.main_pid:
+            return
+        self.timed_out = True
+        # Fire again shortly in case the code swallows the exception with a bare except.
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        raise CellTimeout(f"execution exceeded the time limit of {self.timeout_ms} ms")
+
+    def execute(self, header):
+        code = header["code"]
+        if header.get("fix_indentation"):
+            code = fix_indentation(code)
+        self.cell += 1
+        filename = f"<cell-{self.cell}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        cap = header["max_output_bytes"]
+        self.timeout_ms = header["timeout_ms"]
+        self.max_images = header["max_images"]
+        self.images = []
+        self.image_bytes = 0
+        self.images_dropped = False
+        self.timed_out = False
+        stdout = CappedText(cap)
+        stderr = CappedText(cap)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = stdout, stderr
+        for pump, capture in zip(self.pumps, (stdout, stderr)):
+            pump.begin(capture)
+        result = None
+        failure = None
+        phase = "compile"
+        try:
+            try:
+                tree = compile(code, filename, "exec", ast.PyCF_ONLY_AST)
+                last = None
+                if tree.body and isinstance(tree.body[-1], ast.Expr):
+                    last = ast.Expression(tree.body.pop().value)
+                body = compile(tree, filename, "exec")
+                tail = compile(last, filename, "eval") if last is not None else None
+                phase = "run"
+                self._arm_timer()
+                self.in_user_code = True
+                exec(body, self.namespace)
+                if tail is not None:
+                    value = eval(tail, self.namespace)
+                    if value is not None:
+                        result = _capped_repr(value, cap)
+                        if isinstance(value, (self.Image.Image, self.Figure)):
+                            self.display(value)
+                self.capture_figures()
+            finally:
+                self.in_user_code = False
+                self._disarm_timer()
+        except BaseException as error:  # noqa: BLE001 - model code may raise anything, SystemExit included
+            self._disarm_timer()
+            if os.getpid() != self.main_pid:
+                os._exit(1)
+            failure = self._describe_failure(error, phase)
+            try:
+                self.capture_figures()
+            except Exception:  # noqa: BLE001 - a broken figure must not hide the original error
+                pass
+        finally:
+            sys.stdout, sys.stderr = saved
+        if os.getpid() != self.main_pid:
+            # A forked child finished the cell: it must never speak on the protocol pipe.
+            os._exit(0)
+        if self.timed_out and failure is None:
+            failure = {
+                "code": "DEADLINE_EXCEEDED",
+                "type": "TimeoutError",
+                "message": f"execution exceeded the time limit of {self.timeout_ms} ms",
+                "traceback": "",
+            }
+        for stream in (sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        _reap_stray_processes()
+        for pump in self.pumps:
+            pump.end()
+        if failure is not None:
+            # After the descriptor output, which the code wrote before it failed.
+            stderr.write(failure["traceback"])
+        response = {
+            "op": "result",
+            "stdout": stdout.text("stdout"),
+            "stderr": stderr.text("stderr"),
+            "stdout_truncated": stdout.dropped > 0,
+            "stderr_truncated": stderr.dropped > 0,
+            "images_truncated": self.images_dropped,
+        }
+        if result is not None:
+            response["result"] = result
+        if failure is not None:
+            response["failure"] = failure
+        images, self.images = self.images, []
+        write_frame(response, images)
+
+    def _arm_timer(self):
+        # The CPU rlimit (cell budget + 2 s) backs the wall timer: during a cell SIGXCPU is a timeout;
+        # between cells it keeps its default action, so a thread the model left burning CPU ends the
+        # interpreter (the session then restarts from a fresh one and says so). Forked children inherit it.
+        signal.signal(signal.SIGXCPU, self._on_time_limit)
+        # Again at every cell: an earlier cell may have replaced the handler.
+        signal.signal(signal.SIGALRM, self._on_time_limit)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_ms / 1000)
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = int(used.ru_utime + used.ru_stime) + self.timeout_ms // 1000 + 2
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, hard))
+
+    def _disarm_timer(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+
+    def _describe_failure(self, error, phase):
+        if isinstance(error, CellTimeout) or self.timed_out:
+            code = "DEADLINE_EXCEEDED"
+            kind = "TimeoutError"
+            message = f"execution exceeded the time limit of {self.timeout_ms} ms"
+        else:
+            kind = type(error).__name__
+            message = str(error)
+            if phase == "compile" and isinstance(error, SyntaxError):
+                code = "INVALID_ARGUMENT"
+            elif _is_resource_exhaustion(error):
+                code = "RESOURCE_EXHAUSTED"
+            else:
+                code = "ABORTED"
+        if phase == "compile":
+            formatted = "".join(traceback.format_exception_only(type(error), error))
+        else:
+            # The kernel's own frames (the exec call, the timer handler) are noise to the model.
+            summary = traceback.TracebackException(type(error), error, error.__traceback__)
+            summary.stack = traceback.StackSummary.from_list(
+                [frame for frame in summary.stack if frame.filename != KERNEL_FILE]
+            )
+            formatted = "".join(summary.format())
+        return {"code": code, "type": kind, "message": message, "traceback": formatted}
+
+
+def _is_resource_exhaustion(error):
+    if isinstance(error, MemoryError):
+        return True
+    if isinstance(error, OSError) and error.errno in (errno.EAGAIN, errno.EFBIG, errno.EMFILE, errno.ENOSPC):
+        return True
+    return isinstance(error, RuntimeError) and "can't start new thread" in str(error)
+
+
+def _capped_repr(value, cap):
+    text = repr(value)
+    if len(text.encode("utf-8", "replace")) <= cap:
+        return text
+    kept = text.encode("utf-8", "replace")[:cap].decode("utf-8", "ignore")
+    return f"{kept}\n[result truncated: the cap is {cap} bytes (max_output_bytes)]"
+
+
+def _vm_size_bytes():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmSize missing from /proc/self/status")
+
+
+def _reap_stray_processes():
+    """Kills what the cell left running (background children, fork bombs) and waits until it is gone.
+
+    The kernel is pid 2 in its own pid namespace (bubblewrap's init is pid 1), so
+    kill(-1) reaches exactly the processes model code started. Repeated, because a
+    process caught mid-fork can leave a child that the first sweep did not see.
+    """
+    own = os.getpid()
+    for _attempt in range(200):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap_children()
+        others = [pid for pid in os.listdir("/proc") if pid.isdigit() and int(pid) not in (1, own)]
+        if not others:
+            return
+        time.sleep(0.005)
+
+
+def _reap_children():
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+BLOCK_CONTINUATIONS = ("except", "elif", "else", "finally")
+
+
+def fix_indentation(code):
+    """Repairs the indentation of model code, as the DeepEyesV2 reference client does.
+
+    Code that already compiles is returned unchanged (re-indenting valid code can
+    change its meaning). Otherwise a uniform indent is removed; if that is not
+    enough, every line is re-indented from block openers (`...:`) and block
+    continuations (else/elif/except/finally), like the reference client.
+    """
+    if _compiles(code):
+        return code
+    dedented = textwrap.dedent(code).strip("\n")
+    if _compiles(dedented):
+        return dedented
+    lines = [line.strip() for line in code.split("\n") if line.strip()]
+    fixed = []
+    depth = 0
+    for line in lines:
+        if line.startswith(BLOCK_CONTINUATIONS):
+            depth = max(0, depth - 1)
+        fixed.append("    " * depth + line)
+        if line.endswith(":"):
+            depth += 1
+    return "\n".join(fixed)
+
+
+def _compiles(code):
+    try:
+        compile(code, "<fix>", "exec", ast.PyCF_ONLY_AST)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _prepare_matplotlib(build_cache):
+    if build_cache:
+        os.environ["MPLCONFIGDIR"] = FONT_CACHE_SOURCE
+        return
+    os.makedirs(MPL_DIR, exist_ok=True)
+    if os.path.isdir(FONT_CACHE_SOURCE):
+        for name in os.listdir(FONT_CACHE_SOURCE):
+            if name.endswith(".json"):
+                shutil.copy(os.path.join(FONT_CACHE_SOURCE, name), os.path.join(MPL_DIR, name))
+    os.environ["MPLCONFIGDIR"] = MPL_DIR
+
+
+def _import_libraries():
+    import importlib
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    names = ["numpy", "PIL.Image", "PIL.ImageOps", "cv2", "matplotlib.pyplot", "matplotlib.figure", "math"]
+    modules = {name: importlib.import_module(name) for name in names}
+    for optional in ("scipy", "scipy.ndimage"):
+        try:
+            importlib.import_module(optional)
+        except ImportError:
+            pass
+    modules["cv2"].setNumThreads(1)
+    _warm_up(modules)
+    return modules
+
+
+def _warm_up(modules):
+    """Runs once what model code will run first, before any memory limit applies.
+
+    OpenBLAS allocates its buffers on first use and, under a tight address-space
+    limit, can hang instead of failing; drawing a first figure loads fonts and
+    the Agg renderer. Both are done here, in the pool, not in a model's cell.
+    """
+    np = modules["numpy"]
+    np.linalg.inv(np.eye(3))
+    _ = np.eye(64) @ np.eye(64)
+    plt = modules["matplotlib.pyplot"]
+    figure = plt.figure()
+    plt.plot([0, 1], [0, 1])
+    plt.title("warm-up")
+    figure.savefig(io.BytesIO(), format="png")
+    plt.close("all")
+
+
+def main():
+    build_cache = "--build-font-cache" in sys.argv
+    _prepare_matplotlib(build_cache)
+    modules = _import_libraries()
+    if build_cache:
+        return
+    _take_protocol_fds()
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    kernel = Kernel(modules)
+    write_frame({"op": "ready", "pid": os.getpid()})
+    while True:
+        header, blobs = read_frame()
+        if header is None:
+            return
+        op = header.get("op")
+        try:
+            if op == "bind":
+                try:
+                    kernel.bind(header, blobs)
+                except (OSError, ValueError, SyntaxError) as error:
+                    # PIL could not decode an input image: the caller's input is bad, not the kernel.
+                    write_frame({"op": "bind_failed", "message": f"{type(error).__name__}: {error}"})
+                else:
+                    write_frame({"op": "bound"})
+            elif op == "exec":
+                kernel.execute(header)
+            else:
+                write_frame({"op": "error", "message": f"unknown op {op!r}"})
+        except Exception as error:  # noqa: BLE001 - reported to the service as a kernel fault
+            if os.getpid() != kernel.main_pid:
+                os._exit(1)
+            write_frame({"op": "error", "message": "".join(traceback.format_exception(error))})
+
+
+if __name__ == "__main__":
+    main()

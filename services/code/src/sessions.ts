@@ -1,0 +1,294 @@
+import { randomUUID } from "node:crypto";
+import { Language } from "../../../generated/toolplane/code/v1/code.js";
+import {
+  DeadlineExceededError,
+  InvalidArgumentError,
+  type Logger,
+  NotFoundError,
+  ResourceExhaustedError,
+} from "../../runtime/src/index.js";
+import type { ExecutionOutcome, InputImage, LanguageBackend, LanguageSession, ResolvedLimits } from "./backend.js";
+
+/** The four per-session limits, as the proto names them. */
+const LIMIT_FIELDS = {
+  timeoutMs: "limits.timeout_ms",
+  memoryMb: "limits.memory_mb",
+  maxOutputBytes: "limits.max_output_bytes",
+  maxImages: "limits.max_images",
+} as const satisfies Record<keyof ResolvedLimits, string>;
+
+export interface SessionManagerConfig {
+  /** Used when a request leaves a limit at 0. */
+  defaults: ResolvedLimits & { idleTtlSeconds: number };
+  /** A request above one of these is INVALID_ARGUMENT. */
+  maxima: ResolvedLimits & { idleTtlSeconds: number };
+  maxSessions: number;
+  /** Suggested wait sent with RESOURCE_EXHAUSTED when max_sessions is reached. */
+  retryAfterMs: number;
+  /** How often idle sessions are looked for. */
+  sweepIntervalMs: number;
+  /** Largest code of one Execute, in UTF-8 bytes. */
+  maxCodeBytes: number;
+}
+
+export interface CreateSessionParams {
+  language: Language;
+  images: InputImage[];
+  limits: Partial<ResolvedLimits>;
+  idleTtlSeconds: number;
+  label: string;
+}
+
+export interface CreatedSession {
+  sessionId: string;
+  language: Language;
+  limits: ResolvedLimits;
+  executeMs: number;
+}
+
+export interface ExecuteParams {
+  sessionId: string;
+  code: string;
+  /** 0 = the session's timeout. */
+  timeoutMs: number;
+  fixIndentation: boolean;
+  signal: AbortSignal;
+  /** The caller's absolute deadline (ms since the epoch), when it set one. */
+  deadlineMs?: number;
+}
+
+/**
+ * Time kept between the end of a cell and the caller's deadline, so a cell cut
+ * short by the deadline still returns its output and keeps its session's state.
+ */
+const DEADLINE_MARGIN_MS = 100;
+
+export interface ExecuteResult {
+  outcome: ExecutionOutcome;
+  /** Time spent waiting for an earlier call on the same session. */
+  queueMs: number;
+  executeMs: number;
+}
+
+interface Session {
+  id: string;
+  label: string;
+  language: Language;
+  limits: ResolvedLimits;
+  idleTtlMs: number;
+  backendSession: LanguageSession;
+  lastUsed: number;
+  /** Calls queued or running; a session with calls is never idle. */
+  active: number;
+  /** Calls on one session run one at a time, in arrival order: this is the end of its queue. */
+  tail: Promise<void>;
+}
+
+/**
+ * Language-agnostic session bookkeeping: ids, limits, idle TTL, the session cap
+ * and per-session serialization. It knows nothing of gRPC; backends know
+ * nothing of ids or TTLs.
+ *
+ * Concurrent calls on one session wait for each other (FIFO) rather than fail:
+ * a kernel runs one cell at a time, and a caller that retries after a client-side
+ * timeout should get an answer, not an error. The wait shows as Timing.queue_ms
+ * and respects the caller's deadline.
+ */
+export class SessionManager {
+  private readonly backends = new Map<Language, LanguageBackend>();
+  private readonly sessions = new Map<string, Session>();
+  private creating = 0;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    backends: LanguageBackend[],
+    private readonly config: SessionManagerConfig,
+    private readonly logger: Logger,
+  ) {
+    for (const backend of backends) this.backends.set(backend.language, backend);
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([...this.backends.values()].map((backend) => backend.start()));
+    this.sweeper = setInterval(() => this.sweep(Date.now()), this.config.sweepIntervalMs);
+    this.sweeper.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweeper);
+    const open = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.allSettled(open.map((session) => session.backendSession.close()));
+    await Promise.allSettled([...this.backends.values()].map((backend) => backend.stop()));
+  }
+
+  get openSessions(): number {
+    return this.sessions.size;
+  }
+
+  /** Applies defaults (0 = default) and rejects values above the service maxima, naming the limit. */
+  resolveLimits(requested: Partial<ResolvedLimits>): ResolvedLimits {
+    const { timeoutMs, memoryMb, maxOutputBytes, maxImages } = this.config.defaults;
+    const resolved: ResolvedLimits = { timeoutMs, memoryMb, maxOutputBytes, maxImages };
+    for (const key of Object.keys(LIMIT_FIELDS) as (keyof ResolvedLimits)[]) {
+      const value = requested[key] ?? 0;
+      if (value === 0) continue;
+      const maximum = this.config.maxima[key];
+      if (value > maximum) {
+        throw new InvalidArgumentError(`${LIMIT_FIELDS[key]}=${value} exceeds the service maximum of ${maximum}`);
+      }
+      resolved[key] = value;
+    }
+    return resolved;
+  }
+
+  async create(params: CreateSessionParams): Promise<CreatedSession> {
+    const backend = this.backendFor(params.language);
+    const limits = this.resolveLimits(params.limits);
+    const idleTtlSeconds = params.idleTtlSeconds === 0 ? this.config.defaults.idleTtlSeconds : params.idleTtlSeconds;
+    if (idleTtlSeconds > this.config.maxima.idleTtlSeconds) {
+      throw new InvalidArgumentError(
+        `idle_ttl_seconds=${idleTtlSeconds} exceeds the service maximum of ${this.config.maxima.idleTtlSeconds}`,
+      );
+    }
+    if (this.sessions.size + this.creating >= this.config.maxSessions) {
+      throw new ResourceExhaustedError(
+        `max_sessions reached: ${this.config.maxSessions} sessions are open; close one or retry later`,
+        { retryAfterMs: this.config.retryAfterMs },
+      );
+    }
+    this.creating += 1;
+    const started = performance.now();
+    let backendSession: LanguageSession;
+    try {
+      backendSession = await backend.createSession(params.images, limits);
+    } finally {
+      this.creating -= 1;
+    }
+    const id = randomUUID();
+    this.sessions.set(id, {
+      id,
+      label: params.label,
+      language: params.language,
+      limits,
+      idleTtlMs: idleTtlSeconds * 1000,
+      backendSession,
+      lastUsed: Date.now(),
+      active: 0,
+      tail: Promise.resolve(),
+    });
+    this.logger.info({ sessionId: id, label: params.label, language: Language[params.language] }, "session created");
+    return { sessionId: id, language: params.language, limits, executeMs: performance.now() - started };
+  }
+
+  async execute(params: ExecuteParams): Promise<ExecuteResult> {
+    const session = this.get(params.sessionId);
+    const codeBytes = Buffer.byteLength(params.code, "utf8");
+    if (codeBytes > this.config.maxCodeBytes) {
+      throw new InvalidArgumentError(`code is ${codeBytes} bytes; the maximum is ${this.config.maxCodeBytes}`);
+    }
+    if (params.timeoutMs > this.config.maxima.timeoutMs) {
+      throw new InvalidArgumentError(
+        `timeout_ms=${params.timeoutMs} exceeds the service maximum of ${this.config.maxima.timeoutMs}`,
+      );
+    }
+    const requestedMs = params.timeoutMs === 0 ? session.limits.timeoutMs : params.timeoutMs;
+    return this.exclusive(session, params.signal, async (queueMs) => {
+      let timeoutMs = requestedMs;
+      if (params.deadlineMs !== undefined) {
+        const leftMs = Math.floor(params.deadlineMs - Date.now() - DEADLINE_MARGIN_MS);
+        if (leftMs <= 0) throw new DeadlineExceededError("the caller's deadline passed before the code could run");
+        timeoutMs = Math.min(timeoutMs, leftMs);
+      }
+      const started = performance.now();
+      const outcome = await session.backendSession.execute(params.code, {
+        timeoutMs,
+        signal: params.signal,
+        fixIndentation: params.fixIndentation,
+      });
+      return { outcome, queueMs, executeMs: performance.now() - started };
+    });
+  }
+
+  async reset(sessionId: string, signal: AbortSignal): Promise<void> {
+    const session = this.get(sessionId);
+    await this.exclusive(session, signal, () => session.backendSession.reset());
+  }
+
+  /** Frees the session at once, even mid-execution (the running call then fails). */
+  async close(sessionId: string): Promise<void> {
+    const session = this.get(sessionId);
+    this.sessions.delete(sessionId);
+    await session.backendSession.close();
+    this.logger.info({ sessionId, label: session.label }, "session closed");
+  }
+
+  /** Closes sessions idle for longer than their TTL. */
+  sweep(now: number): void {
+    for (const session of this.sessions.values()) {
+      if (session.active > 0 || now - session.lastUsed < session.idleTtlMs) continue;
+      this.sessions.delete(session.id);
+      this.logger.info({ sessionId: session.id, label: session.label }, "session expired after its idle TTL");
+      session.backendSession.close().catch((error: unknown) => {
+        this.logger.warn({ err: error, sessionId: session.id }, "closing an expired session failed");
+      });
+    }
+  }
+
+  private backendFor(language: Language): LanguageBackend {
+    const backend = this.backends.get(language);
+    if (backend) return backend;
+    const known = [...this.backends.keys()].map((value) => Language[value]).join(", ");
+    const name = Language[language] ?? String(language);
+    throw new InvalidArgumentError(`language ${name} is not served by this code service (available: ${known})`);
+  }
+
+  private get(sessionId: string): Session {
+    if (sessionId === "") throw new InvalidArgumentError("session_id is required");
+    const session = this.sessions.get(sessionId);
+    if (!session) {
+      throw new NotFoundError(
+        `session_id ${JSON.stringify(sessionId)} not found: it was closed, expired after its idle TTL, or never existed`,
+      );
+    }
+    return session;
+  }
+
+  private async exclusive<T>(session: Session, signal: AbortSignal, work: (queueMs: number) => Promise<T>): Promise<T> {
+    const previous = session.tail;
+    let release: () => void = () => {};
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    session.tail = previous.then(() => mine);
+    session.active += 1;
+    const queued = performance.now();
+    try {
+      await untilAborted(previous, signal);
+      if (!this.sessions.has(session.id)) {
+        throw new NotFoundError(`session_id ${JSON.stringify(session.id)} was closed while this call waited`);
+      }
+      return await work(performance.now() - queued);
+    } finally {
+      session.active -= 1;
+      session.lastUsed = Date.now();
+      release();
+    }
+  }
+}
+
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted)
+    return Promise.reject(new DeadlineExceededError("the call was cancelled while it waited for the session"));
+  return new Promise((resolve, reject) => {
+    const onAbort = () =>
+      reject(
+        new DeadlineExceededError("the call was cancelled while it waited for an earlier call on the same session"),
+      );
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    });
+  });
+}

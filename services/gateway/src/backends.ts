@@ -1,0 +1,73 @@
+import {
+  type CloseSessionRequest as CodeCloseSessionRequest,
+  type CreateSessionRequest as CodeCreateSessionRequest,
+  type CreateSessionResponse as CodeCreateSessionResponse,
+  type ExecuteRequest as CodeExecuteRequest,
+  type ExecuteResponse as CodeExecuteResponse,
+  CodeServiceClient,
+} from "../../../generated/toolplane/code/v1/code.js";
+import {
+  ImageServiceClient,
+  type ProcessRequest,
+  type ProcessResponse,
+} from "../../../generated/toolplane/image/v1/image.js";
+import {
+  type ImageSearchRequest,
+  type SearchRequest,
+  type SearchResponse,
+  SearchServiceClient,
+} from "../../../generated/toolplane/search/v1/search.js";
+import { createClient, type InvokeOptions, invoke } from "../../runtime/src/index.js";
+
+/**
+ * What the gateway needs from the image, code and search services. Rejections
+ * are ToolplaneErrors carrying the remote's error class; transport failures
+ * (service down, deadline) are INFRASTRUCTURE.
+ */
+export interface Backends {
+  image: {
+    process(request: ProcessRequest, options: InvokeOptions): Promise<ProcessResponse>;
+  };
+  code: {
+    createSession(request: CodeCreateSessionRequest, options: InvokeOptions): Promise<CodeCreateSessionResponse>;
+    execute(request: CodeExecuteRequest, options: InvokeOptions): Promise<CodeExecuteResponse>;
+    closeSession(request: CodeCloseSessionRequest, options: InvokeOptions): Promise<unknown>;
+  };
+  search: {
+    search(request: SearchRequest, options: InvokeOptions): Promise<SearchResponse>;
+    imageSearch(request: ImageSearchRequest, options: InvokeOptions): Promise<SearchResponse>;
+  };
+  close(): void;
+}
+
+export interface BackendAddresses {
+  image: string;
+  code: string;
+  search: string;
+}
+
+/** gRPC clients for the three services (one HTTP/2 channel each, multiplexed). */
+export function createGrpcBackends(addresses: BackendAddresses): Backends {
+  const image = createClient(ImageServiceClient, addresses.image);
+  const code = createClient(CodeServiceClient, addresses.code);
+  const search = createClient(SearchServiceClient, addresses.search);
+  return {
+    image: {
+      process: (request, options) => invoke(image, image.process, request, options),
+    },
+    code: {
+      createSession: (request, options) => invoke(code, code.createSession, request, options),
+      execute: (request, options) => invoke(code, code.execute, request, options),
+      closeSession: (request, options) => invoke(code, code.closeSession, request, options),
+    },
+    search: {
+      search: (request, options) => invoke(search, search.search, request, options),
+      imageSearch: (request, options) => invoke(search, search.imageSearch, request, options),
+    },
+    close() {
+      image.close();
+      code.close();
+      search.close();
+    },
+  };
+}

@@ -1,0 +1,421 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import sharp from "sharp";
+import {
+  ImageDelivery,
+  ModelFormat,
+  ResultStatus,
+  StepOutcome,
+  ToolResult,
+} from "../../../generated/toolplane/gateway/v1/gateway.js";
+import { type SearchRequest, SearchServiceService } from "../../../generated/toolplane/search/v1/search.js";
+import {
+  createLogger,
+  type RecordKey,
+  type ResultRecorder,
+  startGrpcServer,
+  type ToolCallEvent,
+  unary,
+} from "../../runtime/src/index.js";
+import { AdmissionController } from "./admission.js";
+import { createGrpcBackends } from "./backends.js";
+import { type CallScope, canonicalJson, ToolGateway } from "./gateway.js";
+import { ImageStore } from "./image-store.js";
+import { SessionRegistry } from "./sessions.js";
+import { ToolRegistry } from "./tools.js";
+
+function png(width: number, height: number): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: "gray" } })
+    .png()
+    .toBuffer();
+}
+
+// Nothing listens here: any backend call fails in transport, as with a service that is down.
+const DOWN = "127.0.0.1:9";
+
+function setup(
+  options: {
+    now?: () => number;
+    recorder?: ResultRecorder;
+    events?: ToolCallEvent[];
+    storeBytes?: number;
+    searchAddress?: string;
+  } = {},
+) {
+  const store = new ImageStore(options.storeBytes ?? 50_000_000);
+  const sessions = new SessionRegistry(options.now);
+  const backends = createGrpcBackends({ image: DOWN, code: DOWN, search: options.searchAddress ?? DOWN });
+  const events = options.events;
+  const gateway = new ToolGateway({
+    backends,
+    store,
+    sessions,
+    admission: new AdmissionController({
+      image: { maxConcurrent: 4, maxQueue: 4 },
+      code: { maxConcurrent: 4, maxQueue: 4 },
+      search: { maxConcurrent: 4, maxQueue: 4 },
+    }),
+    tools: new ToolRegistry(),
+    logger: createLogger("gateway-test", "silent"),
+    defaultIdleTtlMs: 60_000,
+    maxIdleTtlMs: 3_600_000,
+    sweepIntervalMs: 1000,
+    observer: events ? { onEvent: (event) => events.push(event) } : undefined,
+    recorder: options.recorder,
+  });
+  return { gateway, store, sessions, close: () => backends.close() };
+}
+
+const scope = (): CallScope => ({ clientId: "test", signal: new AbortController().signal });
+
+function execute(sessionId: string, name: string, args: unknown, timeoutMs = 2000) {
+  return {
+    sessionId,
+    call: { callId: "c1", name, argumentsJson: JSON.stringify(args) },
+    timeoutMs,
+    imageDelivery: ImageDelivery.IMAGE_DELIVERY_REFERENCE,
+    step: 1,
+  };
+}
+
+describe("trajectory sessions", () => {
+  it("binds input images by sha256 and holds each once; a duplicate trajectory id is refused", async () => {
+    const { gateway, store, close } = setup();
+    const image = await png(50, 40);
+    const created = await gateway.createSession({
+      rolloutId: "r1",
+      trajectoryId: "t1",
+      images: [
+        { data: image, mimeType: "", width: 0, height: 0 },
+        { data: image, mimeType: "", width: 0, height: 0 },
+      ],
+      idleTtlSeconds: 0,
+    });
+    assert.equal(created.sessionId, "t1");
+    assert.equal(created.imageSha256.length, 2);
+    assert.equal(created.imageSha256[0], created.imageSha256[1]);
+    assert.equal(store.size.heldBytes, image.length);
+    await assert.rejects(
+      gateway.createSession({ rolloutId: "r1", trajectoryId: "t1", images: [], idleTtlSeconds: 0 }),
+      /trajectory_id "t1" is already open/,
+    );
+    const byReference = await gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [{ sha256: created.imageSha256[0], mimeType: "", width: 0, height: 0 }],
+      idleTtlSeconds: 0,
+    });
+    assert.match(byReference.sessionId, /^[0-9a-f-]{36}$/);
+    await gateway.closeSession("t1");
+    assert.equal(store.size.heldBytes, image.length, "still held by the second session");
+    await gateway.closeSession(byReference.sessionId);
+    assert.equal(store.size.heldBytes, 0);
+    close();
+  });
+
+  it("refuses bad images and TTLs, naming the field, and leaves nothing held", async () => {
+    const { gateway, store, close } = setup();
+    const good = await png(10, 10);
+    await assert.rejects(
+      gateway.createSession({
+        rolloutId: "",
+        trajectoryId: "",
+        images: [
+          { data: good, mimeType: "", width: 0, height: 0 },
+          { data: Buffer.from("x"), mimeType: "", width: 0, height: 0 },
+        ],
+        idleTtlSeconds: 0,
+      }),
+      /images\[1\]\.data is not a decodable image/,
+    );
+    assert.equal(store.size.heldBytes, 0);
+    await assert.rejects(
+      gateway.createSession({ rolloutId: "", trajectoryId: "", images: [], idleTtlSeconds: 7200 }),
+      /idle_ttl_seconds=7200 exceeds the limit of 3600 s/,
+    );
+    close();
+  });
+
+  it("closes a session idle past its TTL, but not while a call runs", async () => {
+    let now = 1_000_000;
+    const { gateway, sessions, store, close } = setup({ now: () => now });
+    const image = await png(20, 20);
+    const { sessionId } = await gateway.createSession({
+      rolloutId: "r",
+      trajectoryId: "",
+      images: [{ data: image, mimeType: "", width: 0, height: 0 }],
+      idleTtlSeconds: 5,
+    });
+    now += 4_000;
+    assert.equal(await gateway.closeExpired(), 0);
+    const session = sessions.get(sessionId);
+    now += 10_000;
+    session.activeCalls += 1;
+    assert.equal(await gateway.closeExpired(), 0, "a running call keeps the session open");
+    session.activeCalls -= 1;
+    assert.equal(await gateway.closeExpired(), 1);
+    assert.equal(store.size.heldBytes, 0);
+    await assert.rejects(
+      gateway.execute(execute(sessionId, "search", { query: "q" }), scope()),
+      (error: Error & { errorClass?: string }) => {
+        assert.equal(error.name, "NotFoundError");
+        assert.equal(error.errorClass, "INFRASTRUCTURE");
+        return true;
+      },
+    );
+    close();
+  });
+
+  it("CloseRollout closes every session of the rollout and no other", async () => {
+    const { gateway, sessions, close } = setup();
+    for (const id of ["a", "b", "c"]) {
+      await gateway.createSession({ rolloutId: "aborted", trajectoryId: id, images: [], idleTtlSeconds: 0 });
+    }
+    await gateway.createSession({ rolloutId: "other", trajectoryId: "d", images: [], idleTtlSeconds: 0 });
+    assert.equal(await gateway.closeRollout("aborted"), 3);
+    assert.equal(await gateway.closeRollout("aborted"), 0);
+    assert.equal(sessions.count, 1);
+    assert.ok(sessions.get("d"));
+    close();
+  });
+});
+
+describe("tool calls and the error taxonomy", () => {
+  it("an unknown tool and bad arguments are MODEL errors shown to the model", async () => {
+    const { gateway, close } = setup();
+    const { sessionId } = await gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const unknown = await gateway.execute(execute(sessionId, "calculator", {}), scope());
+    assert.equal(unknown.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.equal(unknown.text, "Error: Invalid tool call name: calculator");
+    const badQuery = await gateway.execute(execute(sessionId, "search", { query: 3 }), scope());
+    assert.equal(badQuery.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.equal(badQuery.error?.code, "INVALID_ARGUMENT");
+    assert.equal(badQuery.text, "Error: arguments.query must be a non-empty string");
+    const missingImage = await gateway.execute(
+      execute(sessionId, "image_zoom_in_tool", { bbox_2d: [0, 0, 10, 10] }),
+      scope(),
+    );
+    assert.equal(missingImage.text, "Error: ZOOM IN ARGUMENTS ARE INVALID");
+    close();
+  });
+
+  it("a backend that is down is an INFRA_ERROR, never shown to the model", async () => {
+    const events: ToolCallEvent[] = [];
+    const { gateway, close } = setup({ events });
+    const { sessionId } = await gateway.createSession({
+      rolloutId: "r9",
+      trajectoryId: "t9",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const result = await gateway.execute(execute(sessionId, "search", { query: "q" }), scope());
+    assert.equal(result.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(result.text, "");
+    assert.ok(["UNAVAILABLE", "DEADLINE_EXCEEDED"].includes(result.error?.code ?? ""), result.error?.code);
+    assert.equal(result.error?.retryable, true);
+    assert.deepEqual(
+      events.map((event) => [event.phase, event.tool, event.trajectoryId, event.rolloutId, event.step]),
+      [
+        ["started", "search", "t9", "r9", 1],
+        ["finished", "search", "t9", "r9", 1],
+      ],
+    );
+    assert.equal(events[1]?.status, "INFRA_ERROR");
+    assert.equal(events[1]?.errorClass, "INFRASTRUCTURE");
+    assert.equal(events[0]?.argumentsDigest, events[1]?.argumentsDigest);
+    const step = await gateway.step(
+      {
+        sessionId,
+        format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
+        text: '<tool_call>{"name": "search", "arguments": {"query": "q"}}</tool_call>',
+        imageDelivery: 0,
+        timeoutMs: 2000,
+        step: 2,
+      },
+      scope(),
+    );
+    assert.equal(step.outcome, StepOutcome.STEP_OUTCOME_TOOL_CALLED);
+    assert.equal(step.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(step.observation, "");
+    close();
+  });
+
+  it("ExecuteBatch answers every item: partial success, per-item session errors", async () => {
+    const { gateway, close } = setup();
+    const { sessionId } = await gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const results = await gateway.executeBatch(
+      [execute(sessionId, "calculator", {}), execute("nope", "search", { query: "x" })],
+      scope(),
+    );
+    assert.equal(results.length, 2);
+    assert.equal(results[0]?.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.equal(results[1]?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.match(results[1]?.error?.message ?? "", /calls\[1\]\.session_id: no open session "nope"/);
+    const tooMany = Array.from({ length: 1025 }, () => execute(sessionId, "calculator", {}));
+    await assert.rejects(gateway.executeBatch(tooMany, scope()), /calls has 1025 items; the limit is 1024/);
+    close();
+  });
+
+  it("Step: answers, non-calls and parse errors need no backend", async () => {
+    const { gateway, close } = setup();
+    const { sessionId } = await gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const step = (text: string) =>
+      gateway.step(
+        { sessionId, format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2, text, imageDelivery: 0, timeoutMs: 0, step: 0 },
+        scope(),
+      );
+    const answer = await step("<answer>B</answer>");
+    assert.deepEqual(
+      [answer.outcome, answer.answer, answer.status],
+      [StepOutcome.STEP_OUTCOME_ANSWER, "B", ResultStatus.RESULT_STATUS_OK],
+    );
+    assert.equal((await step("thinking...")).outcome, StepOutcome.STEP_OUTCOME_NO_CALL);
+    const bad = await step('<tool_call>{"name": "browse"}</tool_call>');
+    assert.equal(bad.outcome, StepOutcome.STEP_OUTCOME_PARSE_ERROR);
+    assert.equal(bad.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.equal(bad.observation, 'Error: Invalid tool call name: {"name": "browse"}.');
+    await assert.rejects(
+      gateway.step(
+        { sessionId, format: ModelFormat.MODEL_FORMAT_UNSPECIFIED, text: "", imageDelivery: 0, timeoutMs: 0, step: 0 },
+        scope(),
+      ),
+      /format must be one of/,
+    );
+    close();
+  });
+});
+
+describe("record and replay", () => {
+  class MemoryRecorder implements ResultRecorder {
+    readonly stored = new Map<string, Uint8Array>();
+    constructor(readonly mode: "record" | "replay") {}
+    async lookup(key: RecordKey) {
+      return this.stored.get(canonicalJson(key));
+    }
+    async record(key: RecordKey, result: Uint8Array) {
+      this.stored.set(canonicalJson(key), result);
+    }
+  }
+
+  it("record stores OK results as ToolResult bytes; a replaying gateway serves them with the backend down", async () => {
+    const logger = createLogger("test-search", "silent");
+    const server = await startGrpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      services: [
+        {
+          name: "toolplane.search.v1.SearchService",
+          definition: SearchServiceService,
+          implementation: {
+            search: unary("Search", logger, async (request: SearchRequest) => ({
+              results: [
+                {
+                  title: request.query,
+                  url: "https://example.test",
+                  snippet: "s",
+                  date: "",
+                  thumbnail: undefined,
+                  thumbnailUrl: "",
+                  score: 1,
+                },
+              ],
+              provider: "test",
+              cacheStatus: 0,
+              timing: undefined,
+            })),
+          },
+        },
+      ],
+      protoFiles: ["toolplane/search/v1/search.proto"],
+      logger,
+    });
+    const recorder = new MemoryRecorder("record");
+    const live = setup({ recorder, searchAddress: server.address });
+    const liveSession = await live.gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const recorded = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "oslo" }), scope());
+    assert.equal(recorded.status, ResultStatus.RESULT_STATUS_OK);
+    const failed = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "" }), scope());
+    assert.equal(failed.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.equal(recorder.stored.size, 1, "only results that ran are recorded");
+    live.close();
+    await server.shutdown(100);
+
+    const replaying = new MemoryRecorder("replay");
+    for (const [key, value] of recorder.stored) replaying.stored.set(key, value);
+    const replay = setup({ recorder: replaying });
+    const replaySession = await replay.gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const served = await replay.gateway.execute(
+      {
+        ...execute(replaySession.sessionId, "search", { query: "oslo" }),
+        call: { callId: "other", name: "search", argumentsJson: '{ "query" : "oslo" }' },
+      },
+      scope(),
+    );
+    assert.equal(served.status, ResultStatus.RESULT_STATUS_OK);
+    assert.equal(served.callId, "other");
+    assert.equal(served.text, recorded.text);
+    assert.equal(served.outputJson, recorded.outputJson);
+    replay.close();
+  });
+
+  it("replay serves the recorded result without calling the backend; a miss is INFRA FAILED_PRECONDITION", async () => {
+    const recorder = new MemoryRecorder("replay");
+    const key: RecordKey = {
+      tool: "search",
+      canonicalArguments: canonicalJson({ query: "paris" }),
+      inputImages: [],
+      toolVersion: "1",
+    };
+    const recorded = ToolResult.encode({
+      callId: "",
+      name: "search",
+      text: "A Google search for 'paris' found 0 results:\n\n## Web Results\n",
+      images: [],
+      error: undefined,
+      outputJson: "{}",
+      timing: undefined,
+      status: ResultStatus.RESULT_STATUS_OK,
+    }).finish();
+    await recorder.record(key, recorded);
+    const { gateway, close } = setup({ recorder });
+    const { sessionId } = await gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const hit = await gateway.execute(execute(sessionId, "search", { query: "paris" }), scope());
+    assert.equal(hit.status, ResultStatus.RESULT_STATUS_OK);
+    assert.equal(hit.callId, "c1");
+    assert.equal(hit.text, "A Google search for 'paris' found 0 results:\n\n## Web Results\n");
+    const miss = await gateway.execute(execute(sessionId, "search", { query: "rome" }), scope());
+    assert.equal(miss.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(miss.error?.code, "FAILED_PRECONDITION");
+    close();
+  });
+});

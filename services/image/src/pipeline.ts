@@ -1,0 +1,129 @@
+import { ImageFormat, type Operation, type OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
+import { InvalidArgumentError } from "../../runtime/src/index.js";
+import { withMinShortSide } from "./geometry.js";
+import { type ImageLimits, limitText, MAX_SIDE, type WorkQueue } from "./limits.js";
+import { RESIZE_KERNEL } from "./operations/geometric.js";
+import { compileOperation, type Step } from "./operations/index.js";
+import { requireOutputSize } from "./operations/step.js";
+import {
+  decodable,
+  type EncodedImage,
+  encode,
+  type InputInfo,
+  type OutputFormat,
+  type Pass,
+  pass,
+  readHeader,
+  type Source,
+  type StepContext,
+  settle,
+} from "./raster.js";
+import { requireInteger } from "./validate.js";
+
+export interface CallLimits {
+  /** Aborted when the caller cancels or its deadline passes. */
+  signal: AbortSignal;
+  /** Absolute deadline in ms since the epoch, or undefined. */
+  deadlineMs: number | undefined;
+}
+
+export interface ProcessResult {
+  image: EncodedImage;
+  input: InputInfo;
+  timing: { queueMs: number; executeMs: number; totalMs: number };
+}
+
+const DEFAULT_QUALITY = 90;
+
+interface CheckedOutput {
+  format: OutputFormat | undefined;
+  quality: number;
+  minShortSide: number;
+}
+
+function checkOutput(output: OutputOptions | undefined): CheckedOutput {
+  const formats: Record<number, OutputFormat | undefined> = {
+    [ImageFormat.IMAGE_FORMAT_UNSPECIFIED]: undefined,
+    [ImageFormat.IMAGE_FORMAT_PNG]: "png",
+    [ImageFormat.IMAGE_FORMAT_JPEG]: "jpeg",
+    [ImageFormat.IMAGE_FORMAT_WEBP]: "webp",
+  };
+  const requested = output?.format ?? ImageFormat.IMAGE_FORMAT_UNSPECIFIED;
+  if (!(requested in formats)) {
+    throw new InvalidArgumentError(
+      `output.format must be IMAGE_FORMAT_PNG, IMAGE_FORMAT_JPEG or IMAGE_FORMAT_WEBP, got ${requested}`,
+    );
+  }
+  const quality = output?.quality ? requireInteger("output.quality", output.quality, 1, 100) : DEFAULT_QUALITY;
+  const minShortSide = requireInteger("output.min_short_side", output?.minShortSide ?? 0, 0, MAX_SIDE);
+  return { format: formats[requested], quality, minShortSide };
+}
+
+/** Unspecified output keeps PNG, JPEG and WebP inputs in their format; GIF and TIFF become PNG. */
+function outputFormatFor(input: InputInfo, requested: OutputFormat | undefined): OutputFormat {
+  if (requested !== undefined) return requested;
+  return input.format === "jpeg" || input.format === "webp" ? input.format : "png";
+}
+
+/**
+ * Image pipelines: validate everything that can be validated up front, wait
+ * for a worker slot, decode once, run each step on the result of the last,
+ * encode once.
+ */
+export class ImagePipeline {
+  constructor(
+    private readonly limits: ImageLimits,
+    private readonly queue: WorkQueue,
+  ) {}
+
+  /** Header only: no pixel limit applies, so a caller can learn the size of an image it may not process. */
+  metadata(data: Buffer): Promise<InputInfo> {
+    return readHeader(data, this.limits);
+  }
+
+  async process(
+    data: Buffer,
+    operations: Operation[],
+    output: OutputOptions | undefined,
+    call: CallLimits,
+  ): Promise<ProcessResult> {
+    const started = performance.now();
+    if (operations.length > this.limits.maxOperations) {
+      throw new InvalidArgumentError(
+        `operations has ${operations.length} entries, over ${limitText(this.limits, "maxOperations")}`,
+      );
+    }
+    const steps: Step[] = operations.map((operation, index) => compileOperation(operation, index, this.limits));
+    const checkedOutput = checkOutput(output);
+    const input = await readHeader(data, this.limits);
+    const encoded = decodable(data, input, this.limits);
+
+    const context: StepContext = { limits: this.limits, signal: call.signal, deadlineMs: call.deadlineMs };
+    const queued = performance.now();
+    let admitted = queued;
+    const image = await this.queue.run(async () => {
+      admitted = performance.now();
+      let result: Source | Pass = encoded;
+      for (const step of steps) result = await step(await settle(result, context), context);
+      if (checkedOutput.minShortSide > 0) {
+        const current = await settle(result, context);
+        const minimum = withMinShortSide({ width: current.width, height: current.height }, checkedOutput.minShortSide);
+        if (minimum.width !== current.width || minimum.height !== current.height) {
+          requireOutputSize("output.min_short_side", minimum, this.limits);
+          result = pass(current, "output.min_short_side", (image) =>
+            image.resize(minimum.width, minimum.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+          );
+        } else {
+          result = current;
+        }
+      }
+      return encode(result, outputFormatFor(input, checkedOutput.format), checkedOutput.quality, context);
+    }, call.signal);
+    const finished = performance.now();
+    return {
+      image,
+      input,
+      timing: { queueMs: admitted - queued, executeMs: finished - admitted, totalMs: finished - started },
+    };
+  }
+}

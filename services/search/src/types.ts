@@ -1,0 +1,61 @@
+/** One search hit as every provider reports it, before it becomes a proto message. */
+export interface ProviderResult {
+  title: string;
+  url: string;
+  snippet: string;
+  /** Publication date as the provider gives it (free text), empty when unknown. */
+  date: string;
+  /** Remote thumbnail, when the provider gives one. */
+  thumbnailUrl?: string;
+  /** Inline thumbnail (local image index). */
+  thumbnail?: Thumbnail;
+  /** Relevance or similarity, higher is better; 0 when the provider gives none. */
+  score: number;
+}
+
+export interface Thumbnail {
+  data: Uint8Array;
+  mimeType: string;
+  width: number;
+  height: number;
+}
+
+export interface TextQuery {
+  query: string;
+  /** How many results to ask the provider for. */
+  count: number;
+  language: string;
+  region: string;
+}
+
+export interface ImageQuery {
+  data: Uint8Array;
+  /** Lowercase hex sha256 of data. */
+  sha256: string;
+  mimeType: string;
+  count: number;
+}
+
+/**
+ * What a call may spend: the caller's cancellation/deadline. Providers pass the
+ * signal to fetch so an abandoned call stops the provider request too.
+ */
+export interface CallBudget {
+  signal: AbortSignal;
+  /** Absolute deadline (epoch ms), when the caller set one. */
+  deadlineMs: number | undefined;
+}
+
+export interface ProviderAnswer {
+  results: ProviderResult[];
+  /** Time spent waiting for the provider's rate limiter. */
+  queueMs: number;
+}
+
+export interface SearchProvider {
+  readonly name: string;
+  readonly textSearch: boolean;
+  readonly imageSearch: boolean;
+  search(query: TextQuery, budget: CallBudget): Promise<ProviderAnswer>;
+  searchImage(query: ImageQuery, budget: CallBudget): Promise<ProviderAnswer>;
+}

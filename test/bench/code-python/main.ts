@@ -1,0 +1,191 @@
+/**
+ * Code service (Python) latency benchmark, over the real gRPC socket:
+ *   node dist/test/bench/code-python/main.js [--quick]
+ * Prints p50/p99 for: new session + print(1); warm execute of print(1); a
+ * numpy/PIL crop of image_1; and, in the same run, the baseline of a fresh
+ * `python3 -c` process per call with the same imports. Also the memory of an
+ * idle session's interpreter. --quick runs a few iterations to prove it works.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import sharp from "sharp";
+import { CodeServiceClient, Language } from "../../../generated/toolplane/code/v1/code.js";
+import { createClient, invoke } from "../../../services/runtime/src/index.js";
+import { spawnService } from "../../support/processes.js";
+
+const quick = process.argv.includes("--quick");
+const PYTHON = process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3";
+const IMPORTS = "import numpy, PIL.Image, cv2, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot";
+const CROP =
+  "import numpy as np\nfrom PIL import Image\ncrop = Image.fromarray(np.asarray(image_1)[100:300, 200:400])\ndisplay(crop)\ncrop.size";
+const counts = quick
+  ? { newSession: 3, warm: 20, crop: 10, baseline: 2, idle: 2 }
+  : { newSession: 20, warm: 300, crop: 100, baseline: 10, idle: 4 };
+/** Pause between new sessions so the pool (refilled one kernel at a time) is warm again, as in steady state. */
+const REFILL_PAUSE_MS = quick ? 1500 : 2000;
+
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+function summary(name: string, samples: number[]) {
+  return { name, n: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99) };
+}
+
+async function timed(action: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await action();
+  return performance.now() - started;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Every descendant pid of `root`, from /proc. */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const found: number[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    for (const child of children.get(stack.pop() as number) ?? []) {
+      found.push(child);
+      stack.push(child);
+    }
+  }
+  return found;
+}
+
+function kernelMemoryMb(servicePid: number): { kernels: number; rss: number; pss: number; anon: number } {
+  const kernels = descendants(servicePid).filter((pid) => {
+    try {
+      return (
+        readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("kernel.py") &&
+        !readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("bwrap")
+      );
+    } catch {
+      return false;
+    }
+  });
+  const totals = { rss: 0, pss: 0, anon: 0 };
+  for (const pid of kernels) {
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(rollup)?.[1] ?? 0) / 1024;
+    totals.rss += field("Rss");
+    totals.pss += field("Pss");
+    totals.anon += field("Anonymous");
+  }
+  const n = Math.max(1, kernels.length);
+  return { kernels: kernels.length, rss: totals.rss / n, pss: totals.pss / n, anon: totals.anon / n };
+}
+
+async function main(): Promise<void> {
+  const service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "2" });
+  const client = createClient(CodeServiceClient, service.address);
+  const create = (
+    images: { name: string; image: { data: Buffer; mimeType: string; width: number; height: number } }[] = [],
+  ) =>
+    invoke(client, client.createSession, {
+      language: Language.LANGUAGE_PYTHON,
+      images,
+      limits: undefined,
+      idleTtlSeconds: 0,
+      label: "bench",
+    });
+  const execute = async (sessionId: string, code: string) => {
+    const response = await invoke(client, client.execute, { sessionId, code, timeoutMs: 0, fixIndentation: false });
+    if (response.error) throw new Error(`bench cell failed: ${response.error.traceback}`);
+    return response;
+  };
+  const close = (sessionId: string) => invoke(client, client.closeSession, { sessionId });
+
+  try {
+    await sleep(REFILL_PAUSE_MS);
+    const newSession: number[] = [];
+    for (let i = 0; i < counts.newSession; i++) {
+      let sessionId = "";
+      newSession.push(
+        await timed(async () => {
+          sessionId = (await create()).sessionId;
+          await execute(sessionId, "print(1)");
+        }),
+      );
+      await close(sessionId);
+      await sleep(REFILL_PAUSE_MS);
+    }
+
+    const warmSession = (await create()).sessionId;
+    await execute(warmSession, "print(1)");
+    const warm: number[] = [];
+    for (let i = 0; i < counts.warm; i++) warm.push(await timed(() => execute(warmSession, "print(1)")));
+
+    const photo = await sharp({
+      create: {
+        width: 1024,
+        height: 768,
+        channels: 3,
+        background: "#808080",
+        noise: { type: "gaussian", mean: 128, sigma: 40 },
+      },
+    })
+      .jpeg()
+      .toBuffer();
+    const imageSession = (
+      await create([{ name: "image_1", image: { data: photo, mimeType: "", width: 0, height: 0 } }])
+    ).sessionId;
+    await execute(imageSession, CROP);
+    const crop: number[] = [];
+    for (let i = 0; i < counts.crop; i++) crop.push(await timed(() => execute(imageSession, CROP)));
+
+    const baseline: number[] = [];
+    for (let i = 0; i < counts.baseline; i++) {
+      baseline.push(
+        await timed(async () => {
+          const result = spawnSync(PYTHON, ["-c", `${IMPORTS}; print(1)`], { encoding: "utf8" });
+          if (result.status !== 0) throw new Error(`baseline python failed: ${result.stderr}`);
+        }),
+      );
+    }
+
+    const idleSessions: string[] = [];
+    for (let i = 0; i < counts.idle; i++) idleSessions.push((await create()).sessionId);
+    await sleep(REFILL_PAUSE_MS);
+    const memory = kernelMemoryMb(service.child.pid as number);
+
+    const rows = [
+      summary("new session + print(1)", newSession),
+      summary("warm execute print(1)", warm),
+      summary("numpy/PIL crop of image_1 (+PNG out)", crop),
+      summary("baseline: fresh python3 -c per call", baseline),
+    ];
+    const base = rows[3]?.p50 as number;
+    process.stdout.write(`code-python benchmark${quick ? " (--quick: tiny run, figures are not meaningful)" : ""}\n`);
+    for (const row of rows) {
+      process.stdout.write(
+        `${row.name.padEnd(40)} n=${String(row.n).padStart(4)}  p50=${row.p50.toFixed(2).padStart(8)} ms  p99=${row.p99.toFixed(2).padStart(8)} ms  baseline/p50=${(base / row.p50).toFixed(1)}x\n`,
+      );
+    }
+    process.stdout.write(
+      `idle interpreter memory (mean of ${memory.kernels} kernels incl. pool): RSS ${memory.rss.toFixed(1)} MB, PSS ${memory.pss.toFixed(1)} MB, anonymous ${memory.anon.toFixed(1)} MB\n`,
+    );
+    process.stdout.write(`${JSON.stringify({ bench: "code-python", quick, rows, memoryMb: memory })}\n`);
+    for (const sessionId of [warmSession, imageSession, ...idleSessions]) await close(sessionId);
+  } finally {
+    client.close();
+    await service.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`code-python bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

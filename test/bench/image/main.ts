@@ -1,0 +1,261 @@
+/**
+ * Image benchmark: the same four pipelines on the same 1920x1080 JPEG, run
+ * through the image service over gRPC (spawned here, on loopback) and through
+ * Python PIL in-process (pil_reference.py), in one run, with the ratios.
+ *
+ *   node dist/test/bench/image/main.js [--quick]
+ *
+ * Every iteration is a whole call: decode, EXIF orientation, the operations,
+ * JPEG quality 90 encode. The service is measured from the client, so its
+ * figures include protobuf and the socket. "c=1" sends one call at a time
+ * (latency); "c=2" keeps two in flight (throughput on a 2-core box, one
+ * pipeline per core, as rollouts use it). PIL is one Python process: c=1.
+ * On a shared machine wall-clock figures move with other people's load, so
+ * CPU time per call is printed too (the service process's user+system time
+ * from /proc, PIL's process time): it compares the work itself.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import sharp from "sharp";
+import {
+  CoordinateUnit,
+  ImageFormat,
+  ImageServiceClient,
+  type Operation,
+  type ProcessRequest,
+  type ProcessResponse,
+} from "../../../generated/toolplane/image/v1/image.js";
+import { createClient } from "../../../services/runtime/src/index.js";
+import { spawnService } from "../../support/processes.js";
+
+const quick = process.argv.includes("--quick");
+const ITERATIONS = quick ? 4 : 120;
+const WARMUP = quick ? 1 : 10;
+/** The PIL script sits beside this file in the source tree; dist/ mirrors the tree under the repository root. */
+const PIL_SCRIPT = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "..",
+  "..",
+  "test",
+  "bench",
+  "image",
+  "pil_reference.py",
+);
+
+const pixels = (left: number, top: number, right: number, bottom: number) => ({
+  left,
+  top,
+  right,
+  bottom,
+  unit: CoordinateUnit.COORDINATE_UNIT_PIXELS,
+});
+
+const PIPELINES: Record<string, Operation[]> = {
+  "crop+zoom 2x": [
+    {
+      zoom: {
+        box: pixels(800, 400, 1100, 600),
+        scale: 2,
+        targetWidth: 0,
+        targetHeight: 0,
+        minShortSide: 0,
+        deepeyesRules: true,
+      },
+    },
+  ],
+  "rotate 33": [{ rotate: { angleDegrees: 33, background: "#000000" } }],
+  "smart resize": [
+    { resize: { width: 0, height: 0, fit: 0, scale: 0, smart: { factor: 28, minPixels: 0, maxPixels: 0 } } },
+  ],
+  annotate: [
+    {
+      annotate: {
+        annotations: [pixels(100, 100, 600, 500), pixels(700, 300, 1200, 900), pixels(1300, 50, 1800, 400)].map(
+          (box, index) => ({ box, label: `object ${index}`, color: "red", lineWidth: 4 }),
+        ),
+      },
+    },
+  ],
+};
+
+interface Figures {
+  ops_per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  cpu_ms_per_call: number;
+  n: number;
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+
+/** User + system CPU time of a process so far, in ms (Linux /proc). */
+function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // After "pid (comm) ", utime and stime are the 12th and 13th fields.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+function percentile(sorted: number[], fraction: number): number {
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+/** A photo-like 1920x1080 JPEG: smooth gradients plus mild grain (~ the size of a real q90 photo). */
+async function benchmarkImage(): Promise<Buffer> {
+  const width = 1920;
+  const height = 1080;
+  const raw = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const offset = (y * width + x) * 3;
+      const grain = ((x * 7919 + y * 104729) % 23) - 11;
+      raw[offset] = Math.max(0, Math.min(255, ((x * 255) / width + grain) | 0));
+      raw[offset + 1] = Math.max(0, Math.min(255, ((y * 255) / height + grain) | 0));
+      raw[offset + 2] = Math.max(0, Math.min(255, (128 + 100 * Math.sin(x / 40) * Math.cos(y / 30) + grain) | 0));
+    }
+  }
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
+}
+
+function call(client: InstanceType<typeof ImageServiceClient>, request: ProcessRequest): Promise<ProcessResponse> {
+  return new Promise((resolve, reject) => {
+    client.process(request, (error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+async function measureService(
+  client: InstanceType<typeof ImageServiceClient>,
+  request: ProcessRequest,
+  concurrency: number,
+  pid: number,
+): Promise<Figures> {
+  for (let i = 0; i < WARMUP; i++) await call(client, request);
+  const latencies: number[] = [];
+  const cpuStarted = cpuMsOf(pid);
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next < ITERATIONS) {
+      next += 1;
+      const begin = performance.now();
+      await call(client, request);
+      latencies.push(performance.now() - begin);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = cpuMsOf(pid) - cpuStarted;
+  latencies.sort((a, b) => a - b);
+  return {
+    ops_per_s: latencies.length / elapsed,
+    p50_ms: percentile(latencies, 0.5),
+    p99_ms: percentile(latencies, 0.99),
+    cpu_ms_per_call: cpu / latencies.length,
+    n: latencies.length,
+  };
+}
+
+async function measurePil(imagePath: string): Promise<Record<string, Figures>> {
+  const { stdout } = await promisify(execFile)(
+    "/usr/bin/python3",
+    [PIL_SCRIPT, imagePath, String(ITERATIONS), String(WARMUP)],
+    { maxBuffer: 1 << 20 },
+  );
+  return JSON.parse(stdout) as Record<string, Figures>;
+}
+
+const format = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : "n/a");
+
+async function main(): Promise<void> {
+  const image = await benchmarkImage();
+  const dir = mkdtempSync(join(tmpdir(), "toolplane-image-bench-"));
+  const imagePath = join(dir, "bench.jpg");
+  writeFileSync(imagePath, image);
+  const service = await spawnService("image");
+  const client = createClient(ImageServiceClient, service.address);
+  const pid = service.child.pid ?? 0;
+  const results: Record<string, { service_c1: Figures; service_c2: Figures; pil: Figures }> = {};
+  try {
+    const serviceFigures: Record<string, { c1: Figures; c2: Figures }> = {};
+    for (const [name, operations] of Object.entries(PIPELINES)) {
+      const request: ProcessRequest = {
+        image: { data: image, mimeType: "image/jpeg", width: 0, height: 0 },
+        operations,
+        output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 90, minShortSide: 0 },
+      };
+      serviceFigures[name] = {
+        c1: await measureService(client, request, 1, pid),
+        c2: await measureService(client, request, 2, pid),
+      };
+    }
+    // PIL runs after the service has stopped working, so neither measurement steals the other's cores.
+    const pil = await measurePil(imagePath);
+    for (const [name, figures] of Object.entries(serviceFigures)) {
+      const baseline = pil[name];
+      if (baseline === undefined) throw new Error(`PIL reference did not report ${name}`);
+      results[name] = { service_c1: figures.c1, service_c2: figures.c2, pil: baseline };
+    }
+  } finally {
+    client.close();
+    await service.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const header = [
+    "pipeline".padEnd(14),
+    "svc c=1 ops/s",
+    "p50 ms",
+    "p99 ms",
+    "svc c=2 ops/s",
+    "p50 ms",
+    "p99 ms",
+    "PIL ops/s",
+    "p50 ms",
+    "p99 ms",
+    "x PIL (c=1)",
+    "x PIL (c=2)",
+    "CPU ms/call svc",
+    "PIL",
+    "x less CPU",
+  ];
+  const lines = [header.join("  ")];
+  for (const [name, { service_c1: one, service_c2: two, pil }] of Object.entries(results)) {
+    lines.push(
+      [
+        name.padEnd(14),
+        format(one.ops_per_s).padStart(13),
+        format(one.p50_ms).padStart(6),
+        format(one.p99_ms).padStart(6),
+        format(two.ops_per_s).padStart(13),
+        format(two.p50_ms).padStart(6),
+        format(two.p99_ms).padStart(6),
+        format(pil.ops_per_s).padStart(9),
+        format(pil.p50_ms).padStart(6),
+        format(pil.p99_ms).padStart(6),
+        format(one.ops_per_s / pil.ops_per_s, 2).padStart(11),
+        format(two.ops_per_s / pil.ops_per_s, 2).padStart(11),
+        format(one.cpu_ms_per_call).padStart(15),
+        format(pil.cpu_ms_per_call).padStart(4),
+        format(pil.cpu_ms_per_call / one.cpu_ms_per_call, 2).padStart(10),
+      ].join("  "),
+    );
+  }
+  process.stdout.write(
+    `image benchmark${quick ? " (--quick: tiny run, figures not meaningful)" : ""}: 1920x1080 JPEG (${image.length} bytes), ` +
+      `${ITERATIONS} calls per pipeline after ${WARMUP} warm-up, ${availableParallelism()} cores\n${lines.join("\n")}\n`,
+  );
+  process.stdout.write(`${JSON.stringify({ benchmark: "image", quick, iterations: ITERATIONS, results })}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`image benchmark failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

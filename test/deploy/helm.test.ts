@@ -1,0 +1,248 @@
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import type { IDeployment } from "kubernetes-models/apps/v1";
+import type { IHorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
+import type { IIngress } from "kubernetes-models/networking.k8s.io/v1";
+import type { IService } from "kubernetes-models/v1";
+import {
+  chartDir,
+  codeEgressProblems,
+  containerEnv,
+  deploymentOf,
+  helm,
+  type Manifest,
+  ofKind,
+  render,
+  SERVICE_NAMES,
+  SERVICES,
+  schemaProblems,
+  securityProblems,
+  serviceProblems,
+} from "./chart.js";
+
+/** Default values, every ci/*.yaml values file, and one render that creates the provider-key Secret. */
+const valuesFiles = readdirSync(join(chartDir, "ci"))
+  .filter((name) => name.endsWith(".yaml"))
+  .sort();
+const renderCases: { name: string; args: string[] }[] = [
+  { name: "default values", args: [] },
+  ...valuesFiles.map((file) => ({ name: `ci/${file}`, args: ["-f", join(chartDir, "ci", file)] })),
+  {
+    name: "default values with an Ingress and a provider key",
+    args: ["--set", "ingress.enabled=true", "--set", "searchProviders.braveKey=test-key"],
+  },
+];
+
+function gatewayEnv(manifests: Manifest[]): Record<string, string> {
+  const container = deploymentOf(manifests, "gateway").spec?.template.spec?.containers[0];
+  assert.ok(container, "the gateway Deployment has a container");
+  return containerEnv(manifests, container);
+}
+
+describe("helm chart helm/toolplane", () => {
+  it("passes helm lint --strict with the default values and every ci values file", () => {
+    helm(["lint", "--strict", chartDir]);
+    for (const file of valuesFiles) helm(["lint", "--strict", chartDir, "-f", join(chartDir, "ci", file)]);
+  });
+
+  for (const renderCase of renderCases) {
+    describe(renderCase.name, () => {
+      const manifests = render(renderCase.args);
+
+      it("renders only manifests that validate against the Kubernetes 1.27 schemas", () => {
+        assert.ok(manifests.length > 0);
+        assert.deepEqual(schemaProblems(manifests), []);
+      });
+
+      it("runs every container non-root, read-only, without capabilities, under seccomp RuntimeDefault", () => {
+        assert.deepEqual(securityProblems(manifests), []);
+      });
+
+      it("gives each service gRPC health probes, a drain-aligned shutdown, a Service, an HPA and a PDB", () => {
+        for (const service of SERVICE_NAMES) assert.deepEqual(serviceProblems(manifests, service), [], service);
+      });
+
+      it("denies all egress from the code service", () => {
+        assert.deepEqual(codeEgressProblems(manifests), []);
+      });
+
+      it("points the gateway at every backend Service by name and port", () => {
+        const env = gatewayEnv(manifests);
+        const services = ofKind<IService>(manifests, "Service");
+        for (const backend of ["image", "code", "search"] as const) {
+          const address = env[`TOOLPLANE_${backend.toUpperCase()}_ADDR`];
+          const service = services.find(
+            (candidate) => candidate.metadata.labels?.["app.kubernetes.io/component"] === backend,
+          );
+          assert.ok(service, `a Service for ${backend}`);
+          assert.equal(address, `${service.metadata.name}:${SERVICES[backend].port}`);
+        }
+      });
+
+      it("every Deployment's selector matches its pod labels", () => {
+        for (const deployment of ofKind<IDeployment>(manifests, "Deployment")) {
+          const labels = deployment.spec?.template.metadata?.labels ?? {};
+          for (const [key, value] of Object.entries(deployment.spec?.selector.matchLabels ?? {})) {
+            assert.equal(labels[key], value, `${deployment.metadata.name} ${key}`);
+          }
+        }
+      });
+    });
+  }
+
+  describe("values that change the deployment", () => {
+    it("puts only the code pods under the runtime class (gVisor in the production values)", () => {
+      const manifests = render(["-f", join(chartDir, "ci", "production-values.yaml")]);
+      for (const service of SERVICE_NAMES) {
+        const runtimeClass = deploymentOf(manifests, service).spec?.template.spec?.runtimeClassName;
+        assert.equal(runtimeClass, service === "code" ? "gvisor" : undefined, service);
+      }
+    });
+
+    it("exposes /metrics of every service to its ServiceMonitor and keeps the stateful tiers from scaling in", () => {
+      const manifests = render(["-f", join(chartDir, "ci", "production-values.yaml")]);
+      const monitors = ofKind<Manifest>(manifests, "ServiceMonitor");
+      assert.equal(monitors.length, SERVICE_NAMES.length);
+      for (const service of SERVICE_NAMES) {
+        const container = deploymentOf(manifests, service).spec?.template.spec?.containers[0];
+        assert.ok(container);
+        assert.equal(containerEnv(manifests, container).TOOLPLANE_METRICS_PORT, "9464", service);
+        assert.ok(
+          container.ports?.some((port) => port.name === "metrics" && port.containerPort === 9464),
+          service,
+        );
+      }
+      const scaleDownPolicies = Object.fromEntries(
+        ofKind<IHorizontalPodAutoscaler>(manifests, "HorizontalPodAutoscaler").map((hpa) => [
+          hpa.metadata.labels?.["app.kubernetes.io/component"],
+          hpa.spec?.behavior?.scaleDown?.selectPolicy,
+        ]),
+      );
+      assert.deepEqual(scaleDownPolicies, {
+        gateway: "Disabled",
+        image: undefined,
+        code: "Disabled",
+        search: undefined,
+      });
+    });
+
+    it("routes the Ingress to the gateway's gRPC port", () => {
+      const manifests = render(["--set", "ingress.enabled=true"]);
+      const [ingress] = ofKind<IIngress>(manifests, "Ingress");
+      const backend = ingress?.spec?.rules?.[0]?.http?.paths[0]?.backend.service;
+      assert.equal(backend?.name, deploymentOf(manifests, "gateway").metadata.name);
+      assert.equal(backend?.port?.name, "grpc");
+      assert.equal(ingress?.metadata?.annotations?.["nginx.ingress.kubernetes.io/backend-protocol"], "GRPC");
+    });
+
+    it("wires the in-chart NATS and Jaeger into the services' environment", () => {
+      const manifests = render(["-f", join(chartDir, "ci", "quickstart-values.yaml")]);
+      const env = gatewayEnv(manifests);
+      const services = ofKind<IService>(manifests, "Service").map((service) => service.metadata.name);
+      const nats = new URL(env.TOOLPLANE_NATS_URL ?? "");
+      assert.ok(services.includes(nats.hostname), `NATS URL ${nats} names a rendered Service`);
+      const otlp = new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "");
+      assert.ok(services.includes(otlp.hostname), `OTLP endpoint ${otlp} names a rendered Service`);
+      assert.equal(otlp.port, "4317");
+      assert.equal(env.OTEL_SERVICE_NAME, "toolplane-gateway");
+      assert.equal(env.OTEL_SDK_DISABLED, undefined);
+    });
+
+    it("turns the OpenTelemetry SDK off where spans have nowhere to go", () => {
+      const defaults = render([]);
+      assert.equal(gatewayEnv(defaults).OTEL_SDK_DISABLED, "true", "no collector configured");
+      const withCollector = render(["--set", "telemetry.otlpEndpoint=http://collector:4317"]);
+      assert.equal(gatewayEnv(withCollector).OTEL_SDK_DISABLED, undefined);
+      const isolatedCode = deploymentOf(withCollector, "code").spec?.template.spec?.containers[0];
+      assert.ok(isolatedCode);
+      assert.equal(containerEnv(withCollector, isolatedCode).OTEL_SDK_DISABLED, "true", "code egress is denied");
+    });
+
+    it("reads provider keys from an existing Secret without rendering one", () => {
+      const manifests = render(["--set", "searchProviders.existingSecret=my-keys"]);
+      assert.equal(ofKind(manifests, "Secret").length, 0);
+      const search = deploymentOf(manifests, "search").spec?.template.spec?.containers[0];
+      const keyRefs = (search?.env ?? []).filter((variable) => variable.valueFrom?.secretKeyRef?.name === "my-keys");
+      assert.deepEqual(keyRefs.map((variable) => variable.name).sort(), [
+        "TOOLPLANE_SEARCH_BRAVE_KEY",
+        "TOOLPLANE_SEARCH_SERPAPI_KEY",
+        "TOOLPLANE_SEARCH_SERPER_KEY",
+        "TOOLPLANE_SEARCH_TAVILY_KEY",
+      ]);
+    });
+
+    it("stretches the termination grace period with the drain time", () => {
+      const manifests = render(["--set", "shutdown.graceMs=45500", "--set", "shutdown.preStopSleepSeconds=3"]);
+      const pod = deploymentOf(manifests, "image").spec?.template.spec;
+      assert.equal(pod?.terminationGracePeriodSeconds, 3 + 46 + 5);
+      assert.deepEqual(serviceProblems(manifests, "image"), []);
+    });
+  });
+
+  describe("the checks catch a weakened chart", () => {
+    it("reports a writable root filesystem and an added capability", () => {
+      const manifests = render([
+        "--set",
+        "containerSecurityContext.readOnlyRootFilesystem=false",
+        "--set",
+        "services.code.containerSecurityContext.capabilities.add[0]=SYS_ADMIN",
+      ]);
+      const problems = securityProblems(manifests);
+      for (const service of SERVICE_NAMES) {
+        assert.ok(
+          problems.some((problem) => problem.includes(`-${service} container ${service}: readOnlyRootFilesystem`)),
+          `${service} in ${problems.join("\n")}`,
+        );
+      }
+      assert.ok(problems.some((problem) => problem.includes("container code: adds capabilities")));
+    });
+
+    it("reports an unconfined seccomp profile on the code container", () => {
+      const problems = securityProblems(
+        render(["--set", "services.code.containerSecurityContext.seccompProfile.type=Unconfined"]),
+      );
+      assert.deepEqual(
+        problems.filter((problem) => problem.includes("seccompProfile")),
+        ["Deployment tp-toolplane-code container code: seccompProfile is Unconfined, not RuntimeDefault"],
+      );
+    });
+
+    it("reports code egress that is not denied", () => {
+      assert.deepEqual(codeEgressProblems(render(["--set", "services.code.networkPolicy.enabled=false"])), [
+        "code: no NetworkPolicy denies all egress from the code pods",
+      ]);
+    });
+
+    it("reports a termination grace period shorter than the drain", () => {
+      const manifests = render([]);
+      const pod = deploymentOf(manifests, "search").spec?.template.spec;
+      assert.ok(pod);
+      pod.terminationGracePeriodSeconds = 12;
+      assert.deepEqual(serviceProblems(manifests, "search"), [
+        "search: terminationGracePeriodSeconds 12 s does not cover preStop 5 s + drain 10000 ms",
+      ]);
+    });
+
+    it("reports a manifest that breaks the Kubernetes schema", () => {
+      const manifests = render([]);
+      const container = deploymentOf(manifests, "gateway").spec?.template.spec?.containers[0];
+      assert.ok(container?.readinessProbe?.grpc);
+      // A named port is valid for httpGet probes but not for gRPC ones (GRPCAction.port is an integer).
+      (container.readinessProbe.grpc as { port: unknown }).port = "grpc";
+      assert.deepEqual(schemaProblems(manifests), [
+        "Deployment tp-toolplane-gateway: data/spec/template/spec/containers/0/readinessProbe/grpc/port must be integer",
+      ]);
+    });
+
+    it("refuses an unknown key or a value of the wrong type or form (values.schema.json)", () => {
+      assert.throws(() => render(["--set", "services.gateway.prot=50051"]), /Additional property prot is not allowed/);
+      assert.throws(() => render(["--set", "services.gateway.port=grpc"]), /services\.gateway\.port: Invalid type/);
+      assert.throws(
+        () => render(["--set", "telemetry.otlpEndpoint=jaeger:4317"]),
+        /telemetry\.otlpEndpoint: Does not match pattern/,
+      );
+    });
+  });
+});
