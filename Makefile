@@ -4,7 +4,7 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python bench-quick run bench clean
+.PHONY: install gen build lint typecheck test test-node test-python bench-quick run bench soak clean
 
 # Installs exactly the locked packages, only when the lock differs from the one last installed
 # (content, not timestamps: checkouts and merges touch files without changing them).
@@ -54,6 +54,10 @@ bench-quick: build
 # Full benchmarks, one after another; writes docs/BENCHMARKS.md.
 bench: build
 	node dist/test/bench/report.js
+
+# 10,000 mixed calls at 128 concurrency through the gateway with NATS events (loopback only, a few minutes).
+soak: build
+	node dist/test/soak/main.js
 
 clean:
 	rm -rf dist generated

@@ -142,7 +142,7 @@ runMain("toolplane-code", async () => {
     await manager.start();
   } catch (error) {
     throw new Error(
-      `the Python sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}): ${(error as Error).message}`,
+      `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${(error as Error).message}`,
       { cause: error },
     );
   }

@@ -109,7 +109,15 @@ export class SessionManager {
   }
 
   async start(): Promise<void> {
-    await Promise.all([...this.backends.values()].map((backend) => backend.start()));
+    await Promise.all(
+      [...this.backends.values()].map((backend) =>
+        backend.start().catch((error: unknown) => {
+          throw new Error(`the ${Language[backend.language]} backend failed to start: ${(error as Error).message}`, {
+            cause: error,
+          });
+        }),
+      ),
+    );
     this.sweeper = setInterval(() => this.sweep(Date.now()), this.config.sweepIntervalMs);
     this.sweeper.unref();
   }

@@ -2,11 +2,18 @@ import { z } from "zod";
 import { ToolGatewayService } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
   baseConfigShape,
+  combineObservers,
+  createCallObserver,
   createLogger,
+  createRecorder,
+  eventsConfigShape,
   loadConfig,
+  MetricsCallObserver,
   port,
   positiveInt,
+  recorderConfigShape,
   runMain,
+  SpanCallObserver,
   startGrpcServer,
 } from "../../runtime/src/index.js";
 import { AdmissionController } from "./admission.js";
@@ -26,6 +33,8 @@ const address = (fallback: string) =>
 
 const gatewayConfigShape = {
   ...baseConfigShape,
+  ...eventsConfigShape,
+  ...recorderConfigShape,
   TOOLPLANE_GRPC_PORT: port(50051),
   TOOLPLANE_IMAGE_ADDR: address("127.0.0.1:50052"),
   TOOLPLANE_CODE_ADDR: address("127.0.0.1:50053"),
@@ -52,21 +61,35 @@ runMain("toolplane-gateway", async () => {
     code: config.TOOLPLANE_CODE_ADDR,
     search: config.TOOLPLANE_SEARCH_ADDR,
   });
+  // Events (NATS or log), tool metrics, one span per tool call, and the trajectory journal when recording locally.
+  const { recorder, journal } = createRecorder(config, logger);
+  const observer = combineObservers(
+    [
+      createCallObserver(config, logger),
+      new MetricsCallObserver(),
+      new SpanCallObserver(),
+      ...(journal ? [journal] : []),
+    ],
+    logger,
+  );
+  const admission = new AdmissionController({
+    image: {
+      maxConcurrent: config.TOOLPLANE_GATEWAY_IMAGE_CONCURRENCY,
+      maxQueue: config.TOOLPLANE_GATEWAY_IMAGE_QUEUE,
+    },
+    code: { maxConcurrent: config.TOOLPLANE_GATEWAY_CODE_CONCURRENCY, maxQueue: config.TOOLPLANE_GATEWAY_CODE_QUEUE },
+    search: {
+      maxConcurrent: config.TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY,
+      maxQueue: config.TOOLPLANE_GATEWAY_SEARCH_QUEUE,
+    },
+  });
   const gateway = new ToolGateway({
     backends,
     store: new ImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
     sessions: new SessionRegistry(),
-    admission: new AdmissionController({
-      image: {
-        maxConcurrent: config.TOOLPLANE_GATEWAY_IMAGE_CONCURRENCY,
-        maxQueue: config.TOOLPLANE_GATEWAY_IMAGE_QUEUE,
-      },
-      code: { maxConcurrent: config.TOOLPLANE_GATEWAY_CODE_CONCURRENCY, maxQueue: config.TOOLPLANE_GATEWAY_CODE_QUEUE },
-      search: {
-        maxConcurrent: config.TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY,
-        maxQueue: config.TOOLPLANE_GATEWAY_SEARCH_QUEUE,
-      },
-    }),
+    admission,
+    observer,
+    recorder,
     tools: new ToolRegistry(),
     logger,
     defaultIdleTtlMs: config.TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS * 1000,
@@ -100,6 +123,8 @@ runMain("toolplane-gateway", async () => {
         await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
         await gateway.stop();
         backends.close();
+        await observer.stop();
+        await recorder.close();
       },
     },
   };

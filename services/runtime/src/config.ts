@@ -46,7 +46,8 @@ export function loadConfig<Shape extends z.ZodRawShape>(
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => {
     const name = issue.path.join(".");
-    const value = present[name];
+    // Secrets are named, never echoed.
+    const value = /TOKEN|KEY|SECRET|PASSWORD/.test(name) ? undefined : present[name];
     return `invalid environment variable ${name}${value === undefined ? "" : `=${JSON.stringify(value)}`}: ${issue.message}`;
   });
   throw new ConfigError(problems);

@@ -2,12 +2,18 @@ import {
   type CallOptions,
   type Client,
   type ClientUnaryCall,
-  credentials,
+  type credentials,
   Metadata,
   type ServiceError,
 } from "@grpc/grpc-js";
 import { DeadlineExceededError, fromServiceError } from "./errors.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc-server.js";
+import {
+  channelCredentials,
+  loadSecurityConfig,
+  type SecurityConfig,
+  serviceTokenClientInterceptor,
+} from "./security.js";
 
 type ClientConstructor<C> = new (
   address: string,
@@ -15,11 +21,19 @@ type ClientConstructor<C> = new (
   options?: Record<string, unknown>,
 ) => C;
 
-/** A client for a toolplane service, with message limits matching the servers'. */
-export function createClient<C extends Client>(Ctor: ClientConstructor<C>, address: string): C {
-  return new Ctor(address, credentials.createInsecure(), {
+/**
+ * A client for a toolplane service, with message limits matching the servers'
+ * and this process's credentials (service token, mutual TLS) when configured.
+ */
+export function createClient<C extends Client>(
+  Ctor: ClientConstructor<C>,
+  address: string,
+  security: SecurityConfig = loadSecurityConfig(),
+): C {
+  return new Ctor(address, channelCredentials(security), {
     "grpc.max_receive_message_length": DEFAULT_MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": DEFAULT_MAX_MESSAGE_BYTES,
+    interceptors: security.serviceToken ? [serviceTokenClientInterceptor(security.serviceToken)] : [],
   });
 }
 

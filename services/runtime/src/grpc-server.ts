@@ -5,16 +5,27 @@ import {
   type handleUnaryCall,
   type Metadata,
   Server,
-  ServerCredentials,
   type ServerUnaryCall,
   type ServiceDefinition,
+  status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
+import { trace } from "@opentelemetry/api";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { toServiceError } from "./errors.js";
+import { loadConfig } from "./config.js";
+import { ERROR_CLASS_KEY, toServiceError } from "./errors.js";
 import type { Logger } from "./logger.js";
+import {
+  grpcServerCalls,
+  grpcServerDuration,
+  grpcServerErrors,
+  type MetricsServer,
+  metricsConfigShape,
+  startMetricsServer,
+} from "./metrics.js";
+import { loadSecurityConfig, type SecurityConfig, serverCredentials, serverInterceptors } from "./security.js";
 
 /** Largest message a service accepts or sends: images travel inline. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -35,6 +46,13 @@ export interface GrpcServerOptions {
   protoFiles: string[];
   logger: Logger;
   maxMessageBytes?: number;
+  /**
+   * Serve Prometheus /metrics on this port (0 = ephemeral). When not given, TOOLPLANE_METRICS_PORT
+   * decides (unset = no endpoint), so every service gets the endpoint without wiring it in main.
+   */
+  metricsPort?: number;
+  /** Service token and mutual TLS; default: read from the environment (both off unless configured). */
+  security?: SecurityConfig;
 }
 
 export interface RunningServer {
@@ -42,6 +60,8 @@ export interface RunningServer {
   port: number;
   address: string;
   health: HealthImplementation;
+  /** The /metrics endpoint, when metricsPort was given. */
+  metrics: MetricsServer | undefined;
   /** Stops accepting calls, waits up to graceMs for in-flight ones, then cancels the rest. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -67,9 +87,11 @@ export function protoRoot(): string {
  */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningServer> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const security = options.security ?? loadSecurityConfig();
   const server = new Server({
     "grpc.max_receive_message_length": maxBytes,
     "grpc.max_send_message_length": maxBytes,
+    interceptors: serverInterceptors(security),
   });
   for (const service of options.services)
     server.addService(service.definition, service.implementation as UntypedServiceImplementation);
@@ -84,14 +106,27 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   new ReflectionService(packageDefinition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (error, boundPort) =>
+    server.bindAsync(`${options.host}:${options.port}`, serverCredentials(security), (error, boundPort) =>
       error ? reject(error) : resolve(boundPort),
     );
   });
   for (const service of options.services) health.setStatus(service.name, "SERVING");
   health.setStatus("", "SERVING");
   const address = `${options.host}:${port}`;
-  options.logger.info({ address, services: options.services.map((s) => s.name) }, "grpc server listening");
+  // Metrics bind before "grpc server listening" so whoever waits for that line can scrape at once.
+  const metricsPort = options.metricsPort ?? loadConfig(metricsConfigShape).TOOLPLANE_METRICS_PORT;
+  const metrics =
+    metricsPort === undefined ? undefined : await startMetricsServer(options.host, metricsPort, options.logger);
+  options.logger.info(
+    {
+      address,
+      services: options.services.map((s) => s.name),
+      mutualTls: security.tls !== undefined,
+      serviceToken: security.serviceToken !== undefined,
+      apiKeys: security.apiKeys?.map((key) => key.client) ?? [],
+    },
+    "grpc server listening",
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs: number): Promise<void> => {
@@ -107,10 +142,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
         clearTimeout(timer);
         resolve();
       });
-    });
+    }).then(() => metrics?.close());
     return stopping;
   };
-  return { port, address, health, shutdown };
+  return { port, address, health, metrics, shutdown };
 }
 
 /** What a unary handler gets besides its request. */
@@ -134,8 +169,9 @@ function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number | undefined
 
 /**
  * Adapts an async domain function to grpc-js: errors are mapped to status codes
- * in one place, cancellation and deadline become an AbortSignal, and each call
- * is logged once.
+ * in one place, cancellation and deadline become an AbortSignal, each call is
+ * logged once and counted in the standard gRPC metrics (calls, errors by class,
+ * latency). The error class also lands on the call's trace span when tracing is on.
  */
 export function unary<Request, Response>(
   method: string,
@@ -160,17 +196,26 @@ export function unary<Request, Response>(
     handler(call.request, context).then(
       (response) => {
         clearTimeout(timer);
-        logger.debug({ method, ms: performance.now() - started }, "call ok");
+        const ms = performance.now() - started;
+        logger.debug({ method, ms }, "call ok");
+        grpcServerCalls.inc({ method, code: "OK" });
+        grpcServerDuration.observe({ method }, ms / 1000);
         callback(null, response);
       },
       (error: unknown) => {
         clearTimeout(timer);
         const serviceError = toServiceError(error);
-        const level = serviceError.metadata?.get("toolplane-error-class")[0] === "MODEL" ? "info" : "warn";
-        logger[level](
-          { method, ms: performance.now() - started, code: serviceError.code, err: serviceError.details },
+        const errorClass = serviceError.metadata?.get(ERROR_CLASS_KEY)[0] === "MODEL" ? "MODEL" : "INFRASTRUCTURE";
+        const ms = performance.now() - started;
+        logger[errorClass === "MODEL" ? "info" : "warn"](
+          { method, ms, code: serviceError.code, err: serviceError.details },
           "call failed",
         );
+        const code = status[serviceError.code] ?? String(serviceError.code);
+        grpcServerCalls.inc({ method, code });
+        grpcServerErrors.inc({ method, code, error_class: errorClass });
+        grpcServerDuration.observe({ method }, ms / 1000);
+        trace.getActiveSpan()?.setAttribute("toolplane.error_class", errorClass);
         callback(serviceError as never, null);
       },
     );

@@ -1,5 +1,6 @@
 import { ConfigError } from "./config.js";
 import type { Logger } from "./logger.js";
+import { shutdownTelemetry } from "./telemetry.js";
 
 export interface Stoppable {
   /** Drains in-flight work, then releases resources. */
@@ -25,16 +26,20 @@ export async function runMain(service: string, start: () => Promise<{ logger: Lo
     }
     stopping = true;
     logger.info({ signal }, "shutting down");
-    stoppable.stop().then(
-      () => {
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    // Spans are flushed last so the shutdown's own calls are exported too.
+    stoppable
+      .stop()
+      .then(() => shutdownTelemetry())
+      .then(
+        () => {
+          logger.info("stopped");
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   const onSignal = (signal: NodeJS.Signals) => {
     if (started) stop(signal, started);

@@ -2,12 +2,23 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { baseConfigShape, createLogger, loadConfig, port, runMain } from "./index.js";
+import {
+  baseConfigShape,
+  createLogger,
+  loadConfig,
+  metricsConfigShape,
+  port,
+  runMain,
+  telemetryEnabled,
+} from "./index.js";
 
 /**
  * `make run`: starts every service as its own process on embedded defaults
  * (no NATS, no collector, no API keys), then the gateway pointed at them.
  * The services are located by path, not imported: the runtime imports no service.
+ * With an OTLP endpoint in OTEL_*, every service starts with the tracing preload;
+ * with TOOLPLANE_METRICS_PORT=N the gateway serves /metrics on N and the
+ * backends on N+1.. (0 gives each an ephemeral port).
  */
 const servicesRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -24,14 +35,23 @@ runMain("toolplane", async () => {
     TOOLPLANE_IMAGE_PORT: port(50052),
     TOOLPLANE_CODE_PORT: port(50053),
     TOOLPLANE_SEARCH_PORT: port(50054),
+    ...metricsConfigShape,
   });
+  const tracing = telemetryEnabled();
+  const preload = join(dirname(fileURLToPath(import.meta.url)), "telemetry-register.js");
+  const metricsPort = (offset: number): Record<string, string> => {
+    const base = config.TOOLPLANE_METRICS_PORT;
+    if (base === undefined) return {};
+    return { TOOLPLANE_METRICS_PORT: String(base === 0 ? 0 : base + offset) };
+  };
   const logger = createLogger("run-all", config.TOOLPLANE_LOG_LEVEL);
   const children: ChildProcess[] = [];
   let stopping = false;
 
   const start = (name: string, env: Record<string, string>): Promise<string> => {
-    const child = spawn(process.execPath, [join(servicesRoot, name, "src", "main.js")], {
-      env: { ...process.env, ...env },
+    const main = join(servicesRoot, name, "src", "main.js");
+    const child = spawn(process.execPath, tracing ? ["--import", preload, main] : [main], {
+      env: { ...process.env, OTEL_SERVICE_NAME: process.env.OTEL_SERVICE_NAME ?? `toolplane-${name}`, ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
     children.push(child);
@@ -64,12 +84,19 @@ runMain("toolplane", async () => {
   };
 
   const addresses: Record<string, string> = {};
-  for (const backend of BACKENDS) {
+  for (const [index, backend] of BACKENDS.entries()) {
+    // Earlier backends' addresses go to later ones: the code service calls the image service for JS image ops.
     addresses[backend.addressVariable] = await start(backend.name, {
+      ...addresses,
       TOOLPLANE_GRPC_PORT: String(config[backend.portVariable]),
+      ...metricsPort(index + 1),
     });
   }
-  const gateway = await start("gateway", { ...addresses, TOOLPLANE_GRPC_PORT: String(config.TOOLPLANE_GATEWAY_PORT) });
+  const gateway = await start("gateway", {
+    ...addresses,
+    TOOLPLANE_GRPC_PORT: String(config.TOOLPLANE_GATEWAY_PORT),
+    ...metricsPort(0),
+  });
   process.stderr.write(`\ntoolplane is up: gateway listening on ${gateway} (Ctrl-C stops everything)\n\n`);
   return { logger, stoppable: { stop: stopAll } };
 });

@@ -1,0 +1,185 @@
+import { type Attributes, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { ToolCallEvent } from "./call-events.js";
+
+/**
+ * Tracing. Off unless an OTLP endpoint is configured with the standard
+ * variables (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+ * OTEL_SERVICE_NAME names the service; OTEL_TRACES_EXPORTER=none or
+ * OTEL_SDK_DISABLED=true turn it off). Spans go out over OTLP/gRPC.
+ *
+ * This module must not import @grpc/grpc-js (directly or through another
+ * runtime module): telemetry-register.ts loads it before the gRPC
+ * instrumentation has patched grpc-js. Helpers below work whether or not the
+ * SDK runs; without it they produce no-op spans.
+ */
+
+export const TRACER_NAME = "toolplane";
+
+export const SpanAttribute = {
+  tool: "toolplane.tool",
+  trajectoryId: "toolplane.trajectory_id",
+  rolloutId: "toolplane.rollout_id",
+  step: "toolplane.step",
+  errorClass: "toolplane.error_class",
+} as const;
+
+/** Stages a service reports as child spans of the call's server span. */
+export type Stage = "queue_wait" | "sandbox_execute" | "provider_request" | "cache";
+
+export interface CallSpanAttributes {
+  tool?: string;
+  trajectoryId?: string;
+  rolloutId?: string;
+  step?: number;
+}
+
+export function callAttributes(call: CallSpanAttributes): Attributes {
+  const attributes: Attributes = {};
+  if (call.tool !== undefined) attributes[SpanAttribute.tool] = call.tool;
+  if (call.trajectoryId !== undefined) attributes[SpanAttribute.trajectoryId] = call.trajectoryId;
+  if (call.rolloutId !== undefined) attributes[SpanAttribute.rolloutId] = call.rolloutId;
+  if (call.step !== undefined) attributes[SpanAttribute.step] = call.step;
+  return attributes;
+}
+
+export function telemetryEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  if ((env.OTEL_SDK_DISABLED ?? "").toLowerCase() === "true") return false;
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? "otlp").split(",").map((name) => name.trim());
+  if (!exporters.includes("otlp")) return false;
+  return Boolean(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT);
+}
+
+interface RunningSdk {
+  shutdown(): Promise<void>;
+}
+
+let running: RunningSdk | undefined;
+
+/**
+ * Starts the OpenTelemetry NodeSDK (W3C trace-context propagation, gRPC
+ * instrumentation, batched OTLP/gRPC export) once per process. For the gRPC
+ * instrumentation to see grpc-js, call this from the preload
+ * (telemetry-register.js), not from a main that has already imported grpc-js.
+ * The SDK packages are imported only when tracing is on, so a service without
+ * tracing does not pay their start-up cost.
+ */
+export async function startTelemetry(env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  if (running !== undefined) return true;
+  if (!telemetryEnabled(env)) return false;
+  const { GrpcInstrumentation } = await import("@opentelemetry/instrumentation-grpc");
+  // Constructing the instrumentation installs its module hooks; the exporter (which loads grpc-js) comes after.
+  const grpcInstrumentation = new GrpcInstrumentation({
+    // Health probes and reflection are noise in a trace of tool calls.
+    ignoreGrpcMethods: [/^Check$/, /^Watch$/, /^ServerReflectionInfo$/],
+  });
+  const [{ NodeSDK }, { OTLPTraceExporter }, { BatchSpanProcessor }] = await Promise.all([
+    import("@opentelemetry/sdk-node"),
+    import("@opentelemetry/exporter-trace-otlp-grpc"),
+    import("@opentelemetry/sdk-trace-base"),
+  ]);
+  const sdk = new NodeSDK({
+    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
+    instrumentations: [grpcInstrumentation],
+  });
+  sdk.start();
+  running = sdk;
+  return true;
+}
+
+/** Flushes pending spans and stops the SDK; a no-op when tracing is off. Called by runMain on shutdown. */
+export async function shutdownTelemetry(): Promise<void> {
+  const sdk = running;
+  running = undefined;
+  await sdk?.shutdown();
+}
+
+/** Duck-typed so this module stays free of errors.ts (which imports grpc-js). */
+function errorClassOf(error: unknown): string {
+  if (typeof error === "object" && error !== null && "errorClass" in error) {
+    const value = (error as { errorClass: unknown }).errorClass;
+    if (value === "MODEL" || value === "INFRASTRUCTURE") return value;
+  }
+  return "INFRASTRUCTURE";
+}
+
+/** Marks a span failed with the error and its class. */
+export function recordSpanError(span: Span, error: unknown): void {
+  span.recordException(error instanceof Error ? error : new Error(String(error)));
+  span.setAttribute(SpanAttribute.errorClass, errorClassOf(error));
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+}
+
+/**
+ * Runs fn inside a new active span (child of the current one): calls made in
+ * fn, including gRPC calls to other services, are its children. A throw marks
+ * the span failed with the error class and is rethrown.
+ */
+export async function withSpan<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
+  return trace.getTracer(TRACER_NAME).startActiveSpan(name, { attributes }, async (span) => {
+    try {
+      return await fn(span);
+    } catch (error) {
+      recordSpanError(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/** A stage of a call (`toolplane.<stage>`) as a child span around fn. */
+export function withStage<T>(stage: Stage, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
+  return withSpan(`toolplane.${stage}`, attributes, fn);
+}
+
+/**
+ * Starts a stage span the caller ends itself, for stages that do not wrap one
+ * function (a queue wait starts at enqueue and ends at dequeue).
+ */
+export function startStage(stage: Stage, attributes: Attributes = {}): Span {
+  return trace.getTracer(TRACER_NAME).startSpan(`toolplane.${stage}`, { attributes });
+}
+
+/** pino mixin: the active trace and span ids on every log line written inside a span. */
+export function traceLogFields(): Record<string, string> {
+  const spanContext = trace.getActiveSpan()?.spanContext();
+  if (spanContext === undefined || !trace.isSpanContextValid(spanContext)) return {};
+  return { trace_id: spanContext.traceId, span_id: spanContext.spanId };
+}
+
+/**
+ * One `toolplane.tool_call` span per tool call, opened by the gateway's
+ * started event and closed by its finished event, with the call's attributes,
+ * status and error class. It is a child of the span active when the call
+ * started (the gateway's server span). It does not become the active span, so
+ * the gateway's calls to the services are its siblings; wrapping the call in
+ * withSpan instead makes them its children.
+ */
+export class SpanCallObserver {
+  private readonly open = new Map<string, Span>();
+
+  onEvent(event: ToolCallEvent): void {
+    const key = `${event.trajectoryId}\u0000${event.callId}`;
+    if (event.phase === "started") {
+      const attributes = callAttributes(event);
+      attributes["toolplane.call_id"] = event.callId;
+      this.open.set(key, trace.getTracer(TRACER_NAME).startSpan("toolplane.tool_call", { attributes }));
+      return;
+    }
+    const span = this.open.get(key);
+    if (span === undefined) return;
+    this.open.delete(key);
+    if (event.status !== undefined) span.setAttribute("toolplane.status", event.status);
+    if (event.errorClass !== undefined) {
+      span.setAttribute(SpanAttribute.errorClass, event.errorClass);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: event.errorMessage ?? event.errorCode ?? "" });
+    }
+    span.end();
+  }
+
+  /** Calls still open at shutdown end here, so their spans are exported with the final flush. */
+  async stop(): Promise<void> {
+    for (const span of this.open.values()) span.end();
+    this.open.clear();
+  }
+}

@@ -1,0 +1,214 @@
+import { readdirSync, readFileSync } from "node:fs";
+import sharp from "sharp";
+import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
+import {
+  ImageDelivery,
+  ModelFormat,
+  StepOutcome,
+  type StepResponse,
+  ToolGatewayClient,
+} from "../../../generated/toolplane/gateway/v1/gateway.js";
+import { createClient, invoke, ToolplaneError } from "../../../services/runtime/src/index.js";
+import { type SpawnedService, spawnService } from "../../support/processes.js";
+
+/**
+ * Rollout load generator: N simulated DeepEyesV2 trajectories run concurrently
+ * through the gateway, each doing a realistic mix: a crop in code, a second
+ * cell that reuses the state, a web search, an answer. Prints trajectories/s,
+ * per-tool p50/p99, errors by class and the peak memory of each service
+ * (including the code service's sandboxes).
+ */
+const quick = process.argv.includes("--quick");
+const trajectoriesArg = process.argv.find((arg) => arg.startsWith("--trajectories="));
+const TRAJECTORIES = trajectoriesArg ? Number(trajectoriesArg.split("=")[1]) : quick ? 4 : 256;
+
+const TURNS: { tool: string; text: string }[] = [
+  {
+    tool: "code",
+    text: [
+      "<think>The sign is small; crop the top-left region and look closer.</think>",
+      "<code>",
+      "```python",
+      "import matplotlib.pyplot as plt",
+      "crop = image_1.crop((0, 0, 640, 360))",
+      "plt.imshow(crop)",
+      "plt.axis('off')",
+      "plt.show()",
+      "```",
+      "</code>",
+    ].join("\n"),
+  },
+  {
+    tool: "code",
+    text: [
+      "<think>Measure the crop's mean colour.</think>",
+      "<code>",
+      "```python",
+      "import numpy as np",
+      "pixels = np.asarray(crop)",
+      "print(crop.size, pixels.mean(axis=(0, 1)).round(1))",
+      "```",
+      "</code>",
+    ].join("\n"),
+  },
+  {
+    tool: "search",
+    text: '<think>Look the landmark up.</think>\n<tool_call>\n{"name": "search", "arguments": {"query": "image processing histogram equalization"}}\n</tool_call>',
+  },
+  { tool: "answer", text: "<think>Enough evidence.</think>\n<answer>purple</answer>" },
+];
+
+function percentile(sorted: number[], fraction: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.round(fraction * (sorted.length - 1)))] ?? Number.NaN;
+}
+
+/** Resident memory (kB) of a process and all its descendants, from /proc. */
+function treeRssKb(rootPid: number): number {
+  const children = new Map<number, number[]>();
+  const rss = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      rss.set(Number(entry), Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0));
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  let total = 0;
+  const queue = [rootPid];
+  while (queue.length > 0) {
+    const pid = queue.pop() as number;
+    total += rss.get(pid) ?? 0;
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return total;
+}
+
+const services: Record<string, SpawnedService> = {};
+for (const name of ["image", "code", "search"]) services[name] = await spawnService(name);
+services.gateway = await spawnService("gateway", {
+  TOOLPLANE_IMAGE_ADDR: services.image?.address ?? "",
+  TOOLPLANE_CODE_ADDR: services.code?.address ?? "",
+  TOOLPLANE_SEARCH_ADDR: services.search?.address ?? "",
+});
+
+const peakRssKb: Record<string, number> = {};
+const sampleMemory = () => {
+  for (const [name, service] of Object.entries(services)) {
+    const pid = service.child.pid;
+    if (pid !== undefined) peakRssKb[name] = Math.max(peakRssKb[name] ?? 0, treeRssKb(pid));
+  }
+};
+sampleMemory();
+const sampler = setInterval(sampleMemory, 250);
+
+const client = createClient(ToolGatewayClient, services.gateway.address);
+const photo = await sharp({
+  create: { width: 1280, height: 720, channels: 3, background: { r: 120, g: 30, b: 200 } },
+})
+  .jpeg({ quality: 85 })
+  .toBuffer();
+const stored = await invoke(client, client.putImage, { data: photo });
+const photoSha = stored.image?.sha256 ?? "";
+
+const latencies = new Map<string, number[]>();
+const errorsByClass = { MODEL: 0, INFRASTRUCTURE: 0 };
+let completed = 0;
+let overloadedRetries = 0;
+
+async function step(sessionId: string, text: string, turn: number): Promise<StepResponse> {
+  for (;;) {
+    try {
+      return await invoke(client, client.step, {
+        sessionId,
+        format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
+        text,
+        imageDelivery: ImageDelivery.IMAGE_DELIVERY_REFERENCE,
+        timeoutMs: 60_000,
+        step: turn,
+      });
+    } catch (error) {
+      // Admission control said "come back later": that is the protocol working, not an error.
+      if (error instanceof ToolplaneError && error.retryable && error.code === 8) {
+        overloadedRetries += 1;
+        await new Promise((resolve) => setTimeout(resolve, error.retryAfterMs ?? 50));
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
+async function trajectory(index: number): Promise<void> {
+  const session = await invoke(client, client.createSession, {
+    rolloutId: "bench-rollout",
+    trajectoryId: `bench-${index}`,
+    images: [{ sha256: photoSha, mimeType: "", width: 0, height: 0 }],
+    idleTtlSeconds: 300,
+  });
+  try {
+    for (const [turn, { tool, text }] of TURNS.entries()) {
+      const started = performance.now();
+      let response: StepResponse;
+      try {
+        response = await step(session.sessionId, text, turn + 1);
+      } catch (error) {
+        errorsByClass[error instanceof ToolplaneError ? error.errorClass : "INFRASTRUCTURE"] += 1;
+        return;
+      }
+      const list = latencies.get(tool) ?? [];
+      list.push(performance.now() - started);
+      latencies.set(tool, list);
+      if (response.error) {
+        errorsByClass[response.error.errorClass === ErrorClass.ERROR_CLASS_MODEL ? "MODEL" : "INFRASTRUCTURE"] += 1;
+      }
+      if (tool === "answer" && response.outcome !== StepOutcome.STEP_OUTCOME_ANSWER) errorsByClass.MODEL += 1;
+    }
+    completed += 1;
+  } finally {
+    await invoke(client, client.closeSession, { sessionId: session.sessionId }).catch(() => undefined);
+  }
+}
+
+const started = performance.now();
+await Promise.all(Array.from({ length: TRAJECTORIES }, (_, index) => trajectory(index)));
+const seconds = (performance.now() - started) / 1000;
+clearInterval(sampler);
+sampleMemory();
+
+const report = {
+  trajectories: TRAJECTORIES,
+  completed,
+  seconds: Number(seconds.toFixed(2)),
+  trajectories_per_second: Number((completed / seconds).toFixed(2)),
+  per_tool_ms: Object.fromEntries(
+    [...latencies.entries()].map(([tool, values]) => {
+      const sorted = [...values].sort((a, b) => a - b);
+      return [
+        tool,
+        {
+          n: sorted.length,
+          p50: Number(percentile(sorted, 0.5).toFixed(2)),
+          p99: Number(percentile(sorted, 0.99).toFixed(2)),
+        },
+      ];
+    }),
+  ),
+  errors_by_class: errorsByClass,
+  overloaded_retries: overloadedRetries,
+  peak_rss_mb: Object.fromEntries(
+    Object.entries(peakRssKb).map(([name, kb]) => [name, Number((kb / 1024).toFixed(1))]),
+  ),
+};
+process.stdout.write(
+  `rollout: ${TRAJECTORIES} DeepEyesV2 trajectories (code crop, code with state, search, answer) through the gateway\n`,
+);
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+
+client.close();
+for (const service of Object.values(services).reverse()) await service.stop();
+process.exit(completed === TRAJECTORIES ? 0 : 1);

@@ -1,0 +1,233 @@
+/**
+ * The observability of a real tool call end to end: a caller with a W3C trace
+ * context calls the real gateway, which calls the real search service; both run
+ * with the tracing preload, the gateway with NATS events and recording on (JetStream
+ * object store). Then
+ * a second gateway in replay mode, with the search service gone, serves the
+ * recorded result.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Metadata } from "@grpc/grpc-js";
+import {
+  type ExecuteRequest,
+  ImageDelivery,
+  ResultStatus,
+  ToolGatewayClient,
+  type ToolResult,
+} from "../../generated/toolplane/gateway/v1/gateway.js";
+import { createClient, invoke, type ToolCallEvent } from "../../services/runtime/src/index.js";
+import {
+  type OtlpReceiver,
+  type ReceivedSpan,
+  spawnTraced,
+  startOtlpReceiver,
+  type TracedProcess,
+  waitFor,
+} from "../support/otlp.js";
+import { distRoot, freePort, type SpawnedNats, spawnNats } from "../support/processes.js";
+
+const GATEWAY = join("services", "gateway", "src", "main.js");
+const SEARCH = join("services", "search", "src", "main.js");
+const TRAJECTORY = `traj-e2e-${randomBytes(4).toString("hex")}`;
+
+function searchCall(query: string): ExecuteRequest {
+  return {
+    sessionId: TRAJECTORY,
+    call: { callId: "call-1", name: "search", argumentsJson: JSON.stringify({ query }) },
+    timeoutMs: 20_000,
+    imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
+    step: 2,
+  };
+}
+
+async function runCall(address: string, metadata: Metadata): Promise<ToolResult> {
+  const client = createClient(ToolGatewayClient, address);
+  try {
+    await invoke(client, client.createSession, {
+      rolloutId: "rollout-e2e",
+      trajectoryId: TRAJECTORY,
+      images: [],
+      idleTtlSeconds: 0,
+    });
+    const { result } = await invoke(client, client.execute, searchCall("solar eclipse"), { metadata });
+    assert.ok(result);
+    return result;
+  } finally {
+    client.close();
+  }
+}
+
+function exportTrajectory(natsUrl: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(
+    process.execPath,
+    [join(distRoot, "services", "runtime", "src", "cli", "export-trajectory.js"), TRAJECTORY],
+    {
+      env: { ...process.env, TOOLPLANE_NATS_URL: natsUrl },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+}
+
+describe("client -> gateway -> search: trace, events, metrics, record and replay", () => {
+  let receiver: OtlpReceiver;
+  let nats: SpawnedNats;
+  let search: TracedProcess;
+  let gateway: TracedProcess;
+  const searchCache = `e2e-${randomBytes(4).toString("hex")}`;
+  const traceId = randomBytes(16).toString("hex");
+  const clientSpanId = randomBytes(8).toString("hex");
+  let recorded: ToolResult;
+  let metricsText = "";
+
+  before(async () => {
+    receiver = await startOtlpReceiver();
+    nats = await spawnNats();
+    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}`, OTEL_BSP_SCHEDULE_DELAY: "100" };
+    search = await spawnTraced(SEARCH, {
+      ...otel,
+      OTEL_SERVICE_NAME: "toolplane-search",
+      TOOLPLANE_NATS_URL: "",
+      TOOLPLANE_SEARCH_CACHE_BUCKET: searchCache,
+    });
+    gateway = await spawnTraced(GATEWAY, {
+      ...otel,
+      OTEL_SERVICE_NAME: "toolplane-gateway",
+      TOOLPLANE_SEARCH_ADDR: search.address,
+      TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_CODE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_NATS_URL: nats.url,
+      TOOLPLANE_RECORD_MODE: "record",
+      TOOLPLANE_METRICS_PORT: "0",
+    });
+    const metadata = new Metadata();
+    metadata.set("traceparent", `00-${traceId}-${clientSpanId}-01`);
+    recorded = await runCall(gateway.address, metadata);
+
+    const metricsLine = gateway.output.find((line) => line.includes('"msg":"metrics listening"'));
+    assert.ok(metricsLine, gateway.output.join("\n"));
+    const metricsAddress = (JSON.parse(metricsLine) as { address: string }).address;
+    metricsText = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+
+    // SIGTERM: the gateway flushes its events and spans before exiting.
+    assert.equal(await gateway.stop(), 0, gateway.output.join("\n"));
+    await waitFor(
+      () => receiver.spans.some((span) => span.traceId === traceId && span.name === "toolplane.tool_call"),
+      "the gateway's spans",
+    );
+    await waitFor(
+      () => receiver.spans.some((span) => span.traceId === traceId && span.service === "toolplane-search"),
+      "the search service's spans",
+    );
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await search?.stop();
+    await nats?.stop();
+    await receiver?.stop();
+  });
+
+  const spans = () => receiver.spans.filter((span) => span.traceId === traceId);
+  const find = (service: string, name: string, kind?: string): ReceivedSpan => {
+    const found = spans().find((s) => s.service === service && s.name === name && (!kind || s.kind === kind));
+    assert.ok(found, `no ${kind ?? ""} ${name} from ${service} in ${JSON.stringify(spans(), null, 1)}`);
+    return found;
+  };
+
+  it("the call succeeded through the real search service", () => {
+    assert.equal(recorded.status, ResultStatus.RESULT_STATUS_OK, JSON.stringify(recorded.error));
+    assert.match(recorded.text, /solar eclipse/);
+  });
+
+  it("one trace runs from the caller through the gateway into the search service", () => {
+    const gatewayServer = find(
+      "toolplane-gateway",
+      "grpc.toolplane.gateway.v1.ToolGateway/Execute",
+      "SPAN_KIND_SERVER",
+    );
+    const toolCall = find("toolplane-gateway", "toolplane.tool_call");
+    const gatewayClient = find(
+      "toolplane-gateway",
+      "grpc.toolplane.search.v1.SearchService/Search",
+      "SPAN_KIND_CLIENT",
+    );
+    const searchServer = find("toolplane-search", "grpc.toolplane.search.v1.SearchService/Search", "SPAN_KIND_SERVER");
+    assert.equal(gatewayServer.parentSpanId, clientSpanId, "the gateway continues the caller's traceparent");
+    assert.equal(toolCall.parentSpanId, gatewayServer.spanId);
+    assert.equal(searchServer.parentSpanId, gatewayClient.spanId, "the search service continues the gateway's call");
+    // The backend call happens inside the gateway's handling of Execute.
+    const byId = new Map(spans().map((span) => [span.spanId, span]));
+    let ancestor = byId.get(gatewayClient.parentSpanId);
+    while (ancestor && ancestor.spanId !== gatewayServer.spanId) ancestor = byId.get(ancestor.parentSpanId);
+    assert.ok(ancestor, "the gateway's client span descends from its Execute server span");
+  });
+
+  it("the tool-call span carries tool, trajectory, rollout, step and status", () => {
+    const toolCall = find("toolplane-gateway", "toolplane.tool_call");
+    assert.equal(toolCall.attributes["toolplane.tool"], "search");
+    assert.equal(toolCall.attributes["toolplane.trajectory_id"], TRAJECTORY);
+    assert.equal(toolCall.attributes["toolplane.rollout_id"], "rollout-e2e");
+    assert.equal(toolCall.attributes["toolplane.step"], 2);
+    assert.equal(toolCall.attributes["toolplane.status"], "OK");
+    assert.notEqual(toolCall.statusCode, "STATUS_CODE_ERROR");
+  });
+
+  it("the gateway's /metrics counts the tool call and the RPC", () => {
+    assert.match(metricsText, /^toolplane_tool_calls_total\{tool="search",status="OK"\} 1$/m);
+    assert.match(
+      metricsText,
+      /^toolplane_grpc_server_calls_total\{method="Execute",code="OK"\} 1$/m,
+      "unary() counts the gateway's own RPCs",
+    );
+  });
+
+  it("the call's events are in TOOLPLANE_CALLS and the CLI exports them", async () => {
+    const exported = await exportTrajectory(nats.url);
+    assert.equal(exported.code, 0, exported.stderr);
+    const events = exported.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as ToolCallEvent);
+    assert.deepEqual(
+      events.map((event) => [event.phase, event.tool, event.trajectoryId, event.rolloutId, event.step]),
+      [
+        ["started", "search", TRAJECTORY, "rollout-e2e", 2],
+        ["finished", "search", TRAJECTORY, "rollout-e2e", 2],
+      ],
+    );
+    assert.equal(events[1]?.status, "OK");
+    assert.match(events[1]?.argumentsDigest ?? "", /^[0-9a-f]{64}$/);
+  });
+
+  it("a gateway in replay mode serves the recorded result with the search service gone", async () => {
+    assert.equal(await search.stop(), 0);
+    const replaying = await spawnTraced(GATEWAY, {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "",
+      TOOLPLANE_SEARCH_ADDR: search.address,
+      TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_CODE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_NATS_URL: nats.url,
+      TOOLPLANE_RECORD_MODE: "replay",
+    });
+    try {
+      const replayed = await runCall(replaying.address, new Metadata());
+      // Timing describes this run, not the recorded one; everything the model sees is identical.
+      assert.deepEqual({ ...replayed, timing: undefined }, { ...recorded, timing: undefined });
+    } finally {
+      assert.equal(await replaying.stop(), 0);
+    }
+  });
+});

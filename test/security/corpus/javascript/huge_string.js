@@ -1,0 +1,3 @@
+// expect: model-error ABORTED|RESOURCE_EXHAUSTED
+let s = "x";
+for (;;) s += s;

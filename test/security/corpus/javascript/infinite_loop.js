@@ -1,0 +1,2 @@
+// expect: model-error DEADLINE_EXCEEDED
+while (true) {}
