@@ -39,8 +39,13 @@ test: lint build bench-quick helm-check test-node test-python
 test-node: build
 	$(NODE_TEST) $$(find dist -name '*.test.js' -not -path 'dist/test/deploy/*' | sort)
 
-test-python: build
+# The Python client's protobuf modules, generated from proto/ with protoc (clients/python/generate.py).
+python-client:
+	/usr/bin/python3 clients/python/generate.py
+
+test-python: build python-client
 	/usr/bin/python3 -m pytest -q test/python
+	cd clients/python && /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests
 
 # Every benchmark once in its tiny mode: proves they run; no timing is judged.
 bench-quick: build
