@@ -161,6 +161,7 @@ async function main(): Promise<void> {
     await sleep(REFILL_PAUSE_MS);
     const memory = kernelMemoryMb(service.child.pid as number);
 
+    const jupyter = jupyterBaseline(quick);
     const rows = [
       summary("new session + print(1)", newSession),
       summary("warm execute print(1)", warm),
@@ -177,12 +178,50 @@ async function main(): Promise<void> {
     process.stdout.write(
       `idle interpreter memory (mean of ${memory.kernels} kernels incl. pool): RSS ${memory.rss.toFixed(1)} MB, PSS ${memory.pss.toFixed(1)} MB, anonymous ${memory.anon.toFixed(1)} MB\n`,
     );
-    process.stdout.write(`${JSON.stringify({ bench: "code-python", quick, rows, memoryMb: memory })}\n`);
+    if (jupyter) {
+      const pairs: [string, JupyterFigure, (typeof rows)[number]][] = [
+        ["new kernel + imports + print(1)", jupyter.new_kernel_with_imports_print, rows[0] as (typeof rows)[number]],
+        ["warm print(1)", jupyter.warm_print, rows[1] as (typeof rows)[number]],
+        ["warm numpy/PIL crop (+PNG)", jupyter.warm_numpy_pil_crop, rows[2] as (typeof rows)[number]],
+      ];
+      process.stdout.write("baseline: a Jupyter (IPython) kernel running the same cells, unsandboxed\n");
+      for (const [name, figure, ours] of pairs) {
+        process.stdout.write(
+          `  jupyter ${name.padEnd(34)} n=${String(figure.n).padStart(4)}  p50=${figure.p50_ms.toFixed(2).padStart(8)} ms  p99=${figure.p99_ms.toFixed(2).padStart(8)} ms  jupyter p50 / toolplane p50 = ${(figure.p50_ms / ours.p50).toFixed(1)}x\n`,
+        );
+      }
+    } else {
+      process.stdout.write(
+        "baseline: Jupyter kernel not measured: python3-ipykernel / python3-jupyter-client not installed\n",
+      );
+    }
+    process.stdout.write(`${JSON.stringify({ bench: "code-python", quick, rows, jupyter, memoryMb: memory })}\n`);
     for (const sessionId of [warmSession, imageSession, ...idleSessions]) await close(sessionId);
   } finally {
     client.close();
     await service.stop();
   }
+}
+
+interface JupyterFigure {
+  p50_ms: number;
+  p99_ms: number;
+  n: number;
+}
+
+/** The same cells in a Jupyter kernel (test/bench/support/jupyter_baseline.py), or undefined without Jupyter. */
+function jupyterBaseline(
+  quick: boolean,
+): Record<"new_kernel_with_imports_print" | "warm_print" | "warm_numpy_pil_crop", JupyterFigure> | undefined {
+  const probe = spawnSync(PYTHON, ["-c", "import jupyter_client, ipykernel"], { encoding: "utf8" });
+  if (probe.status !== 0) return undefined;
+  const script = new URL("../../../../test/bench/support/jupyter_baseline.py", import.meta.url);
+  const result = spawnSync(PYTHON, [script.pathname, quick ? "5" : "200", quick ? "1" : "3"], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (result.status !== 0) throw new Error(`the Jupyter baseline failed: ${result.stderr}`);
+  return JSON.parse(result.stdout.trim().split("\n").pop() ?? "{}");
 }
 
 main().catch((error: unknown) => {

@@ -15,13 +15,19 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 from jupyter_client.manager import start_new_kernel  # noqa: E402
 
+# The same cells as test/bench/code-python, with display() doing the same PNG encoding the code service does.
 CELLS = {
     "print": "print(1)",
-    "numpy_pil_crop": "crop = image_1.crop((100, 100, 600, 400)); arr = np.asarray(crop); print(arr.shape)",
+    "numpy_pil_crop": (
+        "import numpy as np\nfrom PIL import Image\ncrop = Image.fromarray(np.asarray(image_1)[100:300, 200:400])\n"
+        "display(crop)\ncrop.size"
+    ),
 }
 SETUP = (
-    "import numpy as np\nfrom PIL import Image\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-    "image_1 = Image.new('RGB', (1920, 1080), (120, 30, 200))"
+    "import io\nimport numpy as np\nfrom PIL import Image\nimport cv2\nimport matplotlib\nmatplotlib.use('Agg')\n"
+    "import matplotlib.pyplot as plt\n"
+    "image_1 = Image.new('RGB', (1024, 768), (120, 30, 200))\n"
+    "def display(img):\n    img.save(io.BytesIO(), 'PNG')"
 )
 
 
