@@ -381,7 +381,8 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
       lost = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(1)"), 4);
     }
     assert.equal(lost.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
-    assert.equal(lost.error?.code, "UNAVAILABLE");
+    assert.equal(lost.error?.code, "FAILED_PRECONDITION");
+    assert.equal(lost.error?.retryable, false, "a retry would run the next cell against lost state");
     assert.match(lost.error?.message ?? "", /code session lost/);
     const fresh = await step(id, ModelFormat.MODEL_FORMAT_DEEPEYES_V2, codeTurn("Again.", "print(image_1.size)"), 5);
     assert.equal(fresh.status, ResultStatus.RESULT_STATUS_OK, fresh.error?.message);

@@ -5,6 +5,7 @@ import { CoordinateUnit, Operation, OutputOptions } from "../../../generated/too
 import type { SearchResponse } from "../../../generated/toolplane/search/v1/search.js";
 import {
   DeadlineExceededError,
+  FailedPreconditionError,
   InvalidArgumentError,
   type InvokeOptions,
   NotFoundError,
@@ -200,11 +201,12 @@ function codeTool(name: string, language: CodeLanguage, description: string): To
             return codeOutput(response);
           } catch (error) {
             // The code service forgot the session (restarted, or its TTL fired): the
-            // trajectory's state is gone, which is never the model's fault.
+            // trajectory's state is gone, which is never the model's fault. Not retryable:
+            // a retry would run the model's next cell against a fresh kernel; drop the sample.
             if ((error as ToolplaneError).code === status.NOT_FOUND) {
               context.dropCodeSession(language);
               const detail = (error as Error).message;
-              throw new UnavailableError(`code session lost (${detail}); the trajectory's state is gone`, {
+              throw new FailedPreconditionError(`code session lost (${detail}); the trajectory's state is gone`, {
                 cause: error,
               });
             }
