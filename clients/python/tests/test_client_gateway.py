@@ -252,7 +252,8 @@ def test_infrastructure_error_when_the_code_service_dies_and_when_its_state_is_l
             # The new code service never saw this trajectory: its kernel (x) is gone, never the model's fault.
             with pytest.raises(InfrastructureError) as lost:
                 session.step(code_turn("print(x)"))
-            assert lost.value.code == "UNAVAILABLE" and lost.value.error_class == "INFRASTRUCTURE"
+            assert lost.value.code == "FAILED_PRECONDITION" and lost.value.error_class == "INFRASTRUCTURE"
+            assert not lost.value.retryable and lost.value.attempts == 1, "lost state is never retried"
     finally:
         gateway.stop()
         code.kill()
