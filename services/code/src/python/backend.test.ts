@@ -56,6 +56,12 @@ describe("PythonBackend (real bubblewrap sandboxes)", () => {
   });
   after(() => backend.stop());
 
+  it("binds np, Image, plt, cv2 and math, which model code uses without importing", async () => {
+    const names = await run("(np.__name__, Image.__name__, plt.__name__, cv2.__name__, math.pi > 3)");
+    assert.equal(names.failure, undefined, names.stderr);
+    assert.equal(names.result, "('numpy', 'PIL.Image', 'matplotlib.pyplot', 'cv2', True)");
+  });
+
   it("re-indents mis-indented model code when asked, and leaves valid code alone", async () => {
     const misindented = "    x = 3\n    if x > 2:\n    y = x * 2\n    print(y)";
     const plain = await run(misindented);

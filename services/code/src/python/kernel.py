@@ -217,6 +217,15 @@ class Kernel:
         self.ImageOps = modules["PIL.ImageOps"]
         self.plt = modules["matplotlib.pyplot"]
         self.Figure = modules["matplotlib.figure"].Figure
+        # Names model code habitually uses without importing (the DeepEyesV2 prompts show them in use);
+        # the modules are loaded in the warm interpreter anyway, so binding them costs nothing.
+        self.preset_names = {
+            "np": self.np,
+            "Image": self.Image,
+            "plt": self.plt,
+            "cv2": modules["cv2"],
+            "math": modules["math"],
+        }
         self.bound_images = {}
         self.namespace = {}
         self.cell = 0
@@ -330,7 +339,7 @@ class Kernel:
         # A real module registered as __main__ (as Jupyter does), so functions and classes defined in cells
         # can be pickled by reference, e.g. by multiprocessing.
         module = types.ModuleType("__main__")
-        module.__dict__.update({"__builtins__": builtins, "display": self.display})
+        module.__dict__.update({"__builtins__": builtins, "display": self.display, **self.preset_names})
         for name, image in self.bound_images.items():
             module.__dict__[name] = image.copy()
         sys.modules["__main__"] = module
