@@ -19,7 +19,8 @@ export const eventsConfigShape = {
   TOOLPLANE_EVENTS_JETSTREAM: boolean(true),
   /** Events kept in memory while NATS is unreachable; beyond it the oldest are dropped and counted. */
   TOOLPLANE_EVENTS_BUFFER: positiveInt(10_000),
-  TOOLPLANE_EVENTS_PUBLISH_TIMEOUT_MS: positiveInt(5_000),
+  // Short: an ack normally takes milliseconds, a publish lost in a reconnect is retried (deduplicated by id).
+  TOOLPLANE_EVENTS_PUBLISH_TIMEOUT_MS: positiveInt(1_000),
   /** Retention of the TOOLPLANE_CALLS stream: whichever limit is hit first discards the oldest events. */
   TOOLPLANE_EVENTS_MAX_AGE_S: positiveInt(7 * 24 * 3600),
   TOOLPLANE_EVENTS_MAX_BYTES: positiveInt(1024 * 1024 * 1024),

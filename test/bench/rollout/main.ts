@@ -120,10 +120,13 @@ const errorsByClass = { MODEL: 0, INFRASTRUCTURE: 0 };
 let completed = 0;
 let overloadedRetries = 0;
 
+const errorSamples: string[] = [];
+let inBandRetries = 0;
+
 async function step(sessionId: string, text: string, turn: number): Promise<StepResponse> {
   for (;;) {
     try {
-      return await invoke(client, client.step, {
+      const response = await invoke(client, client.step, {
         sessionId,
         format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
         text,
@@ -131,6 +134,13 @@ async function step(sessionId: string, text: string, turn: number): Promise<Step
         timeoutMs: 60_000,
         step: turn,
       });
+      // A retryable infrastructure answer (e.g. no free sandbox yet) says when to come back, as a trainer would.
+      if (response.error?.retryable) {
+        inBandRetries += 1;
+        await new Promise((resolve) => setTimeout(resolve, response.error?.retryAfterMs || 50));
+        continue;
+      }
+      return response;
     } catch (error) {
       // Admission control said "come back later": that is the protocol working, not an error.
       if (error instanceof ToolplaneError && error.retryable && error.code === 8) {
@@ -165,6 +175,7 @@ async function trajectory(index: number): Promise<void> {
       latencies.set(tool, list);
       if (response.error) {
         errorsByClass[response.error.errorClass === ErrorClass.ERROR_CLASS_MODEL ? "MODEL" : "INFRASTRUCTURE"] += 1;
+        if (errorSamples.length < 5) errorSamples.push(`${tool}: ${response.error.code} ${response.error.message}`);
       }
       if (tool === "answer" && response.outcome !== StepOutcome.STEP_OUTCOME_ANSWER) errorsByClass.MODEL += 1;
     }
@@ -199,7 +210,9 @@ const report = {
     }),
   ),
   errors_by_class: errorsByClass,
+  error_samples: errorSamples,
   overloaded_retries: overloadedRetries,
+  in_band_retries: inBandRetries,
   peak_rss_mb: Object.fromEntries(
     Object.entries(peakRssKb).map(([name, kb]) => [name, Number((kb / 1024).toFixed(1))]),
   ),
@@ -211,4 +224,4 @@ process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 
 client.close();
 for (const service of Object.values(services).reverse()) await service.stop();
-process.exit(completed === TRAJECTORIES ? 0 : 1);
+process.exit(completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0 ? 0 : 1);
