@@ -117,9 +117,28 @@ function errorMessage(error: unknown): string {
 
 type JsonResult = { ok: true; value: unknown } | { ok: false; error: string };
 
+/** Deeper JSON than any tool call needs; checked so later recursive walks cannot overflow on hostile text. */
+export const MAX_JSON_DEPTH = 40;
+
+/** True when `value` nests objects/arrays deeper than `maxDepth` (iterative: safe on hostile input). */
+export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  const pending: [unknown, number][] = [[value, 1]];
+  while (pending.length > 0) {
+    const [item, depth] = pending.pop() as [unknown, number];
+    if (typeof item !== "object" || item === null) continue;
+    if (depth > maxDepth) return true;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return false;
+}
+
 function parseJson(text: string): JsonResult {
   try {
-    return { ok: true, value: JSON.parse(text) as unknown };
+    const value = JSON.parse(text) as unknown;
+    if (nestsDeeperThan(value, MAX_JSON_DEPTH)) {
+      return { ok: false, error: `the JSON nests deeper than ${MAX_JSON_DEPTH} levels` };
+    }
+    return { ok: true, value };
   } catch (error) {
     return { ok: false, error: errorMessage(error) };
   }

@@ -34,7 +34,14 @@ import {
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
 import type { Backends } from "./backends.js";
-import { type ModelFormatName, modelErrorText, parseTurn, type RenderedCall, stepObservation } from "./formats.js";
+import {
+  type ModelFormatName,
+  modelErrorText,
+  nestsDeeperThan,
+  parseTurn,
+  type RenderedCall,
+  stepObservation,
+} from "./formats.js";
 import type { ImageStore, StoredImage } from "./image-store.js";
 import { MAX_IMAGES_PER_ROUND, MAX_IMAGES_PER_TRAJECTORY, prepareForModel } from "./postprocess.js";
 import type { CodeLanguage, CodeSessionHandle, SessionRegistry, TrajectorySession } from "./sessions.js";
@@ -96,6 +103,16 @@ export function canonicalJson(value: unknown): string {
     return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
   }
   return JSON.stringify(value) ?? "null";
+}
+
+/** No tool takes arguments nested this deep; deeper input is hostile and would overflow recursive walks. */
+const MAX_ARGUMENT_DEPTH = 32;
+
+function assertNestingWithin<T extends object>(value: T, maxDepth: number): T {
+  if (nestsDeeperThan(value, maxDepth)) {
+    throw new InvalidArgumentError(`call arguments nest deeper than the limit of ${maxDepth} levels`);
+  }
+  return value;
 }
 
 function digest(text: string): string {
@@ -626,7 +643,7 @@ export class ToolGateway {
   }
 
   private parseArguments(args: string | Record<string, unknown>): Record<string, unknown> {
-    if (typeof args !== "string") return args;
+    if (typeof args !== "string") return assertNestingWithin(args, MAX_ARGUMENT_DEPTH);
     if (args.trim() === "") return {};
     let parsed: unknown;
     try {
@@ -637,7 +654,7 @@ export class ToolGateway {
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
       throw new InvalidArgumentError("call.arguments_json must be a JSON object");
     }
-    return parsed as Record<string, unknown>;
+    return assertNestingWithin(parsed as Record<string, unknown>, MAX_ARGUMENT_DEPTH);
   }
 
   /**
