@@ -51,7 +51,11 @@ export async function spawnService(name: string, env: Record<string, string> = {
   });
   const tracked = track(child);
   const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${tracked.output.join("\n")}`)), 30_000);
+    // A service that never says it listens is killed, so a failed start leaves nothing running.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${name} did not start:\n${tracked.output.join("\n")}`));
+    }, 30_000);
     child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`${name} exited with ${code}:\n${tracked.output.join("\n")}`));
@@ -92,10 +96,10 @@ export async function spawnNats(port?: number, storeDir?: string): Promise<Spawn
   });
   const tracked = track(child);
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`nats-server did not start:\n${tracked.output.join("\n")}`)),
-      15_000,
-    );
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`nats-server did not start:\n${tracked.output.join("\n")}`));
+    }, 15_000);
     child.once("error", (error) => {
       clearTimeout(timer);
       reject(error);
