@@ -173,6 +173,15 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     let ancestor = byId.get(gatewayClient.parentSpanId);
     while (ancestor && ancestor.spanId !== gatewayServer.spanId) ancestor = byId.get(ancestor.parentSpanId);
     assert.ok(ancestor, "the gateway's client span descends from its Execute server span");
+    // The search service's own stages hang under its server span.
+    for (const stage of ["toolplane.cache", "toolplane.provider_request"]) {
+      const span = find("toolplane-search", stage);
+      let up = byId.get(span.parentSpanId);
+      while (up && up.spanId !== searchServer.spanId) up = byId.get(up.parentSpanId);
+      assert.ok(up, `${stage} descends from the search service's server span`);
+    }
+    assert.equal(find("toolplane-search", "toolplane.cache").attributes["toolplane.cache.hit"], false);
+    assert.equal(find("toolplane-search", "toolplane.provider_request").attributes["toolplane.provider"], "local");
   });
 
   it("the tool-call span carries tool, trajectory, rollout, step and status", () => {

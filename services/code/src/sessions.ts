@@ -6,6 +6,7 @@ import {
   type Logger,
   NotFoundError,
   ResourceExhaustedError,
+  withStage,
 } from "../../runtime/src/index.js";
 import type { ExecutionOutcome, InputImage, LanguageBackend, LanguageSession, ResolvedLimits } from "./backend.js";
 
@@ -209,11 +210,16 @@ export class SessionManager {
         timeoutMs = Math.min(timeoutMs, leftMs);
       }
       const started = performance.now();
-      const outcome = await session.backendSession.execute(params.code, {
-        timeoutMs,
-        signal: params.signal,
-        fixIndentation: params.fixIndentation,
-      });
+      const outcome = await withStage(
+        "sandbox_execute",
+        { "toolplane.language": Language[session.language] ?? "", "toolplane.queue_ms": queueMs },
+        () =>
+          session.backendSession.execute(params.code, {
+            timeoutMs,
+            signal: params.signal,
+            fixIndentation: params.fixIndentation,
+          }),
+      );
       return { outcome, queueMs, executeMs: performance.now() - started };
     });
   }

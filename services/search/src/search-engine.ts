@@ -5,6 +5,7 @@ import {
   InvalidArgumentError,
   type Logger,
   UnavailableError,
+  withStage,
 } from "../../runtime/src/index.js";
 import { type CachedAnswer, imageCacheKey, type ResultCache, textCacheKey } from "./cache.js";
 import { MAX_INPUT_PIXELS } from "./image-hash.js";
@@ -196,7 +197,11 @@ export class SearchEngine {
 
     if (policy !== "refresh") {
       const lookupStarted = performance.now();
-      const hit = await this.lookup(key, policy === "frozen");
+      const hit = await withStage("cache", { "toolplane.cache.kind": this.cache.kind }, async (span) => {
+        const found = await this.lookup(key, policy === "frozen");
+        span.setAttribute("toolplane.cache.hit", found !== undefined);
+        return found;
+      });
       const fresh =
         hit !== undefined && (policy === "frozen" || Date.now() - hit.storedAtMs < this.settings.cacheTtlMs);
       if (hit && fresh) return finish(hit.results, "HIT", 0, performance.now() - lookupStarted);
@@ -207,7 +212,7 @@ export class SearchEngine {
     }
 
     const askStarted = performance.now();
-    const answer = await ask();
+    const answer = await withStage("provider_request", { "toolplane.provider": providerName }, ask);
     const executeMs = performance.now() - askStarted - answer.queueMs;
     try {
       await this.cache.set(key, { results: answer.results, storedAtMs: Date.now() });
