@@ -3,71 +3,27 @@ import { readdirSync, readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import sharp from "sharp";
-import {
-  CodeServiceClient,
-  type CreateSessionRequest,
-  type ExecuteResponse,
-  Language,
-} from "../../generated/toolplane/code/v1/code.js";
-import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
+import { Language } from "../../generated/toolplane/code/v1/code.js";
 import {
   ImageServiceService,
   type ProcessRequest,
   type ProcessResponse,
 } from "../../generated/toolplane/image/v1/image.js";
 import {
-  createClient,
   createLogger,
   InvalidArgumentError,
   invoke,
   type RunningServer,
   startGrpcServer,
-  type ToolplaneError,
   toServiceError,
 } from "../../services/runtime/src/index.js";
+import { assertModelFailure, assertRpcError, codeClient } from "../support/code.js";
 import { type SpawnedService, spawnService } from "../support/processes.js";
 
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 /** Small heaps keep the memory bombs quick and the machine's memory untouched. */
 const LIMITS = { timeoutMs: 2000, memoryMb: 64, maxOutputBytes: 0, maxImages: 0 };
-
-function codeClient(address: string) {
-  const client = createClient(CodeServiceClient, address);
-  return {
-    client,
-    create: (request: Partial<CreateSessionRequest> = {}) =>
-      invoke(client, client.createSession, {
-        language: Language.LANGUAGE_JAVASCRIPT,
-        images: [],
-        limits: LIMITS,
-        idleTtlSeconds: 0,
-        label: "integration-js",
-        ...request,
-      }),
-    execute: (sessionId: string, code: string, timeoutMs = 0) =>
-      invoke(client, client.execute, { sessionId, code, timeoutMs, fixIndentation: false }),
-    reset: (sessionId: string) => invoke(client, client.resetSession, { sessionId }),
-    close: (sessionId: string) => invoke(client, client.closeSession, { sessionId }),
-  };
-}
-
-/** Asserts a cell failed as the model's fault, with the given canonical code and exception type. */
-function assertModelFailure(response: ExecuteResponse, code: string, type?: RegExp): void {
-  assert.ok(response.error, `expected a failure, got stdout=${response.stdout} stderr=${response.stderr}`);
-  assert.equal(response.error.errorClass, ErrorClass.ERROR_CLASS_MODEL);
-  assert.equal(response.error.code, code, response.stderr);
-  if (type) assert.match(response.error.type, type);
-  assert.ok(response.stderr.includes(response.error.traceback), "the traceback is also in stderr");
-}
-
-function assertRpcError(error: unknown, code: number, errorClass: "MODEL" | "INFRASTRUCTURE", message?: RegExp): true {
-  const failure = error as ToolplaneError;
-  assert.equal(failure.code, code, failure.message);
-  assert.equal(failure.errorClass, errorClass);
-  if (message) assert.match(failure.message, message);
-  return true;
-}
 
 describe("code service, JavaScript, over a real socket", () => {
   let service: SpawnedService;
@@ -80,7 +36,7 @@ describe("code service, JavaScript, over a real socket", () => {
       TOOLPLANE_CODE_JS_POOL_SIZE: "2",
       TOOLPLANE_CODE_JS_HOST_PROCESSES: "1",
     });
-    api = codeClient(service.address);
+    api = codeClient(service.address, Language.LANGUAGE_JAVASCRIPT, { limits: LIMITS, label: "integration-js" });
   });
   after(async () => {
     api?.client.close();
@@ -316,7 +272,7 @@ describe("code service, JavaScript, image.process through the sandbox host", () 
       TOOLPLANE_CODE_JS_HOST_PROCESSES: "1",
       TOOLPLANE_IMAGE_ADDR: imageService.address,
     });
-    api = codeClient(service.address);
+    api = codeClient(service.address, Language.LANGUAGE_JAVASCRIPT, { limits: LIMITS, label: "integration-js" });
   });
   after(async () => {
     api?.client.close();
@@ -354,7 +310,7 @@ describe("code service, JavaScript, shutdown", () => {
       TOOLPLANE_CODE_POOL_SIZE: "0",
       TOOLPLANE_CODE_JS_HOST_PROCESSES: "2",
     });
-    const api = codeClient(service.address);
+    const api = codeClient(service.address, Language.LANGUAGE_JAVASCRIPT, { limits: LIMITS, label: "integration-js" });
     const { sessionId } = await api.create();
     assert.equal((await api.execute(sessionId, "1 + 1")).result, "2");
     api.client.close();

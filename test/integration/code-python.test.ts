@@ -1,59 +1,19 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
-import {
-  CodeServiceClient,
-  type CreateSessionRequest,
-  type ExecuteResponse,
-  Language,
-} from "../../generated/toolplane/code/v1/code.js";
+import { type CreateSessionRequest, Language } from "../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
-import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
+import { invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
+import { assertModelFailure, assertRpcError, codeClient } from "../support/code.js";
+import { descendants } from "../support/proc.js";
 import { distRoot, type SpawnedService, spawnService } from "../support/processes.js";
 
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const RESOURCE_EXHAUSTED = 8;
-
-function codeClient(address: string) {
-  const client = createClient(CodeServiceClient, address);
-  return {
-    client,
-    create: (request: Partial<CreateSessionRequest> = {}) =>
-      invoke(client, client.createSession, {
-        language: Language.LANGUAGE_PYTHON,
-        images: [],
-        limits: undefined,
-        idleTtlSeconds: 0,
-        label: "integration",
-        ...request,
-      }),
-    execute: (sessionId: string, code: string, timeoutMs = 0, fixIndentation = false) =>
-      invoke(client, client.execute, { sessionId, code, timeoutMs, fixIndentation }),
-    reset: (sessionId: string) => invoke(client, client.resetSession, { sessionId }),
-    close: (sessionId: string) => invoke(client, client.closeSession, { sessionId }),
-  };
-}
-
-/** Asserts a cell failed as the model's fault, with the given canonical code and exception type. */
-function assertModelFailure(response: ExecuteResponse, code: string, type?: RegExp): void {
-  assert.ok(response.error, `expected a failure, got stdout=${response.stdout} stderr=${response.stderr}`);
-  assert.equal(response.error.errorClass, ErrorClass.ERROR_CLASS_MODEL);
-  assert.equal(response.error.code, code, response.stderr);
-  if (type) assert.match(response.error.type, type);
-  assert.ok(response.stderr.includes(response.error.traceback), "the traceback is also in stderr");
-}
-
-function assertRpcError(error: unknown, code: number, errorClass: "MODEL" | "INFRASTRUCTURE", message?: RegExp): true {
-  const failure = error as ToolplaneError;
-  assert.equal(failure.code, code, failure.message);
-  assert.equal(failure.errorClass, errorClass);
-  if (message) assert.match(failure.message, message);
-  return true;
-}
 
 describe("code service, Python, over a real socket", () => {
   let service: SpawnedService;
@@ -63,7 +23,7 @@ describe("code service, Python, over a real socket", () => {
 
   before(async () => {
     service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "2", TOOLPLANE_CODE_MAX_OUTPUT_BYTES: "1048576" });
-    api = codeClient(service.address);
+    api = codeClient(service.address, Language.LANGUAGE_PYTHON, { label: "integration" });
     // A session that must keep working while the others misbehave.
     bystander = (await api.create()).sessionId;
     await api.execute(bystander, "counter = 0");
@@ -371,7 +331,7 @@ describe("code service session cap", () => {
       TOOLPLANE_CODE_MAX_SESSIONS: "2",
       TOOLPLANE_CODE_RETRY_AFTER_MS: "1500",
     });
-    api = codeClient(service.address);
+    api = codeClient(service.address, Language.LANGUAGE_PYTHON, { label: "integration" });
   });
   after(async () => {
     api?.client.close();
@@ -392,34 +352,10 @@ describe("code service session cap", () => {
   });
 });
 
-/** Every descendant pid of `root`, from /proc. */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  const found: number[] = [];
-  const stack = [root];
-  while (stack.length > 0) {
-    for (const child of children.get(stack.pop() as number) ?? []) {
-      found.push(child);
-      stack.push(child);
-    }
-  }
-  return found;
-}
-
 describe("code service shutdown", () => {
   async function serviceWithSandboxes(): Promise<{ service: SpawnedService; sandboxes: number[] }> {
     const service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1" });
-    const api = codeClient(service.address);
+    const api = codeClient(service.address, Language.LANGUAGE_PYTHON, { label: "integration" });
     const { sessionId } = await api.create();
     await api.execute(sessionId, "x = 1");
     api.client.close();

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import sharp from "sharp";
@@ -11,6 +10,7 @@ import {
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import { CALLS_STREAM } from "../../services/runtime/src/events.js";
 import { createClient, invoke, ToolplaneError } from "../../services/runtime/src/index.js";
+import { rssKb } from "../support/proc.js";
 import { type SpawnedNats, type SpawnedService, spawnNats, spawnService } from "../support/processes.js";
 
 /**
@@ -29,15 +29,7 @@ const CALLS = argument("calls", quick ? 200 : 10_000);
 const CONCURRENCY = argument("concurrency", quick ? 16 : 128);
 const SESSIONS = 64;
 
-function rssMb(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
-  } catch {
-    return 0;
-  }
-}
+const rssMb = (pid: number | undefined): number => (pid === undefined ? 0 : rssKb(pid) / 1024);
 
 const nats: SpawnedNats = await spawnNats();
 const services: Record<string, SpawnedService> = {};

@@ -17,7 +17,7 @@ import {
   type SearchResponse,
   SearchServiceClient,
 } from "../../../generated/toolplane/search/v1/search.js";
-import { createClient, type InvokeOptions, invoke } from "../../runtime/src/index.js";
+import { createClient, type InvokeOptions, invoke, loadSecurityConfig } from "../../runtime/src/index.js";
 
 /**
  * What the gateway needs from the image, code and search services. Rejections
@@ -48,9 +48,11 @@ export interface BackendAddresses {
 
 /** gRPC clients for the three services (one HTTP/2 channel each, multiplexed). */
 export function createGrpcBackends(addresses: BackendAddresses): Backends {
-  const image = createClient(ImageServiceClient, addresses.image);
-  const code = createClient(CodeServiceClient, addresses.code);
-  const search = createClient(SearchServiceClient, addresses.search);
+  // Read once: the TLS files and service token are the same for all three channels.
+  const security = loadSecurityConfig();
+  const image = createClient(ImageServiceClient, addresses.image, security);
+  const code = createClient(CodeServiceClient, addresses.code, security);
+  const search = createClient(SearchServiceClient, addresses.search, security);
   return {
     image: {
       process: (request, options) => invoke(image, image.process, request, options),

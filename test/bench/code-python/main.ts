@@ -7,10 +7,11 @@
  * idle session's interpreter. --quick runs a few iterations to prove it works.
  */
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { CodeServiceClient, Language } from "../../../generated/toolplane/code/v1/code.js";
 import { createClient, invoke } from "../../../services/runtime/src/index.js";
+import { descendants } from "../../support/proc.js";
 import { spawnService } from "../../support/processes.js";
 
 const quick = process.argv.includes("--quick");
@@ -40,30 +41,6 @@ async function timed(action: () => Promise<unknown>): Promise<number> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Every descendant pid of `root`, from /proc. */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  const found: number[] = [];
-  const stack = [root];
-  while (stack.length > 0) {
-    for (const child of children.get(stack.pop() as number) ?? []) {
-      found.push(child);
-      stack.push(child);
-    }
-  }
-  return found;
-}
 
 function kernelMemoryMb(servicePid: number): { kernels: number; rss: number; pss: number; anon: number } {
   const kernels = descendants(servicePid).filter((pid) => {

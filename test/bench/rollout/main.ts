@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from "node:fs";
 import sharp from "sharp";
 import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
 import {
@@ -9,6 +8,7 @@ import {
   ToolGatewayClient,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { createClient, invoke, ToolplaneError } from "../../../services/runtime/src/index.js";
+import { treeRssKb } from "../../support/proc.js";
 import { type SpawnedService, spawnService } from "../../support/processes.js";
 
 /**
@@ -61,31 +61,6 @@ const TURNS: { tool: string; text: string }[] = [
 function percentile(sorted: number[], fraction: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.round(fraction * (sorted.length - 1)))] ?? Number.NaN;
-}
-
-/** Resident memory (kB) of a process and all its descendants, from /proc. */
-function treeRssKb(rootPid: number): number {
-  const children = new Map<number, number[]>();
-  const rss = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const status = readFileSync(`/proc/${entry}/status`, "utf8");
-      const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
-      rss.set(Number(entry), Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0));
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  let total = 0;
-  const queue = [rootPid];
-  while (queue.length > 0) {
-    const pid = queue.pop() as number;
-    total += rss.get(pid) ?? 0;
-    queue.push(...(children.get(pid) ?? []));
-  }
-  return total;
 }
 
 const services: Record<string, SpawnedService> = {};
