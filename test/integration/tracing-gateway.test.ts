@@ -170,9 +170,17 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     assert.equal(searchServer.parentSpanId, gatewayClient.spanId, "the search service continues the gateway's call");
     // The backend call happens inside the gateway's handling of Execute.
     const byId = new Map(spans().map((span) => [span.spanId, span]));
-    let ancestor = byId.get(gatewayClient.parentSpanId);
-    while (ancestor && ancestor.spanId !== gatewayServer.spanId) ancestor = byId.get(ancestor.parentSpanId);
-    assert.ok(ancestor, "the gateway's client span descends from its Execute server span");
+    assert.equal(
+      gatewayClient.parentSpanId,
+      toolCall.spanId,
+      "the call to the search service is the tool call's child",
+    );
+    // The admission wait is a stage of the tool call too, and ended before the backend call started.
+    const queueWait = find("toolplane-gateway", "toolplane.queue_wait");
+    assert.equal(queueWait.parentSpanId, toolCall.spanId);
+    assert.equal(queueWait.attributes["toolplane.backend"], "search");
+    assert.equal(typeof queueWait.attributes["toolplane.queue_ms"], "number");
+    assert.ok(BigInt(queueWait.endTimeUnixNano) <= BigInt(gatewayClient.startTimeUnixNano));
     // The search service's own stages hang under its server span.
     for (const stage of ["toolplane.cache", "toolplane.provider_request"]) {
       const span = find("toolplane-search", stage);
@@ -192,6 +200,19 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     assert.equal(toolCall.attributes["toolplane.step"], 2);
     assert.equal(toolCall.attributes["toolplane.status"], "OK");
     assert.notEqual(toolCall.statusCode, "STATUS_CODE_ERROR");
+  });
+
+  it("the gateway's /metrics shows each backend's admission queue and slots", () => {
+    for (const backend of ["image", "code", "search"]) {
+      assert.match(metricsText, new RegExp(`^toolplane_queue_depth\\{queue="admission_${backend}"\\} 0$`, "m"));
+      assert.match(
+        metricsText,
+        new RegExp(`^toolplane_pool_size\\{pool="admission_${backend}",state="busy"\\} 0$`, "m"),
+      );
+    }
+    // The default limits: 32 image calls at once, 64 code and 64 search.
+    assert.match(metricsText, /^toolplane_pool_size\{pool="admission_image",state="idle"\} 32$/m);
+    assert.match(metricsText, /^toolplane_pool_size\{pool="admission_search",state="idle"\} 64$/m);
   });
 
   it("the gateway's /metrics counts the tool call and the RPC", () => {

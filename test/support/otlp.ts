@@ -25,6 +25,9 @@ export interface ReceivedSpan {
   kind: string;
   attributes: Record<string, unknown>;
   statusCode: string;
+  /** Nanoseconds since the epoch, as decimal strings (fixed64). */
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
 }
 
 interface WireKeyValue {
@@ -39,6 +42,8 @@ interface WireSpan {
   kind: string;
   attributes: WireKeyValue[];
   status?: { code: string };
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
 }
 interface WireRequest {
   resourceSpans: Array<{ resource?: { attributes: WireKeyValue[] }; scopeSpans: Array<{ spans: WireSpan[] }> }>;
@@ -88,6 +93,8 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
               kind: span.kind,
               attributes: attributeMap(span.attributes),
               statusCode: span.status?.code ?? "STATUS_CODE_UNSET",
+              startTimeUnixNano: span.startTimeUnixNano,
+              endTimeUnixNano: span.endTimeUnixNano,
             });
           }
         }

@@ -1,4 +1,10 @@
-import { DeadlineExceededError, ResourceExhaustedError } from "../../runtime/src/index.js";
+import {
+  DeadlineExceededError,
+  onScrape,
+  poolSize,
+  queueDepth,
+  ResourceExhaustedError,
+} from "../../runtime/src/index.js";
 
 export type BackendName = "image" | "code" | "search";
 
@@ -170,4 +176,28 @@ export class AdmissionController {
   acquire(name: BackendName, clientId: string, signal?: AbortSignal): Promise<Permit> {
     return this.limiters[name].acquire(clientId, signal);
   }
+
+  /** Running and queued calls with the limits, per backend (for the metrics gauges). */
+  stats(): Array<{ name: BackendName; running: number; queued: number; limits: AdmissionLimits }> {
+    return Object.values(this.limiters).map((limiter) => ({
+      name: limiter.name,
+      ...limiter.stats,
+      limits: limiter.limits,
+    }));
+  }
+}
+
+/**
+ * Publishes the admission state before every scrape: queued calls as
+ * `toolplane_queue_depth{queue="admission_<backend>"}` and slots as
+ * `toolplane_pool_size{pool="admission_<backend>",state="busy"|"idle"}`.
+ */
+export function exportAdmissionGauges(admission: AdmissionController): void {
+  onScrape(() => {
+    for (const { name, running, queued, limits } of admission.stats()) {
+      queueDepth.set({ queue: `admission_${name}` }, queued);
+      poolSize.set({ pool: `admission_${name}`, state: "busy" }, running);
+      poolSize.set({ pool: `admission_${name}`, state: "idle" }, Math.max(0, limits.maxConcurrent - running));
+    }
+  });
 }

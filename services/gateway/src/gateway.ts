@@ -18,6 +18,7 @@ import {
 import {
   asToolplaneError,
   type CallStatus,
+  callAttributes,
   DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -31,6 +32,8 @@ import {
   type ToolplaneErrorOptions,
   toToolError,
   UnavailableError,
+  withStage,
+  withToolCallSpan,
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
 import type { Backends } from "./backends.js";
@@ -519,10 +522,39 @@ export class ToolGateway {
   }
 
   /**
-   * One tool call from start to finish: validation, events, admission, deadline,
-   * record/replay, post-processing and the error taxonomy. Never throws.
+   * One tool call from start to finish, inside its `toolplane.tool_call` span:
+   * the admission wait and the backend calls are the span's children. Never throws.
    */
-  private async runCall(
+  private runCall(
+    session: TrajectorySession,
+    call: CallRequest,
+    scope: CallScope,
+    budget: RoundBudget,
+    turn: RenderTurn | undefined,
+  ): Promise<CallOutcome> {
+    const attributes = callAttributes({
+      tool: call.name,
+      trajectoryId: session.id,
+      rolloutId: session.rolloutId,
+      step: call.step,
+    });
+    attributes["toolplane.call_id"] = call.callId;
+    return withToolCallSpan(
+      attributes,
+      () => this.performCall(session, call, scope, budget, turn),
+      ({ result }) => ({
+        status: STATUS_NAMES[result.status] ?? "INFRA_ERROR",
+        errorClass: errorClassName(result.error),
+        errorMessage: result.error?.message,
+      }),
+    );
+  }
+
+  /**
+   * Validation, events, admission, deadline, record/replay, post-processing
+   * and the error taxonomy of one call. Never throws.
+   */
+  private async performCall(
     session: TrajectorySession,
     call: CallRequest,
     scope: CallScope,
@@ -674,7 +706,11 @@ export class ToolGateway {
       backend: "image" | "code" | "search",
       request: (options: { deadlineMs: number; signal: AbortSignal }) => Promise<T>,
     ) => {
-      const permit = await admission.acquire(backend, scope.clientId, signal);
+      const permit = await withStage("queue_wait", { "toolplane.backend": backend }, async (span) => {
+        const granted = await admission.acquire(backend, scope.clientId, signal);
+        span.setAttribute("toolplane.queue_ms", granted.queuedMs);
+        return granted;
+      });
       timing.queueMs += permit.queuedMs;
       try {
         return await request({ deadlineMs, signal: scope.signal });

@@ -13,10 +13,9 @@ import {
   positiveInt,
   recorderConfigShape,
   runMain,
-  SpanCallObserver,
   startGrpcServer,
 } from "../../runtime/src/index.js";
-import { AdmissionController } from "./admission.js";
+import { AdmissionController, exportAdmissionGauges } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
 import { ToolGateway } from "./gateway.js";
 import { ImageStore } from "./image-store.js";
@@ -61,15 +60,10 @@ runMain("toolplane-gateway", async () => {
     code: config.TOOLPLANE_CODE_ADDR,
     search: config.TOOLPLANE_SEARCH_ADDR,
   });
-  // Events (NATS or log), tool metrics, one span per tool call, and the trajectory journal when recording locally.
+  // Events (NATS or log), tool metrics, and the trajectory journal when recording locally.
   const { recorder, journal } = createRecorder(config, logger);
   const observer = combineObservers(
-    [
-      createCallObserver(config, logger),
-      new MetricsCallObserver(),
-      new SpanCallObserver(),
-      ...(journal ? [journal] : []),
-    ],
+    [createCallObserver(config, logger), new MetricsCallObserver(), ...(journal ? [journal] : [])],
     logger,
   );
   const admission = new AdmissionController({
@@ -83,6 +77,7 @@ runMain("toolplane-gateway", async () => {
       maxQueue: config.TOOLPLANE_GATEWAY_SEARCH_QUEUE,
     },
   });
+  exportAdmissionGauges(admission);
   const gateway = new ToolGateway({
     backends,
     store: new ImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { NodeSDK, tracing } from "@opentelemetry/sdk-node";
-import type { ToolCallEvent } from "./call-events.js";
 import { InvalidArgumentError, UnavailableError } from "./errors.js";
-import { callAttributes, SpanCallObserver, startStage, traceLogFields, withSpan, withStage } from "./telemetry.js";
+import { callAttributes, startStage, traceLogFields, withSpan, withStage, withToolCallSpan } from "./telemetry.js";
 
 const exporter = new tracing.InMemorySpanExporter();
 const processor = new tracing.SimpleSpanProcessor(exporter);
@@ -73,34 +72,45 @@ describe("span helpers", () => {
     assert.equal((await finished("toolplane.queue_wait"))[0]?.attributes["toolplane.queue"], "python");
   });
 
-  it("SpanCallObserver turns a started/finished pair into one tool_call span with status and class", async () => {
+  it("withToolCallSpan is the active parent of the call's stages and records how the call ended", async () => {
     exporter.reset();
-    const observer = new SpanCallObserver();
-    const base: ToolCallEvent = {
-      phase: "started",
-      callId: "c1",
-      trajectoryId: "t9",
-      rolloutId: "r9",
-      step: 4,
-      tool: "image_zoom_in_tool",
-      argumentsDigest: "d",
-      inputImages: [],
-      outputImages: [],
-      startedAtMs: 0,
-    };
-    observer.onEvent(base);
-    observer.onEvent({ ...base, callId: "c2" });
-    observer.onEvent({ ...base, phase: "finished", status: "MODEL_ERROR", errorClass: "MODEL", errorMessage: "bad" });
+    const attributes = { ...callAttributes({ tool: "image_zoom_in_tool", trajectoryId: "t9", step: 4 }) };
+    const result = await withToolCallSpan(
+      attributes,
+      () => withStage("queue_wait", {}, async () => ({ failed: true })),
+      () => ({ status: "MODEL_ERROR", errorClass: "MODEL", errorMessage: "bbox_2d: left must be < right" }),
+    );
+    assert.deepEqual(result, { failed: true });
+    await withToolCallSpan(
+      attributes,
+      async () => "fine",
+      () => ({ status: "OK" }),
+    );
+    const [failed, ok] = await finished("toolplane.tool_call");
+    const [wait] = await finished("toolplane.queue_wait");
+    assert.ok(failed && ok && wait);
+    assert.equal(wait.parentSpanContext?.spanId, failed.spanContext().spanId);
+    assert.equal(failed.attributes["toolplane.status"], "MODEL_ERROR");
+    assert.equal(failed.attributes["toolplane.error_class"], "MODEL");
+    assert.equal(failed.attributes["toolplane.step"], 4);
+    assert.equal(failed.status.code, 2);
+    assert.equal(failed.status.message, "bbox_2d: left must be < right");
+    assert.equal(ok.attributes["toolplane.status"], "OK");
+    assert.equal(ok.attributes["toolplane.error_class"], undefined);
+    assert.equal(ok.status.code, 0);
+  });
+
+  it("withToolCallSpan ends a span whose call threw, with the error's class", async () => {
+    exporter.reset();
+    await assert.rejects(
+      withToolCallSpan(
+        {},
+        async () => Promise.reject(new UnavailableError("search down")),
+        () => ({ status: "OK" }),
+      ),
+    );
     const [span] = await finished("toolplane.tool_call");
-    assert.ok(span);
-    assert.equal(span.attributes["toolplane.call_id"], "c1");
-    assert.equal(span.attributes["toolplane.trajectory_id"], "t9");
-    assert.equal(span.attributes["toolplane.step"], 4);
-    assert.equal(span.attributes["toolplane.status"], "MODEL_ERROR");
-    assert.equal(span.attributes["toolplane.error_class"], "MODEL");
-    assert.equal(span.status.code, 2);
-    // A call still open at shutdown is ended, so its span is not lost.
-    await observer.stop();
-    assert.equal((await finished("toolplane.tool_call")).length, 2);
+    assert.equal(span?.attributes["toolplane.error_class"], "INFRASTRUCTURE");
+    assert.equal(span?.status.code, 2);
   });
 });

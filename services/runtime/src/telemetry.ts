@@ -1,5 +1,4 @@
 import { type Attributes, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
-import type { ToolCallEvent } from "./call-events.js";
 
 /**
  * Tracing. Off unless an OTLP endpoint is configured with the standard
@@ -24,7 +23,7 @@ export const SpanAttribute = {
 } as const;
 
 /** Stages a service reports as child spans of the call's server span. */
-export type Stage = "queue_wait" | "sandbox_execute" | "provider_request" | "cache";
+export type Stage = "queue_wait" | "sandbox_execute" | "provider_request" | "cache" | "image_decode" | "image_pipeline";
 
 export interface CallSpanAttributes {
   tool?: string;
@@ -147,39 +146,32 @@ export function traceLogFields(): Record<string, string> {
   return { trace_id: spanContext.traceId, span_id: spanContext.spanId };
 }
 
+/** How a tool call ended, as its span records it. */
+export interface ToolCallSpanOutcome {
+  status: "OK" | "MODEL_ERROR" | "INFRA_ERROR";
+  errorClass?: "MODEL" | "INFRASTRUCTURE";
+  errorMessage?: string;
+}
+
 /**
- * One `toolplane.tool_call` span per tool call, opened by the gateway's
- * started event and closed by its finished event, with the call's attributes,
- * status and error class. It is a child of the span active when the call
- * started (the gateway's server span). It does not become the active span, so
- * the gateway's calls to the services are its siblings; wrapping the call in
- * withSpan instead makes them its children.
+ * Runs one tool call inside a `toolplane.tool_call` span that is the active
+ * span while it runs, so the admission wait and the calls to the services are
+ * its children. A call that fails as a result (not by throwing) says so
+ * through `outcomeOf`: its status and error class go on the span.
  */
-export class SpanCallObserver {
-  private readonly open = new Map<string, Span>();
-
-  onEvent(event: ToolCallEvent): void {
-    const key = `${event.trajectoryId}\u0000${event.callId}`;
-    if (event.phase === "started") {
-      const attributes = callAttributes(event);
-      attributes["toolplane.call_id"] = event.callId;
-      this.open.set(key, trace.getTracer(TRACER_NAME).startSpan("toolplane.tool_call", { attributes }));
-      return;
+export function withToolCallSpan<T>(
+  attributes: Attributes,
+  fn: () => Promise<T>,
+  outcomeOf: (result: T) => ToolCallSpanOutcome,
+): Promise<T> {
+  return withSpan("toolplane.tool_call", attributes, async (span) => {
+    const result = await fn();
+    const outcome = outcomeOf(result);
+    span.setAttribute("toolplane.status", outcome.status);
+    if (outcome.errorClass !== undefined) {
+      span.setAttribute(SpanAttribute.errorClass, outcome.errorClass);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.errorMessage ?? outcome.status });
     }
-    const span = this.open.get(key);
-    if (span === undefined) return;
-    this.open.delete(key);
-    if (event.status !== undefined) span.setAttribute("toolplane.status", event.status);
-    if (event.errorClass !== undefined) {
-      span.setAttribute(SpanAttribute.errorClass, event.errorClass);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: event.errorMessage ?? event.errorCode ?? "" });
-    }
-    span.end();
-  }
-
-  /** Calls still open at shutdown end here, so their spans are exported with the final flush. */
-  async stop(): Promise<void> {
-    for (const span of this.open.values()) span.end();
-    this.open.clear();
-  }
+    return result;
+  });
 }
