@@ -9,7 +9,7 @@ import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
 import { invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
 import { assertModelFailure, assertRpcError, codeClient } from "../support/code.js";
 import { descendants } from "../support/proc.js";
-import { distRoot, type SpawnedService, spawnService } from "../support/processes.js";
+import { distRoot, metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../support/processes.js";
 
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
@@ -22,7 +22,11 @@ describe("code service, Python, over a real socket", () => {
   let jpeg: Buffer;
 
   before(async () => {
-    service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "2", TOOLPLANE_CODE_MAX_OUTPUT_BYTES: "1048576" });
+    service = await spawnService("code", {
+      TOOLPLANE_CODE_POOL_SIZE: "2",
+      TOOLPLANE_CODE_MAX_OUTPUT_BYTES: "1048576",
+      TOOLPLANE_METRICS_PORT: "0",
+    });
     api = codeClient(service.address, Language.LANGUAGE_PYTHON, { label: "integration" });
     // A session that must keep working while the others misbehave.
     bystander = (await api.create()).sessionId;
@@ -43,6 +47,21 @@ describe("code service, Python, over a real socket", () => {
     assert.equal(response.error, undefined);
     assert.ok(Number(response.result) >= 1);
   }
+
+  it("reports open sessions and the warm pool on /metrics", async () => {
+    const sessions = 'toolplane_pool_size{pool="sessions_python",state="busy"}';
+    const before = await scrapeMetrics(service);
+    const { sessionId } = await api.create();
+    const during = await scrapeMetrics(service);
+    assert.equal(metricValue(during, sessions), (metricValue(before, sessions) ?? Number.NaN) + 1);
+    // A taken kernel is replaced at once: ready plus starting always covers the pool size.
+    const idle = metricValue(during, 'toolplane_pool_size{pool="python",state="idle"}') ?? Number.NaN;
+    const starting = metricValue(during, 'toolplane_pool_size{pool="python",state="starting"}') ?? Number.NaN;
+    assert.equal(idle + starting, 2, during);
+    assert.equal(metricValue(during, 'toolplane_queue_depth{queue="python_pool"}'), 0);
+    await api.close(sessionId);
+    assert.equal(metricValue(await scrapeMetrics(service), sessions), metricValue(before, sessions));
+  });
 
   it("keeps state across executes and returns the last expression's value", async () => {
     const { sessionId, limits } = await api.create();

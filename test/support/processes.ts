@@ -69,6 +69,25 @@ export async function spawnService(name: string, env: Record<string, string> = {
   return { ...tracked, address };
 }
 
+/**
+ * The current /metrics text of a process started with TOOLPLANE_METRICS_PORT=0
+ * (it logs the ephemeral address as "metrics listening").
+ */
+export async function scrapeMetrics(service: SpawnedProcess): Promise<string> {
+  const line = service.output.find((entry) => entry.includes('"msg":"metrics listening"'));
+  if (line === undefined) throw new Error(`no "metrics listening" line in:\n${service.output.join("\n")}`);
+  const { address } = JSON.parse(line) as { address: string };
+  const response = await fetch(`http://${address}/metrics`);
+  if (!response.ok) throw new Error(`GET /metrics answered ${response.status}`);
+  return response.text();
+}
+
+/** The value of one series in a Prometheus text exposition, e.g. `toolplane_queue_depth{queue="x"}`; undefined when absent. */
+export function metricValue(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((entry) => entry.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
 /** A free TCP port on loopback (for binaries that cannot bind port 0 and report it). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

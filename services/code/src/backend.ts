@@ -68,4 +68,12 @@ export interface LanguageBackend {
   createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession>;
   /** Closes every session and pool. */
   stop(): Promise<void>;
+  /** Warm sandboxes ready, being started, and session creations waiting for one; absent when not kept here. */
+  poolStats?(): PoolStats;
+}
+
+export interface PoolStats {
+  idle: number;
+  starting: number;
+  waiting: number;
 }

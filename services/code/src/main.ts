@@ -140,6 +140,7 @@ runMain("toolplane-code", async () => {
   );
   try {
     await manager.start();
+    manager.exportGauges();
   } catch (error) {
     throw new Error(
       `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${(error as Error).message}`,

@@ -5,6 +5,9 @@ import {
   InvalidArgumentError,
   type Logger,
   NotFoundError,
+  onScrape,
+  poolSize,
+  queueDepth,
   ResourceExhaustedError,
   withStage,
 } from "../../runtime/src/index.js";
@@ -133,6 +136,28 @@ export class SessionManager {
 
   get openSessions(): number {
     return this.sessions.size;
+  }
+
+  /**
+   * Publishes sessions and pools before every scrape:
+   * `toolplane_pool_size{pool="sessions_<language>",state="busy"}` (open sessions),
+   * `toolplane_pool_size{pool="<language>",state="idle"|"starting"}` (warm sandboxes) and
+   * `toolplane_queue_depth{queue="<language>_pool"}` (session creations waiting for a sandbox).
+   */
+  exportGauges(): void {
+    onScrape(() => {
+      for (const [language, backend] of this.backends) {
+        const name = (Language[language] ?? String(language)).replace(/^LANGUAGE_/, "").toLowerCase();
+        let open = 0;
+        for (const session of this.sessions.values()) if (session.language === language) open += 1;
+        poolSize.set({ pool: `sessions_${name}`, state: "busy" }, open);
+        const stats = backend.poolStats?.();
+        if (stats === undefined) continue;
+        poolSize.set({ pool: name, state: "idle" }, stats.idle);
+        poolSize.set({ pool: name, state: "starting" }, stats.starting);
+        queueDepth.set({ queue: `${name}_pool` }, stats.waiting);
+      }
+    });
   }
 
   /** Applies defaults (0 = default) and rejects values above the service maxima, naming the limit. */
@@ -278,7 +303,8 @@ export class SessionManager {
     session.active += 1;
     const queued = performance.now();
     try {
-      await untilAborted(previous, signal);
+      // Calls on one session run one at a time; the wait behind the previous one is its own stage.
+      await withStage("queue_wait", { "toolplane.queue": "session" }, () => untilAborted(previous, signal));
       if (!this.sessions.has(session.id)) {
         throw new NotFoundError(`session_id ${JSON.stringify(session.id)} was closed while this call waited`);
       }

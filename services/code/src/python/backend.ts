@@ -14,6 +14,7 @@ import type {
   InputImage,
   LanguageBackend,
   LanguageSession,
+  PoolStats,
   ResolvedLimits,
 } from "../backend.js";
 import type { Frame } from "./framing.js";
@@ -74,6 +75,10 @@ export class PythonBackend implements LanguageBackend {
   async stop(): Promise<void> {
     await Promise.all([...this.sessions].map((session) => session.close()));
     await this.pool.stop();
+  }
+
+  poolStats(): PoolStats {
+    return this.pool.stats;
   }
 
   /** Host pids of the kernels of open sessions (for tests and diagnostics). */

@@ -2,6 +2,7 @@ import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../../../runtime/src/index.js";
+import type { PoolStats } from "../backend.js";
 import { buildFontCache, SandboxedKernel, type SandboxOptions } from "./sandbox.js";
 
 export interface PoolOptions extends Omit<SandboxOptions, "fontCacheDir"> {
@@ -58,6 +59,10 @@ export class KernelPool {
       for (const kernel of kernels) this.adopt(kernel);
     } while (this.idle.length < this.options.size);
     this.logger.info({ ms: Math.round(performance.now() - started), size: this.options.size }, "python pool started");
+  }
+
+  get stats(): PoolStats {
+    return { idle: this.idle.length, starting: this.warming, waiting: this.waiters.length };
   }
 
   /** A warm kernel: an idle one at once, else the next one started (in arrival order). */
