@@ -1,4 +1,4 @@
-import { DeadlineExceededError, ResourceExhaustedError, UnavailableError } from "../../runtime/src/index.js";
+import { DeadlineExceededError, ResourceExhaustedError, UnavailableError, withStage } from "../../runtime/src/index.js";
 
 /** Resolves after ms, or rejects with DeadlineExceededError when the signal aborts first. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -63,7 +63,10 @@ export class TokenBucket {
       );
     }
     try {
-      await sleep(waitMs, signal);
+      // Only a real wait gets a span: most calls find a token and would add noise.
+      await withStage("queue_wait", { "toolplane.queue": `rate_limit_${this.name}`, "toolplane.wait_ms": waitMs }, () =>
+        sleep(waitMs, signal),
+      );
     } catch (error) {
       this.tokens += 1;
       throw error;
