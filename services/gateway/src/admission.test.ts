@@ -42,6 +42,18 @@ describe("admission control", () => {
     assert.equal(order.indexOf("quiet"), 1, `order was ${order.join(",")}`);
   });
 
+  it("tryAcquire takes a free slot at once but never one a waiting call is owed", async () => {
+    const limiter = new ServiceLimiter("search", { maxConcurrent: 1, maxQueue: 5 });
+    const first = limiter.tryAcquire();
+    assert.ok(first);
+    assert.equal(limiter.tryAcquire(), undefined, "no free slot");
+    const waiting = limiter.acquire("a");
+    first.release();
+    assert.equal(limiter.tryAcquire(), undefined, "the freed slot went to the waiting call");
+    (await waiting).release();
+    assert.ok(limiter.tryAcquire());
+  });
+
   it("a waiting call whose deadline passes leaves the queue with DEADLINE_EXCEEDED", async () => {
     const limiter = new ServiceLimiter("image", { maxConcurrent: 1, maxQueue: 5 });
     const held = await limiter.acquire("a");

@@ -58,14 +58,19 @@ export class ServiceLimiter {
     return { running: this.running, queued: this.queued };
   }
 
+  /** A slot at once when one is free and nobody waits for one; undefined otherwise. */
+  tryAcquire(): Permit | undefined {
+    if (this.running >= this.limits.maxConcurrent || this.queued > 0) return undefined;
+    this.running += 1;
+    return this.permit(performance.now());
+  }
+
   /** Waits for a slot. Rejects at once when the queue is full, or when `signal` aborts while queued. */
   acquire(clientId: string, signal?: AbortSignal): Promise<Permit> {
     const enqueuedAt = performance.now();
     if (signal?.aborted) return Promise.reject(this.abandoned(signal, 0));
-    if (this.running < this.limits.maxConcurrent && this.queued === 0) {
-      this.running += 1;
-      return Promise.resolve(this.permit(enqueuedAt));
-    }
+    const free = this.tryAcquire();
+    if (free) return Promise.resolve(free);
     if (this.queued >= this.limits.maxQueue) return Promise.reject(this.rejection());
     return new Promise<Permit>((resolve, reject) => {
       const waiter: Waiter = {
@@ -175,6 +180,11 @@ export class AdmissionController {
 
   acquire(name: BackendName, clientId: string, signal?: AbortSignal): Promise<Permit> {
     return this.limiters[name].acquire(clientId, signal);
+  }
+
+  /** A slot of the backend at once, or undefined when the call would have to queue (see acquire). */
+  tryAcquire(name: BackendName): Permit | undefined {
+    return this.limiters[name].tryAcquire();
   }
 
   /** Running and queued calls with the limits, per backend (for the metrics gauges). */

@@ -323,7 +323,7 @@ export interface SearchHit {
 const PLAYER_NOTICE = "Your browser can't play this video.";
 
 function withoutPlayerNotice(entry: string): string {
-  return entry.split(PLAYER_NOTICE).join("");
+  return entry.includes(PLAYER_NOTICE) ? entry.replaceAll(PLAYER_NOTICE, "") : entry;
 }
 
 /** DeepEyesV2's web search observation body (without the tool_response wrapper). */

@@ -202,6 +202,52 @@ function statusOf(error: ToolplaneError): ResultStatus {
 }
 
 /**
+ * Aborted when the caller goes away or the call's deadline passes: what admission
+ * waits honour. The AbortSignal, with its listener on the caller's signal and its
+ * timer, is made on first use only: most calls get their admission slot at once
+ * and never wait on it (the three cost ~3.5 µs of CPU per call).
+ */
+class CallSignal {
+  private controller: AbortController | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private onCallerGone: (() => void) | undefined;
+
+  constructor(
+    private readonly caller: AbortSignal,
+    private readonly deadlineMs: number,
+  ) {}
+
+  /** Whether the call is over, without making the signal. */
+  get aborted(): boolean {
+    return this.caller.aborted || Date.now() >= this.deadlineMs || this.controller?.signal.aborted === true;
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      const controller = new AbortController();
+      this.controller = controller;
+      if (this.caller.aborted) {
+        controller.abort(this.caller.reason);
+      } else {
+        this.onCallerGone = () => controller.abort(this.caller.reason);
+        this.caller.addEventListener("abort", this.onCallerGone, { once: true });
+        this.timer = setTimeout(
+          () => controller.abort(new Error("deadline exceeded")),
+          Math.max(0, this.deadlineMs - Date.now()),
+        );
+      }
+    }
+    return this.controller.signal;
+  }
+
+  /** Drops the listener and the timer, when the signal was made. */
+  dispose(): void {
+    clearTimeout(this.timer);
+    if (this.onCallerGone) this.caller.removeEventListener("abort", this.onCallerGone);
+  }
+}
+
+/**
  * The gateway's domain: trajectory sessions, the image store, tool calls with
  * admission control, deadlines and the error taxonomy, and the model-format
  * Step. Knows nothing of gRPC: the server maps RPCs onto these methods.
@@ -583,22 +629,13 @@ export class ToolGateway {
     let announced = false;
     const timeoutMs = call.timeoutMs || tool?.defaultTimeoutMs || 60_000;
     const deadlineMs = Math.min(scope.deadlineMs ?? Number.POSITIVE_INFINITY, startedAtMs + timeoutMs);
-    // Aborted when the caller goes away or the call's deadline passes (what admission waits honour).
-    const controller = new AbortController();
-    const signal = controller.signal;
-    const onCallerGone = () => controller.abort(scope.signal.reason);
-    if (scope.signal.aborted) onCallerGone();
-    else scope.signal.addEventListener("abort", onCallerGone, { once: true });
-    const deadlineTimer = setTimeout(
-      () => controller.abort(new Error("deadline exceeded")),
-      Math.max(0, deadlineMs - startedAtMs),
-    );
+    const callSignal = new CallSignal(scope.signal, deadlineMs);
     try {
       if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.name}`);
       const args = this.parseArguments(call.args);
       const canonicalArguments = canonicalJson(args);
       event.argumentsDigest = digest(canonicalArguments);
-      const context = this.toolContext(session, scope, deadlineMs, signal, timing);
+      const context = this.toolContext(session, scope, deadlineMs, callSignal, timing);
       const prepared = tool.prepare(context, args);
       event.inputImages = prepared.inputImages;
       this.emit(event);
@@ -625,8 +662,7 @@ export class ToolGateway {
     } catch (error) {
       outcome = this.failedResult(call.callId, call.name, this.explain(error, deadlineMs, scope), tool);
     } finally {
-      clearTimeout(deadlineTimer);
-      scope.signal.removeEventListener("abort", onCallerGone);
+      callSignal.dispose();
       session.activeCalls -= 1;
       // The idle TTL counts from the end of the last call, however long it ran.
       this.options.sessions.touch(session);
@@ -690,7 +726,7 @@ export class ToolGateway {
   }
 
   /**
-   * `signal` (caller gone or deadline passed) bounds the wait for admission; the
+   * `callSignal` (caller gone or deadline passed) bounds the wait for admission; the
    * backend call itself gets the deadline as its gRPC deadline and the caller's
    * signal for cancellation, so an expiry surfaces as DEADLINE_EXCEEDED.
    */
@@ -698,7 +734,7 @@ export class ToolGateway {
     session: TrajectorySession,
     scope: CallScope,
     deadlineMs: number,
-    signal: AbortSignal,
+    callSignal: CallSignal,
     timing: { queueMs: number },
   ): ToolContext {
     const { admission, backends, store } = this.options;
@@ -707,7 +743,10 @@ export class ToolGateway {
       request: (options: { deadlineMs: number; signal: AbortSignal }) => Promise<T>,
     ) => {
       const permit = await withStage("queue_wait", { "toolplane.backend": backend }, async (span) => {
-        const granted = await admission.acquire(backend, scope.clientId, signal);
+        // A free slot needs no signal; only a call that has to wait (or is already over) makes one.
+        const granted =
+          (callSignal.aborted ? undefined : admission.tryAcquire(backend)) ??
+          (await admission.acquire(backend, scope.clientId, callSignal.signal));
         span.setAttribute("toolplane.queue_ms", granted.queuedMs);
         return granted;
       });
@@ -722,7 +761,9 @@ export class ToolGateway {
       session,
       backends,
       deadlineMs,
-      signal,
+      get signal() {
+        return callSignal.signal;
+      },
       image: (reference, field) =>
         resolveImageReference(session, reference, field, (sha256, f) => store.require(sha256, f)),
       call,

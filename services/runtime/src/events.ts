@@ -304,9 +304,10 @@ export class LoggingCallObserver implements StoppableObserver {
   constructor(private readonly logger: Logger) {}
 
   onEvent(event: ToolCallEvent): void {
-    const fields = { event: { ...event }, subject: eventSubject(event) };
-    if (event.phase === "started") this.logger.debug(fields, "tool call started");
-    else this.logger.info(fields, "tool call finished");
+    const level = event.phase === "started" ? "debug" : "info";
+    // Built only when written: the started line is off at the default level.
+    if (!this.logger.isLevelEnabled(level)) return;
+    this.logger[level]({ event: { ...event }, subject: eventSubject(event) }, `tool call ${event.phase}`);
   }
 
   async stop(): Promise<void> {}

@@ -186,7 +186,12 @@ export function unary<Request, Response>(
     if (deadlineMs !== undefined) {
       timer = setTimeout(() => controller.abort(new Error("deadline exceeded")), Math.max(0, deadlineMs - Date.now()));
     }
-    call.on("cancelled", () => controller.abort(new Error("cancelled by caller")));
+    let answered = false;
+    // grpc-js also emits "cancelled" once the answer is sent, for every call: only an
+    // earlier one means the caller went away (aborting after the fact would cost an Error per call).
+    call.on("cancelled", () => {
+      if (!answered) controller.abort(new Error("cancelled by caller"));
+    });
     const context: CallContext = {
       metadata: call.metadata,
       signal: controller.signal,
@@ -195,6 +200,7 @@ export function unary<Request, Response>(
     };
     handler(call.request, context).then(
       (response) => {
+        answered = true;
         clearTimeout(timer);
         const ms = performance.now() - started;
         logger.debug({ method, ms }, "call ok");
@@ -203,6 +209,7 @@ export function unary<Request, Response>(
         callback(null, response);
       },
       (error: unknown) => {
+        answered = true;
         clearTimeout(timer);
         const serviceError = toServiceError(error);
         const errorClass = serviceError.metadata?.get(ERROR_CLASS_KEY)[0] === "MODEL" ? "MODEL" : "INFRASTRUCTURE";

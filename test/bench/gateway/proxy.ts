@@ -1,7 +1,10 @@
 /**
  * A bare gRPC pass-through for SearchService.Search, built from the same runtime
- * pieces as the gateway (unary wrapper, client, invoke): the floor any gateway in
- * Node pays for one extra hop. The gateway bench runs it as a second baseline.
+ * pieces as the gateway: startGrpcServer and createClient (so the same server and
+ * channel options), the unary() wrapper and invoke (so the same cancellation and
+ * deadline handling). It does nothing else, so it is the floor any gateway in Node
+ * pays for one extra grpc-js hop; the gateway bench runs it as a second baseline,
+ * and any option the runtime sets applies to both.
  *
  *   node dist/test/bench/gateway/proxy.js <search host:port>
  */

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import {
+  type SearchRequest,
+  SearchResponse,
+  SearchServiceClient,
+  SearchServiceService,
+} from "../../../generated/toolplane/search/v1/search.js";
+import { createClient, invoke } from "./grpc-client.js";
+import { type CallContext, type RunningServer, startGrpcServer, unary } from "./grpc-server.js";
+import { createLogger } from "./logger.js";
+
+const logger = createLogger("grpc-server-test", "silent");
+
+const request: SearchRequest = { query: "", topK: 1, provider: "", cachePolicy: 0, language: "", region: "" };
+
+describe("unary(): the handler's abort signal", () => {
+  let server: RunningServer;
+  let client: InstanceType<typeof SearchServiceClient>;
+  /** The context of the latest call, and what its handler waits for. */
+  let seen: CallContext | undefined;
+  let release: (() => void) | undefined;
+  let started: (() => void) | undefined;
+
+  before(async () => {
+    server = await startGrpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      services: [
+        {
+          name: "toolplane.search.v1.SearchService",
+          definition: SearchServiceService,
+          implementation: {
+            search: unary("Search", logger, async (call: SearchRequest, context) => {
+              seen = context;
+              if (call.query === "wait") {
+                started?.();
+                await new Promise<void>((resolve) => {
+                  release = resolve;
+                  context.signal.addEventListener("abort", () => resolve(), { once: true });
+                });
+              }
+              return SearchResponse.fromPartial({ provider: "grpc-server-test" });
+            }),
+          },
+        },
+      ],
+      protoFiles: ["toolplane/search/v1/search.proto"],
+      logger,
+    });
+    client = createClient(SearchServiceClient, server.address);
+  });
+
+  after(async () => {
+    client.close();
+    await server.shutdown(1000);
+  });
+
+  it("stays unaborted once the call is answered", async () => {
+    await invoke(client, client.search, request);
+    // grpc-js reports every finished call as cancelled a tick later; that is not the caller leaving.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(seen?.signal.aborted, false);
+  });
+
+  it("aborts when the caller cancels a running call", async () => {
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const caller = new AbortController();
+    const call = invoke(client, client.search, { ...request, query: "wait" }, { signal: caller.signal });
+    await running;
+    caller.abort();
+    await assert.rejects(call);
+    const signal = seen?.signal;
+    assert.ok(signal);
+    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    assert.match(String((signal.reason as Error).message), /cancelled by caller/);
+    release?.();
+  });
+});
