@@ -103,6 +103,8 @@ interface Figures {
   p50_ms: number;
   p99_ms: number;
   cpu_ms_per_call: number;
+  /** The benchmark client's own CPU per call (protobuf, HTTP/2), which shares the cores with the service. */
+  client_cpu_ms_per_call?: number;
   n: number;
 }
 
@@ -164,6 +166,7 @@ async function measureService(
   for (let i = 0; i < WARMUP; i++) await send();
   const latencies: number[] = [];
   const cpuStarted = cpuMsOf(pid);
+  const clientStarted = process.cpuUsage();
   let next = 0;
   const started = performance.now();
   const worker = async () => {
@@ -177,12 +180,14 @@ async function measureService(
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (performance.now() - started) / 1000;
   const cpu = cpuMsOf(pid) - cpuStarted;
+  const clientCpu = process.cpuUsage(clientStarted);
   latencies.sort((a, b) => a - b);
   return {
     ops_per_s: latencies.length / elapsed,
     p50_ms: percentile(latencies, 0.5),
     p99_ms: percentile(latencies, 0.99),
     cpu_ms_per_call: cpu / latencies.length,
+    client_cpu_ms_per_call: (clientCpu.user + clientCpu.system) / 1000 / latencies.length,
     n: latencies.length,
   };
 }
@@ -287,6 +292,7 @@ function variantTable(results: Record<string, PipelineResults>): string[] {
     "p50 ms",
     "p99 ms",
     "CPU ms/call",
+    "client ms/call",
     "x PIL cold",
     "x PIL warm",
   ];
@@ -311,6 +317,7 @@ function variantTable(results: Record<string, PipelineResults>): string[] {
           format(row.p50_ms).padStart(6),
           format(row.p99_ms).padStart(6),
           format(row.cpu_ms_per_call).padStart(11),
+          (row.client_cpu_ms_per_call === undefined ? "-" : format(row.client_cpu_ms_per_call)).padStart(14),
           format(row.ops_per_s / figures.pil.ops_per_s, 2).padStart(10),
           format(row.ops_per_s / figures.pil_warm.ops_per_s, 2).padStart(10),
         ].join("  "),
@@ -377,6 +384,7 @@ async function main(): Promise<void> {
     "svc miss: cache on, every call a new image (unique bytes after the JPEG end): decodes the whole image, stores it.",
     "svc warm: cache on, the same image every call: pixels from the cache. PIL warm: decoded once, kept in memory.",
     "x PIL cold / x PIL warm: ops/s divided by PIL's. CPU ms/call: service process user+system, PIL process time.",
+    "client ms/call: this benchmark's own CPU per call (protobuf, HTTP/2); it shares the cores with the service.",
   ];
   process.stdout.write(
     `image benchmark${quick ? " (--quick: tiny run, figures not meaningful)" : ""}: 1920x1080 JPEG (${image.length} bytes), ` +
