@@ -354,6 +354,68 @@ describe("image service admission control", () => {
   });
 });
 
+describe("image service decoded-image cache", () => {
+  /** The value of one unlabelled metric in a Prometheus text exposition. */
+  function metric(text: string, name: string): number {
+    const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
+    assert.ok(line, `${name} missing from /metrics`);
+    return Number(line.slice(name.length + 1));
+  }
+
+  it("serves a repeated image from the cache, with the pixels of a service without one, and reports it on /metrics", async () => {
+    const cachedService = await spawnService("image", { TOOLPLANE_METRICS_PORT: "0" });
+    const plainService = await spawnService("image", { TOOLPLANE_IMAGE_DECODED_CACHE_MB: "0" });
+    const cached = createClient(ImageServiceClient, cachedService.address);
+    const plain = createClient(ImageServiceClient, plainService.address);
+    try {
+      const photo = await photoJpeg(640, 480);
+      const request: Partial<ProcessRequest> = {
+        image: data(photo),
+        operations: [
+          {
+            zoom: {
+              box: pixelBox(100, 100, 400, 300),
+              scale: 2,
+              targetWidth: 0,
+              targetHeight: 0,
+              minShortSide: 0,
+              deepeyesRules: true,
+            },
+          },
+        ],
+        output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 90, minShortSide: 0 },
+      };
+      const miss = await process(cached, request);
+      const hit = await process(cached, request);
+      const expected = await process(plain, request);
+      assert.deepEqual(hit.image?.data, miss.image?.data);
+      assert.deepEqual(hit.input, expected.input);
+      const pixels = (response: ProcessResponse) =>
+        sharp(response.image?.data ?? Buffer.alloc(0))
+          .raw()
+          .toBuffer();
+      assert.ok(
+        (await pixels(miss)).equals(await pixels(expected)),
+        "cached and uncached services give the same pixels",
+      );
+
+      const metricsLine = cachedService.output.find((line) => line.includes('"msg":"metrics listening"'));
+      assert.ok(metricsLine, cachedService.output.join("\n"));
+      const address = (JSON.parse(metricsLine) as { address: string }).address;
+      const text = await (await fetch(`http://${address}/metrics`)).text();
+      assert.equal(metric(text, "toolplane_image_decoded_cache_hits_total"), 1);
+      assert.equal(metric(text, "toolplane_image_decoded_cache_misses_total"), 1);
+      assert.equal(metric(text, "toolplane_image_decoded_cache_bytes"), 640 * 480 * 3);
+      assert.equal(metric(text, "toolplane_image_decoded_cache_entries"), 1);
+    } finally {
+      cached.close();
+      plain.close();
+      await cachedService.stop();
+      await plainService.stop();
+    }
+  });
+});
+
 describe("image service configuration", () => {
   async function startFails(env: Record<string, string>): Promise<string> {
     const child = spawn(globalThis.process.execPath, [join(distRoot, "services", "image", "src", "main.js")], {
@@ -381,6 +443,10 @@ describe("image service configuration", () => {
       await startFails({ TOOLPLANE_IMAGE_MAX_INPUT_BYTES: String(1024 ** 3) }),
       /TOOLPLANE_IMAGE_MAX_INPUT_BYTES=.*gRPC message limit/,
     );
+  });
+
+  it("refuses a negative decoded-image cache size, naming the variable", async () => {
+    assert.match(await startFails({ TOOLPLANE_IMAGE_DECODED_CACHE_MB: "-1" }), /TOOLPLANE_IMAGE_DECODED_CACHE_MB="?-1/);
   });
 
   it("refuses more workers than the libuv thread pool can carry", async () => {

@@ -13,12 +13,15 @@ import {
   runMain,
   startGrpcServer,
 } from "../../runtime/src/index.js";
+import { DecodedCache } from "./decoded-cache.js";
 import { DEFAULT_LIMITS, WorkQueue } from "./limits.js";
+import { exposeDecodedCacheMetrics } from "./metrics.js";
 import { ImagePipeline } from "./pipeline.js";
 import { createImageServiceImplementation } from "./server.js";
 
 /** libuv's default pool size when UV_THREADPOOL_SIZE is unset. */
 const LIBUV_DEFAULT_POOL = 4;
+const MIB = 1024 * 1024;
 
 const imageConfigShape = {
   ...baseConfigShape,
@@ -37,6 +40,8 @@ const imageConfigShape = {
   TOOLPLANE_IMAGE_MAX_QUEUE: z.coerce.number().int().min(0).default(64),
   TOOLPLANE_IMAGE_VIPS_THREADS: z.coerce.number().int().min(1).max(64).default(1),
   TOOLPLANE_IMAGE_RETRY_AFTER_MS: positiveInt(100),
+  // 0 turns the decoded-image cache off; the ceiling only catches a value given in bytes by mistake.
+  TOOLPLANE_IMAGE_DECODED_CACHE_MB: z.coerce.number().int().min(0).max(1_048_576).default(256),
 };
 
 runMain("toolplane-image", async () => {
@@ -51,13 +56,19 @@ runMain("toolplane-image", async () => {
     ]);
   }
   // One libvips thread per pipeline and one pipeline per core: under load
-  // that saturates the cores without oversubscribing them. Every request
-  // carries a different image, so libvips' operation cache would only hold
-  // memory: it is off.
+  // that saturates the cores without oversubscribing them. libvips' operation
+  // cache keys on operations and their inputs, which are new buffers on every
+  // call, so it would only hold memory: it is off. Repeated images are served
+  // by the decoded-image cache instead, keyed by the bytes themselves.
   sharp.concurrency(config.TOOLPLANE_IMAGE_VIPS_THREADS);
   sharp.cache(false);
 
   const logger = createLogger("image", config.TOOLPLANE_LOG_LEVEL);
+  const decodedCache =
+    config.TOOLPLANE_IMAGE_DECODED_CACHE_MB > 0
+      ? new DecodedCache(config.TOOLPLANE_IMAGE_DECODED_CACHE_MB * MIB)
+      : undefined;
+  if (decodedCache !== undefined) exposeDecodedCacheMetrics(decodedCache);
   const pipeline = new ImagePipeline(
     {
       maxInputPixels: config.TOOLPLANE_IMAGE_MAX_INPUT_PIXELS,
@@ -71,6 +82,7 @@ runMain("toolplane-image", async () => {
       config.TOOLPLANE_IMAGE_MAX_QUEUE,
       config.TOOLPLANE_IMAGE_RETRY_AFTER_MS,
     ),
+    decodedCache,
   );
   logger.info(
     {
@@ -78,6 +90,7 @@ runMain("toolplane-image", async () => {
       vipsThreads: sharp.concurrency(),
       threadpool: pool,
       maxInputPixels: config.TOOLPLANE_IMAGE_MAX_INPUT_PIXELS,
+      decodedCacheMb: config.TOOLPLANE_IMAGE_DECODED_CACHE_MB,
     },
     "image pipeline configured",
   );

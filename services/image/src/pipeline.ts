@@ -1,5 +1,6 @@
 import { ImageFormat, type Operation, type OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError } from "../../runtime/src/index.js";
+import { type DecodedCache, decodedCacheKey } from "./decoded-cache.js";
 import { withMinShortSide } from "./geometry.js";
 import { type ImageLimits, limitText, MAX_SIDE, type WorkQueue } from "./limits.js";
 import { RESIZE_KERNEL } from "./operations/geometric.js";
@@ -7,12 +8,15 @@ import { compileOperation, type Step } from "./operations/index.js";
 import { requireOutputSize } from "./operations/step.js";
 import {
   decodable,
+  decodeWhole,
+  type Encoded,
   type EncodedImage,
   encode,
   type InputInfo,
   type OutputFormat,
   type Pass,
   pass,
+  type Raster,
   readHeader,
   type Source,
   type StepContext,
@@ -65,15 +69,19 @@ function outputFormatFor(input: InputInfo, requested: OutputFormat | undefined):
   return input.format === "jpeg" || input.format === "webp" ? input.format : "png";
 }
 
+/** A decoded image the cache cannot stand in for: the call reads its bytes instead. */
+class NotServable extends Error {}
+
 /**
  * Image pipelines: validate everything that can be validated up front, wait
- * for a worker slot, decode once, run each step on the result of the last,
- * encode once.
+ * for a worker slot, decode once (or take the pixels from the decoded-image
+ * cache), run each step on the result of the last, encode once.
  */
 export class ImagePipeline {
   constructor(
     private readonly limits: ImageLimits,
     private readonly queue: WorkQueue,
+    private readonly cache?: DecodedCache,
   ) {}
 
   /** Header only: no pixel limit applies, so a caller can learn the size of an image it may not process. */
@@ -95,10 +103,17 @@ export class ImagePipeline {
     }
     const steps: Step[] = operations.map((operation, index) => compileOperation(operation, index, this.limits));
     const checkedOutput = checkOutput(output);
-    const input = await readHeader(data, this.limits);
-    const encoded = decodable(data, input, this.limits);
-
     const context: StepContext = { limits: this.limits, signal: call.signal, deadlineMs: call.deadlineMs };
+    const key =
+      this.cache !== undefined && data.length > 0 && data.length <= this.limits.maxInputBytes
+        ? decodedCacheKey(data)
+        : undefined;
+    // A held image was read from these very bytes under these limits: only its header read is skipped; every
+    // check below still runs, and the pixels are taken only when the first pass needs them.
+    const held = key === undefined ? undefined : this.cache?.peek(key);
+    const input = held?.input ?? (await readHeader(data, this.limits));
+    const encoded = this.cached(decodable(data, input, this.limits), input, key, context);
+
     const queued = performance.now();
     let admitted = queued;
     const image = await this.queue.run(async () => {
@@ -125,5 +140,38 @@ export class ImagePipeline {
       input,
       timing: { queueMs: admitted - queued, executeMs: finished - admitted, totalMs: finished - started },
     };
+  }
+
+  /**
+   * The input with access to its pixels through the decoded-image cache, when there is a cache and the image
+   * fits in it. The first pass that needs pixels decodes the whole image once (or takes it, held or being
+   * decoded by another call) and starts from those: the same 8-bit pixels every later step starts from, so a
+   * result is the same with or without the cache. Not for images whose first pass works on more than that:
+   * 16-bit samples, and grey with alpha (decoding it to raw grey drops the alpha).
+   */
+  private cached(encoded: Encoded, input: InputInfo, key: string | undefined, context: StepContext): Encoded {
+    const cache = this.cache;
+    const bytes = encoded.width * encoded.height * encoded.channels;
+    if (cache === undefined || key === undefined || !cache.fits(bytes) || input.depth !== "uchar") return encoded;
+    if (encoded.channels === 2) return encoded;
+    const decode = async () => {
+      const raster = await decodeWhole(encoded, context);
+      if (raster.width !== encoded.width || raster.height !== encoded.height || raster.channels !== encoded.channels) {
+        throw new NotServable(`decoded ${raster.width}x${raster.height}x${raster.channels}`);
+      }
+      return { raster: { ...raster, shared: true }, input };
+    };
+    const load = async (): Promise<Raster | undefined> => {
+      try {
+        return (await cache.get(key, decode, context.signal)).raster;
+      } catch (error) {
+        // The whole image does not decode (or not as the header said), though the rows this call reads may: go on
+        // exactly as without a cache.
+        if (error instanceof InvalidArgumentError || error instanceof NotServable) return undefined;
+        throw error;
+      }
+    };
+    let pixels: Promise<Raster | undefined> | undefined;
+    return { ...encoded, decoded: { input, pixels: () => (pixels ??= load()) } };
   }
 }

@@ -6,9 +6,10 @@ import { type ImageLimits, limitText } from "./limits.js";
  * What flows between pipeline steps. sharp applies the operations queued on
  * one instance in its own fixed order, not call order, so every step is its
  * own sharp pass and hands raw 8-bit pixels to the next: each step then means
- * exactly what the request says. The first step reads the encoded input
- * directly (decode, EXIF orientation and the step in one libvips pass), which
- * saves a full-size raw copy on the common crop/zoom request.
+ * exactly what the request says. Without the decoded-image cache, the first
+ * step reads the encoded input directly (decode, EXIF orientation and the step
+ * in one libvips pass), which saves a full-size raw copy on the common
+ * crop/zoom request; with it, the first step starts from the cached pixels.
  */
 export interface Raster {
   kind: "raster";
@@ -16,6 +17,8 @@ export interface Raster {
   width: number;
   height: number;
   channels: number;
+  /** The pixels are also held by the decoded-image cache: a step that writes in place must copy them first. */
+  shared?: boolean;
 }
 
 /** The request's image, not yet decoded. Sizes are after EXIF orientation; channels as decoding will produce them. */
@@ -25,6 +28,19 @@ export interface Encoded {
   width: number;
   height: number;
   channels: number;
+  /** Set when the decoded-image cache may serve this image's pixels instead of decoding it again. */
+  decoded?: DecodedPixels;
+}
+
+/** The whole image decoded once and shared between calls (decoded-cache.ts). */
+export interface DecodedPixels {
+  /** The image's header: it decides which resizes read the bytes instead (`resizeReadsBytes`). */
+  input: InputInfo;
+  /**
+   * The pixels as a step would see them after decoding, held or decoded now; undefined when the whole image
+   * cannot be decoded, so the call reads the bytes as it would without a cache (and fails or not exactly as then).
+   */
+  pixels: () => Promise<Raster | undefined>;
 }
 
 export type Source = Raster | Encoded;
@@ -128,6 +144,14 @@ export interface Pass {
   space: "b-w" | "srgb";
   /** Whether the result has an alpha channel. */
   hasAlpha: boolean;
+  /** For a resize, the larger of its two scale factors (output / input); undefined for other passes. */
+  scale?: number;
+}
+
+export interface PassOptions {
+  space?: "b-w" | "srgb";
+  hasAlpha?: boolean;
+  scale?: number;
 }
 
 export function hasAlpha(source: Source): boolean {
@@ -138,7 +162,7 @@ export function pass(
   source: Source,
   description: string,
   build: (image: Sharp) => Sharp,
-  options: { space?: "b-w" | "srgb"; hasAlpha?: boolean } = {},
+  options: PassOptions = {},
 ): Pass {
   return {
     kind: "pass",
@@ -147,22 +171,42 @@ export function pass(
     build,
     space: options.space ?? colourSpaceOf(source.channels),
     hasAlpha: options.hasAlpha ?? hasAlpha(source),
+    scale: options.scale,
   };
+}
+
+/**
+ * Whether a resize by `scale` (its larger factor) that is the first pass must read the encoded bytes, even with
+ * decoded pixels at hand, to give the result it gives without them: sharp lets the JPEG decoder shrink by 2, 4
+ * or 8 while decoding (from a shrink of 2 on both axes; faster, and different pixels) and the WebP decoder by any
+ * factor, and it resizes an EXIF-oriented image before orienting it.
+ */
+export function resizeReadsBytes(input: InputInfo, scale: number): boolean {
+  const decoderShrinks = (input.format === "jpeg" && scale <= 0.5) || (input.format === "webp" && scale < 1);
+  return decoderShrinks || input.orientation > 1;
+}
+
+/** What a pass reads: the cache's decoded pixels of its source when they serve it, else the source as it is. */
+async function readable(source: Source, scale: number | undefined): Promise<Source> {
+  if (source.kind !== "encoded" || source.decoded === undefined) return source;
+  if (scale !== undefined && resizeReadsBytes(source.decoded.input, scale)) return source;
+  return (await source.decoded.pixels()) ?? source;
 }
 
 /** Runs a pass to raw pixels; a source is returned as it is. */
 export async function settle(result: Source | Pass, context: StepContext): Promise<Source> {
   if (result.kind !== "pass") return result;
   ensureTimeLeft(context, result.description);
+  const source = await readable(result.source, result.scale);
   try {
     const { data, info } = await result
-      .build(open(result.source, context))
+      .build(open(source, context))
       .toColourspace(result.space)
       .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
     return { kind: "raster", data, width: info.width, height: info.height, channels: info.channels };
   } catch (error) {
-    throw passError(error, result.source, context, result.description);
+    throw passError(error, source, context, result.description);
   }
 }
 
@@ -172,15 +216,32 @@ export function runStep(
   context: StepContext,
   description: string,
   build: (image: Sharp) => Sharp,
-  options: { space?: "b-w" | "srgb"; hasAlpha?: boolean } = {},
+  options: PassOptions = {},
 ): Promise<Source> {
   return settle(pass(source, description, build, options), context);
 }
 
-/** Raw pixels of a source (decoding it if needed), for steps done outside libvips. */
+/** Raw pixels of a source (decoding it if needed), for steps done outside libvips. Treat them as read-only. */
 export async function toRaster(source: Source, context: StepContext): Promise<Raster> {
-  if (source.kind === "raster") return source;
-  return (await runStep(source, context, "decoding", (image) => image)) as Raster;
+  const readFrom = await readable(source, undefined);
+  if (readFrom.kind === "raster") return readFrom;
+  return (await runStep(readFrom, context, "decoding", (image) => image)) as Raster;
+}
+
+/** Raw pixels a step may write into: a copy when the decoded-image cache holds them too. */
+export async function writableRaster(source: Source, context: StepContext): Promise<Raster> {
+  const raster = await toRaster(source, context);
+  return raster.shared ? { ...raster, data: Buffer.from(raster.data), shared: false } : raster;
+}
+
+/**
+ * The whole image decoded to what every step hands on (8-bit, EXIF orientation applied), for the decoded-image
+ * cache. The decoding is as strict as the first pass of a pipeline, so whatever fails here would fail there.
+ */
+export async function decodeWhole(encoded: Encoded, context: StepContext): Promise<Raster> {
+  const { decoded: _, ...bytesOnly } = encoded;
+  const whole = pass(bytesOnly, "decoding", (image) => image);
+  return (await settle(whole, context)) as Raster;
 }
 
 export interface InputInfo {
@@ -191,6 +252,8 @@ export interface InputInfo {
   format: string;
   channels: number;
   hasAlpha: boolean;
+  /** libvips' sample format as decoded: "uchar" (8 bits), "ushort" (16 bits), ... */
+  depth: string;
   /** EXIF orientation 1..8, 0 when absent. */
   orientation: number;
   sizeBytes: number;
@@ -240,6 +303,7 @@ export async function readHeader(data: Buffer, limits: ImageLimits): Promise<Inp
     format: metadata.format as string,
     channels: metadata.channels ?? 0,
     hasAlpha: metadata.hasAlpha ?? false,
+    depth: metadata.depth ?? "uchar",
     orientation: metadata.orientation ?? 0,
     sizeBytes: data.length,
     pages: metadata.pages ?? 1,
@@ -336,11 +400,14 @@ export async function encode(
   const last = format === "jpeg" && alpha ? await settle(result, context) : result;
   ensureTimeLeft(context, "encoding");
   const description = last.kind === "pass" ? `${last.description} and encoding ${format}` : `encoding ${format}`;
-  const source = last.kind === "pass" ? last.source : last;
+  const source = await readable(
+    last.kind === "pass" ? last.source : last,
+    last.kind === "pass" ? last.scale : undefined,
+  );
   let image =
     last.kind === "pass"
-      ? last.build(open(last.source, context)).toColourspace(last.space)
-      : open(last, context).toColourspace(colourSpaceOf(last.channels));
+      ? last.build(open(source, context)).toColourspace(last.space)
+      : open(source, context).toColourspace(colourSpaceOf(source.channels));
   if (format === "jpeg") {
     if (alpha) image = image.flatten({ background: "#ffffff" });
     // Two-pass Huffman optimisation (sharp's default) costs more CPU than the whole decode of a 2 MP photo for a few

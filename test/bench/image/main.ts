@@ -5,11 +5,25 @@
  *
  *   node dist/test/bench/image/main.js [--quick]
  *
- * Every iteration is a whole call: decode, EXIF orientation, the operations,
- * JPEG quality 90 encode. The service is measured from the client, so its
- * figures include protobuf and the socket. "c=1" sends one call at a time
- * (latency); "c=2" keeps two in flight (throughput on a 2-core box, one
- * pipeline per core, as rollouts use it). PIL is one Python process: c=1.
+ * Every iteration is a whole call: the operations and a JPEG quality 90
+ * encode, measured from the client, so the service's figures include protobuf
+ * and the socket. "c=1" sends one call at a time (latency); "c=2" keeps two in
+ * flight (throughput on a 2-core box, one pipeline per core, as rollouts use
+ * it). PIL is one Python process: c=1. Decoding is where the variants differ:
+ *
+ * - svc cold: a service with the decoded-image cache off
+ *   (TOOLPLANE_IMAGE_DECODED_CACHE_MB=0): every call decodes, as before the
+ *   cache; the first table compares it with PIL cold, as this benchmark always
+ *   has.
+ * - svc miss: a service with the cache on (the default budget), every call on
+ *   an image it has not seen (the same JPEG with unique bytes appended after
+ *   its end marker): each call decodes the whole image and stores it.
+ * - svc warm: the same service, the same image every call (a zoom tool called
+ *   again and again in a trajectory, GRPO rollouts of one prompt): the pixels
+ *   come from the cache.
+ * - PIL cold decodes every call; PIL warm decodes once and keeps the image in
+ *   memory (the fair baseline for svc warm).
+ *
  * On a shared machine wall-clock figures move with other people's load, so
  * CPU time per call is printed too (the service process's user+system time
  * from /proc, PIL's process time): it compares the work itself.
@@ -30,7 +44,7 @@ import {
   type ProcessResponse,
 } from "../../../generated/toolplane/image/v1/image.js";
 import { createClient } from "../../../services/runtime/src/index.js";
-import { spawnService } from "../../support/processes.js";
+import { type SpawnedService, spawnService } from "../../support/processes.js";
 
 const quick = process.argv.includes("--quick");
 const ITERATIONS = quick ? 4 : 120;
@@ -89,6 +103,8 @@ interface Figures {
   p50_ms: number;
   p99_ms: number;
   cpu_ms_per_call: number;
+  /** The benchmark client's own CPU per call (protobuf, HTTP/2), which shares the cores with the service. */
+  client_cpu_ms_per_call?: number;
   n: number;
 }
 
@@ -131,84 +147,100 @@ function call(client: InstanceType<typeof ImageServiceClient>, request: ProcessR
   });
 }
 
+/** The image for the next call: always the same one, or a new one every call. */
+type ImageFor = () => Buffer;
+
 async function measureService(
   client: InstanceType<typeof ImageServiceClient>,
-  request: ProcessRequest,
+  imageFor: ImageFor,
+  operations: Operation[],
   concurrency: number,
   pid: number,
 ): Promise<Figures> {
-  for (let i = 0; i < WARMUP; i++) await call(client, request);
+  const send = () =>
+    call(client, {
+      image: { data: imageFor(), mimeType: "image/jpeg", width: 0, height: 0 },
+      operations,
+      output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 90, minShortSide: 0 },
+    });
+  for (let i = 0; i < WARMUP; i++) await send();
   const latencies: number[] = [];
   const cpuStarted = cpuMsOf(pid);
+  const clientStarted = process.cpuUsage();
   let next = 0;
   const started = performance.now();
   const worker = async () => {
     while (next < ITERATIONS) {
       next += 1;
       const begin = performance.now();
-      await call(client, request);
+      await send();
       latencies.push(performance.now() - begin);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (performance.now() - started) / 1000;
   const cpu = cpuMsOf(pid) - cpuStarted;
+  const clientCpu = process.cpuUsage(clientStarted);
   latencies.sort((a, b) => a - b);
   return {
     ops_per_s: latencies.length / elapsed,
     p50_ms: percentile(latencies, 0.5),
     p99_ms: percentile(latencies, 0.99),
     cpu_ms_per_call: cpu / latencies.length,
+    client_cpu_ms_per_call: (clientCpu.user + clientCpu.system) / 1000 / latencies.length,
     n: latencies.length,
   };
 }
 
-async function measurePil(imagePath: string): Promise<Record<string, Figures>> {
+interface PilFigures {
+  cold: Record<string, Figures>;
+  warm: Record<string, Figures>;
+}
+
+async function measurePil(imagePath: string): Promise<PilFigures> {
   const { stdout } = await promisify(execFile)(
     "/usr/bin/python3",
     [PIL_SCRIPT, imagePath, String(ITERATIONS), String(WARMUP)],
     { maxBuffer: 1 << 20 },
   );
-  return JSON.parse(stdout) as Record<string, Figures>;
+  return JSON.parse(stdout) as PilFigures;
+}
+
+/** The value of an unlabelled metric in a Prometheus text exposition (NaN when absent). */
+function metricValue(text: string, name: string): number {
+  const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
+  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1));
+}
+
+async function cacheCounts(service: SpawnedService): Promise<{ hits: number; misses: number }> {
+  const listening = service.output.find((line) => line.includes('"msg":"metrics listening"'));
+  if (listening === undefined) throw new Error("the cached service did not serve /metrics");
+  const { address } = JSON.parse(listening) as { address: string };
+  const text = await (await fetch(`http://${address}/metrics`)).text();
+  return {
+    hits: metricValue(text, "toolplane_image_decoded_cache_hits_total"),
+    misses: metricValue(text, "toolplane_image_decoded_cache_misses_total"),
+  };
 }
 
 const format = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : "n/a");
 
-async function main(): Promise<void> {
-  const image = await benchmarkImage();
-  const dir = mkdtempSync(join(tmpdir(), "toolplane-image-bench-"));
-  const imagePath = join(dir, "bench.jpg");
-  writeFileSync(imagePath, image);
-  const service = await spawnService("image");
-  const client = createClient(ImageServiceClient, service.address);
-  const pid = service.child.pid ?? 0;
-  const results: Record<string, { service_c1: Figures; service_c2: Figures; pil: Figures }> = {};
-  try {
-    const serviceFigures: Record<string, { c1: Figures; c2: Figures }> = {};
-    for (const [name, operations] of Object.entries(PIPELINES)) {
-      const request: ProcessRequest = {
-        image: { data: image, mimeType: "image/jpeg", width: 0, height: 0 },
-        operations,
-        output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 90, minShortSide: 0 },
-      };
-      serviceFigures[name] = {
-        c1: await measureService(client, request, 1, pid),
-        c2: await measureService(client, request, 2, pid),
-      };
-    }
-    // PIL runs after the service has stopped working, so neither measurement steals the other's cores.
-    const pil = await measurePil(imagePath);
-    for (const [name, figures] of Object.entries(serviceFigures)) {
-      const baseline = pil[name];
-      if (baseline === undefined) throw new Error(`PIL reference did not report ${name}`);
-      results[name] = { service_c1: figures.c1, service_c2: figures.c2, pil: baseline };
-    }
-  } finally {
-    client.close();
-    await service.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+interface PipelineResults {
+  /** Cache off: every call decodes. */
+  service_c1: Figures;
+  service_c2: Figures;
+  /** Cache on, a new image every call. */
+  service_miss_c1: Figures;
+  service_miss_c2: Figures;
+  /** Cache on, the same image every call. */
+  service_warm_c1: Figures;
+  service_warm_c2: Figures;
+  pil: Figures;
+  pil_warm: Figures;
+}
 
+/** The first table, as this benchmark has always printed it: the uncached service against PIL decoding every call. */
+function coldTable(results: Record<string, PipelineResults>): string[] {
   const header = [
     "pipeline".padEnd(14),
     "svc c=1 ops/s",
@@ -248,11 +280,122 @@ async function main(): Promise<void> {
       ].join("  "),
     );
   }
+  return lines;
+}
+
+/** Every variant of every pipeline, each against both PIL baselines. */
+function variantTable(results: Record<string, PipelineResults>): string[] {
+  const header = [
+    "pipeline".padEnd(14),
+    "variant".padEnd(13),
+    "ops/s",
+    "p50 ms",
+    "p99 ms",
+    "CPU ms/call",
+    "client ms/call",
+    "x PIL cold",
+    "x PIL warm",
+  ];
+  const lines = [header.join("  ")];
+  for (const [name, figures] of Object.entries(results)) {
+    const variants: Array<[string, Figures]> = [
+      ["svc cold c=1", figures.service_c1],
+      ["svc cold c=2", figures.service_c2],
+      ["svc miss c=1", figures.service_miss_c1],
+      ["svc miss c=2", figures.service_miss_c2],
+      ["svc warm c=1", figures.service_warm_c1],
+      ["svc warm c=2", figures.service_warm_c2],
+      ["PIL cold", figures.pil],
+      ["PIL warm", figures.pil_warm],
+    ];
+    for (const [index, [variant, row]] of variants.entries()) {
+      lines.push(
+        [
+          (index === 0 ? name : "").padEnd(14),
+          variant.padEnd(13),
+          format(row.ops_per_s).padStart(5),
+          format(row.p50_ms).padStart(6),
+          format(row.p99_ms).padStart(6),
+          format(row.cpu_ms_per_call).padStart(11),
+          (row.client_cpu_ms_per_call === undefined ? "-" : format(row.client_cpu_ms_per_call)).padStart(14),
+          format(row.ops_per_s / figures.pil.ops_per_s, 2).padStart(10),
+          format(row.ops_per_s / figures.pil_warm.ops_per_s, 2).padStart(10),
+        ].join("  "),
+      );
+    }
+  }
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const image = await benchmarkImage();
+  const dir = mkdtempSync(join(tmpdir(), "toolplane-image-bench-"));
+  const imagePath = join(dir, "bench.jpg");
+  writeFileSync(imagePath, image);
+  const uncachedService = await spawnService("image", { TOOLPLANE_IMAGE_DECODED_CACHE_MB: "0" });
+  const cachedService = await spawnService("image", { TOOLPLANE_METRICS_PORT: "0" });
+  const uncached = createClient(ImageServiceClient, uncachedService.address);
+  const cached = createClient(ImageServiceClient, cachedService.address);
+  const uncachedPid = uncachedService.child.pid ?? 0;
+  const cachedPid = cachedService.child.pid ?? 0;
+  // Unique bytes after the end-of-image marker: the same pixels, a new cache key (the service accepts trailers).
+  let unseen = 0;
+  const newImage: ImageFor = () => {
+    unseen += 1;
+    const trailer = Buffer.alloc(16);
+    trailer.writeUInt32BE(unseen);
+    return Buffer.concat([image, trailer]);
+  };
+  const sameImage: ImageFor = () => image;
+  const results: Record<string, PipelineResults> = {};
+  let counts: { hits: number; misses: number };
+  try {
+    const serviceFigures: Record<string, Omit<PipelineResults, "pil" | "pil_warm">> = {};
+    // One service works at a time, so no measurement steals another's cores.
+    for (const [name, operations] of Object.entries(PIPELINES)) {
+      serviceFigures[name] = {
+        service_c1: await measureService(uncached, sameImage, operations, 1, uncachedPid),
+        service_c2: await measureService(uncached, sameImage, operations, 2, uncachedPid),
+        service_miss_c1: await measureService(cached, newImage, operations, 1, cachedPid),
+        service_miss_c2: await measureService(cached, newImage, operations, 2, cachedPid),
+        service_warm_c1: await measureService(cached, sameImage, operations, 1, cachedPid),
+        service_warm_c2: await measureService(cached, sameImage, operations, 2, cachedPid),
+      };
+    }
+    counts = await cacheCounts(cachedService);
+    // PIL runs after the services have stopped working, so neither measurement steals the other's cores.
+    const pil = await measurePil(imagePath);
+    for (const [name, figures] of Object.entries(serviceFigures)) {
+      const [cold, warm] = [pil.cold[name], pil.warm[name]];
+      if (cold === undefined || warm === undefined) throw new Error(`PIL reference did not report ${name}`);
+      results[name] = { ...figures, pil: cold, pil_warm: warm };
+    }
+  } finally {
+    uncached.close();
+    cached.close();
+    await uncachedService.stop();
+    await cachedService.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const legend = [
+    "svc = the image service over gRPC, measured from the client; c=N calls in flight; PIL = one Python process.",
+    "svc cold: cache off (TOOLPLANE_IMAGE_DECODED_CACHE_MB=0), every call decodes. PIL cold: decodes every call.",
+    "svc miss: cache on, every call a new image (unique bytes after the JPEG end): decodes the whole image, stores it.",
+    "svc warm: cache on, the same image every call: pixels from the cache. PIL warm: decoded once, kept in memory.",
+    "x PIL cold / x PIL warm: ops/s divided by PIL's. CPU ms/call: service process user+system, PIL process time.",
+    "client ms/call: this benchmark's own CPU per call (protobuf, HTTP/2); it shares the cores with the service.",
+  ];
   process.stdout.write(
     `image benchmark${quick ? " (--quick: tiny run, figures not meaningful)" : ""}: 1920x1080 JPEG (${image.length} bytes), ` +
-      `${ITERATIONS} calls per pipeline after ${WARMUP} warm-up, ${availableParallelism()} cores\n${lines.join("\n")}\n`,
+      `${ITERATIONS} calls per pipeline and variant after ${WARMUP} warm-up, ${availableParallelism()} cores\n` +
+      `${coldTable(results).join("\n")}\n\n${legend.join("\n")}\n` +
+      `cache on /metrics after the run: ${counts.hits} hits, ${counts.misses} misses\n` +
+      `${variantTable(results).join("\n")}\n`,
   );
-  process.stdout.write(`${JSON.stringify({ benchmark: "image", quick, iterations: ITERATIONS, results })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ benchmark: "image", quick, iterations: ITERATIONS, cache: counts, results })}\n`,
+  );
 }
 
 main().catch((error: unknown) => {

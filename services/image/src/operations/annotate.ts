@@ -4,7 +4,7 @@ import type { AnnotateOp, Annotation } from "../../../../generated/toolplane/ima
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
 import { requireColour } from "../colour.js";
 import { type ImageLimits, limitText } from "../limits.js";
-import { type Raster, runStep, type StepContext, toRaster } from "../raster.js";
+import { type Raster, runStep, type StepContext, toRaster, writableRaster } from "../raster.js";
 import { boxToPixels, boxToRegion, pointToPixels, requirePointInside, type Size } from "../units.js";
 import { requireInteger } from "../validate.js";
 import { type Step, sizeOf } from "./step.js";
@@ -218,10 +218,11 @@ export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimi
     const marks = layoutAnnotations(items, sizeOf(source));
     // Marks are drawn straight into the decoded pixels: libvips' composite converts the whole image to float and
     // back, which costs more than decoding it; the marks themselves are a few thousand pixels each.
-    let raster = await toRaster(source, context);
-    if (raster.channels <= 2) {
-      raster = (await runStep(raster, context, `${field} (to colour)`, (image) => image, { space: "srgb" })) as Raster;
-    }
+    const decoded = await toRaster(source, context);
+    const raster =
+      decoded.channels <= 2
+        ? ((await runStep(decoded, context, `${field} (to colour)`, (image) => image, { space: "srgb" })) as Raster)
+        : await writableRaster(decoded, context);
     const colours = colourPixels(marks);
     const pixels = await Promise.all(
       marks.map((mark) => (mark.kind === "svg" ? renderDrawing(mark) : (colours.get(mark.colour) as Promise<Buffer>))),

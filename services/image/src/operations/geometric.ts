@@ -134,15 +134,30 @@ const FITS = {
 } as const;
 type SharpFit = (typeof FITS)[keyof typeof FITS];
 
-/** What sharp will produce for a width/height resize with this fit (used for the limit check before any work). */
-function fittedSize(size: Size, width: number, height: number, fit: SharpFit): Size {
+/** How sharp scales each axis for a width/height resize with this fit (before any padding or cropping). */
+function fitScale(size: Size, width: number, height: number, fit: SharpFit): { x: number; y: number } {
   if (width > 0 && height > 0) {
-    if (fit === "fill" || fit === "cover" || fit === "contain") return { width, height };
-    const ratio = (fit === "inside" ? Math.min : Math.max)(width / size.width, height / size.height);
-    return { width: Math.max(1, Math.round(size.width * ratio)), height: Math.max(1, Math.round(size.height * ratio)) };
+    if (fit === "fill") return { x: width / size.width, y: height / size.height };
+    const ratio = (fit === "inside" || fit === "contain" ? Math.min : Math.max)(
+      width / size.width,
+      height / size.height,
+    );
+    return { x: ratio, y: ratio };
   }
   const ratio = width > 0 ? width / size.width : height / size.height;
+  return { x: ratio, y: ratio };
+}
+
+/** What sharp will produce for a width/height resize with this fit (used for the limit check before any work). */
+function fittedSize(size: Size, width: number, height: number, fit: SharpFit): Size {
+  if (width > 0 && height > 0 && (fit === "fill" || fit === "cover" || fit === "contain")) return { width, height };
+  const { x: ratio } = fitScale(size, width, height, fit);
   return { width: Math.max(1, Math.round(size.width * ratio)), height: Math.max(1, Math.round(size.height * ratio)) };
+}
+
+/** The larger scale factor of a resize from `size` to `target` (pass option `scale`: below 1 it shrinks both axes). */
+function largerScale(size: Size, target: Size): number {
+  return Math.max(target.width / size.width, target.height / size.height);
 }
 
 const MAX_RESIZE_SCALE = 64;
@@ -178,8 +193,11 @@ export function compileResize(op: ResizeOp, field: string): Step {
     return (raster, context) => {
       const target = smartResize(sizeOf(raster), parameters, `${field}.smart`);
       requireOutputSize(field, target, context.limits);
-      return pass(raster, field, (image) =>
-        image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+      return pass(
+        raster,
+        field,
+        (image) => image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+        { scale: largerScale(sizeOf(raster), target) },
       );
     };
   }
@@ -191,8 +209,11 @@ export function compileResize(op: ResizeOp, field: string): Step {
         height: Math.max(1, Math.round(raster.height * scale)),
       };
       requireOutputSize(field, target, context.limits);
-      return pass(raster, field, (image) =>
-        image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+      return pass(
+        raster,
+        field,
+        (image) => image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+        { scale: largerScale(sizeOf(raster), target) },
       );
     };
   }
@@ -203,12 +224,17 @@ export function compileResize(op: ResizeOp, field: string): Step {
   return (raster, context) => {
     requireOutputSize(field, fittedSize(sizeOf(raster), op.width, op.height, fit), context.limits);
     const transparent = raster.channels === 2 || raster.channels === 4;
-    return pass(raster, field, (image) =>
-      image.resize(op.width || undefined, op.height || undefined, {
-        fit,
-        kernel: RESIZE_KERNEL,
-        background: transparent ? { r: 0, g: 0, b: 0, alpha: 0 } : "#000000",
-      }),
+    const scale = fitScale(sizeOf(raster), op.width, op.height, fit);
+    return pass(
+      raster,
+      field,
+      (image) =>
+        image.resize(op.width || undefined, op.height || undefined, {
+          fit,
+          kernel: RESIZE_KERNEL,
+          background: transparent ? { r: 0, g: 0, b: 0, alpha: 0 } : "#000000",
+        }),
+      { scale: Math.max(scale.x, scale.y) },
     );
   };
 }

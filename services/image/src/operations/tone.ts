@@ -45,7 +45,7 @@ async function applyLookupTable(source: Source, table: Uint8Array, context: Step
     }
     if (end < pixels) await yieldToEventLoop();
   }
-  return { ...raster, data: out };
+  return { kind: "raster", data: out, width: raster.width, height: raster.height, channels };
 }
 
 /** out = 255 * (in / 255) ^ (1 / gamma): gamma > 1 brightens mid-tones, < 1 darkens them. */
