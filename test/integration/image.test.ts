@@ -385,8 +385,11 @@ describe("image service decoded-image cache", () => {
         ],
         output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 90, minShortSide: 0 },
       };
+      // The default admits an image on its second sighting: the first call reads the bytes as without a cache.
+      const first = await process(cached, request);
       const miss = await process(cached, request);
       const hit = await process(cached, request);
+      assert.deepEqual(first.image?.data, miss.image?.data);
       const expected = await process(plain, request);
       assert.deepEqual(hit.image?.data, miss.image?.data);
       assert.deepEqual(hit.input, expected.input);
@@ -405,6 +408,11 @@ describe("image service decoded-image cache", () => {
       const text = await (await fetch(`http://${address}/metrics`)).text();
       assert.equal(metric(text, "toolplane_image_decoded_cache_hits_total"), 1);
       assert.equal(metric(text, "toolplane_image_decoded_cache_misses_total"), 1);
+      assert.equal(metric(text, "toolplane_image_decoded_cache_bypasses_total"), 1);
+      // Nothing runs between calls: every worker idle, nobody waiting.
+      assert.equal(metric(text, 'toolplane_queue_depth{queue="image_workers"}'), 0);
+      assert.equal(metric(text, 'toolplane_pool_size{pool="image_workers",state="busy"}'), 0);
+      assert.ok(metric(text, 'toolplane_pool_size{pool="image_workers",state="idle"}') >= 1);
       assert.equal(metric(text, "toolplane_image_decoded_cache_bytes"), 640 * 480 * 3);
       assert.equal(metric(text, "toolplane_image_decoded_cache_entries"), 1);
     } finally {

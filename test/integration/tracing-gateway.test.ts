@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Metadata } from "@grpc/grpc-js";
+import sharp from "sharp";
 import {
   type ExecuteRequest,
   ImageDelivery,
@@ -32,6 +33,7 @@ import { distRoot, freePort, type SpawnedNats, spawnNats } from "../support/proc
 
 const GATEWAY = join("services", "gateway", "src", "main.js");
 const SEARCH = join("services", "search", "src", "main.js");
+const IMAGE = join("services", "image", "src", "main.js");
 const TRAJECTORY = `traj-e2e-${randomBytes(4).toString("hex")}`;
 
 function searchCall(query: string): ExecuteRequest {
@@ -61,6 +63,38 @@ async function runCall(address: string, metadata: Metadata): Promise<ToolResult>
   }
 }
 
+/** Two zooms on the same input image in one trajectory, through the gateway. */
+async function zoomTwice(address: string, metadata: Metadata): Promise<ToolResult[]> {
+  const client = createClient(ToolGatewayClient, address);
+  const photo = await sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 90, g: 140, b: 30 } } })
+    .jpeg()
+    .toBuffer();
+  try {
+    const { sessionId } = await invoke(client, client.createSession, {
+      rolloutId: "rollout-zoom",
+      trajectoryId: `${TRAJECTORY}-zoom`,
+      images: [{ data: photo, mimeType: "", width: 0, height: 0 }],
+      idleTtlSeconds: 0,
+    });
+    const results: ToolResult[] = [];
+    for (const callId of ["zoom-1", "zoom-2"]) {
+      const request: ExecuteRequest = {
+        sessionId,
+        call: { callId, name: "image_zoom_in_tool", argumentsJson: JSON.stringify({ bbox_2d: [100, 100, 500, 300] }) },
+        timeoutMs: 20_000,
+        imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
+        step: 1,
+      };
+      const { result } = await invoke(client, client.execute, request, { metadata });
+      assert.ok(result);
+      results.push(result);
+    }
+    return results;
+  } finally {
+    client.close();
+  }
+}
+
 function exportTrajectory(natsUrl: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(
     process.execPath,
@@ -85,11 +119,14 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
   let receiver: OtlpReceiver;
   let nats: SpawnedNats;
   let search: TracedProcess;
+  let image: TracedProcess;
   let gateway: TracedProcess;
+  const imageTraceId = randomBytes(16).toString("hex");
   const searchCache = `e2e-${randomBytes(4).toString("hex")}`;
   const traceId = randomBytes(16).toString("hex");
   const clientSpanId = randomBytes(8).toString("hex");
   let recorded: ToolResult;
+  let zooms: ToolResult[] = [];
   let metricsText = "";
 
   before(async () => {
@@ -102,11 +139,12 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
       TOOLPLANE_NATS_URL: "",
       TOOLPLANE_SEARCH_CACHE_BUCKET: searchCache,
     });
+    image = await spawnTraced(IMAGE, { ...otel, OTEL_SERVICE_NAME: "toolplane-image" });
     gateway = await spawnTraced(GATEWAY, {
       ...otel,
       OTEL_SERVICE_NAME: "toolplane-gateway",
       TOOLPLANE_SEARCH_ADDR: search.address,
-      TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_IMAGE_ADDR: image.address,
       TOOLPLANE_CODE_ADDR: `127.0.0.1:${await freePort()}`,
       TOOLPLANE_NATS_URL: nats.url,
       TOOLPLANE_RECORD_MODE: "record",
@@ -120,6 +158,10 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     assert.ok(metricsLine, gateway.output.join("\n"));
     const metricsAddress = (JSON.parse(metricsLine) as { address: string }).address;
     metricsText = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+    // Calls in another trace, after the scrape so the counts above describe the search call alone.
+    const zoomMetadata = new Metadata();
+    zoomMetadata.set("traceparent", `00-${imageTraceId}-${randomBytes(8).toString("hex")}-01`);
+    zooms = await zoomTwice(gateway.address, zoomMetadata);
 
     // SIGTERM: the gateway flushes its events and spans before exiting.
     assert.equal(await gateway.stop(), 0, gateway.output.join("\n"));
@@ -131,11 +173,19 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
       () => receiver.spans.some((span) => span.traceId === traceId && span.service === "toolplane-search"),
       "the search service's spans",
     );
+    await image.stop();
+    await waitFor(
+      () =>
+        receiver.spans.filter((span) => span.traceId === imageTraceId && span.service === "toolplane-image").length >=
+        2,
+      "the image service's spans",
+    );
   });
 
   after(async () => {
     await gateway?.stop();
     await search?.stop();
+    await image?.stop();
     await nats?.stop();
     await receiver?.stop();
   });
@@ -175,12 +225,11 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
       toolCall.spanId,
       "the call to the search service is the tool call's child",
     );
-    // The admission wait is a stage of the tool call too, and ended before the backend call started.
+    // The admission wait is a stage of the tool call too.
     const queueWait = find("toolplane-gateway", "toolplane.queue_wait");
     assert.equal(queueWait.parentSpanId, toolCall.spanId);
     assert.equal(queueWait.attributes["toolplane.backend"], "search");
     assert.equal(typeof queueWait.attributes["toolplane.queue_ms"], "number");
-    assert.ok(BigInt(queueWait.endTimeUnixNano) <= BigInt(gatewayClient.startTimeUnixNano));
     // The search service's own stages hang under its server span.
     for (const stage of ["toolplane.cache", "toolplane.provider_request"]) {
       const span = find("toolplane-search", stage);
@@ -190,6 +239,46 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     }
     assert.equal(find("toolplane-search", "toolplane.cache").attributes["toolplane.cache.hit"], false);
     assert.equal(find("toolplane-search", "toolplane.provider_request").attributes["toolplane.provider"], "local");
+  });
+
+  it("the image service's stages hang under its server span: queue wait, pipeline, and one decode for its cache", () => {
+    assert.deepEqual(
+      zooms.map((result) => [result.status, result.images[0]?.width, result.images[0]?.height]),
+      [
+        [ResultStatus.RESULT_STATUS_OK, 400, 200],
+        [ResultStatus.RESULT_STATUS_OK, 400, 200],
+      ],
+      JSON.stringify(zooms.map((result) => result.error)),
+    );
+    const traced = receiver.spans.filter((span) => span.traceId === imageTraceId);
+    const byId = new Map(traced.map((span) => [span.spanId, span]));
+    const servers = traced.filter(
+      (span) =>
+        span.service === "toolplane-image" && span.kind === "SPAN_KIND_SERVER" && span.name.endsWith("/Process"),
+    );
+    assert.equal(servers.length, 2, JSON.stringify(traced, null, 1));
+    const under = (name: string) =>
+      traced.filter((span) => span.name === name && servers.some((server) => server.spanId === span.parentSpanId));
+    assert.equal(under("toolplane.queue_wait").length, 2);
+    assert.equal(under("toolplane.queue_wait")[0]?.attributes["toolplane.queue"], "image_workers");
+    assert.equal(under("toolplane.image_pipeline").length, 2);
+    assert.equal(under("toolplane.image_pipeline")[0]?.attributes["toolplane.operations"], 1);
+    // The image is admitted to the decoded-image cache on its second sighting: one decode, by the second call.
+    const decodes = traced.filter((span) => span.name === "toolplane.image_decode");
+    assert.equal(decodes.length, 1);
+    let up = byId.get(decodes[0]?.parentSpanId ?? "");
+    while (up && up.kind !== "SPAN_KIND_SERVER") up = byId.get(up.parentSpanId);
+    const [earlier, later] = [...servers].sort((a, b) =>
+      BigInt(a.startTimeUnixNano) < BigInt(b.startTimeUnixNano) ? -1 : 1,
+    );
+    assert.equal(up?.spanId, later?.spanId, "the second call decoded the image for the cache");
+    assert.notEqual(up?.spanId, earlier?.spanId);
+    // Each image call is a child of the gateway's tool-call span for it.
+    for (const server of servers) {
+      const client = byId.get(server.parentSpanId);
+      assert.equal(client?.service, "toolplane-gateway");
+      assert.equal(byId.get(client?.parentSpanId ?? "")?.name, "toolplane.tool_call");
+    }
   });
 
   it("the tool-call span carries tool, trajectory, rollout, step and status", () => {

@@ -65,7 +65,19 @@ describe("decoded-image cache", () => {
     assert.equal(await cache.get("a", decode, live), held);
     assert.equal(decodes, 1);
     assert.equal(cache.peek("a"), held);
-    assert.deepEqual(cache.stats(), { hits: 1, misses: 1, bytes: 300, entries: 1 });
+    assert.deepEqual(cache.stats(), { hits: 1, misses: 1, bytes: 300, entries: 1, bypasses: 0 });
+  });
+
+  it("admits an image on its n-th sighting; until then calls go without the cache", async () => {
+    const cache = new DecodedCache(1000, 2);
+    assert.equal(cache.admits("a"), false, "first sighting: read the bytes as without a cache");
+    assert.equal(cache.admits("b"), false);
+    assert.equal(cache.admits("a"), true, "second sighting: decode for the cache");
+    await cache.get("a", async () => image(100), live);
+    assert.equal(cache.admits("a"), true, "held: always served");
+    assert.equal(cache.admits("b"), true);
+    assert.deepEqual(cache.stats(), { hits: 0, misses: 1, bytes: 99, entries: 1, bypasses: 2 });
+    assert.equal(new DecodedCache(1000).admits("c"), true, "by default every image is admitted at once");
   });
 
   it("evicts the least recently used images when the pixel bytes exceed the budget", async () => {
@@ -77,7 +89,7 @@ describe("decoded-image cache", () => {
     assert.ok(cache.peek("a") !== undefined, "a was used last and stays");
     assert.equal(cache.peek("b"), undefined, "b was least recently used and goes");
     assert.ok(cache.peek("c") !== undefined);
-    assert.deepEqual(cache.stats(), { hits: 1, misses: 3, bytes: 900, entries: 2 });
+    assert.deepEqual(cache.stats(), { hits: 1, misses: 3, bytes: 900, entries: 2, bypasses: 0 });
   });
 
   it("never holds an image larger than the whole budget, and says so before decoding", async () => {
@@ -101,7 +113,7 @@ describe("decoded-image cache", () => {
     const results = await Promise.all(calls);
     assert.equal(decoding.runs, 1);
     assert.ok(results.every((result) => result === results[0]));
-    assert.deepEqual(cache.stats(), { hits: 7, misses: 1, bytes: 300, entries: 1 });
+    assert.deepEqual(cache.stats(), { hits: 7, misses: 1, bytes: 300, entries: 1, bypasses: 0 });
   });
 
   it("a failed decode reaches every caller waiting for it and is not held", async () => {
@@ -134,7 +146,7 @@ describe("decoded-image cache", () => {
     assert.equal(decoding.runs, 2, "the waiter started its own decode");
     decoding.succeed();
     assert.equal((await waiter).raster.width, 100);
-    assert.deepEqual(cache.stats(), { hits: 0, misses: 2, bytes: 300, entries: 1 });
+    assert.deepEqual(cache.stats(), { hits: 0, misses: 2, bytes: 300, entries: 1, bypasses: 0 });
   });
 
   it("a waiting call whose caller has gone stops waiting; the decode goes on and is held", async () => {

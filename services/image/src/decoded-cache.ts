@@ -18,7 +18,12 @@ export interface DecodedCacheStats {
   bytes: number;
   /** Images held. */
   entries: number;
+  /** Calls that read their bytes without the cache because their image had not been seen often enough yet. */
+  bypasses: number;
 }
+
+/** Keys of images seen but not (yet) held that the cache remembers, for admitOnSighting. */
+const SIGHTINGS_REMEMBERED = 4096;
 
 /** Cache key of an encoded input: the sha256 of its bytes, so equal bytes and nothing else share pixels. */
 export function decodedCacheKey(data: Buffer): string {
@@ -49,14 +54,41 @@ function untilAborted<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
 export class DecodedCache {
   private readonly held: LRUCache<string, DecodedImage>;
   private readonly decoding = new Map<string, Promise<DecodedImage>>();
+  /** How often each recent key not yet held was offered (keys only: a few dozen bytes each). */
+  private readonly sightings = new LRUCache<string, number>({ max: SIGHTINGS_REMEMBERED });
   private hits = 0;
   private misses = 0;
+  private bypasses = 0;
 
-  constructor(readonly maxBytes: number) {
+  /**
+   * @param admitOnSighting an image is decoded for the cache the n-th time its bytes arrive. Decoding the
+   *   whole image for the cache costs more than the call itself would (a crop decodes only down to its last
+   *   row), so with 2 an image seen once is never charged for it, and one seen twice is likely seen again.
+   */
+  constructor(
+    readonly maxBytes: number,
+    readonly admitOnSighting = 1,
+  ) {
     this.held = new LRUCache({
       maxSize: maxBytes,
       sizeCalculation: (image) => Math.max(1, image.raster.data.length),
     });
+  }
+
+  /**
+   * Whether this call should go through the cache: the image is held or being decoded, or this is its
+   * admitOnSighting-th arrival. Otherwise the sighting is counted and the call reads its bytes as without a cache.
+   */
+  admits(key: string): boolean {
+    if (this.held.has(key) || this.decoding.has(key)) return true;
+    const seen = (this.sightings.get(key) ?? 0) + 1;
+    if (seen >= this.admitOnSighting) {
+      this.sightings.delete(key);
+      return true;
+    }
+    this.sightings.set(key, seen);
+    this.bypasses += 1;
+    return false;
   }
 
   /** Whether an image of this many decoded bytes would be held at all (a larger one is not worth decoding for it). */
@@ -97,7 +129,13 @@ export class DecodedCache {
   }
 
   stats(): DecodedCacheStats {
-    return { hits: this.hits, misses: this.misses, bytes: this.held.calculatedSize, entries: this.held.size };
+    return {
+      hits: this.hits,
+      misses: this.misses,
+      bytes: this.held.calculatedSize,
+      entries: this.held.size,
+      bypasses: this.bypasses,
+    };
   }
 
   private start(key: string, decode: () => Promise<DecodedImage>): Promise<DecodedImage> {

@@ -54,6 +54,10 @@ export class WorkQueue {
     private readonly retryAfterMs: number,
   ) {}
 
+  get stats(): { running: number; waiting: number } {
+    return { running: this.running, waiting: this.waiting.length };
+  }
+
   /** Runs `work` when a slot is free; rejects at once when the queue is full, or when `signal` aborts while waiting. */
   async run<T>(work: () => Promise<T>, signal: AbortSignal): Promise<T> {
     await this.acquire(signal);

@@ -15,7 +15,7 @@ import {
 } from "../../runtime/src/index.js";
 import { DecodedCache } from "./decoded-cache.js";
 import { DEFAULT_LIMITS, WorkQueue } from "./limits.js";
-import { exposeDecodedCacheMetrics } from "./metrics.js";
+import { exposeDecodedCacheMetrics, exposeWorkQueueMetrics } from "./metrics.js";
 import { ImagePipeline } from "./pipeline.js";
 import { createImageServiceImplementation } from "./server.js";
 
@@ -42,6 +42,7 @@ const imageConfigShape = {
   TOOLPLANE_IMAGE_RETRY_AFTER_MS: positiveInt(100),
   // 0 turns the decoded-image cache off; the ceiling only catches a value given in bytes by mistake.
   TOOLPLANE_IMAGE_DECODED_CACHE_MB: z.coerce.number().int().min(0).max(1_048_576).default(256),
+  TOOLPLANE_IMAGE_DECODED_CACHE_ADMIT_ON: z.coerce.number().int().min(1).max(1000).default(2),
 };
 
 runMain("toolplane-image", async () => {
@@ -66,9 +67,15 @@ runMain("toolplane-image", async () => {
   const logger = createLogger("image", config.TOOLPLANE_LOG_LEVEL);
   const decodedCache =
     config.TOOLPLANE_IMAGE_DECODED_CACHE_MB > 0
-      ? new DecodedCache(config.TOOLPLANE_IMAGE_DECODED_CACHE_MB * MIB)
+      ? new DecodedCache(config.TOOLPLANE_IMAGE_DECODED_CACHE_MB * MIB, config.TOOLPLANE_IMAGE_DECODED_CACHE_ADMIT_ON)
       : undefined;
   if (decodedCache !== undefined) exposeDecodedCacheMetrics(decodedCache);
+  const workers = new WorkQueue(
+    config.TOOLPLANE_IMAGE_WORKERS,
+    config.TOOLPLANE_IMAGE_MAX_QUEUE,
+    config.TOOLPLANE_IMAGE_RETRY_AFTER_MS,
+  );
+  exposeWorkQueueMetrics(workers);
   const pipeline = new ImagePipeline(
     {
       maxInputPixels: config.TOOLPLANE_IMAGE_MAX_INPUT_PIXELS,
@@ -77,11 +84,7 @@ runMain("toolplane-image", async () => {
       maxOperations: config.TOOLPLANE_IMAGE_MAX_OPERATIONS,
       maxAnnotations: config.TOOLPLANE_IMAGE_MAX_ANNOTATIONS,
     },
-    new WorkQueue(
-      config.TOOLPLANE_IMAGE_WORKERS,
-      config.TOOLPLANE_IMAGE_MAX_QUEUE,
-      config.TOOLPLANE_IMAGE_RETRY_AFTER_MS,
-    ),
+    workers,
     decodedCache,
   );
   logger.info(

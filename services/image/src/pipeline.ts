@@ -1,5 +1,5 @@
 import { ImageFormat, type Operation, type OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError } from "../../runtime/src/index.js";
+import { InvalidArgumentError, recordSpanError, startStage, withStage } from "../../runtime/src/index.js";
 import { type DecodedCache, decodedCacheKey } from "./decoded-cache.js";
 import { withMinShortSide } from "./geometry.js";
 import { type ImageLimits, limitText, MAX_SIDE, type WorkQueue } from "./limits.js";
@@ -115,31 +115,56 @@ export class ImagePipeline {
     const encoded = this.cached(decodable(data, input, this.limits), input, key, context);
 
     const queued = performance.now();
-    let admitted = queued;
-    const image = await this.queue.run(async () => {
-      admitted = performance.now();
-      let result: Source | Pass = encoded;
-      for (const step of steps) result = await step(await settle(result, context), context);
-      if (checkedOutput.minShortSide > 0) {
-        const current = await settle(result, context);
-        const minimum = withMinShortSide({ width: current.width, height: current.height }, checkedOutput.minShortSide);
-        if (minimum.width !== current.width || minimum.height !== current.height) {
-          requireOutputSize("output.min_short_side", minimum, this.limits);
-          result = pass(current, "output.min_short_side", (image) =>
-            image.resize(minimum.width, minimum.height, { fit: "fill", kernel: RESIZE_KERNEL }),
-          );
-        } else {
-          result = current;
+    let admitted: number | undefined;
+    const wait = startStage("queue_wait", { "toolplane.queue": "image_workers" });
+    const image = await this.queue
+      .run(() => {
+        admitted = performance.now();
+        wait.end();
+        return withStage("image_pipeline", { "toolplane.operations": steps.length }, () =>
+          this.execute(encoded, steps, checkedOutput, input, context),
+        );
+      }, call.signal)
+      .catch((error: unknown) => {
+        // Refused or abandoned while queued: the wait span ends with the reason.
+        if (admitted === undefined) {
+          recordSpanError(wait, error);
+          wait.end();
         }
-      }
-      return encode(result, outputFormatFor(input, checkedOutput.format), checkedOutput.quality, context);
-    }, call.signal);
+        throw error;
+      });
     const finished = performance.now();
+    const ranFrom = admitted ?? queued;
     return {
       image,
       input,
-      timing: { queueMs: admitted - queued, executeMs: finished - admitted, totalMs: finished - started },
+      timing: { queueMs: ranFrom - queued, executeMs: finished - ranFrom, totalMs: finished - started },
     };
+  }
+
+  /** Runs the steps on the input, one after the other, then the output's minimum size, and encodes. */
+  private async execute(
+    encoded: Encoded,
+    steps: Step[],
+    checkedOutput: CheckedOutput,
+    input: InputInfo,
+    context: StepContext,
+  ): Promise<EncodedImage> {
+    let result: Source | Pass = encoded;
+    for (const step of steps) result = await step(await settle(result, context), context);
+    if (checkedOutput.minShortSide > 0) {
+      const current = await settle(result, context);
+      const minimum = withMinShortSide({ width: current.width, height: current.height }, checkedOutput.minShortSide);
+      if (minimum.width !== current.width || minimum.height !== current.height) {
+        requireOutputSize("output.min_short_side", minimum, this.limits);
+        result = pass(current, "output.min_short_side", (image) =>
+          image.resize(minimum.width, minimum.height, { fit: "fill", kernel: RESIZE_KERNEL }),
+        );
+      } else {
+        result = current;
+      }
+    }
+    return encode(result, outputFormatFor(input, checkedOutput.format), checkedOutput.quality, context);
   }
 
   /**
@@ -153,14 +178,21 @@ export class ImagePipeline {
     const cache = this.cache;
     const bytes = encoded.width * encoded.height * encoded.channels;
     if (cache === undefined || key === undefined || !cache.fits(bytes) || input.depth !== "uchar") return encoded;
-    if (encoded.channels === 2) return encoded;
-    const decode = async () => {
-      const raster = await decodeWhole(encoded, context);
-      if (raster.width !== encoded.width || raster.height !== encoded.height || raster.channels !== encoded.channels) {
-        throw new NotServable(`decoded ${raster.width}x${raster.height}x${raster.channels}`);
-      }
-      return { raster: { ...raster, shared: true }, input };
-    };
+    if (encoded.channels === 2 || !cache.admits(key)) return encoded;
+    // A decode for the cache is its own stage: a trace shows which call paid for it.
+    // A decode for the cache is its own stage: a trace shows which call paid for it.
+    const decode = () =>
+      withStage("image_decode", { "toolplane.decoded_bytes": bytes }, async () => {
+        const raster = await decodeWhole(encoded, context);
+        if (
+          raster.width !== encoded.width ||
+          raster.height !== encoded.height ||
+          raster.channels !== encoded.channels
+        ) {
+          throw new NotServable(`decoded ${raster.width}x${raster.height}x${raster.channels}`);
+        }
+        return { raster: { ...raster, shared: true }, input };
+      });
     const load = async (): Promise<Raster | undefined> => {
       try {
         return (await cache.get(key, decode, context.signal)).raster;
