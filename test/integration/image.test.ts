@@ -184,11 +184,24 @@ describe("image service over a real socket", () => {
 
     it("missing image, references, empty data", async () => {
       await rejectsWith(process(client, {}), status.INVALID_ARGUMENT, "MODEL", /image\.data is required/);
+      // A reference to an image this service does not hold: the caller (the gateway) has the bytes to send instead.
       await rejectsWith(
         process(client, { image: { sha256: "ab".repeat(32), mimeType: "", width: 0, height: 0 } }),
+        status.NOT_FOUND,
+        "INFRASTRUCTURE",
+        /image\.sha256 a{0}(ab){32} is not held decoded by this image service for this call; send image\.data instead/,
+      );
+      await rejectsWith(
+        process(client, { image: { sha256: "not-a-digest", mimeType: "", width: 0, height: 0 } }),
         status.INVALID_ARGUMENT,
         "MODEL",
-        /image\.sha256 references are resolved by the gateway/,
+        /image\.sha256 must be 64 lowercase hex digits/,
+      );
+      await rejectsWith(
+        getMetadata(client, { image: { sha256: "ab".repeat(32), mimeType: "", width: 0, height: 0 } }),
+        status.INVALID_ARGUMENT,
+        "MODEL",
+        /GetMetadata reads the image's header: send image\.data/,
       );
       await rejectsWith(
         getMetadata(client, { image: undefined }),

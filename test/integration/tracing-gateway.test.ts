@@ -29,7 +29,7 @@ import {
   type TracedProcess,
   waitFor,
 } from "../support/otlp.js";
-import { distRoot, freePort, type SpawnedNats, spawnNats } from "../support/processes.js";
+import { distRoot, freePort, metricValue, type SpawnedNats, scrapeMetrics, spawnNats } from "../support/processes.js";
 
 const GATEWAY = join("services", "gateway", "src", "main.js");
 const SEARCH = join("services", "search", "src", "main.js");
@@ -63,8 +63,8 @@ async function runCall(address: string, metadata: Metadata): Promise<ToolResult>
   }
 }
 
-/** Two zooms on the same input image in one trajectory, through the gateway. */
-async function zoomTwice(address: string, metadata: Metadata): Promise<ToolResult[]> {
+/** Three zooms on the same input image in one trajectory, through the gateway. */
+async function zoomThrice(address: string, metadata: Metadata): Promise<ToolResult[]> {
   const client = createClient(ToolGatewayClient, address);
   const photo = await sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 90, g: 140, b: 30 } } })
     .jpeg()
@@ -77,7 +77,7 @@ async function zoomTwice(address: string, metadata: Metadata): Promise<ToolResul
       idleTtlSeconds: 0,
     });
     const results: ToolResult[] = [];
-    for (const callId of ["zoom-1", "zoom-2"]) {
+    for (const callId of ["zoom-1", "zoom-2", "zoom-3"]) {
       const request: ExecuteRequest = {
         sessionId,
         call: { callId, name: "image_zoom_in_tool", argumentsJson: JSON.stringify({ bbox_2d: [100, 100, 500, 300] }) },
@@ -127,6 +127,7 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
   const clientSpanId = randomBytes(8).toString("hex");
   let recorded: ToolResult;
   let zooms: ToolResult[] = [];
+  let imageMetricsText = "";
   let metricsText = "";
 
   before(async () => {
@@ -139,7 +140,7 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
       TOOLPLANE_NATS_URL: "",
       TOOLPLANE_SEARCH_CACHE_BUCKET: searchCache,
     });
-    image = await spawnTraced(IMAGE, { ...otel, OTEL_SERVICE_NAME: "toolplane-image" });
+    image = await spawnTraced(IMAGE, { ...otel, OTEL_SERVICE_NAME: "toolplane-image", TOOLPLANE_METRICS_PORT: "0" });
     gateway = await spawnTraced(GATEWAY, {
       ...otel,
       OTEL_SERVICE_NAME: "toolplane-gateway",
@@ -161,7 +162,8 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     // Calls in another trace, after the scrape so the counts above describe the search call alone.
     const zoomMetadata = new Metadata();
     zoomMetadata.set("traceparent", `00-${imageTraceId}-${randomBytes(8).toString("hex")}-01`);
-    zooms = await zoomTwice(gateway.address, zoomMetadata);
+    zooms = await zoomThrice(gateway.address, zoomMetadata);
+    imageMetricsText = await scrapeMetrics(image);
 
     // SIGTERM: the gateway flushes its events and spans before exiting.
     assert.equal(await gateway.stop(), 0, gateway.output.join("\n"));
@@ -177,7 +179,7 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     await waitFor(
       () =>
         receiver.spans.filter((span) => span.traceId === imageTraceId && span.service === "toolplane-image").length >=
-        2,
+        3,
       "the image service's spans",
     );
   });
@@ -247,6 +249,7 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
       [
         [ResultStatus.RESULT_STATUS_OK, 400, 200],
         [ResultStatus.RESULT_STATUS_OK, 400, 200],
+        [ResultStatus.RESULT_STATUS_OK, 400, 200],
       ],
       JSON.stringify(zooms.map((result) => result.error)),
     );
@@ -256,29 +259,36 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
       (span) =>
         span.service === "toolplane-image" && span.kind === "SPAN_KIND_SERVER" && span.name.endsWith("/Process"),
     );
-    assert.equal(servers.length, 2, JSON.stringify(traced, null, 1));
+    assert.equal(servers.length, 3, JSON.stringify(traced, null, 1));
     const under = (name: string) =>
       traced.filter((span) => span.name === name && servers.some((server) => server.spanId === span.parentSpanId));
-    assert.equal(under("toolplane.queue_wait").length, 2);
+    assert.equal(under("toolplane.queue_wait").length, 3);
     assert.equal(under("toolplane.queue_wait")[0]?.attributes["toolplane.queue"], "image_workers");
-    assert.equal(under("toolplane.image_pipeline").length, 2);
+    assert.equal(under("toolplane.image_pipeline").length, 3);
     assert.equal(under("toolplane.image_pipeline")[0]?.attributes["toolplane.operations"], 1);
     // The image is admitted to the decoded-image cache on its second sighting: one decode, by the second call.
     const decodes = traced.filter((span) => span.name === "toolplane.image_decode");
     assert.equal(decodes.length, 1);
     let up = byId.get(decodes[0]?.parentSpanId ?? "");
     while (up && up.kind !== "SPAN_KIND_SERVER") up = byId.get(up.parentSpanId);
-    const [earlier, later] = [...servers].sort((a, b) =>
+    const [, second] = [...servers].sort((a, b) =>
       BigInt(a.startTimeUnixNano) < BigInt(b.startTimeUnixNano) ? -1 : 1,
     );
-    assert.equal(up?.spanId, later?.spanId, "the second call decoded the image for the cache");
-    assert.notEqual(up?.spanId, earlier?.spanId);
+    assert.equal(up?.spanId, second?.spanId, "the second call decoded the image for the cache");
     // Each image call is a child of the gateway's tool-call span for it.
     for (const server of servers) {
       const client = byId.get(server.parentSpanId);
       assert.equal(client?.service, "toolplane-gateway");
       assert.equal(byId.get(client?.parentSpanId ?? "")?.name, "toolplane.tool_call");
     }
+  });
+
+  it("the gateway sends an image's bytes twice, then its sha256 alone, with the same result", () => {
+    assert.equal(metricValue(imageMetricsText, 'toolplane_image_references_total{outcome="served"}'), 1);
+    assert.equal(metricValue(imageMetricsText, 'toolplane_image_references_total{outcome="not_held"}'), undefined);
+    assert.equal(metricValue(imageMetricsText, "toolplane_image_decoded_cache_hits_total"), 1);
+    const [first, , third] = zooms.map((result) => Buffer.from(result.images[0]?.data ?? new Uint8Array()));
+    assert.ok(first && third && first.length > 0 && first.equals(third));
   });
 
   it("the tool-call span carries tool, trajectory, rollout, step and status", () => {

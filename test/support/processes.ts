@@ -73,7 +73,7 @@ export async function spawnService(name: string, env: Record<string, string> = {
  * The current /metrics text of a process started with TOOLPLANE_METRICS_PORT=0
  * (it logs the ephemeral address as "metrics listening").
  */
-export async function scrapeMetrics(service: SpawnedProcess): Promise<string> {
+export async function scrapeMetrics(service: { output: string[] }): Promise<string> {
   const line = service.output.find((entry) => entry.includes('"msg":"metrics listening"'));
   if (line === undefined) throw new Error(`no "metrics listening" line in:\n${service.output.join("\n")}`);
   const { address } = JSON.parse(line) as { address: string };

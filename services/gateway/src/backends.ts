@@ -18,6 +18,7 @@ import {
   SearchServiceClient,
 } from "../../../generated/toolplane/search/v1/search.js";
 import { createClient, type InvokeOptions, invoke, loadSecurityConfig } from "../../runtime/src/index.js";
+import { ImageReferences } from "./image-references.js";
 
 /**
  * What the gateway needs from the image, code and search services. Rejections
@@ -26,6 +27,7 @@ import { createClient, type InvokeOptions, invoke, loadSecurityConfig } from "..
  */
 export interface Backends {
   image: {
+    /** An image with both `data` and `sha256` may go by reference alone (image-references.ts). */
     process(request: ProcessRequest, options: InvokeOptions): Promise<ProcessResponse>;
   };
   code: {
@@ -46,16 +48,23 @@ export interface BackendAddresses {
   search: string;
 }
 
-/** gRPC clients for the three services (one HTTP/2 channel each, multiplexed). */
-export function createGrpcBackends(addresses: BackendAddresses): Backends {
+/**
+ * gRPC clients for the three services (one HTTP/2 channel each, multiplexed). `imageBytesBeforeReference`: how
+ * often an image's bytes go to the image service before calls name it by its sha256 (0 = always the bytes).
+ */
+export function createGrpcBackends(addresses: BackendAddresses, imageBytesBeforeReference = 2): Backends {
   // Read once: the TLS files and service token are the same for all three channels.
   const security = loadSecurityConfig();
   const image = createClient(ImageServiceClient, addresses.image, security);
   const code = createClient(CodeServiceClient, addresses.code, security);
   const search = createClient(SearchServiceClient, addresses.search, security);
+  const references = new ImageReferences(
+    (request, options) => invoke(image, image.process, request, options),
+    imageBytesBeforeReference,
+  );
   return {
     image: {
-      process: (request, options) => invoke(image, image.process, request, options),
+      process: (request, options) => references.call(request, options),
     },
     code: {
       createSession: (request, options) => invoke(code, code.createSession, request, options),

@@ -50,16 +50,21 @@ const gatewayConfigShape = {
   TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY: positiveInt(64),
   TOOLPLANE_GATEWAY_SEARCH_QUEUE: positiveInt(1024),
   TOOLPLANE_GATEWAY_STREAM_MAX_IN_FLIGHT: positiveInt(256),
+  // Matches the image service's TOOLPLANE_IMAGE_DECODED_CACHE_ADMIT_ON: after that many sends it holds the image.
+  TOOLPLANE_GATEWAY_IMAGE_BYTES_BEFORE_REFERENCE: z.coerce.number().int().min(0).max(1000).default(2),
 };
 
 runMain("toolplane-gateway", async () => {
   const config = loadConfig(gatewayConfigShape);
   const logger = createLogger("gateway", config.TOOLPLANE_LOG_LEVEL);
-  const backends = createGrpcBackends({
-    image: config.TOOLPLANE_IMAGE_ADDR,
-    code: config.TOOLPLANE_CODE_ADDR,
-    search: config.TOOLPLANE_SEARCH_ADDR,
-  });
+  const backends = createGrpcBackends(
+    {
+      image: config.TOOLPLANE_IMAGE_ADDR,
+      code: config.TOOLPLANE_CODE_ADDR,
+      search: config.TOOLPLANE_SEARCH_ADDR,
+    },
+    config.TOOLPLANE_GATEWAY_IMAGE_BYTES_BEFORE_REFERENCE,
+  );
   // Events (NATS or log), tool metrics, and the trajectory journal when recording locally.
   const { recorder, journal } = createRecorder(config, logger);
   const observer = combineObservers(

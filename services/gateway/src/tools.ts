@@ -351,7 +351,14 @@ const zoomTool: ToolDefinition = {
         const response = await context.call("image", (options) =>
           context.backends.image.process(
             {
-              image: { data: image.data, mimeType: image.mimeType, width: image.width, height: image.height },
+              // Both: the image backend sends the reference alone when the service likely holds the image.
+              image: {
+                data: image.data,
+                sha256: image.sha256,
+                mimeType: image.mimeType,
+                width: image.width,
+                height: image.height,
+              },
               operations: [
                 {
                   zoom: {
@@ -454,7 +461,14 @@ const imageProcessTool: ToolDefinition = {
         const response = await context.call("image", (options) =>
           context.backends.image.process(
             {
-              image: { data: image.data, mimeType: image.mimeType, width: image.width, height: image.height },
+              // Both: the image backend sends the reference alone when the service likely holds the image.
+              image: {
+                data: image.data,
+                sha256: image.sha256,
+                mimeType: image.mimeType,
+                width: image.width,
+                height: image.height,
+              },
               operations,
               output,
             },

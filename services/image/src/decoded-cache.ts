@@ -25,9 +25,12 @@ export interface DecodedCacheStats {
 /** Keys of images seen but not (yet) held that the cache remembers, for admitOnSighting. */
 const SIGHTINGS_REMEMBERED = 4096;
 
-/** Cache key of an encoded input: the sha256 of its bytes, so equal bytes and nothing else share pixels. */
+/**
+ * Cache key of an encoded input: the lowercase hex sha256 of its bytes (equal bytes and nothing else share
+ * pixels), the name the gateway's image store gives the same image, so a caller may send that instead.
+ */
 export function decodedCacheKey(data: Buffer): string {
-  return createHash("sha256").update(data).digest("base64");
+  return createHash("sha256").update(data).digest("hex");
 }
 
 function cancelledWhileWaiting(): DeadlineExceededError {

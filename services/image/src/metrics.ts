@@ -58,3 +58,11 @@ export function exposeWorkQueueMetrics(queue: WorkQueue): void {
     poolSize.set({ pool: "image_workers", state: "idle" }, Math.max(0, queue.maxRunning - running));
   });
 }
+
+/** Process calls that named their image by sha256: served from held pixels, or answered NOT_FOUND. */
+export const imageReferences = new Counter({
+  name: "toolplane_image_references_total",
+  help: "Process calls that sent image.sha256 instead of the bytes, by outcome (served, not_held: the caller resends the bytes)",
+  labelNames: ["outcome"] as const,
+  registers: [metricsRegistry],
+});

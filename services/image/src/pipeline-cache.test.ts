@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import sharp, { type Sharp } from "sharp";
 import {
@@ -14,6 +15,7 @@ import { DeadlineExceededError, InvalidArgumentError } from "../../runtime/src/i
 import { DecodedCache } from "./decoded-cache.js";
 import { DEFAULT_LIMITS, type ImageLimits, WorkQueue } from "./limits.js";
 import { ImagePipeline } from "./pipeline.js";
+import { ImageNotHeldError } from "./raster.js";
 
 const live = { signal: new AbortController().signal, deadlineMs: undefined };
 const MIB = 1024 * 1024;
@@ -137,6 +139,41 @@ describe("pipeline with the decoded-image cache", () => {
     results.push(await cached.process(photo, zoom, png, live));
     assert.ok(results.every((result) => result.image.data.equals(results[0]?.image.data as Buffer)));
     assert.deepEqual(cache.stats(), { hits: 6, misses: 1, bytes: 640 * 480 * 3, entries: 1, bypasses: 0 });
+  });
+
+  it("serves a held image named by its sha256 alone, with the bytes a call with the image gives", async () => {
+    const { cache, cached, plain } = pipelines();
+    const photo = await photoJpeg(640, 480);
+    const sha256 = createHash("sha256").update(photo).digest("hex");
+    const zoom: Operation[] = [
+      {
+        zoom: {
+          box: px(100, 100, 300, 250),
+          scale: 2,
+          targetWidth: 0,
+          targetHeight: 0,
+          minShortSide: 0,
+          deepeyesRules: true,
+        },
+      },
+    ];
+    await assert.rejects(cached.process({ sha256 }, zoom, png, live), (error) => {
+      assert.ok(error instanceof ImageNotHeldError);
+      assert.equal(error.errorClass, "INFRASTRUCTURE", "the caller has the bytes: not the model's fault");
+      return true;
+    });
+    await assert.rejects(plain.process({ sha256 }, zoom, png, live), ImageNotHeldError, "no cache, nothing held");
+    const byBytes = await cached.process(photo, zoom, png, live);
+    const byReference = await cached.process({ sha256 }, zoom, png, live);
+    assert.ok(byReference.image.data.equals(byBytes.image.data));
+    assert.deepEqual(byReference.input, byBytes.input);
+    assert.equal(cache.stats().hits, 1);
+    // A resize the JPEG decoder would shrink while decoding reads the bytes, which a reference does not carry.
+    await assert.rejects(cached.process({ sha256 }, [resize({ scale: 0.25 })], png, live), ImageNotHeldError);
+    await assert.rejects(
+      cached.process({ sha256: "A".repeat(64) }, zoom, png, live),
+      /image\.sha256 must be 64 lowercase hex digits/,
+    );
   });
 
   it("annotating a held image draws into a copy, never into the held pixels", async () => {

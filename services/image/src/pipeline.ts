@@ -12,12 +12,14 @@ import {
   type Encoded,
   type EncodedImage,
   encode,
+  ImageNotHeldError,
   type InputInfo,
   type OutputFormat,
   type Pass,
   pass,
   type Raster,
   readHeader,
+  referenced,
   type Source,
   type StepContext,
   settle,
@@ -69,6 +71,11 @@ function outputFormatFor(input: InputInfo, requested: OutputFormat | undefined):
   return input.format === "jpeg" || input.format === "webp" ? input.format : "png";
 }
 
+/** The request's image: its encoded bytes, or the sha256 of an image this service holds decoded. */
+export type ImageInput = Buffer | { sha256: string };
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
 /** A decoded image the cache cannot stand in for: the call reads its bytes instead. */
 class NotServable extends Error {}
 
@@ -89,8 +96,12 @@ export class ImagePipeline {
     return readHeader(data, this.limits);
   }
 
+  /**
+   * One pipeline on `source`: the image's bytes, or only its sha256 when the caller expects this service to hold it
+   * decoded (ImageNotHeldError, NOT_FOUND, when it does not: the caller sends the bytes instead).
+   */
   async process(
-    data: Buffer,
+    source: ImageInput,
     operations: Operation[],
     output: OutputOptions | undefined,
     call: CallLimits,
@@ -104,15 +115,9 @@ export class ImagePipeline {
     const steps: Step[] = operations.map((operation, index) => compileOperation(operation, index, this.limits));
     const checkedOutput = checkOutput(output);
     const context: StepContext = { limits: this.limits, signal: call.signal, deadlineMs: call.deadlineMs };
-    const key =
-      this.cache !== undefined && data.length > 0 && data.length <= this.limits.maxInputBytes
-        ? decodedCacheKey(data)
-        : undefined;
-    // A held image was read from these very bytes under these limits: only its header read is skipped; every
-    // check below still runs, and the pixels are taken only when the first pass needs them.
-    const held = key === undefined ? undefined : this.cache?.peek(key);
-    const input = held?.input ?? (await readHeader(data, this.limits));
-    const encoded = this.cached(decodable(data, input, this.limits), input, key, context);
+    const { input, encoded } = Buffer.isBuffer(source)
+      ? await this.byBytes(source, context)
+      : this.byReference(source.sha256, context);
 
     const queued = performance.now();
     let admitted: number | undefined;
@@ -140,6 +145,28 @@ export class ImagePipeline {
       input,
       timing: { queueMs: ranFrom - queued, executeMs: finished - ranFrom, totalMs: finished - started },
     };
+  }
+
+  private async byBytes(data: Buffer, context: StepContext): Promise<{ input: InputInfo; encoded: Encoded }> {
+    const key =
+      this.cache !== undefined && data.length > 0 && data.length <= this.limits.maxInputBytes
+        ? decodedCacheKey(data)
+        : undefined;
+    // A held image was read from these very bytes under these limits: only its header read is skipped; every
+    // check below still runs, and the pixels are taken only when the first pass needs them.
+    const held = key === undefined ? undefined : this.cache?.peek(key);
+    const input = held?.input ?? (await readHeader(data, this.limits));
+    return { input, encoded: this.cached(decodable(data, input, this.limits), input, key, context) };
+  }
+
+  /** The image named by its sha256: only a held one can be served, and its header passed every check when read. */
+  private byReference(sha256: string, context: StepContext): { input: InputInfo; encoded: Encoded } {
+    if (!SHA256_HEX.test(sha256)) {
+      throw new InvalidArgumentError("image.sha256 must be 64 lowercase hex digits (the sha256 of the image's bytes)");
+    }
+    const held = this.cache?.peek(sha256);
+    if (held === undefined) throw new ImageNotHeldError(sha256);
+    return { input: held.input, encoded: this.cached(referenced(sha256, held.input), held.input, sha256, context) };
   }
 
   /** Runs the steps on the input, one after the other, then the output's minimum size, and encodes. */
@@ -183,6 +210,8 @@ export class ImagePipeline {
     // A decode for the cache is its own stage: a trace shows which call paid for it.
     const decode = () =>
       withStage("image_decode", { "toolplane.decoded_bytes": bytes }, async () => {
+        // Evicted since the call began: a reference has no bytes to decode.
+        if (encoded.reference !== undefined) throw new ImageNotHeldError(encoded.reference);
         const raster = await decodeWhole(encoded, context);
         if (
           raster.width !== encoded.width ||
@@ -204,6 +233,6 @@ export class ImagePipeline {
       }
     };
     let pixels: Promise<Raster | undefined> | undefined;
-    return { ...encoded, decoded: { input, pixels: () => (pixels ??= load()) } };
+    return { ...encoded, decoded: { key, input, pixels: () => (pixels ??= load()) } };
   }
 }

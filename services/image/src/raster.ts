@@ -1,5 +1,5 @@
 import sharp, { type Metadata, type Sharp } from "sharp";
-import { DeadlineExceededError, InternalError, InvalidArgumentError } from "../../runtime/src/index.js";
+import { DeadlineExceededError, InternalError, InvalidArgumentError, NotFoundError } from "../../runtime/src/index.js";
 import { type ImageLimits, limitText } from "./limits.js";
 
 /**
@@ -30,10 +30,14 @@ export interface Encoded {
   channels: number;
   /** Set when the decoded-image cache may serve this image's pixels instead of decoding it again. */
   decoded?: DecodedPixels;
+  /** Set when the request named the image by its sha256 and `data` is empty: only held pixels can serve it. */
+  reference?: string;
 }
 
 /** The whole image decoded once and shared between calls (decoded-cache.ts). */
 export interface DecodedPixels {
+  /** The image's cache key: the hex sha256 of its bytes. */
+  key: string;
   /** The image's header: it decides which resizes read the bytes instead (`resizeReadsBytes`). */
   input: InputInfo;
   /**
@@ -189,8 +193,39 @@ export function resizeReadsBytes(input: InputInfo, scale: number): boolean {
 /** What a pass reads: the cache's decoded pixels of its source when they serve it, else the source as it is. */
 async function readable(source: Source, scale: number | undefined): Promise<Source> {
   if (source.kind !== "encoded" || source.decoded === undefined) return source;
-  if (scale !== undefined && resizeReadsBytes(source.decoded.input, scale)) return source;
-  return (await source.decoded.pixels()) ?? source;
+  const pixels =
+    scale !== undefined && resizeReadsBytes(source.decoded.input, scale) ? undefined : await source.decoded.pixels();
+  if (pixels !== undefined) return pixels;
+  // Sent by reference: without held pixels there is nothing to read, and the caller has the bytes.
+  if (source.data.length === 0) throw new ImageNotHeldError(source.decoded.key);
+  return source;
+}
+
+/**
+ * A call sent `image.sha256` instead of the bytes, and this replica does not hold that image decoded (never
+ * admitted, evicted, another replica, or a step that must read the bytes). Not the model's fault: the caller
+ * (the gateway) sends the call again with `image.data`.
+ */
+export class ImageNotHeldError extends NotFoundError {
+  constructor(sha256: string) {
+    super(`image.sha256 ${sha256} is not held decoded by this image service for this call; send image.data instead`, {
+      errorClass: "INFRASTRUCTURE",
+    });
+  }
+}
+
+/** The request's image known only by its sha256, with the header the decoded-image cache kept for it. */
+export function referenced(sha256: string, info: InputInfo): Encoded {
+  const alpha = info.hasAlpha ? 1 : 0;
+  const grey = info.channels - alpha === 1;
+  return {
+    kind: "encoded",
+    data: Buffer.alloc(0),
+    width: info.width,
+    height: info.height,
+    channels: (grey ? 1 : 3) + alpha,
+    reference: sha256,
+  };
 }
 
 /** Runs a pass to raw pixels; a source is returned as it is. */

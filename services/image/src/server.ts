@@ -8,15 +8,24 @@ import type {
   ProcessResponse,
 } from "../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError, type Logger, unary } from "../../runtime/src/index.js";
-import type { ImagePipeline } from "./pipeline.js";
+import { imageReferences } from "./metrics.js";
+import type { ImageInput, ImagePipeline } from "./pipeline.js";
 import type { InputInfo } from "./raster.js";
+import { ImageNotHeldError } from "./raster.js";
 
-/** The service takes bytes only: sha256 references are the gateway's to resolve. */
+/**
+ * Process takes the bytes, or the sha256 of an image this service holds decoded (the gateway sends a reference for
+ * images it has sent before, and the bytes again when told the image is not held).
+ */
+function imageInput(image: Image | undefined): ImageInput {
+  if (image?.sha256 && !(image.data && image.data.length > 0)) return { sha256: image.sha256 };
+  return imageData(image);
+}
+
+/** GetMetadata reads the header, so it takes bytes only. */
 function imageData(image: Image | undefined): Buffer {
   if (image?.sha256) {
-    throw new InvalidArgumentError(
-      "image.sha256 references are resolved by the gateway; send image.data to this service",
-    );
+    throw new InvalidArgumentError("GetMetadata reads the image's header: send image.data, not image.sha256");
   }
   if (!image?.data || image.data.length === 0) throw new InvalidArgumentError("image.data is required");
   return Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength);
@@ -38,10 +47,14 @@ function toMetadata(info: InputInfo): ImageMetadata {
 export function createImageServiceImplementation(pipeline: ImagePipeline, logger: Logger): ImageServiceServer {
   return {
     process: unary<ProcessRequest, ProcessResponse>("Process", logger, async (request, context) => {
-      const result = await pipeline.process(imageData(request.image), request.operations, request.output, {
-        signal: context.signal,
-        deadlineMs: context.deadlineMs,
-      });
+      const input = imageInput(request.image);
+      const result = await pipeline
+        .process(input, request.operations, request.output, { signal: context.signal, deadlineMs: context.deadlineMs })
+        .catch((error: unknown) => {
+          if (error instanceof ImageNotHeldError) imageReferences.inc({ outcome: "not_held" });
+          throw error;
+        });
+      if (!Buffer.isBuffer(input)) imageReferences.inc({ outcome: "served" });
       return {
         image: {
           data: result.image.data,

@@ -31,6 +31,7 @@
  * from /proc, PIL's process time): it compares the work itself.
  */
 import { execFile, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -45,6 +46,7 @@ import {
   type ProcessRequest,
   type ProcessResponse,
 } from "../../../generated/toolplane/image/v1/image.js";
+import { ImageReferences } from "../../../services/gateway/src/image-references.js";
 import { createClient } from "../../../services/runtime/src/index.js";
 import { type SpawnedService, spawnService } from "../../support/processes.js";
 
@@ -149,22 +151,53 @@ function call(client: InstanceType<typeof ImageServiceClient>, request: ProcessR
   });
 }
 
+/** Sends the call with the image's bytes. */
+function bytesTo(client: InstanceType<typeof ImageServiceClient>): Send {
+  return (request) => call(client, request);
+}
+
+/** Sends the call as the gateway does: its store knows each image's sha256, so the request carries both. */
+function theGatewayWay(client: InstanceType<typeof ImageServiceClient>): Send {
+  const references = new ImageReferences((request) => call(client, request), 2);
+  return (request) => {
+    const image = request.image as NonNullable<ProcessRequest["image"]>;
+    const data = image.data as Buffer;
+    return references.call({ ...request, image: { ...image, sha256: sha256Of(data) } }, {});
+  };
+}
+
+const hashes = new WeakMap<Buffer, string>();
+/** The sha256 the gateway's store already knows for an image (computed once per buffer here). */
+function sha256Of(data: Buffer): string {
+  let known = hashes.get(data);
+  if (known === undefined) {
+    known = createHash("sha256").update(data).digest("hex");
+    hashes.set(data, known);
+  }
+  return known;
+}
+
 /** The image for the next call: always the same one, or a new one every call. */
 type ImageFor = () => Buffer;
 
+/** How a call is sent: with the image's bytes, or as the gateway sends it (image-references.ts). */
+type Send = (request: ProcessRequest) => Promise<ProcessResponse>;
+
 async function measureService(
-  client: InstanceType<typeof ImageServiceClient>,
+  transport: Send,
   imageFor: ImageFor,
   operations: Operation[],
   concurrency: number,
   pid: number,
 ): Promise<Figures> {
-  const send = () =>
-    call(client, {
-      image: { data: imageFor(), mimeType: "image/jpeg", width: 0, height: 0 },
+  const send = () => {
+    const data = imageFor();
+    return transport({
+      image: { data, mimeType: "image/jpeg", width: 0, height: 0 },
       operations,
       output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 90, minShortSide: 0 },
     });
+  };
   for (let i = 0; i < WARMUP; i++) await send();
   const latencies: number[] = [];
   const cpuStarted = cpuMsOf(pid);
@@ -237,6 +270,9 @@ interface PipelineResults {
   /** Cache on, the same image every call. */
   service_warm_c1: Figures;
   service_warm_c2: Figures;
+  /** Cache on, the same image every call, sent as the gateway sends it: by sha256 once the service holds it. */
+  service_ref_c1: Figures;
+  service_ref_c2: Figures;
   pil: Figures;
   pil_warm: Figures;
 }
@@ -307,6 +343,8 @@ function variantTable(results: Record<string, PipelineResults>): string[] {
       ["svc new c=2", figures.service_new_c2],
       ["svc warm c=1", figures.service_warm_c1],
       ["svc warm c=2", figures.service_warm_c2],
+      ["svc ref c=1", figures.service_ref_c1],
+      ["svc ref c=2", figures.service_ref_c2],
       ["PIL cold", figures.pil],
       ["PIL warm", figures.pil_warm],
     ];
@@ -356,12 +394,14 @@ async function main(): Promise<void> {
     // One service works at a time, so no measurement steals another's cores.
     for (const [name, operations] of Object.entries(PIPELINES)) {
       serviceFigures[name] = {
-        service_c1: await measureService(uncached, sameImage, operations, 1, uncachedPid),
-        service_c2: await measureService(uncached, sameImage, operations, 2, uncachedPid),
-        service_new_c1: await measureService(cached, newImage, operations, 1, cachedPid),
-        service_new_c2: await measureService(cached, newImage, operations, 2, cachedPid),
-        service_warm_c1: await measureService(cached, sameImage, operations, 1, cachedPid),
-        service_warm_c2: await measureService(cached, sameImage, operations, 2, cachedPid),
+        service_c1: await measureService(bytesTo(uncached), sameImage, operations, 1, uncachedPid),
+        service_c2: await measureService(bytesTo(uncached), sameImage, operations, 2, uncachedPid),
+        service_new_c1: await measureService(bytesTo(cached), newImage, operations, 1, cachedPid),
+        service_new_c2: await measureService(bytesTo(cached), newImage, operations, 2, cachedPid),
+        service_warm_c1: await measureService(bytesTo(cached), sameImage, operations, 1, cachedPid),
+        service_warm_c2: await measureService(bytesTo(cached), sameImage, operations, 2, cachedPid),
+        service_ref_c1: await measureService(theGatewayWay(cached), sameImage, operations, 1, cachedPid),
+        service_ref_c2: await measureService(theGatewayWay(cached), sameImage, operations, 2, cachedPid),
       };
     }
     counts = await cacheCounts(cachedService);
@@ -385,6 +425,7 @@ async function main(): Promise<void> {
     "svc cold: cache off (TOOLPLANE_IMAGE_DECODED_CACHE_MB=0), every call decodes. PIL cold: decodes every call.",
     "svc new: cache on (defaults), every call a new image (unique bytes after the JPEG end): first sightings, read as without a cache.",
     "svc warm: cache on, the same image every call: pixels from the cache. PIL warm: decoded once, kept in memory.",
+    "svc ref: as svc warm, sent the way the gateway sends: the bytes twice, then the image's sha256 alone (no transfer, no hashing).",
     "x PIL cold / x PIL warm: ops/s divided by PIL's. CPU ms/call: service process user+system, PIL process time.",
     "client ms/call: this benchmark's own CPU per call (protobuf, HTTP/2); it shares the cores with the service.",
   ];
