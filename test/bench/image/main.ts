@@ -48,7 +48,7 @@ import {
 } from "../../../generated/toolplane/image/v1/image.js";
 import { ImageReferences } from "../../../services/gateway/src/image-references.js";
 import { createClient } from "../../../services/runtime/src/index.js";
-import { type SpawnedService, spawnService } from "../../support/processes.js";
+import { metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../../support/processes.js";
 
 const quick = process.argv.includes("--quick");
 const ITERATIONS = quick ? 4 : 120;
@@ -241,20 +241,11 @@ async function measurePil(imagePath: string): Promise<PilFigures> {
   return JSON.parse(stdout) as PilFigures;
 }
 
-/** The value of an unlabelled metric in a Prometheus text exposition (NaN when absent). */
-function metricValue(text: string, name: string): number {
-  const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
-  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1));
-}
-
 async function cacheCounts(service: SpawnedService): Promise<{ hits: number; misses: number }> {
-  const listening = service.output.find((line) => line.includes('"msg":"metrics listening"'));
-  if (listening === undefined) throw new Error("the cached service did not serve /metrics");
-  const { address } = JSON.parse(listening) as { address: string };
-  const text = await (await fetch(`http://${address}/metrics`)).text();
+  const text = await scrapeMetrics(service);
   return {
-    hits: metricValue(text, "toolplane_image_decoded_cache_hits_total"),
-    misses: metricValue(text, "toolplane_image_decoded_cache_misses_total"),
+    hits: metricValue(text, "toolplane_image_decoded_cache_hits_total") ?? Number.NaN,
+    misses: metricValue(text, "toolplane_image_decoded_cache_misses_total") ?? Number.NaN,
   };
 }
 
