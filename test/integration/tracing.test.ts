@@ -152,6 +152,8 @@ describe("tracing off (no OTLP endpoint)", () => {
         metadata: callMetadata(traceId, randomBytes(8).toString("hex")),
       });
       assert.equal(response.provider, "trace-hop");
+      // The log line may reach this process's pipe after the answer does.
+      await waitFor(() => hop.output.some((line) => line.includes('"msg":"answering"')), "the answering log line");
       const answering = hop.output.find((line) => line.includes('"msg":"answering"'));
       assert.ok(answering, hop.output.join("\n"));
       assert.equal((JSON.parse(answering) as { trace_id?: string }).trace_id, undefined);
