@@ -5,7 +5,8 @@ import { after, before, describe, it } from "node:test";
 import { credentials, loadPackageDefinition, type ServiceError, status } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
-import { distRoot, type SpawnedService, spawnService } from "../support/processes.js";
+
+import { distRoot, type SpawnedService, spawnService, waitFor } from "../support/processes.js";
 
 const SERVICES = [
   { name: "image", fullName: "toolplane.image.v1.ImageService" },
@@ -65,7 +66,8 @@ describe("every service over a real socket", () => {
   it("services stop cleanly on SIGTERM (exit code 0)", async () => {
     const extra = await spawnService("image");
     assert.equal(await extra.stop("SIGTERM"), 0);
-    assert.ok(extra.output.some((line) => line.includes('"msg":"stopped"')));
+    // "exit" can come before the last lines are read from the pipe.
+    await waitFor(() => extra.output.some((line) => line.includes('"msg":"stopped"')), "the stopped log line", 5_000);
   });
 });
 

@@ -142,3 +142,12 @@ export async function spawnNats(port?: number, storeDir?: string): Promise<Spawn
     },
   };
 }
+
+/** Polls `condition` every 50 ms until it holds; throws after `timeoutMs`, naming `what`. */
+export async function waitFor(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
