@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,10 +17,9 @@ import {
   ToolplaneError,
   TrajectoryJournal,
 } from "../../services/runtime/src/index.js";
-import { distRoot, freePort, type SpawnedNats, spawnNats } from "../support/processes.js";
+import { type Finished, freePort, runExportCli, type SpawnedNats, spawnNats } from "../support/processes.js";
 
 const logger = createLogger("recorder-test", "silent");
-const CLI = join(distRoot, "services", "runtime", "src", "cli", "export-trajectory.js");
 
 function key(tool: string, args: unknown, version = "1"): RecordKey {
   return { tool, canonicalArguments: canonicalJson(args), inputImages: ["ab".repeat(32)], toolVersion: version };
@@ -50,23 +48,9 @@ function event(trajectoryId: string, index: number, phase: "started" | "finished
   };
 }
 
-function runCli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, TOOLPLANE_NATS_URL: "", TOOLPLANE_RECORD_DIR: "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+/** The CLI, with the recorder's variables cleared unless `env` sets them. */
+function runCli(args: string[], env: Record<string, string>): Promise<Finished> {
+  return runExportCli(args, { TOOLPLANE_NATS_URL: "", TOOLPLANE_RECORD_DIR: "", ...env });
 }
 
 const parseLines = (text: string) =>

@@ -16,7 +16,7 @@ import {
 } from "../../generated/toolplane/image/v1/image.js";
 import { createClient } from "../../services/runtime/src/index.js";
 import { BLUE, GREEN, near, photoJpeg, pixelsOf, quadrants, WHITE } from "../fixtures/image/generate.js";
-import { distRoot, type SpawnedService, spawnService } from "../support/processes.js";
+import { distRoot, metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../support/processes.js";
 
 type Client = InstanceType<typeof ImageServiceClient>;
 
@@ -368,13 +368,6 @@ describe("image service admission control", () => {
 });
 
 describe("image service decoded-image cache", () => {
-  /** The value of one unlabelled metric in a Prometheus text exposition. */
-  function metric(text: string, name: string): number {
-    const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
-    assert.ok(line, `${name} missing from /metrics`);
-    return Number(line.slice(name.length + 1));
-  }
-
   it("serves a repeated image from the cache, with the pixels of a service without one, and reports it on /metrics", async () => {
     const cachedService = await spawnService("image", { TOOLPLANE_METRICS_PORT: "0" });
     const plainService = await spawnService("image", { TOOLPLANE_IMAGE_DECODED_CACHE_MB: "0" });
@@ -415,19 +408,16 @@ describe("image service decoded-image cache", () => {
         "cached and uncached services give the same pixels",
       );
 
-      const metricsLine = cachedService.output.find((line) => line.includes('"msg":"metrics listening"'));
-      assert.ok(metricsLine, cachedService.output.join("\n"));
-      const address = (JSON.parse(metricsLine) as { address: string }).address;
-      const text = await (await fetch(`http://${address}/metrics`)).text();
-      assert.equal(metric(text, "toolplane_image_decoded_cache_hits_total"), 1);
-      assert.equal(metric(text, "toolplane_image_decoded_cache_misses_total"), 1);
-      assert.equal(metric(text, "toolplane_image_decoded_cache_bypasses_total"), 1);
+      const text = await scrapeMetrics(cachedService);
+      assert.equal(metricValue(text, "toolplane_image_decoded_cache_hits_total"), 1);
+      assert.equal(metricValue(text, "toolplane_image_decoded_cache_misses_total"), 1);
+      assert.equal(metricValue(text, "toolplane_image_decoded_cache_bypasses_total"), 1);
       // Nothing runs between calls: every worker idle, nobody waiting.
-      assert.equal(metric(text, 'toolplane_queue_depth{queue="image_workers"}'), 0);
-      assert.equal(metric(text, 'toolplane_pool_size{pool="image_workers",state="busy"}'), 0);
-      assert.ok(metric(text, 'toolplane_pool_size{pool="image_workers",state="idle"}') >= 1);
-      assert.equal(metric(text, "toolplane_image_decoded_cache_bytes"), 640 * 480 * 3);
-      assert.equal(metric(text, "toolplane_image_decoded_cache_entries"), 1);
+      assert.equal(metricValue(text, 'toolplane_queue_depth{queue="image_workers"}'), 0);
+      assert.equal(metricValue(text, 'toolplane_pool_size{pool="image_workers",state="busy"}'), 0);
+      assert.ok((metricValue(text, 'toolplane_pool_size{pool="image_workers",state="idle"}') ?? 0) >= 1);
+      assert.equal(metricValue(text, "toolplane_image_decoded_cache_bytes"), 640 * 480 * 3);
+      assert.equal(metricValue(text, "toolplane_image_decoded_cache_entries"), 1);
     } finally {
       cached.close();
       plain.close();

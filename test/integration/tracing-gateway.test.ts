@@ -7,7 +7,6 @@
  * recorded result.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -29,7 +28,14 @@ import {
   type TracedProcess,
   waitFor,
 } from "../support/otlp.js";
-import { distRoot, freePort, metricValue, type SpawnedNats, scrapeMetrics, spawnNats } from "../support/processes.js";
+import {
+  freePort,
+  metricValue,
+  runExportCli,
+  type SpawnedNats,
+  scrapeMetrics,
+  spawnNats,
+} from "../support/processes.js";
 
 const GATEWAY = join("services", "gateway", "src", "main.js");
 const SEARCH = join("services", "search", "src", "main.js");
@@ -95,26 +101,6 @@ async function zoomThrice(address: string, metadata: Metadata): Promise<ToolResu
   }
 }
 
-function exportTrajectory(natsUrl: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    [join(distRoot, "services", "runtime", "src", "cli", "export-trajectory.js"), TRAJECTORY],
-    {
-      env: { ...process.env, TOOLPLANE_NATS_URL: natsUrl },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
-}
-
 describe("client -> gateway -> search: trace, events, metrics, record and replay", () => {
   let receiver: OtlpReceiver;
   let nats: SpawnedNats;
@@ -155,10 +141,7 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     metadata.set("traceparent", `00-${traceId}-${clientSpanId}-01`);
     recorded = await runCall(gateway.address, metadata);
 
-    const metricsLine = gateway.output.find((line) => line.includes('"msg":"metrics listening"'));
-    assert.ok(metricsLine, gateway.output.join("\n"));
-    const metricsAddress = (JSON.parse(metricsLine) as { address: string }).address;
-    metricsText = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+    metricsText = await scrapeMetrics(gateway);
     // Calls in another trace, after the scrape so the counts above describe the search call alone.
     const zoomMetadata = new Metadata();
     zoomMetadata.set("traceparent", `00-${imageTraceId}-${randomBytes(8).toString("hex")}-01`);
@@ -324,7 +307,7 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
   });
 
   it("the call's events are in TOOLPLANE_CALLS and the CLI exports them", async () => {
-    const exported = await exportTrajectory(nats.url);
+    const exported = await runExportCli([TRAJECTORY], { TOOLPLANE_NATS_URL: nats.url });
     assert.equal(exported.code, 0, exported.stderr);
     const events = exported.stdout
       .trim()

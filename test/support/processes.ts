@@ -88,6 +88,30 @@ export function metricValue(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the export-trajectory CLI (compiled) to its end with `env` over this process's, collecting its output. */
+export function runExportCli(args: string[], env: Record<string, string>): Promise<Finished> {
+  const cli = join(distRoot, "services", "runtime", "src", "cli", "export-trajectory.js");
+  const child = spawn(process.execPath, [cli, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+}
+
 /** A free TCP port on loopback (for binaries that cannot bind port 0 and report it). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

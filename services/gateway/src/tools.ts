@@ -306,10 +306,37 @@ const imageSearchTool: ToolDefinition = {
   },
 };
 
-function processedImage(response: { image?: { data?: Uint8Array } | undefined }): Buffer {
+/** One pipeline on a stored image through the image service: its result is the tool's one image. */
+async function processOnImageService(
+  context: ToolContext,
+  image: StoredImage,
+  operations: Operation[],
+  output: OutputOptions | undefined,
+): Promise<ToolOutput> {
+  const response = await context.call("image", (options) =>
+    context.backends.image.process(
+      {
+        // Both: the image backend sends the reference alone when the service likely holds the image.
+        image: {
+          data: image.data,
+          sha256: image.sha256,
+          mimeType: image.mimeType,
+          width: image.width,
+          height: image.height,
+        },
+        operations,
+        output,
+      },
+      options,
+    ),
+  );
   const data = response.image?.data;
   if (!data || data.length === 0) throw new UnavailableError("image service returned no image");
-  return Buffer.from(data);
+  return {
+    images: [Buffer.from(data)],
+    render: (shown) => "<image>".repeat(shown),
+    output: { width: response.image?.width ?? 0, height: response.image?.height ?? 0 },
+  };
 }
 
 const zoomTool: ToolDefinition = {
@@ -347,42 +374,24 @@ const zoomTool: ToolDefinition = {
     const image = context.image("image_1", "session image_1");
     return {
       inputImages: [image.sha256],
-      run: async () => {
-        const response = await context.call("image", (options) =>
-          context.backends.image.process(
+      run: () =>
+        processOnImageService(
+          context,
+          image,
+          [
             {
-              // Both: the image backend sends the reference alone when the service likely holds the image.
-              image: {
-                data: image.data,
-                sha256: image.sha256,
-                mimeType: image.mimeType,
-                width: image.width,
-                height: image.height,
+              zoom: {
+                box: { left, top, right, bottom, unit: CoordinateUnit.COORDINATE_UNIT_PIXELS },
+                scale: 1,
+                targetWidth: 0,
+                targetHeight: 0,
+                minShortSide: 0,
+                deepeyesRules: true,
               },
-              operations: [
-                {
-                  zoom: {
-                    box: { left, top, right, bottom, unit: CoordinateUnit.COORDINATE_UNIT_PIXELS },
-                    scale: 1,
-                    targetWidth: 0,
-                    targetHeight: 0,
-                    minShortSide: 0,
-                    deepeyesRules: true,
-                  },
-                },
-              ],
-              output: undefined,
             },
-            options,
-          ),
-        );
-        const crop = processedImage(response);
-        return {
-          images: [crop],
-          render: (shown) => "<image>".repeat(shown),
-          output: { width: response.image?.width ?? 0, height: response.image?.height ?? 0 },
-        };
-      },
+          ],
+          undefined,
+        ),
     };
   },
   modelErrorText: () => ZOOM_INVALID,
@@ -457,30 +466,7 @@ const imageProcessTool: ToolDefinition = {
     const output = outputArg === undefined ? undefined : OutputOptions.fromJSON(outputArg);
     return {
       inputImages: [image.sha256],
-      run: async () => {
-        const response = await context.call("image", (options) =>
-          context.backends.image.process(
-            {
-              // Both: the image backend sends the reference alone when the service likely holds the image.
-              image: {
-                data: image.data,
-                sha256: image.sha256,
-                mimeType: image.mimeType,
-                width: image.width,
-                height: image.height,
-              },
-              operations,
-              output,
-            },
-            options,
-          ),
-        );
-        return {
-          images: [processedImage(response)],
-          render: (shown) => "<image>".repeat(shown),
-          output: { width: response.image?.width ?? 0, height: response.image?.height ?? 0 },
-        };
-      },
+      run: () => processOnImageService(context, image, operations, output),
     };
   },
 };

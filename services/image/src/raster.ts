@@ -216,16 +216,21 @@ export class ImageNotHeldError extends NotFoundError {
 
 /** The request's image known only by its sha256, with the header the decoded-image cache kept for it. */
 export function referenced(sha256: string, info: InputInfo): Encoded {
-  const alpha = info.hasAlpha ? 1 : 0;
-  const grey = info.channels - alpha === 1;
   return {
     kind: "encoded",
     data: Buffer.alloc(0),
     width: info.width,
     height: info.height,
-    channels: (grey ? 1 : 3) + alpha,
+    channels: decodedChannels(info),
     reference: sha256,
   };
+}
+
+/** Channels as decoding hands them on: grey or RGB, plus alpha when the image has it. */
+function decodedChannels(info: InputInfo): number {
+  const alpha = info.hasAlpha ? 1 : 0;
+  const grey = info.channels - alpha === 1;
+  return (grey ? 1 : 3) + alpha;
 }
 
 /** Runs a pass to raw pixels; a source is returned as it is. */
@@ -404,9 +409,7 @@ export function decodable(data: Buffer, info: InputInfo, limits: ImageLimits): E
       `image.data is ${info.width}x${info.height} = ${pixels} pixels, over ${limitText(limits, "maxInputPixels")}`,
     );
   }
-  const alpha = info.hasAlpha ? 1 : 0;
-  const grey = info.channels - alpha === 1;
-  return { kind: "encoded", data, width: info.width, height: info.height, channels: (grey ? 1 : 3) + alpha };
+  return { kind: "encoded", data, width: info.width, height: info.height, channels: decodedChannels(info) };
 }
 
 export type OutputFormat = "png" | "jpeg" | "webp";

@@ -1,4 +1,5 @@
 import sharp from "sharp";
+import { seededRandom } from "../../runtime/src/index.js";
 import type { SourceImage } from "./local-image-index.js";
 
 /**
@@ -25,18 +26,6 @@ const WIDTH = 320;
 const HEIGHT = 240;
 const COUNT = 24;
 
-/** Small deterministic PRNG (mulberry32): the same images on every start. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function pick<T>(items: readonly T[], next: () => number): T {
   return items[Math.floor(next() * items.length)] as T;
 }
@@ -58,7 +47,7 @@ function shapeSvg(shape: (typeof SHAPES)[number], colour: string, next: () => nu
 }
 
 export async function sampleImages(): Promise<SourceImage[]> {
-  const next = random(20261125);
+  const next = seededRandom(20261125);
   const images: SourceImage[] = [];
   for (let index = 0; index < COUNT; index += 1) {
     const [backgroundName, background] = pick(COLOURS, next);

@@ -30,7 +30,7 @@ import { fileURLToPath } from "node:url";
 import { Metadata } from "@grpc/grpc-js";
 import { ImageDelivery, ToolGatewayClient } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { type SearchRequest, SearchServiceClient } from "../../../generated/toolplane/search/v1/search.js";
-import { createClient, invoke } from "../../../services/runtime/src/index.js";
+import { createClient, invoke, seededRandom } from "../../../services/runtime/src/index.js";
 import { distRoot, freePort, type SpawnedService, spawnService } from "../../support/processes.js";
 
 const quick = process.argv.includes("--quick");
@@ -88,18 +88,6 @@ async function closedLoop(
   return { latencies: latencies.sort((a, b) => a - b), seconds: (performance.now() - started) / 1000, errors };
 }
 
-/** Seeded PRNG (mulberry32): every target gets the same think times. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -122,7 +110,7 @@ async function pacedLoop(
   const end = started + durationMs;
   await Promise.all(
     Array.from({ length: callers }, async (_, caller) => {
-      const random = prng(PACED_SEED + caller);
+      const random = seededRandom(PACED_SEED + caller);
       const gap = () => -Math.log(1 - random()) * meanGapMs;
       for (let next = started + gap(); next < end; next += gap()) {
         const wait = next - performance.now();

@@ -9,7 +9,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { CacheStatus, SearchRequest, SearchServiceClient } from "../../../generated/toolplane/search/v1/search.js";
-import { createClient, invoke } from "../../../services/runtime/src/index.js";
+import { createClient, invoke, seededRandom } from "../../../services/runtime/src/index.js";
 import type { CorpusDocument } from "../../../services/search/src/local-text-index.js";
 import { LocalTextIndex } from "../../../services/search/src/local-text-index.js";
 import { type SpawnedNats, spawnNats, spawnService } from "../../support/processes.js";
@@ -33,18 +33,6 @@ function report(name: string, samples: number[]): { p50: number; p99: number } {
     `${name.padEnd(44)} n=${String(samples.length).padStart(5)}  p50 ${fmt(p50)}  p99 ${fmt(p99)}\n`,
   );
   return { p50, p99 };
-}
-
-/** Seeded PRNG (mulberry32) so every run indexes the same corpus. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -94,7 +82,7 @@ function generateCorpus(count: number, next: () => number): { documents: CorpusD
 }
 
 async function benchIndex(): Promise<void> {
-  const next = prng(42);
+  const next = seededRandom(42);
   const generated = performance.now();
   const { documents, vocabulary } = generateCorpus(SIZES.documents, next);
   const index = new LocalTextIndex();
