@@ -20,9 +20,15 @@ generated/.stamp: $(PROTOS) proto/buf.yaml proto/buf.gen.yaml | install
 
 gen: generated/.stamp
 
+# The image service's native bicubic resampler (Node-API, plain C: no node-gyp, only the running Node's headers).
+NODE_HEADERS := $(shell node -p "require('path').join(process.execPath, '../../include/node')")
+NATIVE_CFLAGS := -O3 -std=c11 -fPIC -shared -Wall -Wextra -Werror
+
 build: gen
 	rm -rf dist
 	$(BIN)/tsc -p tsconfig.json
+	mkdir -p dist/services/image/native
+	$(CC) $(NATIVE_CFLAGS) -I$(NODE_HEADERS) services/image/native/resample.c -o dist/services/image/native/resample.node
 
 typecheck: gen
 	$(BIN)/tsc -p tsconfig.json --noEmit

@@ -3,7 +3,7 @@ import { InvalidArgumentError, recordSpanError, startStage, withStage } from "..
 import { type DecodedCache, decodedCacheKey } from "./decoded-cache.js";
 import { withMinShortSide } from "./geometry.js";
 import { type ImageLimits, limitText, MAX_SIDE, type WorkQueue } from "./limits.js";
-import { RESIZE_KERNEL } from "./operations/geometric.js";
+import { resizeFill } from "./operations/geometric.js";
 import { compileOperation, type Step } from "./operations/index.js";
 import { requireOutputSize } from "./operations/step.js";
 import {
@@ -16,7 +16,6 @@ import {
   type InputInfo,
   type OutputFormat,
   type Pass,
-  pass,
   type Raster,
   readHeader,
   referenced,
@@ -184,9 +183,7 @@ export class ImagePipeline {
       const minimum = withMinShortSide({ width: current.width, height: current.height }, checkedOutput.minShortSide);
       if (minimum.width !== current.width || minimum.height !== current.height) {
         requireOutputSize("output.min_short_side", minimum, this.limits);
-        result = pass(current, "output.min_short_side", (image) =>
-          image.resize(minimum.width, minimum.height, { fit: "fill", kernel: RESIZE_KERNEL }),
-        );
+        result = await resizeFill(current, "output.min_short_side", minimum, context);
       } else {
         result = current;
       }

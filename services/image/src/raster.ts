@@ -191,7 +191,7 @@ export function resizeReadsBytes(input: InputInfo, scale: number): boolean {
 }
 
 /** What a pass reads: the cache's decoded pixels of its source when they serve it, else the source as it is. */
-async function readable(source: Source, scale: number | undefined): Promise<Source> {
+export async function readable(source: Source, scale: number | undefined): Promise<Source> {
   if (source.kind !== "encoded" || source.decoded === undefined) return source;
   const pixels =
     scale !== undefined && resizeReadsBytes(source.decoded.input, scale) ? undefined : await source.decoded.pixels();

@@ -8,6 +8,7 @@ import {
   type ZoomOp,
 } from "../../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
+import { enlargeBicubic, isBicubicEnlargement } from "../bicubic.js";
 import { colourIsOpaque, requireColour } from "../colour.js";
 import {
   applyDeepEyesRules,
@@ -18,7 +19,7 @@ import {
   withMinShortSide,
 } from "../geometry.js";
 import { MAX_SIDE } from "../limits.js";
-import { hasAlpha, pass } from "../raster.js";
+import { hasAlpha, type Pass, type PassOptions, pass, type Raster, type Source, type StepContext } from "../raster.js";
 import { boxToPixels, boxToRegion, type Region, type Size } from "../units.js";
 import { requireFinite, requireInteger, requireRange } from "../validate.js";
 import { requireOutputSize, type Step, sizeOf } from "./step.js";
@@ -28,6 +29,34 @@ import { requireOutputSize, type Step, sizeOf } from "./step.js";
  * and about twice as fast in libvips as its default Lanczos-3.
  */
 export const RESIZE_KERNEL = "cubic";
+
+/**
+ * A fill resize of `region` (the whole image when absent) to `target`: Pillow's bicubic (native) for an
+ * enlargement of grey or RGB pixels, libvips' cubic otherwise (reductions, alpha).
+ */
+export function resizeFill(
+  source: Source,
+  field: string,
+  target: Size,
+  context: StepContext,
+  region?: Region,
+  options: PassOptions = {},
+): Pass | Promise<Raster> {
+  const from = region ?? { left: 0, top: 0, width: source.width, height: source.height };
+  if (isBicubicEnlargement(source.channels, from, target)) {
+    return enlargeBicubic(source, from, target, context, field);
+  }
+  return pass(
+    source,
+    field,
+    (image) =>
+      (region ? image.extract(region) : image).resize(target.width, target.height, {
+        fit: "fill",
+        kernel: RESIZE_KERNEL,
+      }),
+    options,
+  );
+}
 
 export function compileCrop(op: CropOp, field: string): Step {
   return (raster) => {
@@ -79,9 +108,7 @@ export function compileZoom(op: ZoomOp, field: string): Step {
     }
     const target = zoomSize(region, op, scale);
     requireOutputSize(field, target, context.limits);
-    return pass(raster, field, (image) =>
-      image.extract(region).resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
-    );
+    return resizeFill(raster, field, target, context, region);
   };
 }
 
@@ -193,12 +220,7 @@ export function compileResize(op: ResizeOp, field: string): Step {
     return (raster, context) => {
       const target = smartResize(sizeOf(raster), parameters, `${field}.smart`);
       requireOutputSize(field, target, context.limits);
-      return pass(
-        raster,
-        field,
-        (image) => image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
-        { scale: largerScale(sizeOf(raster), target) },
-      );
+      return resizeFill(raster, field, target, context, undefined, { scale: largerScale(sizeOf(raster), target) });
     };
   }
   if (op.scale !== 0) {
@@ -209,12 +231,7 @@ export function compileResize(op: ResizeOp, field: string): Step {
         height: Math.max(1, Math.round(raster.height * scale)),
       };
       requireOutputSize(field, target, context.limits);
-      return pass(
-        raster,
-        field,
-        (image) => image.resize(target.width, target.height, { fit: "fill", kernel: RESIZE_KERNEL }),
-        { scale: largerScale(sizeOf(raster), target) },
-      );
+      return resizeFill(raster, field, target, context, undefined, { scale: largerScale(sizeOf(raster), target) });
     };
   }
   requireInteger(`${field}.width`, op.width, 0, MAX_SIDE);
@@ -223,6 +240,10 @@ export function compileResize(op: ResizeOp, field: string): Step {
   if (fit === undefined) throw new InvalidArgumentError(`${field}.fit must be a ResizeOp.Fit value, got ${op.fit}`);
   return (raster, context) => {
     requireOutputSize(field, fittedSize(sizeOf(raster), op.width, op.height, fit), context.limits);
+    if (fit === "fill" && op.width > 0 && op.height > 0) {
+      const target = { width: op.width, height: op.height };
+      return resizeFill(raster, field, target, context, undefined, { scale: largerScale(sizeOf(raster), target) });
+    }
     const transparent = raster.channels === 2 || raster.channels === 4;
     const scale = fitScale(sizeOf(raster), op.width, op.height, fit);
     return pass(
