@@ -291,6 +291,9 @@ static napi_value resample(napi_env env, napi_callback_info info) {
   void *dst_data = NULL;
   if (napi_create_buffer(env, (size_t)out_width * (size_t)out_height * (size_t)channels, &dst_data, &dst) != napi_ok) {
     free(job);
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, NULL, "resample: cannot allocate the output buffer");
     return NULL;
   }
   *job = (Job){.src = src_data,
