@@ -47,6 +47,9 @@ import {
   type ProcessResponse,
 } from "../../../generated/toolplane/image/v1/image.js";
 import { ImageReferences } from "../../../services/gateway/src/image-references.js";
+import { enlargeBicubic } from "../../../services/image/src/bicubic.js";
+import { DEFAULT_LIMITS } from "../../../services/image/src/limits.js";
+import type { Raster } from "../../../services/image/src/raster.js";
 import { createClient } from "../../../services/runtime/src/index.js";
 import { metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../../support/processes.js";
 
@@ -230,6 +233,39 @@ async function measureService(
 interface PilFigures {
   cold: Record<string, Figures>;
   warm: Record<string, Figures>;
+  /** crop+zoom's 300x200 -> 600x400 BICUBIC resize alone. */
+  enlarge: Figures;
+}
+
+/**
+ * CPU per call of crop+zoom's enlargement alone (300x200 -> 600x400 from decoded pixels, no encode), in this
+ * process, one call at a time: the service's native resampler against libvips' cubic resize, which the service
+ * used before (vips_affine), on the same pixels.
+ */
+async function measureEnlargers(image: Buffer): Promise<{ native: number; libvips: number }> {
+  const { data, info } = await sharp(image).raw().toBuffer({ resolveWithObject: true });
+  const raster: Raster = { kind: "raster", data, width: info.width, height: info.height, channels: info.channels };
+  const region = { left: 800, top: 400, width: 300, height: 200 };
+  const target = { width: 600, height: 400 };
+  const context = { limits: DEFAULT_LIMITS, signal: new AbortController().signal, deadlineMs: undefined };
+  const cpuPerCall = async (call: () => Promise<unknown>) => {
+    for (let index = 0; index < WARMUP; index++) await call();
+    const started = process.cpuUsage();
+    for (let index = 0; index < ITERATIONS * 4; index++) await call();
+    const used = process.cpuUsage(started);
+    return (used.user + used.system) / 1000 / (ITERATIONS * 4);
+  };
+  sharp.concurrency(1);
+  return {
+    native: await cpuPerCall(() => enlargeBicubic(raster, region, target, context, "bench")),
+    libvips: await cpuPerCall(() =>
+      sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels as 3 } })
+        .extract(region)
+        .resize(target.width, target.height, { fit: "fill", kernel: "cubic" })
+        .raw()
+        .toBuffer(),
+    ),
+  };
 }
 
 async function measurePil(imagePath: string): Promise<PilFigures> {
@@ -380,6 +416,7 @@ async function main(): Promise<void> {
   const sameImage: ImageFor = () => image;
   const results: Record<string, PipelineResults> = {};
   let counts: { hits: number; misses: number };
+  let enlargers: { native: number; libvips: number; pillow: number };
   try {
     const serviceFigures: Record<string, Omit<PipelineResults, "pil" | "pil_warm">> = {};
     // One service works at a time, so no measurement steals another's cores.
@@ -398,6 +435,7 @@ async function main(): Promise<void> {
     counts = await cacheCounts(cachedService);
     // PIL runs after the services have stopped working, so neither measurement steals the other's cores.
     const pil = await measurePil(imagePath);
+    enlargers = { ...(await measureEnlargers(image)), pillow: pil.enlarge.cpu_ms_per_call };
     for (const [name, figures] of Object.entries(serviceFigures)) {
       const [cold, warm] = [pil.cold[name], pil.warm[name]];
       if (cold === undefined || warm === undefined) throw new Error(`PIL reference did not report ${name}`);
@@ -425,10 +463,14 @@ async function main(): Promise<void> {
       `${ITERATIONS} calls per pipeline and variant after ${WARMUP} warm-up, ${availableParallelism()} cores\n` +
       `${coldTable(results).join("\n")}\n\n${legend.join("\n")}\n` +
       `cache on /metrics after the run: ${counts.hits} hits, ${counts.misses} misses\n` +
-      `${variantTable(results).join("\n")}\n`,
+      `${variantTable(results).join("\n")}\n\n` +
+      "crop+zoom's enlargement alone (300x200 -> 600x400 bicubic from decoded pixels, in-process, CPU ms/call): " +
+      `native resampler ${format(enlargers.native, 2)}, libvips ${format(enlargers.libvips, 2)} ` +
+      `(${format(enlargers.libvips / enlargers.native, 1)}x the native), Pillow ${format(enlargers.pillow, 2)} ` +
+      `(${format(enlargers.pillow / enlargers.native, 1)}x the native)\n`,
   );
   process.stdout.write(
-    `${JSON.stringify({ benchmark: "image", quick, iterations: ITERATIONS, cache: counts, results })}\n`,
+    `${JSON.stringify({ benchmark: "image", quick, iterations: ITERATIONS, cache: counts, enlargers, results })}\n`,
   );
 }
 
