@@ -6,6 +6,7 @@ import { join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
+import { SERVICE_NODE_FLAGS } from "../../services/runtime/src/node-flags.js";
 import { chartDir, repoRoot, SERVICE_NAMES, SERVICES, type ServiceName } from "./chart.js";
 import { materializeStage, parseDockerfile, type Stage } from "./dockerfile.js";
 
@@ -196,8 +197,11 @@ describe("deploy/Dockerfile", () => {
     for (const name of SERVICE_NAMES) {
       const stage = target(name);
       assert.equal(stage.entrypoint, undefined, `${name} has no ENTRYPOINT wrapping the command`);
-      const { script, preloads } = nodeCommand(stage);
+      const { args, script, preloads } = nodeCommand(stage);
       assert.equal(script, `dist/services/${name}/src/main.js`, name);
+      for (const flag of SERVICE_NODE_FLAGS) {
+        assert.ok(args.includes(flag), `${name} starts node with ${flag}, as make run and the tests do`);
+      }
       for (const file of [script, ...preloads]) {
         assert.ok(existsSync(repoPathOf(stage, file)), `${name}: ${file} exists after make build`);
       }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { SERVICE_NODE_FLAGS } from "../../services/runtime/src/node-flags.js";
 
 /** dist/ root of the compiled project (this file lives in dist/test/support). */
 export const distRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -45,7 +46,7 @@ export interface SpawnedService extends SpawnedProcess {
  * port and resolves once it logs that it listens.
  */
 export async function spawnService(name: string, env: Record<string, string> = {}): Promise<SpawnedService> {
-  const child = spawn(process.execPath, [join(distRoot, "services", name, "src", "main.js")], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, join(distRoot, "services", name, "src", "main.js")], {
     env: { ...process.env, TOOLPLANE_GRPC_PORT: "0", TOOLPLANE_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -7,6 +7,7 @@ export * from "./grpc-server.js";
 export * from "./lifecycle.js";
 export * from "./logger.js";
 export * from "./metrics.js";
+export * from "./node-flags.js";
 export * from "./random.js";
 export * from "./recorder.js";
 export * from "./security.js";

@@ -9,6 +9,7 @@ import {
   metricsConfigShape,
   port,
   runMain,
+  SERVICE_NODE_FLAGS,
   telemetryEnabled,
 } from "./index.js";
 
@@ -50,7 +51,7 @@ runMain("toolplane", async () => {
 
   const start = (name: string, env: Record<string, string>): Promise<string> => {
     const main = join(servicesRoot, name, "src", "main.js");
-    const child = spawn(process.execPath, tracing ? ["--import", preload, main] : [main], {
+    const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...(tracing ? ["--import", preload] : []), main], {
       env: { ...process.env, OTEL_SERVICE_NAME: process.env.OTEL_SERVICE_NAME ?? `toolplane-${name}`, ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });

@@ -36,6 +36,7 @@ import { Metadata } from "@grpc/grpc-js";
 import { ImageDelivery, ToolGatewayClient } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { type SearchRequest, SearchServiceClient } from "../../../generated/toolplane/search/v1/search.js";
 import { createClient, invoke, seededRandom } from "../../../services/runtime/src/index.js";
+import { SERVICE_NODE_FLAGS } from "../../../services/runtime/src/node-flags.js";
 import { distRoot, freePort, type SpawnedService, spawnService } from "../../support/processes.js";
 
 const quick = process.argv.includes("--quick");
@@ -178,7 +179,8 @@ interface Listening {
  * (on the same cores) only while it measures the gateway.
  */
 async function spawnListening(script: string, args: string[], env: Record<string, string>): Promise<Listening> {
-  const child = spawn(process.execPath, [...nodeFlags, script, ...args], {
+  // The service flags as the gateway runs in production (the bare proxy gets them too: same runtime for both hops).
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...nodeFlags, script, ...args], {
     env: { ...process.env, TOOLPLANE_GRPC_PORT: "0", TOOLPLANE_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
