@@ -3,6 +3,7 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SERVICE_NODE_FLAGS } from "../../services/runtime/src/node-flags.js";
 
 /**
  * `make bench`: runs every benchmark under test/bench/<name>/main.ts one after
@@ -25,7 +26,10 @@ interface BenchRun {
 function runBench(name: string): Promise<BenchRun> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(benchRoot, name, "main.js"), ...(quick ? ["--quick"] : [])], {
+    // A benchmark's own process is a client standing in for the gateway, so it runs with the services' flags: with
+    // sharp loaded and large messages, V8's defaults made the load generator steal cores from the service it measures.
+    const args = [...SERVICE_NODE_FLAGS, join(benchRoot, name, "main.js"), ...(quick ? ["--quick"] : [])];
+    const child = spawn(process.execPath, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, TOOLPLANE_LOG_LEVEL: process.env.TOOLPLANE_LOG_LEVEL ?? "warn" },
     });
