@@ -6,13 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import sharp from "sharp";
-import {
-  type Box,
-  CoordinateUnit,
-  ImageFormat,
-  type Operation,
-  ResizeOp_Fit,
-} from "../../../generated/toolplane/image/v1/image.js";
+import { type Box, ImageFormat, type Operation, ResizeOp_Fit } from "../../../generated/toolplane/image/v1/image.js";
+import { pixelBox } from "../../../test/fixtures/image/generate.js";
 import { seededRandom } from "../../runtime/src/index.js";
 import { isBicubicEnlargement } from "./bicubic.js";
 import { DecodedCache } from "./decoded-cache.js";
@@ -70,13 +65,6 @@ function noise(length: number, random: () => number): Buffer {
   return Buffer.from(Array.from({ length }, () => Math.floor(random() * 256)));
 }
 
-const px = (left: number, top: number, right: number, bottom: number): Box => ({
-  left,
-  top,
-  right,
-  bottom,
-  unit: CoordinateUnit.COORDINATE_UNIT_PIXELS,
-});
 const live = { signal: new AbortController().signal, deadlineMs: undefined };
 const png = { format: ImageFormat.IMAGE_FORMAT_PNG, quality: 90, minShortSide: 0 };
 const zoom = (box: Box, scale: number): Operation => ({
@@ -215,10 +203,10 @@ describe("image pipeline enlargements match Pillow", () => {
           output: Case["output"];
           minShortSide?: number;
         }> = [
-          { what: "zoom 2x", ops: [zoom(px(30, 20, 90, 60), 2)], region: [30, 20, 60, 40], output: [120, 80] },
+          { what: "zoom 2x", ops: [zoom(pixelBox(30, 20, 90, 60), 2)], region: [30, 20, 60, 40], output: [120, 80] },
           {
             what: "zoom 3.3x at the corner",
-            ops: [zoom(px(140, 100, 160, 120), 3.3)],
+            ops: [zoom(pixelBox(140, 100, 160, 120), 3.3)],
             region: [140, 100, 20, 20],
             output: [66, 66],
           },
@@ -246,7 +234,7 @@ describe("image pipeline enlargements match Pillow", () => {
           },
           {
             what: "crop then output.min_short_side",
-            ops: [{ crop: { box: px(10, 10, 30, 20) } }],
+            ops: [{ crop: { box: pixelBox(10, 10, 30, 20) } }],
             region: [10, 10, 20, 10],
             output: [64, 32],
             minShortSide: 32,
@@ -282,7 +270,7 @@ describe("image pipeline enlargements match Pillow", () => {
     const rgba = await sharp(noise(width * height * 4, random), { raw: { width, height, channels: 4 } })
       .png()
       .toBuffer();
-    const result = await pipelines["with cache"].process(rgba, [zoom(px(0, 0, 40, 30), 2)], png, live);
+    const result = await pipelines["with cache"].process(rgba, [zoom(pixelBox(0, 0, 40, 30), 2)], png, live);
     const got = await rawOf(result.image.data);
     assert.deepEqual([got.width, got.height, got.channels], [80, 60, 4]);
   });

@@ -3,14 +3,12 @@ import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import sharp, { type Sharp } from "sharp";
 import {
-  type Box,
-  CoordinateUnit,
   ImageFormat,
   type Operation,
   type OutputOptions,
   ResizeOp_Fit,
 } from "../../../generated/toolplane/image/v1/image.js";
-import { photoJpeg, quadrants } from "../../../test/fixtures/image/generate.js";
+import { photoJpeg, pixelBox, quadrants } from "../../../test/fixtures/image/generate.js";
 import { DeadlineExceededError, InvalidArgumentError } from "../../runtime/src/index.js";
 import { DecodedCache } from "./decoded-cache.js";
 import { DEFAULT_LIMITS, type ImageLimits, WorkQueue } from "./limits.js";
@@ -30,13 +28,6 @@ function pipelines(cacheBytes = 64 * MIB, limits: Partial<ImageLimits> = {}) {
   };
 }
 
-const px = (left: number, top: number, right: number, bottom: number): Box => ({
-  left,
-  top,
-  right,
-  bottom,
-  unit: CoordinateUnit.COORDINATE_UNIT_PIXELS,
-});
 const output = (format: ImageFormat): OutputOptions => ({ format, quality: 90, minShortSide: 0 });
 const png = output(ImageFormat.IMAGE_FORMAT_PNG);
 const resize = (fields: Partial<NonNullable<Operation["resize"]>>): Operation => ({
@@ -76,7 +67,7 @@ describe("pipeline with the decoded-image cache", () => {
       zoom: [
         {
           zoom: {
-            box: px(10, 20, 110, 90),
+            box: pixelBox(10, 20, 110, 90),
             scale: 2.3,
             targetWidth: 0,
             targetHeight: 0,
@@ -92,9 +83,13 @@ describe("pipeline with the decoded-image cache", () => {
       "rotate 33": [{ rotate: { angleDegrees: 33, background: "#00000080" } }],
       "adjust with gamma": [{ adjust: { brightness: 1.2, contrast: 0.9, gamma: 1.4, saturation: 1.3 } }],
       annotate: [
-        { annotate: { annotations: [{ box: px(10, 10, 100, 80), label: "cat", color: "blue", lineWidth: 0 }] } },
+        { annotate: { annotations: [{ box: pixelBox(10, 10, 100, 80), label: "cat", color: "blue", lineWidth: 0 }] } },
       ],
-      "crop, blur, halve": [{ crop: { box: px(5, 5, 250, 180) } }, { blur: { sigma: 1.5 } }, resize({ scale: 0.5 })],
+      "crop, blur, halve": [
+        { crop: { box: pixelBox(5, 5, 250, 180) } },
+        { blur: { sigma: 1.5 } },
+        resize({ scale: 0.5 }),
+      ],
       "no operation": [],
     };
     const formats = [ImageFormat.IMAGE_FORMAT_PNG, ImageFormat.IMAGE_FORMAT_JPEG, ImageFormat.IMAGE_FORMAT_WEBP];
@@ -126,7 +121,7 @@ describe("pipeline with the decoded-image cache", () => {
     const zoom: Operation[] = [
       {
         zoom: {
-          box: px(100, 100, 300, 250),
+          box: pixelBox(100, 100, 300, 250),
           scale: 2,
           targetWidth: 0,
           targetHeight: 0,
@@ -148,7 +143,7 @@ describe("pipeline with the decoded-image cache", () => {
     const zoom: Operation[] = [
       {
         zoom: {
-          box: px(100, 100, 300, 250),
+          box: pixelBox(100, 100, 300, 250),
           scale: 2,
           targetWidth: 0,
           targetHeight: 0,
@@ -180,7 +175,7 @@ describe("pipeline with the decoded-image cache", () => {
     const { plain, cached } = pipelines();
     const input = await (await quadrants(200, 100)).png().toBuffer();
     const annotate: Operation[] = [
-      { annotate: { annotations: [{ box: px(0, 0, 200, 100), label: "all", color: "yellow", lineWidth: 20 }] } },
+      { annotate: { annotations: [{ box: pixelBox(0, 0, 200, 100), label: "all", color: "yellow", lineWidth: 20 }] } },
     ];
     await cached.process(input, [], png, live);
     await cached.process(input, annotate, png, live);
@@ -196,7 +191,7 @@ describe("pipeline with the decoded-image cache", () => {
     const at = Math.floor(damaged.length * 0.8);
     for (let index = at; index < at + 64; index++) damaged[index] = (index * 37 + 11) & 0xff;
     damaged.set([0xff, 0xd3], at + 10);
-    const top: Operation[] = [{ crop: { box: px(0, 0, 100, 50) } }];
+    const top: Operation[] = [{ crop: { box: pixelBox(0, 0, 100, 50) } }];
     const expected = await plain.process(damaged, top, png, live);
     for (let attempt = 0; attempt < 2; attempt++) {
       const result = await cached.process(damaged, top, png, live);
@@ -215,7 +210,7 @@ describe("pipeline with the decoded-image cache", () => {
     const { cached, cache } = pipelines(64 * MIB, { maxInputPixels: 1_000_000 });
     const photo = await photoJpeg(320, 240);
     await assert.rejects(
-      cached.process(photo.subarray(0, photo.length / 2), [{ crop: { box: px(0, 0, 10, 10) } }], png, live),
+      cached.process(photo.subarray(0, photo.length / 2), [{ crop: { box: pixelBox(0, 0, 10, 10) } }], png, live),
       /image\.data is truncated: JPEG has no end-of-image marker after its scan data/,
     );
     const bomb = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: "black" } })
@@ -241,7 +236,7 @@ describe("pipeline with the decoded-image cache", () => {
   it("an image larger than the whole budget is processed as without a cache", async () => {
     const { plain, cached, cache } = pipelines(100_000);
     const photo = await photoJpeg(320, 240);
-    const ops: Operation[] = [{ crop: { box: px(10, 10, 110, 60) } }];
+    const ops: Operation[] = [{ crop: { box: pixelBox(10, 10, 110, 60) } }];
     const result = await cached.process(photo, ops, png, live);
     assert.deepEqual(result.image.data, (await plain.process(photo, ops, png, live)).image.data);
     assert.deepEqual(cache.stats(), { hits: 0, misses: 0, bytes: 0, entries: 0, bypasses: 0 });

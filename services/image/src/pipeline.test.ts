@@ -15,6 +15,7 @@ import {
   GREEN,
   near,
   photoJpeg,
+  pixelBox,
   pixelsOf,
   quadrants,
   RED,
@@ -31,13 +32,6 @@ function pipeline(limits: Partial<ImageLimits> = {}): ImagePipeline {
   return new ImagePipeline({ ...DEFAULT_LIMITS, ...limits }, new WorkQueue(2, 16, 50));
 }
 
-const px = (left: number, top: number, right: number, bottom: number): Box => ({
-  left,
-  top,
-  right,
-  bottom,
-  unit: CoordinateUnit.COORDINATE_UNIT_PIXELS,
-});
 const png: OutputOptions = { format: ImageFormat.IMAGE_FORMAT_PNG, quality: 0, minShortSide: 0 };
 
 /** 200x100 quadrants as lossless PNG: red | green over blue | white. */
@@ -84,7 +78,7 @@ describe("crop", () => {
   it("a crop of each quadrant has that quadrant's colour, in every unit", async () => {
     const input = await quadrantPng;
     const cases: Array<[Box, number[]]> = [
-      [px(0, 0, 100, 50), RED],
+      [pixelBox(0, 0, 100, 50), RED],
       [{ left: 0.5, top: 0, right: 1, bottom: 0.5, unit: CoordinateUnit.COORDINATE_UNIT_FRACTION }, GREEN],
       [{ left: 0, top: 500, right: 500, bottom: 1000, unit: CoordinateUnit.COORDINATE_UNIT_NORMALIZED_1000 }, BLUE],
       [{ left: 100, top: 50, right: 200, bottom: 100, unit: CoordinateUnit.COORDINATE_UNIT_UNSPECIFIED }, WHITE],
@@ -106,14 +100,14 @@ describe("crop", () => {
   });
 
   it("clamps a box sticking out of the image", async () => {
-    const { pixels } = await run(await quadrantPng, [{ crop: { box: px(150, -20, 260, 50) } }]);
+    const { pixels } = await run(await quadrantPng, [{ crop: { box: pixelBox(150, -20, 260, 50) } }]);
     assert.deepEqual([pixels.width, pixels.height], [50, 50]);
     assert.deepEqual(pixels.at(49, 49), GREEN);
   });
 
   it("units are relative to the current image: a 0-1000 box after a crop", async () => {
     const { pixels } = await run(await quadrantPng, [
-      { crop: { box: px(0, 0, 200, 50) } },
+      { crop: { box: pixelBox(0, 0, 200, 50) } },
       {
         crop: {
           box: { left: 500, top: 0, right: 1000, bottom: 1000, unit: CoordinateUnit.COORDINATE_UNIT_NORMALIZED_1000 },
@@ -127,15 +121,15 @@ describe("crop", () => {
   it("refuses boxes outside the image, empty boxes, NaN and a missing box with the field named", async () => {
     const input = await quadrantPng;
     await invalid(
-      run(input, [{ crop: { box: px(300, 0, 400, 50) } }]),
+      run(input, [{ crop: { box: pixelBox(300, 0, 400, 50) } }]),
       /operations\[0\]\.crop\.box .* entirely outside the 200x100 image/,
     );
     await invalid(
-      run(input, [{ crop: { box: px(10, 10, 10, 40) } }]),
+      run(input, [{ crop: { box: pixelBox(10, 10, 10, 40) } }]),
       /operations\[0\]\.crop\.box: left \(10\) must be less than right \(10\)/,
     );
     await invalid(
-      run(input, [{ crop: { box: px(0, Number.NaN, 10, 10) } }]),
+      run(input, [{ crop: { box: pixelBox(0, Number.NaN, 10, 10) } }]),
       /operations\[0\]\.crop\.box\.top must be finite/,
     );
     await invalid(run(input, [{ crop: { box: undefined } }]), /operations\[0\]\.crop\.box is required/);
@@ -144,23 +138,23 @@ describe("crop", () => {
 
 describe("zoom", () => {
   it("enlarges the crop by the scale", async () => {
-    const { pixels } = await run(await quadrantPng, [zoom(px(100, 0, 200, 50), { scale: 2 })]);
+    const { pixels } = await run(await quadrantPng, [zoom(pixelBox(100, 0, 200, 50), { scale: 2 })]);
     assert.deepEqual([pixels.width, pixels.height], [200, 100]);
     assert.deepEqual(pixels.at(100, 50), GREEN);
   });
 
   it("target width alone keeps the aspect ratio; min_short_side enlarges further", async () => {
     const input = await quadrantPng;
-    const byWidth = await run(input, [zoom(px(0, 0, 100, 50), { targetWidth: 300 })]);
+    const byWidth = await run(input, [zoom(pixelBox(0, 0, 100, 50), { targetWidth: 300 })]);
     assert.deepEqual([byWidth.pixels.width, byWidth.pixels.height], [300, 150]);
-    const exact = await run(input, [zoom(px(0, 0, 100, 50), { targetWidth: 64, targetHeight: 64 })]);
+    const exact = await run(input, [zoom(pixelBox(0, 0, 100, 50), { targetWidth: 64, targetHeight: 64 })]);
     assert.deepEqual([exact.pixels.width, exact.pixels.height], [64, 64]);
-    const minimum = await run(input, [zoom(px(0, 0, 20, 10), { minShortSide: 40 })]);
+    const minimum = await run(input, [zoom(pixelBox(0, 0, 20, 10), { minShortSide: 40 })]);
     assert.deepEqual([minimum.pixels.width, minimum.pixels.height], [80, 40]);
   });
 
   it("DeepEyes rules grow a tiny box to 28 px and keep it inside the image", async () => {
-    const { pixels } = await run(await quadrantPng, [zoom(px(195, 95, 199, 99), { deepeyesRules: true })]);
+    const { pixels } = await run(await quadrantPng, [zoom(pixelBox(195, 95, 199, 99), { deepeyesRules: true })]);
     assert.deepEqual([pixels.width, pixels.height], [28, 28]);
     assert.deepEqual(pixels.at(27, 27), WHITE);
   });
@@ -170,11 +164,11 @@ describe("zoom", () => {
       .png()
       .toBuffer();
     await invalid(
-      run(input, [zoom(px(0, 0, 1010, 10), { deepeyesRules: true })]),
+      run(input, [zoom(pixelBox(0, 0, 1010, 10), { deepeyesRules: true })]),
       /operations\[0\]\.zoom\.box is invalid under DeepEyes rules: aspect ratio 101\.00 exceeds 100/,
     );
     await invalid(
-      run(input, [zoom(px(50, 0, 10, 10), { deepeyesRules: true })]),
+      run(input, [zoom(pixelBox(50, 0, 10, 10), { deepeyesRules: true })]),
       /invalid under DeepEyes rules: needs left < right/,
     );
   });
@@ -182,11 +176,11 @@ describe("zoom", () => {
   it("refuses a bad scale and an output over the pixel limit, naming the variable", async () => {
     const input = await quadrantPng;
     await invalid(
-      run(input, [zoom(px(0, 0, 10, 10), { scale: -2 })]),
+      run(input, [zoom(pixelBox(0, 0, 10, 10), { scale: -2 })]),
       /operations\[0\]\.zoom\.scale must be in \(0, 64\], got -2/,
     );
     await invalid(
-      run(input, [zoom(px(0, 0, 200, 100), { scale: 10 })], png, { maxOutputPixels: 100_000 }),
+      run(input, [zoom(pixelBox(0, 0, 200, 100), { scale: 10 })], png, { maxOutputPixels: 100_000 }),
       /operations\[0\]\.zoom would produce 2000x1000 = 2000000 pixels, over the limit of 100000 \(TOOLPLANE_IMAGE_MAX_OUTPUT_PIXELS\)/,
     );
   });
@@ -402,7 +396,7 @@ describe("annotate", () => {
       {
         annotate: {
           annotations: [
-            annotation({ box: px(20, 30, 120, 90), lineWidth: 4, color: "#0000ff", label: 'cat <&> "1"\u0001' }),
+            annotation({ box: pixelBox(20, 30, 120, 90), lineWidth: 4, color: "#0000ff", label: 'cat <&> "1"\u0001' }),
             annotation({
               point: { x: 800, y: 200, unit: CoordinateUnit.COORDINATE_UNIT_NORMALIZED_1000 },
               color: "lime",
@@ -424,7 +418,7 @@ describe("annotate", () => {
   it("turns a grey image into colour to draw on it", async () => {
     const input = await solid(50, 50, [128, 128, 128]).greyscale().png().toBuffer();
     const { pixels } = await run(input, [
-      { annotate: { annotations: [annotation({ box: px(0, 0, 50, 50), lineWidth: 6 })] } },
+      { annotate: { annotations: [annotation({ box: pixelBox(0, 0, 50, 50), lineWidth: 6 })] } },
     ]);
     assert.equal(pixels.channels, 3);
     assert.ok(near(pixels.at(1, 25), RED, 30), `edge ${pixels.at(1, 25)}`);
@@ -437,7 +431,7 @@ describe("annotate", () => {
       .png()
       .toBuffer();
     const { pixels } = await run(input, [
-      { annotate: { annotations: [annotation({ box: px(0, 0, 40, 40), lineWidth: 3, color: "blue" })] } },
+      { annotate: { annotations: [annotation({ box: pixelBox(0, 0, 40, 40), lineWidth: 3, color: "blue" })] } },
     ]);
     assert.equal(pixels.channels, 4);
     assert.deepEqual(pixels.at(1, 20), [0, 0, 255, 255]);
@@ -460,11 +454,11 @@ describe("annotate", () => {
   it("refuses boxes outside the image, injected colours, missing shapes and too many annotations", async () => {
     const input = await solid(50, 50, WHITE).png().toBuffer();
     await invalid(
-      run(input, [{ annotate: { annotations: [annotation({ box: px(60, 60, 80, 80) })] } }]),
+      run(input, [{ annotate: { annotations: [annotation({ box: pixelBox(60, 60, 80, 80) })] } }]),
       /operations\[0\]\.annotate\.annotations\[0\]\.box .* entirely outside the 50x50 image/,
     );
     await invalid(
-      run(input, [{ annotate: { annotations: [annotation({ box: px(0, 0, 5, 5), color: 'red" onload="x' })] } }]),
+      run(input, [{ annotate: { annotations: [annotation({ box: pixelBox(0, 0, 5, 5), color: 'red" onload="x' })] } }]),
       /operations\[0\]\.annotate\.annotations\[0\]\.color must be a CSS colour/,
     );
     await invalid(
@@ -475,7 +469,7 @@ describe("annotate", () => {
       run(input, [{ annotate: { annotations: [annotation({ point: { x: 51, y: 0, unit: 1 } })] } }]),
       /annotations\[0\]\.point \(51, 0\) in pixels lies outside the 50x50 image/,
     );
-    const many = Array.from({ length: 3 }, () => annotation({ box: px(0, 0, 5, 5) }));
+    const many = Array.from({ length: 3 }, () => annotation({ box: pixelBox(0, 0, 5, 5) }));
     await invalid(
       run(input, [{ annotate: { annotations: many } }], png, { maxAnnotations: 2 }),
       /annotations has 3 entries, over the limit of 2 \(TOOLPLANE_IMAGE_MAX_ANNOTATIONS\)/,
@@ -530,10 +524,10 @@ describe("inputs and outputs", () => {
       .toColourspace("rgb16")
       .png()
       .toBuffer();
-    const deep = await run(png16, [{ crop: { box: px(0, 0, 2, 2) } }]);
+    const deep = await run(png16, [{ crop: { box: pixelBox(0, 0, 2, 2) } }]);
     assert.deepEqual([deep.pixels.channels, ...deep.pixels.at(1, 1)], [3, 255, 128, 0]);
     const cmyk = await solid(4, 4, RED).toColourspace("cmyk").jpeg().toBuffer();
-    const converted = await run(cmyk, [{ crop: { box: px(0, 0, 2, 2) } }]);
+    const converted = await run(cmyk, [{ crop: { box: pixelBox(0, 0, 2, 2) } }]);
     assert.equal(converted.input.channels, 4);
     assert.equal(converted.pixels.channels, 3);
     assert.ok(near(converted.pixels.at(1, 1), RED, 40), `${converted.pixels.at(1, 1)}`);
@@ -596,7 +590,7 @@ describe("inputs and outputs", () => {
   });
 
   it("reports timing", async () => {
-    const result = await run(await quadrantPng, [{ crop: { box: px(0, 0, 10, 10) } }]);
+    const result = await run(await quadrantPng, [{ crop: { box: pixelBox(0, 0, 10, 10) } }]);
     assert.ok(result.timing.totalMs >= result.timing.executeMs && result.timing.queueMs >= 0);
   });
 });
@@ -612,7 +606,7 @@ describe("bad inputs and limits", () => {
     // A crop near the top would only decode the first rows: truncation is still caught.
     const half = (data: Buffer) => data.subarray(0, Math.floor(data.length / 2));
     await invalid(
-      run(half(photo), [{ crop: { box: px(0, 0, 10, 10) } }]),
+      run(half(photo), [{ crop: { box: pixelBox(0, 0, 10, 10) } }]),
       /image\.data is truncated: JPEG has no end-of-image marker after its scan data/,
     );
     const base = await quadrants(200, 100);
