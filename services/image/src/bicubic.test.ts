@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import sharp from "sharp";
-import { type Box, ImageFormat, type Operation, ResizeOp_Fit } from "../../../generated/toolplane/image/v1/image.js";
-import { pixelBox } from "../../../test/fixtures/image/generate.js";
+import { ImageFormat, type Operation, ResizeOp_Fit } from "../../../generated/toolplane/image/v1/image.js";
+import { pixelBox, resizeOp, zoomOp } from "../../../test/fixtures/image/generate.js";
 import { seededRandom } from "../../runtime/src/index.js";
 import { isBicubicEnlargement } from "./bicubic.js";
 import { DecodedCache } from "./decoded-cache.js";
@@ -67,9 +67,6 @@ function noise(length: number, random: () => number): Buffer {
 
 const live = { signal: new AbortController().signal, deadlineMs: undefined };
 const png = { format: ImageFormat.IMAGE_FORMAT_PNG, quality: 90, minShortSide: 0 };
-const zoom = (box: Box, scale: number): Operation => ({
-  zoom: { box, scale, targetWidth: 0, targetHeight: 0, minShortSide: 0, deepeyesRules: false },
-});
 
 /** Decoded pixels as stored: sharp would hand a grey image on as sRGB unless told to keep it grey. */
 async function rawOf(encoded: Uint8Array) {
@@ -203,32 +200,27 @@ describe("image pipeline enlargements match Pillow", () => {
           output: Case["output"];
           minShortSide?: number;
         }> = [
-          { what: "zoom 2x", ops: [zoom(pixelBox(30, 20, 90, 60), 2)], region: [30, 20, 60, 40], output: [120, 80] },
+          {
+            what: "zoom 2x",
+            ops: [zoomOp(pixelBox(30, 20, 90, 60), { scale: 2 })],
+            region: [30, 20, 60, 40],
+            output: [120, 80],
+          },
           {
             what: "zoom 3.3x at the corner",
-            ops: [zoom(pixelBox(140, 100, 160, 120), 3.3)],
+            ops: [zoomOp(pixelBox(140, 100, 160, 120), { scale: 3.3 })],
             region: [140, 100, 20, 20],
             output: [66, 66],
           },
           {
             what: "smart resize",
-            ops: [
-              {
-                resize: {
-                  width: 0,
-                  height: 0,
-                  fit: ResizeOp_Fit.FIT_UNSPECIFIED,
-                  scale: 0,
-                  smart: { factor: 28, minPixels: 200000, maxPixels: 0 },
-                },
-              },
-            ],
+            ops: [resizeOp({ smart: { factor: 28, minPixels: 200000, maxPixels: 0 } })],
             region: [0, 0, width, height],
             output: [532, 392],
           },
           {
             what: "fill resize",
-            ops: [{ resize: { width: 500, height: 130, fit: ResizeOp_Fit.FIT_FILL, scale: 0, smart: undefined } }],
+            ops: [resizeOp({ width: 500, height: 130, fit: ResizeOp_Fit.FIT_FILL })],
             region: [0, 0, width, height],
             output: [500, 130],
           },
@@ -270,7 +262,12 @@ describe("image pipeline enlargements match Pillow", () => {
     const rgba = await sharp(noise(width * height * 4, random), { raw: { width, height, channels: 4 } })
       .png()
       .toBuffer();
-    const result = await pipelines["with cache"].process(rgba, [zoom(pixelBox(0, 0, 40, 30), 2)], png, live);
+    const result = await pipelines["with cache"].process(
+      rgba,
+      [zoomOp(pixelBox(0, 0, 40, 30), { scale: 2 })],
+      png,
+      live,
+    );
     const got = await rawOf(result.image.data);
     assert.deepEqual([got.width, got.height, got.channels], [80, 60, 4]);
   });

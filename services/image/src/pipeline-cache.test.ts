@@ -8,7 +8,7 @@ import {
   type OutputOptions,
   ResizeOp_Fit,
 } from "../../../generated/toolplane/image/v1/image.js";
-import { photoJpeg, pixelBox, quadrants } from "../../../test/fixtures/image/generate.js";
+import { photoJpeg, pixelBox, quadrants, resizeOp, zoomOp } from "../../../test/fixtures/image/generate.js";
 import { DeadlineExceededError, InvalidArgumentError } from "../../runtime/src/index.js";
 import { DecodedCache } from "./decoded-cache.js";
 import { DEFAULT_LIMITS, type ImageLimits, WorkQueue } from "./limits.js";
@@ -30,9 +30,6 @@ function pipelines(cacheBytes = 64 * MIB, limits: Partial<ImageLimits> = {}) {
 
 const output = (format: ImageFormat): OutputOptions => ({ format, quality: 90, minShortSide: 0 });
 const png = output(ImageFormat.IMAGE_FORMAT_PNG);
-const resize = (fields: Partial<NonNullable<Operation["resize"]>>): Operation => ({
-  resize: { width: 0, height: 0, fit: ResizeOp_Fit.FIT_UNSPECIFIED, scale: 0, smart: undefined, ...fields },
-});
 
 /** Decoded pixels of an encoded result, with its size and channel count. */
 async function rawOf(encoded: Uint8Array) {
@@ -64,22 +61,11 @@ describe("pipeline with the decoded-image cache", () => {
       "16-bit png": await detailed().toColourspace("rgb16").png().toBuffer(),
     };
     const operations: Record<string, Operation[]> = {
-      zoom: [
-        {
-          zoom: {
-            box: pixelBox(10, 20, 110, 90),
-            scale: 2.3,
-            targetWidth: 0,
-            targetHeight: 0,
-            minShortSide: 0,
-            deepeyesRules: true,
-          },
-        },
-      ],
-      "smart resize (enlarges)": [resize({ smart: { factor: 28, minPixels: 0, maxPixels: 0 } })],
-      "resize to a third (decoders shrink)": [resize({ width: 90, height: 60, fit: ResizeOp_Fit.FIT_FILL })],
-      "resize to 0.7": [resize({ scale: 0.7 })],
-      "contain in a strip": [resize({ width: 100, height: 10, fit: ResizeOp_Fit.FIT_CONTAIN })],
+      zoom: [zoomOp(pixelBox(10, 20, 110, 90), { scale: 2.3, deepeyesRules: true })],
+      "smart resize (enlarges)": [resizeOp({ smart: { factor: 28, minPixels: 0, maxPixels: 0 } })],
+      "resize to a third (decoders shrink)": [resizeOp({ width: 90, height: 60, fit: ResizeOp_Fit.FIT_FILL })],
+      "resize to 0.7": [resizeOp({ scale: 0.7 })],
+      "contain in a strip": [resizeOp({ width: 100, height: 10, fit: ResizeOp_Fit.FIT_CONTAIN })],
       "rotate 33": [{ rotate: { angleDegrees: 33, background: "#00000080" } }],
       "adjust with gamma": [{ adjust: { brightness: 1.2, contrast: 0.9, gamma: 1.4, saturation: 1.3 } }],
       annotate: [
@@ -88,7 +74,7 @@ describe("pipeline with the decoded-image cache", () => {
       "crop, blur, halve": [
         { crop: { box: pixelBox(5, 5, 250, 180) } },
         { blur: { sigma: 1.5 } },
-        resize({ scale: 0.5 }),
+        resizeOp({ scale: 0.5 }),
       ],
       "no operation": [],
     };
@@ -118,18 +104,7 @@ describe("pipeline with the decoded-image cache", () => {
   it("a repeated image is decoded once, and its header is not read again", async () => {
     const { cached, cache } = pipelines();
     const photo = await photoJpeg(640, 480);
-    const zoom: Operation[] = [
-      {
-        zoom: {
-          box: pixelBox(100, 100, 300, 250),
-          scale: 2,
-          targetWidth: 0,
-          targetHeight: 0,
-          minShortSide: 0,
-          deepeyesRules: false,
-        },
-      },
-    ];
+    const zoom: Operation[] = [zoomOp(pixelBox(100, 100, 300, 250), { scale: 2 })];
     const results = await Promise.all(Array.from({ length: 6 }, () => cached.process(photo, zoom, png, live)));
     results.push(await cached.process(photo, zoom, png, live));
     assert.ok(results.every((result) => result.image.data.equals(results[0]?.image.data as Buffer)));
@@ -140,18 +115,7 @@ describe("pipeline with the decoded-image cache", () => {
     const { cache, cached, plain } = pipelines();
     const photo = await photoJpeg(640, 480);
     const sha256 = createHash("sha256").update(photo).digest("hex");
-    const zoom: Operation[] = [
-      {
-        zoom: {
-          box: pixelBox(100, 100, 300, 250),
-          scale: 2,
-          targetWidth: 0,
-          targetHeight: 0,
-          minShortSide: 0,
-          deepeyesRules: true,
-        },
-      },
-    ];
+    const zoom: Operation[] = [zoomOp(pixelBox(100, 100, 300, 250), { scale: 2, deepeyesRules: true })];
     await assert.rejects(cached.process({ sha256 }, zoom, png, live), (error) => {
       assert.ok(error instanceof ImageNotHeldError);
       assert.equal(error.errorClass, "INFRASTRUCTURE", "the caller has the bytes: not the model's fault");
@@ -164,7 +128,7 @@ describe("pipeline with the decoded-image cache", () => {
     assert.deepEqual(byReference.input, byBytes.input);
     assert.equal(cache.stats().hits, 1);
     // A resize the JPEG decoder would shrink while decoding reads the bytes, which a reference does not carry.
-    await assert.rejects(cached.process({ sha256 }, [resize({ scale: 0.25 })], png, live), ImageNotHeldError);
+    await assert.rejects(cached.process({ sha256 }, [resizeOp({ scale: 0.25 })], png, live), ImageNotHeldError);
     await assert.rejects(
       cached.process({ sha256: "A".repeat(64) }, zoom, png, live),
       /image\.sha256 must be 64 lowercase hex digits/,

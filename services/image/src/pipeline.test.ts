@@ -19,8 +19,10 @@ import {
   pixelsOf,
   quadrants,
   RED,
+  resizeOp,
   solid,
   WHITE,
+  zoomOp,
 } from "../../../test/fixtures/image/generate.js";
 import { DeadlineExceededError, InvalidArgumentError, type ToolplaneError } from "../../runtime/src/index.js";
 import { DEFAULT_LIMITS, type ImageLimits, WorkQueue } from "./limits.js";
@@ -37,12 +39,6 @@ const png: OutputOptions = { format: ImageFormat.IMAGE_FORMAT_PNG, quality: 0, m
 /** 200x100 quadrants as lossless PNG: red | green over blue | white. */
 const quadrantPng = (async () => (await quadrants(200, 100)).png().toBuffer())();
 
-function zoom(box: Box, fields: Partial<NonNullable<Operation["zoom"]>> = {}): Operation {
-  return { zoom: { box, scale: 0, targetWidth: 0, targetHeight: 0, minShortSide: 0, deepeyesRules: false, ...fields } };
-}
-function resize(fields: Partial<NonNullable<Operation["resize"]>>): Operation {
-  return { resize: { width: 0, height: 0, fit: ResizeOp_Fit.FIT_UNSPECIFIED, scale: 0, smart: undefined, ...fields } };
-}
 function adjust(fields: Partial<NonNullable<Operation["adjust"]>>): Operation {
   return { adjust: { brightness: 0, contrast: 0, gamma: 0, saturation: 0, ...fields } };
 }
@@ -138,23 +134,23 @@ describe("crop", () => {
 
 describe("zoom", () => {
   it("enlarges the crop by the scale", async () => {
-    const { pixels } = await run(await quadrantPng, [zoom(pixelBox(100, 0, 200, 50), { scale: 2 })]);
+    const { pixels } = await run(await quadrantPng, [zoomOp(pixelBox(100, 0, 200, 50), { scale: 2 })]);
     assert.deepEqual([pixels.width, pixels.height], [200, 100]);
     assert.deepEqual(pixels.at(100, 50), GREEN);
   });
 
   it("target width alone keeps the aspect ratio; min_short_side enlarges further", async () => {
     const input = await quadrantPng;
-    const byWidth = await run(input, [zoom(pixelBox(0, 0, 100, 50), { targetWidth: 300 })]);
+    const byWidth = await run(input, [zoomOp(pixelBox(0, 0, 100, 50), { targetWidth: 300 })]);
     assert.deepEqual([byWidth.pixels.width, byWidth.pixels.height], [300, 150]);
-    const exact = await run(input, [zoom(pixelBox(0, 0, 100, 50), { targetWidth: 64, targetHeight: 64 })]);
+    const exact = await run(input, [zoomOp(pixelBox(0, 0, 100, 50), { targetWidth: 64, targetHeight: 64 })]);
     assert.deepEqual([exact.pixels.width, exact.pixels.height], [64, 64]);
-    const minimum = await run(input, [zoom(pixelBox(0, 0, 20, 10), { minShortSide: 40 })]);
+    const minimum = await run(input, [zoomOp(pixelBox(0, 0, 20, 10), { minShortSide: 40 })]);
     assert.deepEqual([minimum.pixels.width, minimum.pixels.height], [80, 40]);
   });
 
   it("DeepEyes rules grow a tiny box to 28 px and keep it inside the image", async () => {
-    const { pixels } = await run(await quadrantPng, [zoom(pixelBox(195, 95, 199, 99), { deepeyesRules: true })]);
+    const { pixels } = await run(await quadrantPng, [zoomOp(pixelBox(195, 95, 199, 99), { deepeyesRules: true })]);
     assert.deepEqual([pixels.width, pixels.height], [28, 28]);
     assert.deepEqual(pixels.at(27, 27), WHITE);
   });
@@ -164,11 +160,11 @@ describe("zoom", () => {
       .png()
       .toBuffer();
     await invalid(
-      run(input, [zoom(pixelBox(0, 0, 1010, 10), { deepeyesRules: true })]),
+      run(input, [zoomOp(pixelBox(0, 0, 1010, 10), { deepeyesRules: true })]),
       /operations\[0\]\.zoom\.box is invalid under DeepEyes rules: aspect ratio 101\.00 exceeds 100/,
     );
     await invalid(
-      run(input, [zoom(pixelBox(50, 0, 10, 10), { deepeyesRules: true })]),
+      run(input, [zoomOp(pixelBox(50, 0, 10, 10), { deepeyesRules: true })]),
       /invalid under DeepEyes rules: needs left < right/,
     );
   });
@@ -176,11 +172,11 @@ describe("zoom", () => {
   it("refuses a bad scale and an output over the pixel limit, naming the variable", async () => {
     const input = await quadrantPng;
     await invalid(
-      run(input, [zoom(pixelBox(0, 0, 10, 10), { scale: -2 })]),
+      run(input, [zoomOp(pixelBox(0, 0, 10, 10), { scale: -2 })]),
       /operations\[0\]\.zoom\.scale must be in \(0, 64\], got -2/,
     );
     await invalid(
-      run(input, [zoom(pixelBox(0, 0, 200, 100), { scale: 10 })], png, { maxOutputPixels: 100_000 }),
+      run(input, [zoomOp(pixelBox(0, 0, 200, 100), { scale: 10 })], png, { maxOutputPixels: 100_000 }),
       /operations\[0\]\.zoom would produce 2000x1000 = 2000000 pixels, over the limit of 100000 \(TOOLPLANE_IMAGE_MAX_OUTPUT_PIXELS\)/,
     );
   });
@@ -264,41 +260,41 @@ describe("resize", () => {
       [ResizeOp_Fit.FIT_OUTSIDE, 200, 100],
     ];
     for (const [fit, width, height] of cases) {
-      const { pixels } = await run(input, [resize({ width: 100, height: 100, fit })]);
+      const { pixels } = await run(input, [resizeOp({ width: 100, height: 100, fit })]);
       assert.deepEqual([pixels.width, pixels.height], [width, height], `fit ${fit}`);
     }
-    const contained = await run(input, [resize({ width: 100, height: 100, fit: ResizeOp_Fit.FIT_CONTAIN })]);
+    const contained = await run(input, [resizeOp({ width: 100, height: 100, fit: ResizeOp_Fit.FIT_CONTAIN })]);
     assert.deepEqual(contained.pixels.at(50, 0), [0, 0, 0], "contain pads with black");
   });
 
   it("scale and one side keep the aspect ratio", async () => {
     const input = await quadrantPng;
-    const half = await run(input, [resize({ scale: 0.5 })]);
+    const half = await run(input, [resizeOp({ scale: 0.5 })]);
     assert.deepEqual([half.pixels.width, half.pixels.height], [100, 50]);
-    const byHeight = await run(input, [resize({ height: 30 })]);
+    const byHeight = await run(input, [resizeOp({ height: 30 })]);
     assert.deepEqual([byHeight.pixels.width, byHeight.pixels.height], [60, 30]);
   });
 
   it("smart resize gives Qwen-VL's sizes, with defaults when fields are zero", async () => {
     const input = await solid(70, 42, RED).png().toBuffer();
-    const { pixels } = await run(input, [resize({ smart: { factor: 0, minPixels: 0, maxPixels: 0 } })]);
+    const { pixels } = await run(input, [resizeOp({ smart: { factor: 0, minPixels: 0, maxPixels: 0 } })]);
     assert.deepEqual([pixels.width, pixels.height], [56, 56]);
     const photo = await photoJpeg(1920, 1080);
-    const big = await run(photo, [resize({ smart: { factor: 28, minPixels: 3136, maxPixels: 200704 } })]);
+    const big = await run(photo, [resizeOp({ smart: { factor: 28, minPixels: 3136, maxPixels: 200704 } })]);
     assert.deepEqual([big.pixels.width, big.pixels.height], [588, 336]);
   });
 
   it("refuses no sizing, mixed sizing and bad smart parameters", async () => {
     const input = await quadrantPng;
-    await invalid(run(input, [resize({})]), /operations\[0\]\.resize needs width and\/or height, scale, or smart/);
-    await invalid(run(input, [resize({ width: 10, scale: 2 })]), /takes only one of width\/height, scale, or smart/);
+    await invalid(run(input, [resizeOp({})]), /operations\[0\]\.resize needs width and\/or height, scale, or smart/);
+    await invalid(run(input, [resizeOp({ width: 10, scale: 2 })]), /takes only one of width\/height, scale, or smart/);
     await invalid(
-      run(input, [resize({ smart: { factor: 28, minPixels: 1000, maxPixels: 10 } })]),
+      run(input, [resizeOp({ smart: { factor: 28, minPixels: 1000, maxPixels: 10 } })]),
       /operations\[0\]\.resize\.smart\.min_pixels \(1000\) must not exceed operations\[0\]\.resize\.smart\.max_pixels \(10\)/,
     );
-    await invalid(run(input, [resize({ scale: Number.NaN })]), /operations\[0\]\.resize\.scale must be finite/);
+    await invalid(run(input, [resizeOp({ scale: Number.NaN })]), /operations\[0\]\.resize\.scale must be finite/);
     await invalid(
-      run(input, [resize({ width: 20000 })]),
+      run(input, [resizeOp({ width: 20000 })]),
       /operations\[0\]\.resize\.width must be an integer in \[0, 16383\]/,
     );
   });

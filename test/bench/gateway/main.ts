@@ -78,30 +78,44 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
+/** Latencies of the calls that answered and the count of those that failed, for one loop. */
+class CallRecorder {
+  private readonly latencies: number[] = [];
+  private errors = 0;
+
+  async time(call: () => Promise<void>): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await call();
+      this.latencies.push(performance.now() - t0);
+    } catch {
+      this.errors += 1;
+    }
+  }
+
+  measured(started: number): Measured {
+    const latencies = this.latencies.sort((a, b) => a - b);
+    return { latencies, seconds: (performance.now() - started) / 1000, errors: this.errors };
+  }
+}
+
 /** `callers` closed loops calling `once` until `durationMs` has passed. */
 async function closedLoop(
   callers: number,
   durationMs: number,
   once: (caller: number) => Promise<void>,
 ): Promise<Measured> {
-  const latencies: number[] = [];
-  let errors = 0;
+  const recorder = new CallRecorder();
   const started = performance.now();
   const end = started + durationMs;
   await Promise.all(
     Array.from({ length: callers }, async (_, caller) => {
       do {
-        const t0 = performance.now();
-        try {
-          await once(caller);
-          latencies.push(performance.now() - t0);
-        } catch {
-          errors += 1;
-        }
+        await recorder.time(() => once(caller));
       } while (performance.now() < end);
     }),
   );
-  return { latencies: latencies.sort((a, b) => a - b), seconds: (performance.now() - started) / 1000, errors };
+  return recorder.measured(started);
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -119,8 +133,7 @@ async function pacedLoop(
   durationMs: number,
   once: (caller: number) => Promise<void>,
 ): Promise<Measured> {
-  const latencies: number[] = [];
-  let errors = 0;
+  const recorder = new CallRecorder();
   const meanGapMs = (callers / callsPerSecond) * 1000;
   const started = performance.now();
   const end = started + durationMs;
@@ -131,17 +144,11 @@ async function pacedLoop(
       for (let next = started + gap(); next < end; next += gap()) {
         const wait = next - performance.now();
         if (wait > 0) await sleep(wait);
-        const t0 = performance.now();
-        try {
-          await once(caller);
-          latencies.push(performance.now() - t0);
-        } catch {
-          errors += 1;
-        }
+        await recorder.time(() => once(caller));
       }
     }),
   );
-  return { latencies: latencies.sort((a, b) => a - b), seconds: (performance.now() - started) / 1000, errors };
+  return recorder.measured(started);
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux; clock ticks of 10 ms). */
