@@ -1,6 +1,5 @@
-import sharp, { type Metadata } from "sharp";
 import type { NamedImage } from "../../../generated/toolplane/code/v1/code.js";
-import { InvalidArgumentError } from "../../runtime/src/index.js";
+import { InvalidArgumentError, limitError, probeImage } from "../../runtime/src/index.js";
 import type { InputImage } from "./backend.js";
 
 export interface InputImageLimits {
@@ -13,21 +12,13 @@ export interface InputImageLimits {
 /** Variable names both languages accept (and no dunder names that would shadow interpreter internals). */
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
-const MIME_BY_FORMAT: Record<string, string> = {
-  png: "image/png",
-  jpeg: "image/jpeg",
-  webp: "image/webp",
-  gif: "image/gif",
-  tiff: "image/tiff",
-};
-
 /**
  * Validates CreateSessionRequest.images at the edge: names, inline data, and
  * that each image decodes (its header, with sharp) within the pixel limit.
  */
 export async function toInputImages(images: NamedImage[], limits: InputImageLimits): Promise<InputImage[]> {
   if (images.length > limits.maxImages) {
-    throw new InvalidArgumentError(`images has ${images.length} entries; the maximum is ${limits.maxImages}`);
+    throw limitError("images", images.length, limits.maxImages, "entries");
   }
   const seen = new Set<string>();
   const result: InputImage[] = [];
@@ -46,30 +37,13 @@ export async function toInputImages(images: NamedImage[], limits: InputImageLimi
         `${field}.image.data is required (sha256 references are resolved by the gateway before the code service)`,
       );
     }
-    let metadata: Metadata;
-    try {
-      metadata = await sharp(data, { limitInputPixels: limits.maxPixels }).metadata();
-    } catch (error) {
-      throw new InvalidArgumentError(`${field}.image.data is not a decodable image: ${(error as Error).message}`);
-    }
-    const mimeType = MIME_BY_FORMAT[metadata.format ?? ""];
-    if (!mimeType || !metadata.width || !metadata.height) {
-      throw new InvalidArgumentError(
-        `${field}.image.data has format ${metadata.format ?? "unknown"}; supported: PNG, JPEG, WebP, GIF, TIFF`,
-      );
-    }
-    if (metadata.width * metadata.height > limits.maxPixels) {
-      throw new InvalidArgumentError(
-        `${field}.image is ${metadata.width}x${metadata.height} pixels; the maximum is ${limits.maxPixels} pixels`,
-      );
-    }
-    const rotated = (metadata.orientation ?? 1) >= 5;
+    const probed = await probeImage(data, `${field}.image.data`, limits.maxPixels);
     result.push({
       name: named.name,
       data,
-      mimeType,
-      width: rotated ? metadata.height : metadata.width,
-      height: rotated ? metadata.width : metadata.height,
+      mimeType: probed.mimeType,
+      width: probed.width,
+      height: probed.height,
     });
   }
   return result;

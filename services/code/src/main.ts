@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { CodeServiceService } from "../../../generated/toolplane/code/v1/code.js";
 import {
+  address,
   baseConfigShape,
   ConfigError,
   createLogger,
@@ -54,10 +55,7 @@ const codeConfigShape = {
   TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
   TOOLPLANE_CODE_JS_ISOLATION: z.enum(["process", "in-process"]).default("process"),
   /** Image service for JavaScript's image.process(); empty = the helper is absent. */
-  TOOLPLANE_IMAGE_ADDR: z
-    .string()
-    .regex(/^$|^[^\s:]+:\d{1,5}$/, "expected host:port, or empty to leave image.process out")
-    .default(""),
+  TOOLPLANE_IMAGE_ADDR: address("", { optional: true }),
 };
 
 type CodeConfig = ReturnType<typeof loadConfig<typeof codeConfigShape>>;

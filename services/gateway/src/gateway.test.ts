@@ -10,6 +10,7 @@ import {
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { type SearchRequest, SearchServiceService } from "../../../generated/toolplane/search/v1/search.js";
 import {
+  canonicalJson,
   createLogger,
   type RecordKey,
   type ResultRecorder,
@@ -19,7 +20,7 @@ import {
 } from "../../runtime/src/index.js";
 import { AdmissionController } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
-import { type CallScope, canonicalJson, ToolGateway } from "./gateway.js";
+import { type CallScope, ToolGateway } from "./gateway.js";
 import { ImageStore } from "./image-store.js";
 import { SessionRegistry } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
@@ -131,7 +132,7 @@ describe("trajectory sessions", () => {
     assert.equal(store.size.heldBytes, 0);
     await assert.rejects(
       gateway.createSession({ rolloutId: "", trajectoryId: "", images: [], idleTtlSeconds: 7200 }),
-      /idle_ttl_seconds=7200 exceeds the limit of 3600 s/,
+      /idle_ttl_seconds is 7200 s, over the limit of 3600 s/,
     );
     close();
   });
@@ -262,7 +263,7 @@ describe("tool calls and the error taxonomy", () => {
     assert.equal(results[1]?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.match(results[1]?.error?.message ?? "", /calls\[1\]\.session_id: no open session "nope"/);
     const tooMany = Array.from({ length: 1025 }, () => execute(sessionId, "calculator", {}));
-    await assert.rejects(gateway.executeBatch(tooMany, scope()), /calls has 1025 items; the limit is 1024/);
+    await assert.rejects(gateway.executeBatch(tooMany, scope()), /calls has 1025 items, over the limit of 1024/);
     close();
   });
 

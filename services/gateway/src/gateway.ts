@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import { ErrorClass, type Image, type ToolError } from "../../../generated/toolplane/common/v1/common.js";
@@ -18,18 +17,27 @@ import {
 import {
   asToolplaneError,
   type CallStatus,
+  CancelledError,
   callAttributes,
+  canonicalJson,
   DeadlineExceededError,
+  type DeadlineTimer,
+  errorClassOf,
+  errorMessage,
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
+  limitError,
+  minDeadline,
   NotFoundError,
+  overLimit,
   type RecordKey,
   type ResultRecorder,
+  setDeadlineTimer,
+  sha256Hex,
   type ToolCallEvent,
   type ToolCallObserver,
-  ToolplaneError,
-  type ToolplaneErrorOptions,
+  type ToolplaneError,
   toToolError,
   UnavailableError,
   withStage,
@@ -96,18 +104,6 @@ export const recorderOff: ResultRecorder = {
   record: async () => undefined,
 };
 
-/** JSON with object keys sorted at every level: equal arguments give equal digests. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, item]) => item !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-
 /** No tool takes arguments nested this deep; deeper input is hostile and would overflow recursive walks. */
 const MAX_ARGUMENT_DEPTH = 32;
 
@@ -116,10 +112,6 @@ function assertNestingWithin<T extends object>(value: T, maxDepth: number): T {
     throw new InvalidArgumentError(`call arguments nest deeper than the limit of ${maxDepth} levels`);
   }
   return value;
-}
-
-function digest(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
 }
 
 const FORMAT_NAMES: Partial<Record<ModelFormat, ModelFormatName>> = {
@@ -183,20 +175,6 @@ const STATUS_NAMES: Record<ResultStatus, CallStatus | undefined> = {
   [ResultStatus.UNRECOGNIZED]: undefined,
 };
 
-/** The caller went away; INFRASTRUCTURE: nothing the model did. */
-class CancelledError extends ToolplaneError {
-  readonly code = status.CANCELLED;
-  constructor(message: string, options?: ToolplaneErrorOptions) {
-    super(message, "INFRASTRUCTURE", options);
-  }
-}
-
-function errorClassName(error: ToolError | undefined): "MODEL" | "INFRASTRUCTURE" | undefined {
-  if (error?.errorClass === ErrorClass.ERROR_CLASS_MODEL) return "MODEL";
-  if (error?.errorClass === ErrorClass.ERROR_CLASS_INFRASTRUCTURE) return "INFRASTRUCTURE";
-  return undefined;
-}
-
 function statusOf(error: ToolplaneError): ResultStatus {
   return error.errorClass === "MODEL" ? ResultStatus.RESULT_STATUS_MODEL_ERROR : ResultStatus.RESULT_STATUS_INFRA_ERROR;
 }
@@ -209,7 +187,7 @@ function statusOf(error: ToolplaneError): ResultStatus {
  */
 class CallSignal {
   private controller: AbortController | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: DeadlineTimer | undefined;
   private onCallerGone: (() => void) | undefined;
 
   constructor(
@@ -231,9 +209,8 @@ class CallSignal {
       } else {
         this.onCallerGone = () => controller.abort(this.caller.reason);
         this.caller.addEventListener("abort", this.onCallerGone, { once: true });
-        this.timer = setTimeout(
-          () => controller.abort(new Error("deadline exceeded")),
-          Math.max(0, this.deadlineMs - Date.now()),
+        this.timer = setDeadlineTimer(this.deadlineMs, () =>
+          controller.abort(new DeadlineExceededError("deadline exceeded")),
         );
       }
     }
@@ -242,7 +219,7 @@ class CallSignal {
 
   /** Drops the listener and the timer, when the signal was made. */
   dispose(): void {
-    clearTimeout(this.timer);
+    this.timer?.clear();
     if (this.onCallerGone) this.caller.removeEventListener("abort", this.onCallerGone);
   }
 }
@@ -314,11 +291,15 @@ export class ToolGateway {
     const idleTtlMs = ttlSeconds === 0 ? this.options.defaultIdleTtlMs : ttlSeconds * 1000;
     if (idleTtlMs > this.options.maxIdleTtlMs) {
       throw new InvalidArgumentError(
-        `idle_ttl_seconds=${ttlSeconds} exceeds the limit of ${this.options.maxIdleTtlMs / 1000} s (TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS)`,
+        overLimit(
+          `idle_ttl_seconds is ${ttlSeconds} s`,
+          `${this.options.maxIdleTtlMs / 1000} s`,
+          "TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS",
+        ),
       );
     }
     if (request.images.length > MAX_SESSION_IMAGES) {
-      throw new InvalidArgumentError(`images has ${request.images.length} items; the limit is ${MAX_SESSION_IMAGES}`);
+      throw limitError("images", request.images.length, MAX_SESSION_IMAGES, "items");
     }
     const store = this.options.store;
     // Hold each image while the session is built, so a concurrent upload cannot evict it.
@@ -401,7 +382,7 @@ export class ToolGateway {
         } catch (error) {
           // The code service reclaims it with its own TTL; the gateway session is gone either way.
           this.options.logger.warn(
-            { sessionId: session.id, codeSessionId: handle.id, err: (error as Error).message },
+            { sessionId: session.id, codeSessionId: handle.id, err: errorMessage(error) },
             "could not close code session",
           );
         }
@@ -423,9 +404,7 @@ export class ToolGateway {
   /** Calls run concurrently; each has its own session, deadline and result (partial success). */
   async executeBatch(requests: ExecuteRequest[], scope: CallScope): Promise<ToolResult[]> {
     if (requests.length > MAX_BATCH_CALLS) {
-      throw new InvalidArgumentError(`calls has ${requests.length} items; the limit is ${MAX_BATCH_CALLS}`, {
-        errorClass: "INFRASTRUCTURE",
-      });
+      throw limitError("calls", requests.length, MAX_BATCH_CALLS, "items", undefined, { errorClass: "INFRASTRUCTURE" });
     }
     return Promise.all(
       requests.map(async (request, index) => {
@@ -590,7 +569,7 @@ export class ToolGateway {
       () => this.performCall(session, call, scope, budget, turn),
       ({ result }) => ({
         status: STATUS_NAMES[result.status] ?? "INFRA_ERROR",
-        errorClass: errorClassName(result.error),
+        errorClass: errorClassOf(result.error),
         errorMessage: result.error?.message,
       }),
     );
@@ -628,13 +607,13 @@ export class ToolGateway {
     let outcome: CallOutcome;
     let announced = false;
     const timeoutMs = call.timeoutMs || tool?.defaultTimeoutMs || 60_000;
-    const deadlineMs = Math.min(scope.deadlineMs ?? Number.POSITIVE_INFINITY, startedAtMs + timeoutMs);
+    const deadlineMs = minDeadline(scope.deadlineMs, startedAtMs + timeoutMs);
     const callSignal = new CallSignal(scope.signal, deadlineMs);
     try {
       if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.name}`);
       const args = this.parseArguments(call.args);
       const canonicalArguments = canonicalJson(args);
-      event.argumentsDigest = digest(canonicalArguments);
+      event.argumentsDigest = sha256Hex(canonicalArguments);
       const context = this.toolContext(session, scope, deadlineMs, callSignal, timing);
       const prepared = tool.prepare(context, args);
       event.inputImages = prepared.inputImages;
@@ -671,7 +650,7 @@ export class ToolGateway {
     const totalMs = performance.now() - started;
     outcome.result.timing = { queueMs: timing.queueMs, executeMs: timing.executeMs, totalMs };
     if (!announced) {
-      event.argumentsDigest ||= digest(typeof call.args === "string" ? call.args : canonicalJson(call.args));
+      event.argumentsDigest ||= sha256Hex(typeof call.args === "string" ? call.args : canonicalJson(call.args));
       this.emit(event);
     }
     this.emit({
@@ -679,7 +658,7 @@ export class ToolGateway {
       phase: "finished",
       outputImages: outcome.outputImages,
       status: STATUS_NAMES[outcome.result.status],
-      errorClass: errorClassName(outcome.result.error),
+      errorClass: errorClassOf(outcome.result.error),
       errorCode: outcome.result.error?.code,
       errorMessage: outcome.result.error?.message,
       queueMs: timing.queueMs,
@@ -717,7 +696,7 @@ export class ToolGateway {
     try {
       parsed = JSON.parse(args);
     } catch (error) {
-      throw new InvalidArgumentError(`call.arguments_json is not valid JSON: ${(error as Error).message}`);
+      throw new InvalidArgumentError(`call.arguments_json is not valid JSON: ${errorMessage(error)}`);
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
       throw new InvalidArgumentError("call.arguments_json must be a JSON object");
@@ -904,7 +883,7 @@ export class ToolGateway {
     try {
       await this.recorder.record(key, bytes);
     } catch (error) {
-      this.options.logger.warn({ tool: key.tool, err: (error as Error).message }, "could not record tool result");
+      this.options.logger.warn({ tool: key.tool, err: errorMessage(error) }, "could not record tool result");
     }
   }
 
@@ -918,7 +897,7 @@ export class ToolGateway {
     const bytes = await this.recorder.lookup(key);
     if (!bytes) {
       throw new FailedPreconditionError(
-        `replay: no recorded result for ${key.tool} with these arguments and images (digest ${digest(key.canonicalArguments).slice(0, 12)})`,
+        `replay: no recorded result for ${key.tool} with these arguments and images (digest ${sha256Hex(key.canonicalArguments).slice(0, 12)})`,
       );
     }
     return this.inTurn(turn, async () => {
@@ -947,7 +926,7 @@ export class ToolGateway {
     try {
       this.observer.onEvent(event);
     } catch (error) {
-      this.options.logger.warn({ err: (error as Error).message }, "tool call observer threw");
+      this.options.logger.warn({ err: errorMessage(error) }, "tool call observer threw");
     }
   }
 }

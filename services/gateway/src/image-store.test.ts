@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import sharp from "sharp";
-import { ImageStore, sha256Hex } from "./image-store.js";
+import { sha256Hex } from "../../runtime/src/index.js";
+import { ImageStore } from "./image-store.js";
 
 function png(width: number, height: number, seed = 0): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: seed % 256, g: (seed >> 8) % 256, b: 7 } } })

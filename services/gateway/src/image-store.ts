@@ -1,6 +1,11 @@
-import { createHash } from "node:crypto";
-import sharp, { type Metadata } from "sharp";
-import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from "../../runtime/src/index.js";
+import {
+  InvalidArgumentError,
+  isSha256,
+  NotFoundError,
+  probeImage,
+  ResourceExhaustedError,
+  sha256Hex,
+} from "../../runtime/src/index.js";
 
 export interface StoredImage {
   /** Lowercase hex sha256 of `data`. */
@@ -14,49 +19,6 @@ export interface StoredImage {
 interface Entry extends StoredImage {
   /** Live sessions holding the image; a held image is never evicted. */
   refs: number;
-}
-
-const MIME_BY_FORMAT: Record<string, string> = {
-  png: "image/png",
-  jpeg: "image/jpeg",
-  webp: "image/webp",
-  gif: "image/gif",
-  tiff: "image/tiff",
-};
-
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-export function isSha256(value: string): boolean {
-  return SHA256_HEX.test(value);
-}
-
-/** Reads the header only (no pixel decode): format, size after EXIF orientation. */
-export async function probeImage(data: Buffer, field: string): Promise<Omit<StoredImage, "sha256" | "data">> {
-  if (data.length === 0) throw new InvalidArgumentError(`${field} is empty; expected encoded image bytes`);
-  let metadata: Metadata;
-  try {
-    metadata = await sharp(data, { limitInputPixels: 268_402_689 }).metadata();
-  } catch (error) {
-    throw new InvalidArgumentError(
-      `${field} is not a decodable image (${error instanceof Error ? error.message : String(error)}); expected PNG, JPEG, WebP, GIF or TIFF`,
-    );
-  }
-  const mimeType = MIME_BY_FORMAT[metadata.format ?? ""];
-  if (mimeType === undefined || !metadata.width || !metadata.height) {
-    throw new InvalidArgumentError(
-      `${field} has unsupported format "${metadata.format}"; expected PNG, JPEG, WebP, GIF or TIFF`,
-    );
-  }
-  const rotated = (metadata.orientation ?? 1) >= 5;
-  return {
-    mimeType,
-    width: rotated ? metadata.height : metadata.width,
-    height: rotated ? metadata.width : metadata.height,
-  };
 }
 
 /**
@@ -85,8 +47,8 @@ export class ImageStore {
       if (options.hold) this.retain(sha256);
       return existing;
     }
-    const probed = await probeImage(data, options.field ?? "image.data");
-    return this.insert({ sha256, data, ...probed }, options.hold ?? false);
+    const { mimeType, width, height } = await probeImage(data, options.field ?? "image.data");
+    return this.insert({ sha256, data, mimeType, width, height }, options.hold ?? false);
   }
 
   /** Stores an image whose metadata is already known (tool outputs). */

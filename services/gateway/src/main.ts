@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ToolGatewayService } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
+  address,
   baseConfigShape,
   combineObservers,
   createCallObserver,
@@ -22,13 +23,6 @@ import { ImageStore } from "./image-store.js";
 import { createToolGatewayImplementation } from "./server.js";
 import { SessionRegistry } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
-
-const address = (fallback: string) =>
-  z
-    .string()
-    // host:port, [v6]:port or a grpc target such as dns:///host:port.
-    .regex(/^\S+:\d+$/, "expected host:port")
-    .default(fallback);
 
 const gatewayConfigShape = {
   ...baseConfigShape,

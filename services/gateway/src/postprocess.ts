@@ -1,6 +1,5 @@
 import sharp from "sharp";
-import { InternalError } from "../../runtime/src/index.js";
-import { probeImage } from "./image-store.js";
+import { errorMessage, InternalError, type ProbedImage, probeImage } from "../../runtime/src/index.js";
 
 /** Qwen-VL rejects images with a side under this many pixels. */
 export const MIN_SHORT_SIDE = 32;
@@ -51,14 +50,15 @@ export interface DisplayImage extends Size {
  * decode is a backend bug (INFRASTRUCTURE), not the model's fault.
  */
 export async function prepareForModel(data: Buffer): Promise<DisplayImage> {
-  let probed: Awaited<ReturnType<typeof probeImage>>;
+  let probed: ProbedImage;
   try {
     probed = await probeImage(data, "tool image");
   } catch (error) {
-    throw new InternalError(`a tool returned an image that does not decode: ${(error as Error).message}`);
+    throw new InternalError(`a tool returned an image that does not decode: ${errorMessage(error)}`);
   }
   const target = displaySize(probed);
-  if (target.width === probed.width && target.height === probed.height) return { data, ...probed };
+  if (target.width === probed.width && target.height === probed.height)
+    return { data, mimeType: probed.mimeType, width: probed.width, height: probed.height };
   const resized = await sharp(data)
     .rotate()
     .resize(target.width, target.height, { fit: "fill", kernel: "lanczos3" })

@@ -8,6 +8,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   type InvokeOptions,
+  isSha256,
   NotFoundError,
   type ToolplaneError,
   UnavailableError,
@@ -15,7 +16,7 @@ import {
 import type { BackendName } from "./admission.js";
 import type { Backends } from "./backends.js";
 import { codeObservation, imageSearchObservation, searchObservation, ZOOM_INVALID, ZOOM_TOOL } from "./formats.js";
-import { isSha256, type StoredImage } from "./image-store.js";
+import type { StoredImage } from "./image-store.js";
 import type { CodeLanguage, CodeSessionHandle, TrajectorySession } from "./sessions.js";
 
 /** What a tool's code may use while it runs one call. */

@@ -1,5 +1,11 @@
 import { ImageFormat, type Operation, type OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError, recordSpanError, startStage, withStage } from "../../runtime/src/index.js";
+import {
+  InvalidArgumentError,
+  recordSpanError,
+  requireInteger,
+  startStage,
+  withStage,
+} from "../../runtime/src/index.js";
 import { type DecodedCache, decodedCacheKey } from "./decoded-cache.js";
 import { withMinShortSide } from "./geometry.js";
 import { type ImageLimits, limitText, MAX_SIDE, type WorkQueue } from "./limits.js";
@@ -23,7 +29,6 @@ import {
   type StepContext,
   settle,
 } from "./raster.js";
-import { requireInteger } from "./validate.js";
 
 export interface CallLimits {
   /** Aborted when the caller cancels or its deadline passes. */

@@ -1,6 +1,5 @@
 import { type Box, CoordinateUnit, type Point } from "../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError } from "../../runtime/src/index.js";
-import { requireFinite } from "./validate.js";
+import { InvalidArgumentError, requireFinite } from "../../runtime/src/index.js";
 
 /**
  * The one place where box and point coordinates become pixels. Units are always

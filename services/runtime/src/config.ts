@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ADDRESS_FORMS, addressProblem } from "./address.js";
 
 /** Raised when the environment does not satisfy a service's config schema. */
 export class ConfigError extends Error {
@@ -10,6 +11,20 @@ export class ConfigError extends Error {
 
 /** A TCP port from the environment: 0 means "pick a free one" (tests). */
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+/**
+ * A service address (gRPC target), validated by the one address validator.
+ * With `optional`, the empty string (the default) means "not configured".
+ */
+export const address = (fallback: string, options: { optional?: boolean } = {}) =>
+  z
+    .string()
+    .superRefine((value, context) => {
+      if (options.optional && value === "") return;
+      const problem = addressProblem(value);
+      if (problem) context.addIssue({ code: "custom", message: `expected ${ADDRESS_FORMS}: ${problem}` });
+    })
+    .default(fallback);
 
 /** A positive integer with a default, for limits and sizes. */
 export const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);

@@ -7,6 +7,26 @@ export const RETRY_AFTER_KEY = "toolplane-retry-after-ms";
 
 export type ErrorClassName = "MODEL" | "INFRASTRUCTURE";
 
+/** The message of any thrown value (as grpc-js `getErrorMessage`). */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Error class <-> wire enum, in one table. */
+const ERROR_CLASS_WIRE: Record<ErrorClassName, ErrorClass> = {
+  MODEL: ErrorClass.ERROR_CLASS_MODEL,
+  INFRASTRUCTURE: ErrorClass.ERROR_CLASS_INFRASTRUCTURE,
+};
+
+/** The class name of an in-band error's wire enum; undefined when unset. */
+export function errorClassOf(error: Pick<ToolError, "errorClass"> | undefined): ErrorClassName | undefined {
+  if (error === undefined) return undefined;
+  for (const [name, wire] of Object.entries(ERROR_CLASS_WIRE)) {
+    if (wire === error.errorClass) return name as ErrorClassName;
+  }
+  return undefined;
+}
+
 export interface ToolplaneErrorOptions {
   errorClass?: ErrorClassName;
   retryAfterMs?: number;
@@ -75,6 +95,17 @@ export class DeadlineExceededError extends ToolplaneError {
   }
 }
 
+/**
+ * The caller went away: INFRASTRUCTURE, nothing the model did. Cancellation is
+ * its own error, never a DeadlineExceededError.
+ */
+export class CancelledError extends ToolplaneError {
+  readonly code = status.CANCELLED;
+  constructor(message: string, options?: ToolplaneErrorOptions) {
+    super(message, "INFRASTRUCTURE", options);
+  }
+}
+
 /** A dependency (sandbox, provider, service) is down or died. */
 export class UnavailableError extends ToolplaneError {
   readonly code = status.UNAVAILABLE;
@@ -108,7 +139,7 @@ export function toServiceError(error: unknown): Partial<ServiceError> & { code: 
       ? error
       : isServiceError(error)
         ? fromServiceError(error)
-        : new InternalError(error instanceof Error ? error.message : String(error));
+        : new InternalError(errorMessage(error));
   const metadata = new Metadata();
   metadata.set(ERROR_CLASS_KEY, mapped.errorClass);
   if (mapped.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_KEY, String(mapped.retryAfterMs));
@@ -135,11 +166,26 @@ class RemoteError extends ToolplaneError {
   }
 }
 
+type ErrorConstructor = new (message: string, options?: ToolplaneErrorOptions) => ToolplaneError;
+
+/** gRPC status <-> error class, in one table: a remote error comes back as the same type it left as. */
+const ERROR_BY_STATUS: Partial<Record<status, ErrorConstructor>> = {
+  [status.INVALID_ARGUMENT]: InvalidArgumentError,
+  [status.NOT_FOUND]: NotFoundError,
+  [status.FAILED_PRECONDITION]: FailedPreconditionError,
+  [status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
+  [status.DEADLINE_EXCEEDED]: DeadlineExceededError,
+  [status.CANCELLED]: CancelledError,
+  [status.UNAVAILABLE]: UnavailableError,
+  [status.UNAUTHENTICATED]: UnauthenticatedError,
+  [status.INTERNAL]: InternalError,
+};
+
 /**
  * Reads a ServiceError received from another toolplane service back into a
- * ToolplaneError, keeping the remote's error class. Errors without the class
- * metadata come from the transport (connection refused, deadline) and are
- * INFRASTRUCTURE.
+ * ToolplaneError of the class its status names, keeping the remote's error
+ * class. Errors without the class metadata come from the transport
+ * (connection refused, deadline) and are INFRASTRUCTURE.
  */
 export function fromServiceError(error: ServiceError): ToolplaneError {
   const classValue = error.metadata?.get(ERROR_CLASS_KEY)[0];
@@ -147,24 +193,68 @@ export function fromServiceError(error: ServiceError): ToolplaneError {
   const errorClass: ErrorClassName = classValue === "MODEL" ? "MODEL" : "INFRASTRUCTURE";
   const retryAfterMs = retryValue === undefined ? undefined : Number(retryValue);
   const message = error.details || error.message;
-  return new RemoteError(error.code, message, { errorClass, retryAfterMs, cause: error });
+  const options = { errorClass, retryAfterMs, cause: error };
+  const Typed = ERROR_BY_STATUS[error.code];
+  return Typed ? new Typed(message, options) : new RemoteError(error.code, message, options);
 }
 
 /** Any thrown value as a ToolplaneError (for in-band reporting). */
 export function asToolplaneError(error: unknown): ToolplaneError {
   if (error instanceof ToolplaneError) return error;
   if (isServiceError(error)) return fromServiceError(error);
-  return new InternalError(error instanceof Error ? error.message : String(error), { cause: error });
+  return new InternalError(errorMessage(error), { cause: error });
 }
 
-/** The in-band (response body) form of an error. */
+/** Fields of an in-band error that is not a thrown one (a tool's own failure, a parse error). */
+export interface ToolErrorFields {
+  errorClass: ErrorClassName;
+  /** gRPC status name, e.g. "INVALID_ARGUMENT". */
+  code: string;
+  message: string;
+}
+
+/**
+ * The in-band (response body) form of an error: the only way a ToolError is
+ * built. Takes a thrown value, or the fields of a failure that was not thrown.
+ */
 export function toToolError(error: unknown): ToolError {
+  if (isToolErrorFields(error)) {
+    return {
+      errorClass: ERROR_CLASS_WIRE[error.errorClass],
+      code: error.code,
+      message: error.message,
+      retryable: false,
+      retryAfterMs: 0,
+    };
+  }
   const mapped = asToolplaneError(error);
   return {
-    errorClass: mapped.errorClass === "MODEL" ? ErrorClass.ERROR_CLASS_MODEL : ErrorClass.ERROR_CLASS_INFRASTRUCTURE,
+    errorClass: ERROR_CLASS_WIRE[mapped.errorClass],
     code: status[mapped.code] ?? "UNKNOWN",
     message: mapped.message,
     retryable: mapped.retryable,
     retryAfterMs: mapped.retryAfterMs ?? 0,
   };
+}
+
+function isToolErrorFields(value: unknown): value is ToolErrorFields {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    !(value instanceof Error) &&
+    typeof (value as ToolErrorFields).code === "string" &&
+    typeof (value as ToolErrorFields).message === "string" &&
+    ((value as ToolErrorFields).errorClass === "MODEL" || (value as ToolErrorFields).errorClass === "INFRASTRUCTURE")
+  );
+}
+
+/**
+ * The error for work stopped because its signal aborted: DEADLINE_EXCEEDED when
+ * the signal was aborted for a deadline (its reason is a DeadlineExceededError,
+ * as the gRPC server layer and the gateway set it), CANCELLED otherwise.
+ */
+export function stoppedError(signal: AbortSignal | undefined, message: string): ToolplaneError {
+  return signal?.reason instanceof DeadlineExceededError
+    ? new DeadlineExceededError(message)
+    : new CancelledError(message);
 }

@@ -6,7 +6,7 @@ import {
   Metadata,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { DeadlineExceededError, fromServiceError } from "./errors.js";
+import { fromServiceError, stoppedError } from "./errors.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc-server.js";
 import {
   channelCredentials,
@@ -65,7 +65,7 @@ export function invoke<Request, Response>(
 ): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     if (options.signal?.aborted) {
-      reject(new DeadlineExceededError("call cancelled before it was sent"));
+      reject(stoppedError(options.signal, "call cancelled before it was sent"));
       return;
     }
     const callOptions: Partial<CallOptions> = {};

@@ -15,7 +15,8 @@ import { ReflectionService } from "@grpc/reflection";
 import { trace } from "@opentelemetry/api";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { loadConfig } from "./config.js";
-import { ERROR_CLASS_KEY, toServiceError } from "./errors.js";
+import { setDeadlineTimer } from "./deadline.js";
+import { CancelledError, DeadlineExceededError, ERROR_CLASS_KEY, toServiceError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import {
   grpcServerCalls,
@@ -182,15 +183,16 @@ export function unary<Request, Response>(
     const started = performance.now();
     const controller = new AbortController();
     const deadlineMs = deadlineOf(call as ServerUnaryCall<unknown, unknown>);
-    let timer: NodeJS.Timeout | undefined;
-    if (deadlineMs !== undefined) {
-      timer = setTimeout(() => controller.abort(new Error("deadline exceeded")), Math.max(0, deadlineMs - Date.now()));
-    }
+    // The reason tells work that stops on this signal which of the two happened (stoppedError).
+    const timer =
+      deadlineMs === undefined
+        ? undefined
+        : setDeadlineTimer(deadlineMs, () => controller.abort(new DeadlineExceededError("deadline exceeded")));
     let answered = false;
     // grpc-js also emits "cancelled" once the answer is sent, for every call: only an
     // earlier one means the caller went away (aborting after the fact would cost an Error per call).
     call.on("cancelled", () => {
-      if (!answered) controller.abort(new Error("cancelled by caller"));
+      if (!answered) controller.abort(new CancelledError("cancelled by caller"));
     });
     const context: CallContext = {
       metadata: call.metadata,
@@ -201,7 +203,7 @@ export function unary<Request, Response>(
     handler(call.request, context).then(
       (response) => {
         answered = true;
-        clearTimeout(timer);
+        timer?.clear();
         const ms = performance.now() - started;
         logger.debug({ method, ms }, "call ok");
         grpcServerCalls.inc({ method, code: "OK" });
@@ -210,7 +212,7 @@ export function unary<Request, Response>(
       },
       (error: unknown) => {
         answered = true;
-        clearTimeout(timer);
+        timer?.clear();
         const serviceError = toServiceError(error);
         const errorClass = serviceError.metadata?.get(ERROR_CLASS_KEY)[0] === "MODEL" ? "MODEL" : "INFRASTRUCTURE";
         const ms = performance.now() - started;

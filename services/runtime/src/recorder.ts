@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { appendFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +9,7 @@ import type { RecorderMode, RecordKey, ResultRecorder, ToolCallEvent } from "./c
 import { ConfigError, positiveInt } from "./config.js";
 import { UnavailableError } from "./errors.js";
 import type { StoppableObserver } from "./events.js";
+import { sha256Hex } from "./image.js";
 import type { Logger } from "./logger.js";
 
 export const RESULTS_BUCKET = "toolplane_results";
@@ -27,23 +27,19 @@ export const recorderConfigShape = {
 
 export type RecorderConfig = z.infer<z.ZodObject<typeof recorderConfigShape>> & { TOOLPLANE_NATS_URL?: string };
 
-/** JSON with object keys sorted at every level: the same value always gives the same bytes. */
+/**
+ * JSON with object keys sorted at every level and undefined members left out:
+ * equal values always give the same bytes (and so the same digest).
+ */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value !== null && typeof value === "object") {
-    const sorted: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) sorted[key] = sortKeys((value as Record<string, unknown>)[key]);
-    return sorted;
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, item]) => item !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
   }
-  return value;
-}
-
-export function sha256Hex(data: string | Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
+  return JSON.stringify(value) ?? "null";
 }
 
 /** The storage key of a result: sha256 of the canonical JSON of the whole RecordKey. */

@@ -1,12 +1,11 @@
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import sharp from "sharp";
 import type { AnnotateOp, Annotation } from "../../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError } from "../../../runtime/src/index.js";
+import { InvalidArgumentError, requireInteger } from "../../../runtime/src/index.js";
 import { requireColour } from "../colour.js";
 import { type ImageLimits, limitText } from "../limits.js";
 import { type Raster, runStep, type StepContext, toRaster, writableRaster } from "../raster.js";
 import { boxToPixels, boxToRegion, pointToPixels, requirePointInside, type Size } from "../units.js";
-import { requireInteger } from "../validate.js";
 import { type Step, sizeOf } from "./step.js";
 
 const MAX_LABEL_CHARS = 256;

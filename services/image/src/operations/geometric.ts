@@ -7,7 +7,7 @@ import {
   type RotateOp,
   type ZoomOp,
 } from "../../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError } from "../../../runtime/src/index.js";
+import { InvalidArgumentError, requireFinite, requireInteger, requireRange } from "../../../runtime/src/index.js";
 import { enlargeBicubic, isBicubicEnlargement } from "../bicubic.js";
 import { colourIsOpaque, requireColour } from "../colour.js";
 import {
@@ -21,7 +21,6 @@ import {
 import { MAX_SIDE } from "../limits.js";
 import { hasAlpha, type Pass, type PassOptions, pass, type Raster, type Source, type StepContext } from "../raster.js";
 import { boxToPixels, boxToRegion, type Region, type Size } from "../units.js";
-import { requireFinite, requireInteger, requireRange } from "../validate.js";
 import { requireOutputSize, type Step, sizeOf } from "./step.js";
 
 /**

@@ -6,9 +6,8 @@ import type {
   SharpenOp,
   ThresholdOp,
 } from "../../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError } from "../../../runtime/src/index.js";
+import { InvalidArgumentError, requireInteger, requireRange } from "../../../runtime/src/index.js";
 import { ensureTimeLeft, pass, type Raster, runStep, type Source, type StepContext, toRaster } from "../raster.js";
-import { requireInteger, requireRange } from "../validate.js";
 import type { Step } from "./step.js";
 
 const MAX_TONE_FACTOR = 10;

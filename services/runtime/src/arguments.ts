@@ -1,0 +1,65 @@
+import { InvalidArgumentError, type ToolplaneErrorOptions } from "./errors.js";
+
+/**
+ * Argument checks for the edge of a service, in one wording (as sharp's
+ * `invalidParameterError`): every message names the field, as the proto or the
+ * tool's schema spells it, and the allowed range or limit, so a caller, or a
+ * model reading the error, knows exactly what to fix.
+ */
+
+/** The one wording of a limit: "<subject>, over the limit of <limit>[ (<VARIABLE>)]". */
+export function overLimit(subject: string, limit: number | string, variable?: string): string {
+  return `${subject}, over the limit of ${limit}${variable ? ` (${variable})` : ""}`;
+}
+
+/**
+ * INVALID_ARGUMENT for a value over its limit: `limitError("calls", 1025, 1024, "items")`
+ * says "calls has 1025 items, over the limit of 1024".
+ */
+export function limitError(
+  field: string,
+  actual: number,
+  limit: number,
+  unit: string,
+  shown?: string,
+  options: ToolplaneErrorOptions & { variable?: string } = {},
+): InvalidArgumentError {
+  const { variable, ...errorOptions } = options;
+  const subject = shown === undefined ? `${field} has ${actual} ${unit}` : `${field} is ${shown} = ${actual} ${unit}`;
+  return new InvalidArgumentError(overLimit(subject, limit, variable), errorOptions);
+}
+
+export function requireFinite(field: string, value: number): number {
+  if (!Number.isFinite(value)) throw new InvalidArgumentError(`${field} must be finite, got ${value}`);
+  return value;
+}
+
+export interface RangeOptions {
+  /** The lower bound itself is not allowed. */
+  minExclusive?: boolean;
+}
+
+/** A finite number within [min, max] (or (min, max] with minExclusive). */
+export function requireRange(
+  field: string,
+  value: number,
+  min: number,
+  max: number,
+  options: RangeOptions = {},
+): number {
+  requireFinite(field, value);
+  const belowMin = options.minExclusive ? value <= min : value < min;
+  if (belowMin || value > max) {
+    const range = `${options.minExclusive ? "(" : "["}${min}, ${max}]`;
+    throw new InvalidArgumentError(`${field} must be in ${range}, got ${value}`);
+  }
+  return value;
+}
+
+/** A whole number within [min, max]. */
+export function requireInteger(field: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${field} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
