@@ -205,6 +205,25 @@ describe("tool calls and the error taxonomy", () => {
     close();
   });
 
+  // The JavaScript host rejected a misspelled operation field while image_process dropped it silently.
+  it("image_process rejects a misspelled operation field as the JavaScript host does, before any backend call", async () => {
+    const { gateway, close } = setup();
+    const { sessionId } = await gateway.createSession({
+      rolloutId: "",
+      trajectoryId: "",
+      images: [{ data: await png(20, 20), sha256: undefined, mimeType: "", width: 0, height: 0 }],
+      idleTtlSeconds: 0,
+    });
+    const result = await gateway.execute(
+      execute(sessionId, "image_process", { image: "image_1", operations: [{ rotate: { angel: 90 } }] }),
+      scope(),
+    );
+    assert.equal(result.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+    assert.equal(result.error?.code, "INVALID_ARGUMENT");
+    assert.match(result.text, /arguments\.operations\[0\]\.rotate has an unknown field "angel"/);
+    close();
+  });
+
   it("a backend that is down is an INFRA_ERROR, never shown to the model", async () => {
     const events: ToolCallEvent[] = [];
     const { gateway, close } = setup({ events });

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import type { ExecuteResponse as CodeExecuteResponse } from "../../../generated/toolplane/code/v1/code.js";
-import { CoordinateUnit, Operation, OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
+import { CoordinateUnit, type Operation, type OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
 import type { SearchResponse } from "../../../generated/toolplane/search/v1/search.js";
 import {
   DeadlineExceededError,
@@ -10,6 +10,9 @@ import {
   type InvokeOptions,
   isSha256,
   NotFoundError,
+  OPERATION_KINDS,
+  parseOperation,
+  parseOutputOptions,
   type ToolplaneError,
   UnavailableError,
 } from "../../runtime/src/index.js";
@@ -398,27 +401,11 @@ const zoomTool: ToolDefinition = {
   modelErrorText: () => ZOOM_INVALID,
 };
 
-const OPERATION_KINDS = [
-  "crop",
-  "zoom",
-  "rotate",
-  "flip",
-  "resize",
-  "adjust",
-  "sharpen",
-  "blur",
-  "normalize",
-  "grayscale",
-  "threshold",
-  "invert",
-  "annotate",
-] as const;
 const MAX_OPERATIONS = 32;
 
 const imageProcessTool: ToolDefinition = {
   name: "image_process",
-  description:
-    "Run a pipeline of image operations (crop, zoom, rotate, flip, resize, adjust, sharpen, blur, normalize, grayscale, threshold, invert, annotate) on an image and return the result.",
+  description: `Run a pipeline of image operations (${OPERATION_KINDS.join(", ")}) on an image and return the result.`,
   parameters: {
     type: "object",
     properties: {
@@ -451,20 +438,8 @@ const imageProcessTool: ToolDefinition = {
     if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_OPERATIONS) {
       throw new InvalidArgumentError(`arguments.operations must be an array of 1..${MAX_OPERATIONS} operations`);
     }
-    const operations = raw.map((item, index) => {
-      const keys = typeof item === "object" && item !== null && !Array.isArray(item) ? Object.keys(item) : [];
-      if (keys.length !== 1 || !(OPERATION_KINDS as readonly string[]).includes(keys[0] as string)) {
-        throw new InvalidArgumentError(
-          `arguments.operations[${index}] must be an object with exactly one of: ${OPERATION_KINDS.join(", ")}`,
-        );
-      }
-      return Operation.fromJSON(item);
-    });
-    const outputArg = args.output;
-    if (outputArg !== undefined && (typeof outputArg !== "object" || outputArg === null || Array.isArray(outputArg))) {
-      throw new InvalidArgumentError("arguments.output must be an object");
-    }
-    const output = outputArg === undefined ? undefined : OutputOptions.fromJSON(outputArg);
+    const operations = raw.map((item, index) => parseOperation(item, `arguments.operations[${index}]`));
+    const output = args.output === undefined ? undefined : parseOutputOptions(args.output, "arguments.output");
     return {
       inputImages: [image.sha256],
       run: () => processOnImageService(context, image, operations, output),

@@ -6,6 +6,7 @@ import {
   SearchServiceClient,
   SearchServiceService,
 } from "../../../generated/toolplane/search/v1/search.js";
+import { CancelledError } from "./errors.js";
 import { createClient, invoke } from "./grpc-client.js";
 import { type CallContext, type RunningServer, startGrpcServer, unary } from "./grpc-server.js";
 import { createLogger } from "./logger.js";
@@ -76,6 +77,20 @@ describe("unary(): the handler's abort signal", () => {
     assert.ok(signal);
     if (!signal.aborted) await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
     assert.match(String((signal.reason as Error).message), /cancelled by caller/);
+    assert.ok(signal.reason instanceof CancelledError, "cancellation is its own error, not a deadline");
     release?.();
+  });
+
+  // Node turns a timer delay above 2^31-1 ms into 1 ms: unclamped, a far deadline aborted the call at once.
+  it("does not abort a call whose deadline is further away than 2^31-1 ms", async () => {
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const call = invoke(client, client.search, { ...request, query: "wait" }, { deadlineMs: Date.now() + 2 ** 32 });
+    await running;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(seen?.signal.aborted, false);
+    release?.();
+    await call;
   });
 });

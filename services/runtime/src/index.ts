@@ -8,6 +8,7 @@ export * from "./events.js";
 export * from "./grpc-client.js";
 export * from "./grpc-server.js";
 export * from "./image.js";
+export * from "./image-operations.js";
 export * from "./lifecycle.js";
 export * from "./logger.js";
 export * from "./metrics.js";

@@ -1,11 +1,17 @@
 import sharp from "sharp";
-import {
-  type ImageServiceClient,
+import type {
+  ImageServiceClient,
   Operation,
   OutputOptions,
-  type ProcessResponse,
+  ProcessResponse,
 } from "../../../../generated/toolplane/image/v1/image.js";
-import { asToolplaneError, invoke } from "../../../runtime/src/index.js";
+import {
+  asToolplaneError,
+  errorMessage,
+  invoke,
+  parseOperation,
+  parseOutputOptions,
+} from "../../../runtime/src/index.js";
 
 /**
  * Host halves of the sandbox's image helpers. They answer with a plain reply
@@ -60,61 +66,8 @@ export async function toDisplayPng(
     // A full decode and re-encode: validates every byte and hands the model a PNG whatever came in.
     return { png: await input.rotate().png().toBuffer() };
   } catch (error) {
-    return fail("TypeError", `display(bytes, mime): bytes are not a decodable image: ${(error as Error).message}`);
+    return fail("TypeError", `display(bytes, mime): bytes are not a decodable image: ${errorMessage(error)}`);
   }
-}
-
-/** Enum fields a model may write by their short name ("pixels" for COORDINATE_UNIT_PIXELS). */
-const ENUM_PREFIXES: Record<string, string> = {
-  unit: "COORDINATE_UNIT_",
-  fit: "FIT_",
-  axis: "AXIS_",
-  format: "IMAGE_FORMAT_",
-};
-
-const camelCase = (key: string) => key.replace(/_([a-z0-9])/g, (_match, letter: string) => letter.toUpperCase());
-
-/** snake_case keys to the proto JSON (camelCase) names and short enum names to full ones. */
-function normalise(value: unknown, key = ""): unknown {
-  if (Array.isArray(value)) return value.map((item) => normalise(item));
-  if (typeof value === "object" && value !== null) {
-    return Object.fromEntries(
-      Object.entries(value).map(([name, inner]) => [camelCase(name), normalise(inner, camelCase(name))]),
-    );
-  }
-  const prefix = ENUM_PREFIXES[key];
-  if (prefix !== undefined && typeof value === "string") {
-    const upper = value.toUpperCase();
-    return upper.startsWith(prefix) ? upper : `${prefix}${upper}`;
-  }
-  return value;
-}
-
-/**
- * ts-proto's fromJSON ignores unknown fields and maps unknown enum names to -1:
- * both would silently do something other than what the model asked, so both
- * are rejected here with the path of the offending field.
- */
-function checkParsed(input: unknown, parsed: unknown, path: string): string | undefined {
-  if (parsed === -1) return `${path} has an unknown value ${JSON.stringify(input)}`;
-  if (Array.isArray(input)) {
-    if (!Array.isArray(parsed)) return `${path} must not be a list`;
-    for (const [index, item] of input.entries()) {
-      const problem = checkParsed(item, parsed[index], `${path}[${index}]`);
-      if (problem) return problem;
-    }
-    return undefined;
-  }
-  if (typeof input !== "object" || input === null) return undefined;
-  if (typeof parsed !== "object" || parsed === null) return `${path} must be a number, string or boolean`;
-  for (const [key, inner] of Object.entries(input)) {
-    if (!(key in parsed)) {
-      return `${path} has an unknown field ${JSON.stringify(key)} (known: ${Object.keys(parsed).join(", ")})`;
-    }
-    const problem = checkParsed(inner, (parsed as Record<string, unknown>)[key], `${path}.${key}`);
-    if (problem) return problem;
-  }
-  return undefined;
 }
 
 export interface ProcessArguments {
@@ -122,34 +75,24 @@ export interface ProcessArguments {
   output: OutputOptions;
 }
 
-/** Parses the JSON the sandbox sent for image.process(image, operations, output). */
+/**
+ * Parses the JSON the sandbox sent for image.process(image, operations, output)
+ * with the same strict parser as the gateway's image_process; throws when it is not JSON.
+ */
 export function parseProcessArguments(operationsJson: string, outputJson: string): ProcessArguments | HostReply {
-  const fail = (message: string): HostReply => ({
-    ok: false,
-    type: "TypeError",
-    message: `image.process(image, operations, output): ${message}`,
-  });
-  const rawOperations = normalise(JSON.parse(operationsJson) as unknown);
-  const list = Array.isArray(rawOperations) ? rawOperations : [rawOperations];
-  const operations: Operation[] = [];
-  for (const [index, raw] of list.entries()) {
-    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-      return fail(`operations[${index}] must be an object such as {crop: {box: {left, top, right, bottom}}}`);
-    }
-    const names = Object.keys(raw);
-    if (names.length !== 1) {
-      return fail(`operations[${index}] must name exactly one operation, got ${names.length} (${names.join(", ")})`);
-    }
-    const parsed = Operation.fromJSON(raw);
-    const problem = checkParsed(raw, parsed, `operations[${index}]`);
-    if (problem) return fail(problem);
-    operations.push(parsed);
+  const rawOperations = JSON.parse(operationsJson) as unknown;
+  const rawOutput = JSON.parse(outputJson) as unknown;
+  try {
+    const list = Array.isArray(rawOperations) ? rawOperations : [rawOperations];
+    const operations = list.map((raw, index) => parseOperation(raw, `operations[${index}]`));
+    return { operations, output: parseOutputOptions(rawOutput, "output") };
+  } catch (error) {
+    return {
+      ok: false,
+      type: "TypeError",
+      message: `image.process(image, operations, output): ${errorMessage(error)}`,
+    };
   }
-  const rawOutput = normalise(JSON.parse(outputJson) as unknown);
-  const output = OutputOptions.fromJSON(rawOutput);
-  const problem = checkParsed(rawOutput, output, "output");
-  if (problem) return fail(problem);
-  return { operations, output };
 }
 
 export interface ProcessCall {
