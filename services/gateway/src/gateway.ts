@@ -1,79 +1,60 @@
 import { status } from "@grpc/grpc-js";
-import { Language } from "../../../generated/toolplane/code/v1/code.js";
-import { ErrorClass, type Image, type ToolError } from "../../../generated/toolplane/common/v1/common.js";
+import type { Image } from "../../../generated/toolplane/common/v1/common.js";
 import {
   type CreateSessionRequest,
   type CreateSessionResponse,
   type ExecuteRequest,
   ImageDelivery,
-  ModelFormat,
   ResultStatus,
   StepOutcome,
   type StepRequest,
   type StepResponse,
-  ToolResult,
+  type ToolResult,
   type ToolSchema,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
   asToolplaneError,
-  type CallStatus,
   CancelledError,
   callAttributes,
   canonicalJson,
   DeadlineExceededError,
-  type DeadlineTimer,
   errorClassOf,
-  errorMessage,
-  FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
   limitError,
-  minDeadline,
   NotFoundError,
   overLimit,
-  type RecordKey,
   type ResultRecorder,
-  setDeadlineTimer,
   sha256Hex,
-  type ToolCallEvent,
   type ToolCallObserver,
   type ToolplaneError,
   toToolError,
-  UnavailableError,
   withStage,
   withToolCallSpan,
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
 import type { Backends } from "./backends.js";
-import {
-  type ModelFormatName,
-  modelErrorText,
-  nestsDeeperThan,
-  parseTurn,
-  type RenderedCall,
-  stepObservation,
-} from "./formats.js";
+import { Call, type CallOutcome, type CallRequest, type CallScope, type RenderTurn } from "./call.js";
+import { CodeSessions } from "./code-sessions.js";
+import { CallEvents, callStatusName, loggingObserver } from "./events.js";
+import { type ModelFormatName, nestsDeeperThan, parseTurn, type RenderedCall, stepObservation } from "./formats.js";
 import type { ImageStore, StoredImage } from "./image-store.js";
-import { MAX_IMAGES_PER_ROUND, MAX_IMAGES_PER_TRAJECTORY, prepareForModel } from "./postprocess.js";
-import type { CodeLanguage, CodeSessionHandle, SessionRegistry, TrajectorySession } from "./sessions.js";
+import { RecordReplay, recorderOff, recordKey } from "./record-replay.js";
+import { describeImage, failedOutcome, ResultRenderer, roundBudget } from "./rendering.js";
+import type { SessionRegistry, TrajectorySession } from "./sessions.js";
+import { formatChoices, formatOf, showsImagesWithModelError } from "./step-format.js";
 import {
   openAiSchema,
+  type PreparedCall,
   resolveImageReference,
   type ToolContext,
   type ToolDefinition,
-  type ToolOutput,
   type ToolRegistry,
 } from "./tools.js";
 
-/** Who is calling and until when: derived from the RPC by the server layer. */
-export interface CallScope {
-  /** Fair-share key: metadata toolplane-client-id, else the peer address. */
-  clientId: string;
-  /** Absolute deadline of the RPC, if the caller set one. */
-  deadlineMs?: number;
-  /** Aborted when the caller goes away. */
-  signal: AbortSignal;
-}
+export type { CallScope } from "./call.js";
+export { loggingObserver } from "./events.js";
+export { recorderOff } from "./record-replay.js";
 
 export interface GatewayOptions {
   backends: Backends;
@@ -92,20 +73,12 @@ export interface GatewayOptions {
   recorder?: ResultRecorder;
 }
 
-/** Default hook: events only in the debug log. */
-export function loggingObserver(logger: Logger): ToolCallObserver {
-  return { onEvent: (event) => logger.debug({ event }, "tool call event") };
-}
-
-/** Default recorder: never consulted. */
-export const recorderOff: ResultRecorder = {
-  mode: "off",
-  lookup: async () => undefined,
-  record: async () => undefined,
-};
-
 /** No tool takes arguments nested this deep; deeper input is hostile and would overflow recursive walks. */
 const MAX_ARGUMENT_DEPTH = 32;
+/** Calls of one ExecuteBatch. */
+const MAX_BATCH_CALLS = 1024;
+/** Input images of one session (the code service binds at most 50 by default). */
+const MAX_SESSION_IMAGES = 50;
 
 function assertNestingWithin<T extends object>(value: T, maxDepth: number): T {
   if (nestsDeeperThan(value, maxDepth)) {
@@ -114,129 +87,70 @@ function assertNestingWithin<T extends object>(value: T, maxDepth: number): T {
   return value;
 }
 
-const FORMAT_NAMES: Partial<Record<ModelFormat, ModelFormatName>> = {
-  [ModelFormat.MODEL_FORMAT_DEEPEYES_V2]: "deepeyes-v2",
-  [ModelFormat.MODEL_FORMAT_DEEPEYES_V1]: "deepeyes-v1",
-  [ModelFormat.MODEL_FORMAT_HERMES]: "hermes",
-  [ModelFormat.MODEL_FORMAT_OPENAI]: "openai",
-};
-
-const CODE_LANGUAGES: Record<CodeLanguage, Language> = {
-  python: Language.LANGUAGE_PYTHON,
-  javascript: Language.LANGUAGE_JAVASCRIPT,
-};
-
-/** Calls of one ExecuteBatch. */
-const MAX_BATCH_CALLS = 1024;
-/** Input images of one session (the code service binds at most 50 by default). */
-const MAX_SESSION_IMAGES = 50;
-
-/** How long releasing a closed session's code session may take. */
-const RELEASE_TIMEOUT_MS = 5000;
-/** The code service keeps its session a little longer than the gateway, so the gateway's TTL closes it. */
-const CODE_SESSION_TTL_SLACK_SECONDS = 60;
-
-/** Images one round may still show: per round and what is left of the trajectory's cap. */
-interface RoundBudget {
-  remaining: number;
-}
-
-/** Runs the render phase of concurrent calls in call order, so images keep their placeholder order. */
-interface RenderTurn {
-  previous: Promise<void>;
-  done(): void;
-}
-
-interface CallRequest {
-  callId: string;
-  name: string;
-  /** Raw JSON (Execute) or the parsed object (Step). */
-  args: string | Record<string, unknown>;
-  timeoutMs: number;
-  delivery: ImageDelivery;
-  step: number;
-}
-
-interface CallOutcome {
-  result: ToolResult;
-  /** The failure behind a non-OK result. */
-  failure?: ToolplaneError;
-  /** The text is an error message, not the tool's output. */
-  textIsError: boolean;
-  /** sha256 of the images returned (the result may carry bytes only). */
-  outputImages: string[];
-}
-
-const STATUS_NAMES: Record<ResultStatus, CallStatus | undefined> = {
-  [ResultStatus.RESULT_STATUS_OK]: "OK",
-  [ResultStatus.RESULT_STATUS_MODEL_ERROR]: "MODEL_ERROR",
-  [ResultStatus.RESULT_STATUS_INFRA_ERROR]: "INFRA_ERROR",
-  [ResultStatus.RESULT_STATUS_UNSPECIFIED]: undefined,
-  [ResultStatus.UNRECOGNIZED]: undefined,
-};
-
-function statusOf(error: ToolplaneError): ResultStatus {
-  return error.errorClass === "MODEL" ? ResultStatus.RESULT_STATUS_MODEL_ERROR : ResultStatus.RESULT_STATUS_INFRA_ERROR;
-}
-
-/**
- * Aborted when the caller goes away or the call's deadline passes: what admission
- * waits honour. The AbortSignal, with its listener on the caller's signal and its
- * timer, is made on first use only: most calls get their admission slot at once
- * and never wait on it (the three cost ~3.5 µs of CPU per call).
- */
-class CallSignal {
-  private controller: AbortController | undefined;
-  private timer: DeadlineTimer | undefined;
-  private onCallerGone: (() => void) | undefined;
-
-  constructor(
-    private readonly caller: AbortSignal,
-    private readonly deadlineMs: number,
-  ) {}
-
-  /** Whether the call is over, without making the signal. */
-  get aborted(): boolean {
-    return this.caller.aborted || Date.now() >= this.deadlineMs || this.controller?.signal.aborted === true;
+/** A call's arguments as an object: the raw JSON of Execute, or what Step parsed from the model's text. */
+function parseArguments(args: string | Record<string, unknown>): Record<string, unknown> {
+  if (typeof args !== "string") return assertNestingWithin(args, MAX_ARGUMENT_DEPTH);
+  if (args.trim() === "") return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(args);
+  } catch (error) {
+    throw new InvalidArgumentError(`call.arguments_json is not valid JSON: ${(error as Error).message}`);
   }
-
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      const controller = new AbortController();
-      this.controller = controller;
-      if (this.caller.aborted) {
-        controller.abort(this.caller.reason);
-      } else {
-        this.onCallerGone = () => controller.abort(this.caller.reason);
-        this.caller.addEventListener("abort", this.onCallerGone, { once: true });
-        this.timer = setDeadlineTimer(this.deadlineMs, () =>
-          controller.abort(new DeadlineExceededError("deadline exceeded")),
-        );
-      }
-    }
-    return this.controller.signal;
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new InvalidArgumentError("call.arguments_json must be a JSON object");
   }
+  return assertNestingWithin(parsed as Record<string, unknown>, MAX_ARGUMENT_DEPTH);
+}
 
-  /** Drops the listener and the timer, when the signal was made. */
-  dispose(): void {
-    this.timer?.clear();
-    if (this.onCallerGone) this.caller.removeEventListener("abort", this.onCallerGone);
+/** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
+function explain(error: unknown, call: Call): ToolplaneError {
+  const failure = asToolplaneError(error);
+  if (failure.code !== status.CANCELLED && failure.code !== status.DEADLINE_EXCEEDED) return failure;
+  if (call.scope.signal.aborted) return new CancelledError("the caller cancelled the call", { cause: error });
+  if (Date.now() >= call.deadlineMs) {
+    return new DeadlineExceededError(`the call exceeded its deadline (${failure.message})`, { cause: error });
   }
+  return failure;
+}
+
+function callRequest(request: ExecuteRequest): CallRequest {
+  return {
+    callId: request.call?.callId ?? "",
+    name: request.call?.name ?? "",
+    args: request.call?.argumentsJson ?? "",
+    timeoutMs: request.timeoutMs,
+    delivery: request.imageDelivery,
+    step: request.step,
+  };
+}
+
+/** The arguments of a call, parsed and validated by its tool, and what names it in events and recordings. */
+interface ValidatedCall {
+  tool: ToolDefinition;
+  args: Record<string, unknown>;
+  canonicalArguments: string;
+  prepared: PreparedCall;
 }
 
 /**
  * The gateway's domain: trajectory sessions, the image store, tool calls with
  * admission control, deadlines and the error taxonomy, and the model-format
  * Step. Knows nothing of gRPC: the server maps RPCs onto these methods.
+ * Rendering, record/replay, events and code sessions live in their own modules.
  */
 export class ToolGateway {
   private readonly observer: ToolCallObserver;
-  private readonly recorder: ResultRecorder;
+  private readonly recordReplay: RecordReplay;
+  private readonly renderer: ResultRenderer;
+  private readonly codeSessions: CodeSessions;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: GatewayOptions) {
     this.observer = options.observer ?? loggingObserver(options.logger);
-    this.recorder = options.recorder ?? recorderOff;
+    this.recordReplay = new RecordReplay(options.recorder ?? recorderOff, options.store, options.logger);
+    this.renderer = new ResultRenderer(options.store);
+    this.codeSessions = new CodeSessions(options.backends, options.store, options.logger);
   }
 
   /** Starts the idle-session sweeper. */
@@ -263,41 +177,17 @@ export class ToolGateway {
   // ---- images ----
 
   async putImage(data: Buffer): Promise<Image> {
-    return this.describe(await this.options.store.put(data, { field: "data" }), ImageDelivery.IMAGE_DELIVERY_REFERENCE);
+    return describeImage(await this.options.store.put(data, { field: "data" }), ImageDelivery.IMAGE_DELIVERY_REFERENCE);
   }
 
   getImage(sha256: string): Image {
-    return this.describe(this.options.store.require(sha256, "sha256"), ImageDelivery.IMAGE_DELIVERY_BYTES);
-  }
-
-  private describe(image: StoredImage, delivery: ImageDelivery): Image {
-    const base = { mimeType: image.mimeType, width: image.width, height: image.height };
-    return delivery === ImageDelivery.IMAGE_DELIVERY_REFERENCE
-      ? { sha256: image.sha256, ...base }
-      : { data: image.data, sha256: undefined, ...base };
-  }
-
-  /** Takes one store reference per session per image. */
-  private hold(session: TrajectorySession, image: StoredImage): void {
-    if (session.closed || session.heldImages.has(image.sha256)) return;
-    this.options.store.retain(image.sha256);
-    session.heldImages.add(image.sha256);
+    return describeImage(this.options.store.require(sha256, "sha256"), ImageDelivery.IMAGE_DELIVERY_BYTES);
   }
 
   // ---- sessions ----
 
   async createSession(request: CreateSessionRequest): Promise<CreateSessionResponse> {
-    const ttlSeconds = request.idleTtlSeconds;
-    const idleTtlMs = ttlSeconds === 0 ? this.options.defaultIdleTtlMs : ttlSeconds * 1000;
-    if (idleTtlMs > this.options.maxIdleTtlMs) {
-      throw new InvalidArgumentError(
-        overLimit(
-          `idle_ttl_seconds is ${ttlSeconds} s`,
-          `${this.options.maxIdleTtlMs / 1000} s`,
-          "TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS",
-        ),
-      );
-    }
+    const idleTtlMs = this.idleTtlMs(request.idleTtlSeconds);
     if (request.images.length > MAX_SESSION_IMAGES) {
       throw limitError("images", request.images.length, MAX_SESSION_IMAGES, "items");
     }
@@ -305,18 +195,7 @@ export class ToolGateway {
     // Hold each image while the session is built, so a concurrent upload cannot evict it.
     const held: StoredImage[] = [];
     try {
-      for (const [index, image] of request.images.entries()) {
-        const field = `images[${index}]`;
-        if (image.data && image.data.length > 0) {
-          held.push(await store.put(Buffer.from(image.data), { hold: true, field: `${field}.data` }));
-        } else if (image.sha256) {
-          const stored = store.require(image.sha256, `${field}.sha256`);
-          store.retain(stored.sha256);
-          held.push(stored);
-        } else {
-          throw new InvalidArgumentError(`${field} carries neither data nor sha256`);
-        }
-      }
+      for (const [index, image] of request.images.entries()) held.push(await this.holdInput(image, index));
       const session = this.options.sessions.create({
         rolloutId: request.rolloutId,
         trajectoryId: request.trajectoryId,
@@ -334,6 +213,35 @@ export class ToolGateway {
     } finally {
       for (const image of held) store.release(image.sha256);
     }
+  }
+
+  private idleTtlMs(ttlSeconds: number): number {
+    const idleTtlMs = ttlSeconds === 0 ? this.options.defaultIdleTtlMs : ttlSeconds * 1000;
+    if (idleTtlMs > this.options.maxIdleTtlMs) {
+      throw new InvalidArgumentError(
+        overLimit(
+          `idle_ttl_seconds is ${ttlSeconds} s`,
+          `${this.options.maxIdleTtlMs / 1000} s`,
+          "TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS",
+        ),
+      );
+    }
+    return idleTtlMs;
+  }
+
+  /** Stores (or finds) one input image and takes a reference to it. */
+  private async holdInput(image: Image, index: number): Promise<StoredImage> {
+    const field = `images[${index}]`;
+    const store = this.options.store;
+    if (image.data && image.data.length > 0) {
+      return store.put(Buffer.from(image.data), { hold: true, field: `${field}.data` });
+    }
+    if (image.sha256) {
+      const stored = store.require(image.sha256, `${field}.sha256`);
+      store.retain(stored.sha256);
+      return stored;
+    }
+    throw new InvalidArgumentError(`${field} carries neither data nor sha256`);
   }
 
   async closeSession(sessionId: string): Promise<void> {
@@ -364,30 +272,7 @@ export class ToolGateway {
   private async release(session: TrajectorySession): Promise<void> {
     for (const sha256 of session.heldImages) this.options.store.release(sha256);
     session.heldImages.clear();
-    const pending = [...session.codeSessions.values()];
-    session.codeSessions.clear();
-    await Promise.all(
-      pending.map(async (created) => {
-        let handle: CodeSessionHandle;
-        try {
-          handle = await created;
-        } catch {
-          return;
-        }
-        try {
-          await this.options.backends.code.closeSession(
-            { sessionId: handle.id },
-            { deadlineMs: Date.now() + RELEASE_TIMEOUT_MS },
-          );
-        } catch (error) {
-          // The code service reclaims it with its own TTL; the gateway session is gone either way.
-          this.options.logger.warn(
-            { sessionId: session.id, codeSessionId: handle.id, err: errorMessage(error) },
-            "could not close code session",
-          );
-        }
-      }),
-    );
+    await this.codeSessions.release(session);
   }
 
   // ---- tool calls ----
@@ -396,7 +281,7 @@ export class ToolGateway {
   async execute(request: ExecuteRequest, scope: CallScope): Promise<ToolResult> {
     const session = this.options.sessions.get(request.sessionId);
     if (!request.call) throw new InvalidArgumentError("call is required", { errorClass: "INFRASTRUCTURE" });
-    const outcome = await this.runCall(session, this.callRequest(request), scope, this.roundBudget(session), undefined);
+    const outcome = await this.runCall(session, callRequest(request), scope, undefined);
     if (outcome.failure instanceof AdmissionRejectedError) throw outcome.failure;
     return outcome.result;
   }
@@ -413,110 +298,78 @@ export class ToolGateway {
           if (!request.call) {
             throw new InvalidArgumentError(`calls[${index}].call is required`, { errorClass: "INFRASTRUCTURE" });
           }
-          const outcome = await this.runCall(
-            session,
-            this.callRequest(request),
-            scope,
-            this.roundBudget(session),
-            undefined,
-          );
-          return outcome.result;
+          return (await this.runCall(session, callRequest(request), scope, undefined)).result;
         } catch (error) {
-          return this.failedResult(
-            request.call?.callId ?? "",
-            request.call?.name ?? "",
-            asToolplaneError(error),
-            undefined,
-          ).result;
+          const { call } = request;
+          return failedOutcome(call?.callId ?? "", call?.name ?? "", asToolplaneError(error), undefined).result;
         }
       }),
     );
   }
 
-  private callRequest(request: ExecuteRequest): CallRequest {
-    return {
-      callId: request.call?.callId ?? "",
-      name: request.call?.name ?? "",
-      args: request.call?.argumentsJson ?? "",
-      timeoutMs: request.timeoutMs,
-      delivery: request.imageDelivery,
-      step: request.step,
-    };
-  }
-
-  private roundBudget(session: TrajectorySession): RoundBudget {
-    return { remaining: Math.max(0, Math.min(MAX_IMAGES_PER_ROUND, MAX_IMAGES_PER_TRAJECTORY - session.imagesShown)) };
-  }
-
-  /** Parses the model's text in its format, runs the calls and renders the observation. */
+  /**
+   * Parses the model's text in its format, runs the calls and renders the
+   * observation: format, parse, run the calls in order, observe.
+   */
   async step(request: StepRequest, scope: CallScope): Promise<StepResponse> {
     const session = this.options.sessions.get(request.sessionId);
-    const format = FORMAT_NAMES[request.format];
+    const format = formatOf(request.format);
     if (format === undefined) {
-      throw new InvalidArgumentError("format must be one of DEEPEYES_V2, DEEPEYES_V1, HERMES, OPENAI", {
-        errorClass: "INFRASTRUCTURE",
-      });
+      throw new InvalidArgumentError(`format must be one of ${formatChoices()}`, { errorClass: "INFRASTRUCTURE" });
     }
-    const empty: StepResponse = {
-      outcome: StepOutcome.STEP_OUTCOME_UNSPECIFIED,
-      observation: "",
-      images: [],
-      results: [],
-      answer: "",
-      error: undefined,
-      status: ResultStatus.RESULT_STATUS_OK,
-    };
     const parsed = parseTurn(format, request.text);
     switch (parsed.kind) {
       case "answer":
-        return { ...empty, outcome: StepOutcome.STEP_OUTCOME_ANSWER, answer: parsed.answer };
+        return { ...emptyStep(), outcome: StepOutcome.STEP_OUTCOME_ANSWER, answer: parsed.answer };
       case "no_call":
-        return { ...empty, outcome: StepOutcome.STEP_OUTCOME_NO_CALL };
+        return { ...emptyStep(), outcome: StepOutcome.STEP_OUTCOME_NO_CALL };
       case "parse_error":
         return {
-          ...empty,
+          ...emptyStep(),
           outcome: StepOutcome.STEP_OUTCOME_PARSE_ERROR,
           observation: parsed.message,
           status: ResultStatus.RESULT_STATUS_MODEL_ERROR,
-          error: {
-            errorClass: ErrorClass.ERROR_CLASS_MODEL,
-            code: "INVALID_ARGUMENT",
-            message: parsed.message,
-            retryable: false,
-            retryAfterMs: 0,
-          },
+          error: toToolError({ errorClass: "MODEL", code: "INVALID_ARGUMENT", message: parsed.message }),
         };
       case "calls":
         break;
     }
-    const budget = this.roundBudget(session);
+    const outcomes = await this.runInTurns(
+      session,
+      parsed.calls.map((call) => ({
+        callId: call.callId,
+        name: call.name,
+        args: call.arguments,
+        timeoutMs: request.timeoutMs,
+        delivery: request.imageDelivery,
+        step: request.step,
+      })),
+      scope,
+    );
+    return this.observe(format, outcomes);
+  }
+
+  /** Runs a Step's calls concurrently; each renders after the one before it, so images keep their order. */
+  private runInTurns(session: TrajectorySession, requests: CallRequest[], scope: CallScope): Promise<CallOutcome[]> {
+    const budget = roundBudget(session);
     let previous: Promise<void> = Promise.resolve();
-    const outcomes = await Promise.all(
-      parsed.calls.map((call) => {
+    return Promise.all(
+      requests.map((request) => {
         let done!: () => void;
         const finished = new Promise<void>((resolve) => {
           done = resolve;
         });
         const turn: RenderTurn = { previous, done };
         previous = finished;
-        return this.runCall(
-          session,
-          {
-            callId: call.callId,
-            name: call.name,
-            args: call.arguments,
-            timeoutMs: request.timeoutMs,
-            delivery: request.imageDelivery,
-            step: request.step,
-          },
-          scope,
-          budget,
-          turn,
-        );
+        return this.runCall(session, request, scope, turn, budget);
       }),
     );
+  }
+
+  /** The Step's answer from its calls' results: an infrastructure failure shows nothing; else the observation. */
+  private observe(format: ModelFormatName, outcomes: CallOutcome[]): StepResponse {
     const results = outcomes.map((outcome) => outcome.result);
-    const called = { ...empty, outcome: StepOutcome.STEP_OUTCOME_TOOL_CALLED, results };
+    const called = { ...emptyStep(), outcome: StepOutcome.STEP_OUTCOME_TOOL_CALLED, results };
     const infra = outcomes.filter((outcome) => outcome.result.status === ResultStatus.RESULT_STATUS_INFRA_ERROR);
     if (infra.length > 0) {
       if (
@@ -535,8 +388,7 @@ export class ToolGateway {
       isError: outcome.textIsError,
     }));
     const modelError = results.find((result) => result.status === ResultStatus.RESULT_STATUS_MODEL_ERROR);
-    // DeepEyes v1 shows only the error when a zoom fails, so no image goes with it.
-    const showsImages = !(format === "deepeyes-v1" && modelError);
+    const showsImages = !modelError || showsImagesWithModelError(format);
     return {
       ...called,
       observation: stepObservation(format, rendered),
@@ -552,23 +404,24 @@ export class ToolGateway {
    */
   private runCall(
     session: TrajectorySession,
-    call: CallRequest,
+    request: CallRequest,
     scope: CallScope,
-    budget: RoundBudget,
     turn: RenderTurn | undefined,
+    budget = roundBudget(session),
   ): Promise<CallOutcome> {
+    const call = new Call(session, request, scope, budget, turn, this.options.tools.get(request.name));
     const attributes = callAttributes({
-      tool: call.name,
+      tool: request.name,
       trajectoryId: session.id,
       rolloutId: session.rolloutId,
-      step: call.step,
+      step: request.step,
     });
-    attributes["toolplane.call_id"] = call.callId;
+    attributes["toolplane.call_id"] = request.callId;
     return withToolCallSpan(
       attributes,
-      () => this.performCall(session, call, scope, budget, turn),
+      () => this.performCall(call),
       ({ result }) => ({
-        status: STATUS_NAMES[result.status] ?? "INFRA_ERROR",
+        status: callStatusName(result.status) ?? "INFRA_ERROR",
         errorClass: errorClassOf(result.error),
         errorMessage: result.error?.message,
       }),
@@ -576,148 +429,87 @@ export class ToolGateway {
   }
 
   /**
-   * Validation, events, admission, deadline, record/replay, post-processing
-   * and the error taxonomy of one call. Never throws.
+   * The steps of one call: validate, announce, run (or replay), render, and
+   * report; any failure becomes the call's result in the error taxonomy. Never throws.
    */
-  private async performCall(
-    session: TrajectorySession,
-    call: CallRequest,
-    scope: CallScope,
-    budget: RoundBudget,
-    turn: RenderTurn | undefined,
-  ): Promise<CallOutcome> {
-    const startedAtMs = Date.now();
-    const started = performance.now();
-    const tool = this.options.tools.get(call.name);
-    const timing = { queueMs: 0, executeMs: 0 };
-    const event: ToolCallEvent = {
-      phase: "started",
-      callId: call.callId,
-      trajectoryId: session.id,
-      rolloutId: session.rolloutId,
-      step: call.step,
-      tool: call.name,
-      // The digest of the canonical arguments once they parse (of the raw text when they do not).
-      argumentsDigest: "",
-      inputImages: [],
-      outputImages: [],
-      startedAtMs,
-    };
-    session.activeCalls += 1;
+  private async performCall(call: Call): Promise<CallOutcome> {
+    const events = new CallEvents(this.observer, this.options.logger, call);
+    call.session.activeCalls += 1;
     let outcome: CallOutcome;
-    let announced = false;
-    const timeoutMs = call.timeoutMs || tool?.defaultTimeoutMs || 60_000;
-    const deadlineMs = minDeadline(scope.deadlineMs, startedAtMs + timeoutMs);
-    const callSignal = new CallSignal(scope.signal, deadlineMs);
     try {
-      if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.name}`);
-      const args = this.parseArguments(call.args);
-      const canonicalArguments = canonicalJson(args);
-      event.argumentsDigest = sha256Hex(canonicalArguments);
-      const context = this.toolContext(session, scope, deadlineMs, callSignal, timing);
-      const prepared = tool.prepare(context, args);
-      event.inputImages = prepared.inputImages;
-      this.emit(event);
-      announced = true;
-      const key = (): RecordKey => ({
-        tool: tool.name,
-        canonicalArguments: prepared.state
-          ? canonicalJson({ arguments: args, state: prepared.state })
-          : canonicalArguments,
-        inputImages: prepared.inputImages,
-        toolVersion: tool.version,
-      });
-      if (this.recorder.mode === "replay") {
-        outcome = await this.replay(session, call, key(), budget, turn);
-      } else {
-        const executeStarted = performance.now();
-        const output = await prepared.run();
-        timing.executeMs = performance.now() - executeStarted - timing.queueMs;
-        outcome = await this.inTurn(turn, () => this.render(session, call, tool, output, budget));
-        // Recording must not delay the answer; record() reports its own failures.
-        if (this.recorder.mode === "record") void this.record(key(), outcome.result);
-      }
-      prepared.settled?.();
+      const validated = this.validate(call, events);
+      events.started(validated.prepared.inputImages);
+      outcome = await this.produce(call, validated);
+      validated.prepared.settled?.();
     } catch (error) {
-      outcome = this.failedResult(call.callId, call.name, this.explain(error, deadlineMs, scope), tool);
+      outcome = failedOutcome(call.request.callId, call.request.name, explain(error, call), call.tool);
     } finally {
-      callSignal.dispose();
-      session.activeCalls -= 1;
-      // The idle TTL counts from the end of the last call, however long it ran.
-      this.options.sessions.touch(session);
-      turn?.done();
+      this.finish(call);
     }
-    const totalMs = performance.now() - started;
-    outcome.result.timing = { queueMs: timing.queueMs, executeMs: timing.executeMs, totalMs };
-    if (!announced) {
-      event.argumentsDigest ||= sha256Hex(typeof call.args === "string" ? call.args : canonicalJson(call.args));
-      this.emit(event);
-    }
-    this.emit({
-      ...event,
-      phase: "finished",
-      outputImages: outcome.outputImages,
-      status: STATUS_NAMES[outcome.result.status],
-      errorClass: errorClassOf(outcome.result.error),
-      errorCode: outcome.result.error?.code,
-      errorMessage: outcome.result.error?.message,
-      queueMs: timing.queueMs,
-      durationMs: totalMs,
-    });
-    if (outcome.result.status !== ResultStatus.RESULT_STATUS_OK) {
-      this.options.logger.debug(
-        { sessionId: session.id, tool: call.name, error: outcome.result.error },
-        "tool call failed",
-      );
-    }
+    this.report(call, events, outcome);
     return outcome;
   }
 
-  /** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
-  private explain(error: unknown, deadlineMs: number, scope: CallScope): ToolplaneError {
-    const failure = asToolplaneError(error);
-    if (failure.code !== status.CANCELLED && failure.code !== status.DEADLINE_EXCEEDED) return failure;
-    if (scope.signal.aborted) return new CancelledError("the caller cancelled the call", { cause: error });
-    if (Date.now() >= deadlineMs) {
-      return new DeadlineExceededError(`the call exceeded its deadline (${failure.message})`, { cause: error });
-    }
-    return failure;
+  /** Finds the tool, parses the arguments and lets the tool validate and bind them. */
+  private validate(call: Call, events: CallEvents): ValidatedCall {
+    const tool = call.tool;
+    if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.request.name}`);
+    const args = parseArguments(call.request.args);
+    const canonicalArguments = canonicalJson(args);
+    events.argumentsDigest = sha256Hex(canonicalArguments);
+    const prepared = tool.prepare(this.toolContext(call), args);
+    return { tool, args, canonicalArguments, prepared };
   }
 
-  private async inTurn<T>(turn: RenderTurn | undefined, render: () => Promise<T>): Promise<T> {
-    if (turn) await turn.previous;
-    return render();
+  /** The result: from the recording when replaying, else from the tool (recorded when recording). */
+  private async produce(call: Call, { tool, args, canonicalArguments, prepared }: ValidatedCall): Promise<CallOutcome> {
+    const key = () => recordKey(tool, args, canonicalArguments, prepared);
+    if (this.recordReplay.mode === "replay") {
+      const recorded = await this.recordReplay.lookup(key());
+      return call.inTurn(async () => this.renderer.recorded(call, recorded));
+    }
+    const executeStarted = performance.now();
+    const output = await prepared.run();
+    call.timing.executeMs = performance.now() - executeStarted - call.timing.queueMs;
+    const outcome = await call.inTurn(() => this.renderer.output(call, tool, output));
+    // Recording must not delay the answer; record() reports its own failures.
+    if (this.recordReplay.mode === "record") void this.recordReplay.record(key(), outcome.result);
+    return outcome;
   }
 
-  private parseArguments(args: string | Record<string, unknown>): Record<string, unknown> {
-    if (typeof args !== "string") return assertNestingWithin(args, MAX_ARGUMENT_DEPTH);
-    if (args.trim() === "") return {};
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(args);
-    } catch (error) {
-      throw new InvalidArgumentError(`call.arguments_json is not valid JSON: ${errorMessage(error)}`);
+  /** Releases what the call held and lets the next call of its Step render. */
+  private finish(call: Call): void {
+    call.signal.dispose();
+    call.session.activeCalls -= 1;
+    // The idle TTL counts from the end of the last call, however long it ran.
+    this.options.sessions.touch(call.session);
+    call.turn?.done();
+  }
+
+  /** Timing on the result, the finished event, and a debug line for a failure. */
+  private report(call: Call, events: CallEvents, outcome: CallOutcome): void {
+    const totalMs = call.elapsedMs();
+    outcome.result.timing = { queueMs: call.timing.queueMs, executeMs: call.timing.executeMs, totalMs };
+    const raw = call.request.args;
+    events.finished(call, outcome, totalMs, () => sha256Hex(typeof raw === "string" ? raw : canonicalJson(raw)));
+    if (outcome.result.status !== ResultStatus.RESULT_STATUS_OK) {
+      this.options.logger.debug(
+        { sessionId: call.session.id, tool: call.request.name, error: outcome.result.error },
+        "tool call failed",
+      );
     }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new InvalidArgumentError("call.arguments_json must be a JSON object");
-    }
-    return assertNestingWithin(parsed as Record<string, unknown>, MAX_ARGUMENT_DEPTH);
   }
 
   /**
-   * `callSignal` (caller gone or deadline passed) bounds the wait for admission; the
-   * backend call itself gets the deadline as its gRPC deadline and the caller's
+   * The call's signal (caller gone or deadline passed) bounds the wait for admission;
+   * the backend call itself gets the deadline as its gRPC deadline and the caller's
    * signal for cancellation, so an expiry surfaces as DEADLINE_EXCEEDED.
    */
-  private toolContext(
-    session: TrajectorySession,
-    scope: CallScope,
-    deadlineMs: number,
-    callSignal: CallSignal,
-    timing: { queueMs: number },
-  ): ToolContext {
+  private toolContext(call: Call): ToolContext {
     const { admission, backends, store } = this.options;
-    const call = async <T>(
+    const { session, scope, deadlineMs } = call;
+    const callSignal = call.signal;
+    const admitted = async <T>(
       backend: "image" | "code" | "search",
       request: (options: { deadlineMs: number; signal: AbortSignal }) => Promise<T>,
     ) => {
@@ -729,14 +521,15 @@ export class ToolGateway {
         span.setAttribute("toolplane.queue_ms", granted.queuedMs);
         return granted;
       });
-      timing.queueMs += permit.queuedMs;
+      call.timing.queueMs += permit.queuedMs;
       try {
         return await request({ deadlineMs, signal: scope.signal });
       } finally {
         permit.release();
       }
     };
-    const context: ToolContext = {
+    const codeSessions = this.codeSessions;
+    return {
       session,
       backends,
       deadlineMs,
@@ -745,188 +538,22 @@ export class ToolGateway {
       },
       image: (reference, field) =>
         resolveImageReference(session, reference, field, (sha256, f) => store.require(sha256, f)),
-      call,
-      codeSession: (language) => {
-        if (session.closed) {
-          return Promise.reject(new UnavailableError(`session "${session.id}" was closed while the call ran`));
-        }
-        let created = session.codeSessions.get(language);
-        if (!created) {
-          created = this.createCodeSession(session, language, call);
-          const pending = created;
-          session.codeSessions.set(language, pending);
-          pending.catch(() => {
-            if (session.codeSessions.get(language) === pending) session.codeSessions.delete(language);
-          });
-        }
-        return created;
-      },
-      dropCodeSession: (language) => {
-        session.codeSessions.delete(language);
-      },
-    };
-    return context;
-  }
-
-  private async createCodeSession(
-    session: TrajectorySession,
-    language: CodeLanguage,
-    call: ToolContext["call"],
-  ): Promise<CodeSessionHandle> {
-    const images = session.inputImages.map((sha256, index) => {
-      const image = this.options.store.require(sha256, `image_${index + 1}`);
-      return {
-        name: `image_${index + 1}`,
-        image: { data: image.data, mimeType: image.mimeType, width: image.width, height: image.height },
-      };
-    });
-    const response = await call("code", async (options) => {
-      try {
-        return await this.options.backends.code.createSession(
-          {
-            language: CODE_LANGUAGES[language],
-            images,
-            limits: undefined,
-            idleTtlSeconds: Math.ceil(session.idleTtlMs / 1000) + CODE_SESSION_TTL_SLACK_SECONDS,
-            label: session.id,
-          },
-          options,
-        );
-      } catch (error) {
-        // The gateway builds this request from the session, never from the model's
-        // text: whatever the code service objects to is not the model's fault.
-        const failure = asToolplaneError(error);
-        if (failure.errorClass === "MODEL") {
-          throw new FailedPreconditionError(`code service refused the session: ${failure.message}`, { cause: error });
-        }
-        throw failure;
-      }
-    });
-    // A session closed meanwhile still had this creation in its map: release() awaits and closes it.
-    return { id: response.sessionId, limits: response.limits };
-  }
-
-  /** Post-processes and caps the tool's images, stores them for the session and builds the result. */
-  private async render(
-    session: TrajectorySession,
-    call: CallRequest,
-    tool: ToolDefinition,
-    output: ToolOutput,
-    budget: RoundBudget,
-  ): Promise<CallOutcome> {
-    const shown = output.images.slice(0, budget.remaining);
-    budget.remaining -= shown.length;
-    session.imagesShown += shown.length;
-    const prepared = await Promise.all(shown.map((image) => prepareForModel(image)));
-    const stored = prepared.map((image) => {
-      const entry = this.options.store.putProbed(image);
-      this.hold(session, entry);
-      return entry;
-    });
-    const images = stored.map((entry) => this.describe(entry, call.delivery));
-    const failure = output.failure;
-    const result: ToolResult = {
-      callId: call.callId,
-      name: tool.name,
-      text: output.render(images.length),
-      images,
-      error: failure
-        ? {
-            errorClass: ErrorClass.ERROR_CLASS_MODEL,
-            code: failure.code,
-            message: failure.message,
-            retryable: false,
-            retryAfterMs: 0,
-          }
-        : undefined,
-      outputJson: JSON.stringify(output.output) ?? "",
-      timing: undefined,
-      status: failure ? ResultStatus.RESULT_STATUS_MODEL_ERROR : ResultStatus.RESULT_STATUS_OK,
-    };
-    return { result, textIsError: false, outputImages: stored.map((entry) => entry.sha256) };
-  }
-
-  private failedResult(
-    callId: string,
-    name: string,
-    failure: ToolplaneError,
-    tool: ToolDefinition | undefined,
-  ): CallOutcome {
-    const error: ToolError = toToolError(failure);
-    const isModel = failure.errorClass === "MODEL";
-    return {
-      result: {
-        callId,
-        name,
-        // An infrastructure failure is never shown to the model.
-        text: isModel ? (tool?.modelErrorText?.(failure) ?? modelErrorText(failure.message)) : "",
-        images: [],
-        error,
-        outputJson: "",
-        timing: undefined,
-        status: statusOf(failure),
-      },
-      failure,
-      textIsError: true,
-      outputImages: [],
+      call: admitted,
+      codeSession: (language) => codeSessions.get(session, language, admitted),
+      dropCodeSession: (language) => codeSessions.drop(session, language),
     };
   }
+}
 
-  private async record(key: RecordKey, result: ToolResult): Promise<void> {
-    if (result.status === ResultStatus.RESULT_STATUS_INFRA_ERROR) return;
-    // Recorded with image bytes so a replay needs nothing but the recording.
-    const images = result.images.map((image) => {
-      const stored = image.sha256 ? this.options.store.get(image.sha256) : undefined;
-      return stored ? { ...image, data: stored.data, sha256: undefined } : image;
-    });
-    const bytes = ToolResult.encode({ ...result, callId: "", images, timing: undefined }).finish();
-    try {
-      await this.recorder.record(key, bytes);
-    } catch (error) {
-      this.options.logger.warn({ tool: key.tool, err: errorMessage(error) }, "could not record tool result");
-    }
-  }
-
-  private async replay(
-    session: TrajectorySession,
-    call: CallRequest,
-    key: RecordKey,
-    budget: RoundBudget,
-    turn: RenderTurn | undefined,
-  ): Promise<CallOutcome> {
-    const bytes = await this.recorder.lookup(key);
-    if (!bytes) {
-      throw new FailedPreconditionError(
-        `replay: no recorded result for ${key.tool} with these arguments and images (digest ${sha256Hex(key.canonicalArguments).slice(0, 12)})`,
-      );
-    }
-    return this.inTurn(turn, async () => {
-      const recorded = ToolResult.decode(bytes);
-      budget.remaining = Math.max(0, budget.remaining - recorded.images.length);
-      session.imagesShown += recorded.images.length;
-      const stored = recorded.images.map((image) => {
-        const entry = this.options.store.putProbed({
-          data: Buffer.from(image.data ?? new Uint8Array()),
-          mimeType: image.mimeType,
-          width: image.width,
-          height: image.height,
-        });
-        this.hold(session, entry);
-        return entry;
-      });
-      const images = stored.map((entry) => this.describe(entry, call.delivery));
-      const result: ToolResult = { ...recorded, callId: call.callId, images };
-      // Thrown failures are recorded without structured output; a failed cell keeps its stdout/stderr.
-      const textIsError = result.status === ResultStatus.RESULT_STATUS_MODEL_ERROR && result.outputJson === "";
-      return { result, textIsError, outputImages: stored.map((entry) => entry.sha256) };
-    });
-  }
-
-  private emit(event: ToolCallEvent): void {
-    try {
-      this.observer.onEvent(event);
-    } catch (error) {
-      this.options.logger.warn({ err: errorMessage(error) }, "tool call observer threw");
-    }
-  }
+/** A fresh response with nothing in it (fresh: callers may fill its lists). */
+function emptyStep(): StepResponse {
+  return {
+    outcome: StepOutcome.STEP_OUTCOME_UNSPECIFIED,
+    observation: "",
+    images: [],
+    results: [],
+    answer: "",
+    error: undefined,
+    status: ResultStatus.RESULT_STATUS_OK,
+  };
 }
