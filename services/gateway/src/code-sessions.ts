@@ -7,8 +7,8 @@ import {
   UnavailableError,
 } from "../../runtime/src/index.js";
 import type { Backends } from "./backends.js";
-import type { ImageStore } from "./image-store.js";
 import type { CodeLanguage, CodeSessionHandle, TrajectorySession } from "./sessions.js";
+import type { ImageStore } from "./stores.js";
 import type { ToolContext } from "./tools.js";
 
 const CODE_LANGUAGES: Record<CodeLanguage, Language> = {
@@ -85,13 +85,15 @@ export class CodeSessions {
     language: CodeLanguage,
     call: ToolContext["call"],
   ): Promise<CodeSessionHandle> {
-    const images = session.inputImages.map((sha256, index) => {
-      const image = this.store.require(sha256, `image_${index + 1}`);
-      return {
-        name: `image_${index + 1}`,
-        image: { data: image.data, mimeType: image.mimeType, width: image.width, height: image.height },
-      };
-    });
+    const images = await Promise.all(
+      session.inputImages.map(async (sha256, index) => {
+        const image = await this.store.require(sha256, `image_${index + 1}`);
+        return {
+          name: `image_${index + 1}`,
+          image: { data: image.data, mimeType: image.mimeType, width: image.width, height: image.height },
+        };
+      }),
+    );
     const response = await call("code", async (options) => {
       try {
         return await this.backends.code.createSession(

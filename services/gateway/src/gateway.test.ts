@@ -21,8 +21,8 @@ import {
 import { AdmissionController } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
 import { type CallScope, ToolGateway } from "./gateway.js";
-import { ImageStore } from "./image-store.js";
-import { SessionRegistry } from "./sessions.js";
+import { MemoryImageStore } from "./image-store.js";
+import { MemorySessionStore } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
 
 function png(width: number, height: number): Promise<Buffer> {
@@ -41,16 +41,18 @@ function setup(
     events?: ToolCallEvent[];
     storeBytes?: number;
     searchAddress?: string;
+    /** Stores answer every method a turn later, with a promise, as a remote (JetStream) store would. */
+    asyncStores?: boolean;
   } = {},
 ) {
-  const store = new ImageStore(options.storeBytes ?? 50_000_000);
-  const sessions = new SessionRegistry(options.now);
+  const store = new MemoryImageStore(options.storeBytes ?? 50_000_000);
+  const sessions = new MemorySessionStore(options.now);
   const backends = createGrpcBackends({ image: DOWN, code: DOWN, search: options.searchAddress ?? DOWN });
   const events = options.events;
   const gateway = new ToolGateway({
     backends,
-    store,
-    sessions,
+    store: options.asyncStores ? answeringLater(store) : store,
+    sessions: options.asyncStores ? answeringLater(sessions) : sessions,
     admission: new AdmissionController({
       image: { maxConcurrent: 4, maxQueue: 4 },
       code: { maxConcurrent: 4, maxQueue: 4 },
@@ -65,6 +67,26 @@ function setup(
     recorder: options.recorder,
   });
   return { gateway, store, sessions, close: () => backends.close() };
+}
+
+/** The object with every method answering through a promise that settles on a later turn. */
+function answeringLater<T extends object>(target: T): T {
+  return new Proxy(target, {
+    get(object, key) {
+      const value = Reflect.get(object, key, object);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) =>
+        new Promise((resolve, reject) =>
+          setImmediate(() => {
+            try {
+              resolve(value.apply(object, args));
+            } catch (error) {
+              reject(error);
+            }
+          }),
+        );
+    },
+  });
 }
 
 const scope = (): CallScope => ({ clientId: "test", signal: new AbortController().signal });
@@ -177,6 +199,35 @@ describe("trajectory sessions", () => {
     assert.equal(await gateway.closeRollout("aborted"), 0);
     assert.equal(sessions.count, 1);
     assert.ok(sessions.get("d"));
+    close();
+  });
+});
+
+describe("the stores behind their interfaces", () => {
+  it("sessions, calls and release work the same with stores that answer asynchronously", async () => {
+    const { gateway, store, sessions, close } = setup({ asyncStores: true });
+    const image = await png(20, 20);
+    const { sessionId, imageSha256 } = await gateway.createSession({
+      rolloutId: "r",
+      trajectoryId: "",
+      images: [{ data: image, sha256: undefined, mimeType: "", width: 0, height: 0 }],
+      idleTtlSeconds: 0,
+    });
+    assert.equal(store.size.heldBytes, image.length);
+    assert.equal((await gateway.getImage(imageSha256[0] ?? "")).width, 20);
+    const refused = await gateway.execute(
+      execute(sessionId, "image_process", { image: "image_1", operations: [{ rotate: { angel: 90 } }] }),
+      scope(),
+    );
+    assert.equal(refused.error?.code, "INVALID_ARGUMENT");
+    const down = await gateway.execute(
+      execute(sessionId, "image_process", { image: "image_1", operations: [{ rotate: { angleDegrees: 90 } }] }),
+      scope(),
+    );
+    assert.equal(down.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(await gateway.closeRollout("r"), 1);
+    assert.equal(sessions.count, 0);
+    assert.equal(store.size.heldBytes, 0, "closing the session released its image");
     close();
   });
 });

@@ -38,11 +38,11 @@ import { Call, type CallOutcome, type CallRequest, type CallScope, type RenderTu
 import { CodeSessions } from "./code-sessions.js";
 import { CallEvents, callStatusName, loggingObserver } from "./events.js";
 import { type ModelFormatName, nestsDeeperThan, parseTurn, type RenderedCall, stepObservation } from "./formats.js";
-import type { ImageStore, StoredImage } from "./image-store.js";
 import { RecordReplay, recorderOff, recordKey } from "./record-replay.js";
 import { describeImage, failedOutcome, ResultRenderer, roundBudget } from "./rendering.js";
-import type { SessionRegistry, TrajectorySession } from "./sessions.js";
+import type { TrajectorySession } from "./sessions.js";
 import { formatChoices, formatOf, showsImagesWithModelError } from "./step-format.js";
+import type { ImageStore, SessionStore, StoredImage } from "./stores.js";
 import {
   openAiSchema,
   type PreparedCall,
@@ -59,7 +59,7 @@ export { recorderOff } from "./record-replay.js";
 export interface GatewayOptions {
   backends: Backends;
   store: ImageStore;
-  sessions: SessionRegistry;
+  sessions: SessionStore;
   admission: AdmissionController;
   tools: ToolRegistry;
   logger: Logger;
@@ -163,7 +163,8 @@ export class ToolGateway {
   async stop(): Promise<void> {
     clearInterval(this.sweeper);
     this.sweeper = undefined;
-    await Promise.all(this.options.sessions.removeAll().map((session) => this.release(session)));
+    const sessions = await this.options.sessions.removeAll();
+    await Promise.all(sessions.map((session) => this.release(session)));
   }
 
   listTools(names: string[]): ToolSchema[] {
@@ -180,8 +181,8 @@ export class ToolGateway {
     return describeImage(await this.options.store.put(data, { field: "data" }), ImageDelivery.IMAGE_DELIVERY_REFERENCE);
   }
 
-  getImage(sha256: string): Image {
-    return describeImage(this.options.store.require(sha256, "sha256"), ImageDelivery.IMAGE_DELIVERY_BYTES);
+  async getImage(sha256: string): Promise<Image> {
+    return describeImage(await this.options.store.require(sha256, "sha256"), ImageDelivery.IMAGE_DELIVERY_BYTES);
   }
 
   // ---- sessions ----
@@ -196,7 +197,7 @@ export class ToolGateway {
     const held: StoredImage[] = [];
     try {
       for (const [index, image] of request.images.entries()) held.push(await this.holdInput(image, index));
-      const session = this.options.sessions.create({
+      const session = await this.options.sessions.create({
         rolloutId: request.rolloutId,
         trajectoryId: request.trajectoryId,
         inputImages: held.map((image) => image.sha256),
@@ -205,13 +206,13 @@ export class ToolGateway {
       // The session keeps one reference per distinct image; drop the build-time extras.
       const kept = new Set<string>();
       for (const image of held) {
-        if (kept.has(image.sha256)) store.release(image.sha256);
+        if (kept.has(image.sha256)) await store.release(image.sha256);
         else kept.add(image.sha256);
       }
       held.length = 0;
       return { sessionId: session.id, imageSha256: session.inputImages.slice() };
     } finally {
-      for (const image of held) store.release(image.sha256);
+      for (const image of held) await store.release(image.sha256);
     }
   }
 
@@ -237,8 +238,8 @@ export class ToolGateway {
       return store.put(Buffer.from(image.data), { hold: true, field: `${field}.data` });
     }
     if (image.sha256) {
-      const stored = store.require(image.sha256, `${field}.sha256`);
-      store.retain(stored.sha256);
+      const stored = await store.require(image.sha256, `${field}.sha256`);
+      await store.retain(stored.sha256);
       return stored;
     }
     throw new InvalidArgumentError(`${field} carries neither data nor sha256`);
@@ -246,7 +247,7 @@ export class ToolGateway {
 
   async closeSession(sessionId: string): Promise<void> {
     if (!sessionId) throw new InvalidArgumentError("session_id is required");
-    const session = this.options.sessions.remove(sessionId);
+    const session = await this.options.sessions.remove(sessionId);
     if (!session)
       throw new NotFoundError(`session_id: no open session "${sessionId}"`, { errorClass: "INFRASTRUCTURE" });
     await this.release(session);
@@ -254,14 +255,14 @@ export class ToolGateway {
 
   async closeRollout(rolloutId: string): Promise<number> {
     if (!rolloutId) throw new InvalidArgumentError("rollout_id is required");
-    const sessions = this.options.sessions.removeRollout(rolloutId);
+    const sessions = await this.options.sessions.removeRollout(rolloutId);
     await Promise.all(sessions.map((session) => this.release(session)));
     return sessions.length;
   }
 
   /** Closes sessions idle past their TTL; returns how many. */
   async closeExpired(): Promise<number> {
-    const expired = this.options.sessions.removeExpired();
+    const expired = await this.options.sessions.removeExpired();
     for (const session of expired)
       this.options.logger.info({ sessionId: session.id }, "session idle past its TTL, closed");
     await Promise.all(expired.map((session) => this.release(session)));
@@ -270,7 +271,7 @@ export class ToolGateway {
 
   /** Frees what a removed session holds: images and code sessions. Never throws. */
   private async release(session: TrajectorySession): Promise<void> {
-    for (const sha256 of session.heldImages) this.options.store.release(sha256);
+    for (const sha256 of session.heldImages) await this.options.store.release(sha256);
     session.heldImages.clear();
     await this.codeSessions.release(session);
   }
@@ -279,7 +280,7 @@ export class ToolGateway {
 
   /** One call. A call the gateway's admission control refused fails as a whole (RESOURCE_EXHAUSTED). */
   async execute(request: ExecuteRequest, scope: CallScope): Promise<ToolResult> {
-    const session = this.options.sessions.get(request.sessionId);
+    const session = await this.options.sessions.get(request.sessionId);
     if (!request.call) throw new InvalidArgumentError("call is required", { errorClass: "INFRASTRUCTURE" });
     const outcome = await this.runCall(session, callRequest(request), scope, undefined);
     if (outcome.failure instanceof AdmissionRejectedError) throw outcome.failure;
@@ -294,7 +295,7 @@ export class ToolGateway {
     return Promise.all(
       requests.map(async (request, index) => {
         try {
-          const session = this.options.sessions.get(request.sessionId, `calls[${index}].session_id`);
+          const session = await this.options.sessions.get(request.sessionId, `calls[${index}].session_id`);
           if (!request.call) {
             throw new InvalidArgumentError(`calls[${index}].call is required`, { errorClass: "INFRASTRUCTURE" });
           }
@@ -312,7 +313,7 @@ export class ToolGateway {
    * observation: format, parse, run the calls in order, observe.
    */
   async step(request: StepRequest, scope: CallScope): Promise<StepResponse> {
-    const session = this.options.sessions.get(request.sessionId);
+    const session = await this.options.sessions.get(request.sessionId);
     const format = formatOf(request.format);
     if (format === undefined) {
       throw new InvalidArgumentError(`format must be one of ${formatChoices()}`, { errorClass: "INFRASTRUCTURE" });
@@ -437,27 +438,27 @@ export class ToolGateway {
     call.session.activeCalls += 1;
     let outcome: CallOutcome;
     try {
-      const validated = this.validate(call, events);
+      const validated = await this.validate(call, events);
       events.started(validated.prepared.inputImages);
       outcome = await this.produce(call, validated);
       validated.prepared.settled?.();
     } catch (error) {
       outcome = failedOutcome(call.request.callId, call.request.name, explain(error, call), call.tool);
     } finally {
-      this.finish(call);
+      await this.finish(call);
     }
     this.report(call, events, outcome);
     return outcome;
   }
 
   /** Finds the tool, parses the arguments and lets the tool validate and bind them. */
-  private validate(call: Call, events: CallEvents): ValidatedCall {
+  private async validate(call: Call, events: CallEvents): Promise<ValidatedCall> {
     const tool = call.tool;
     if (!tool) throw new InvalidArgumentError(`Invalid tool call name: ${call.request.name}`);
     const args = parseArguments(call.request.args);
     const canonicalArguments = canonicalJson(args);
     events.argumentsDigest = sha256Hex(canonicalArguments);
-    const prepared = tool.prepare(this.toolContext(call), args);
+    const prepared = await tool.prepare(this.toolContext(call), args);
     return { tool, args, canonicalArguments, prepared };
   }
 
@@ -466,7 +467,7 @@ export class ToolGateway {
     const key = () => recordKey(tool, args, canonicalArguments, prepared);
     if (this.recordReplay.mode === "replay") {
       const recorded = await this.recordReplay.lookup(key());
-      return call.inTurn(async () => this.renderer.recorded(call, recorded));
+      return call.inTurn(() => this.renderer.recorded(call, recorded));
     }
     const executeStarted = performance.now();
     const output = await prepared.run();
@@ -478,12 +479,12 @@ export class ToolGateway {
   }
 
   /** Releases what the call held and lets the next call of its Step render. */
-  private finish(call: Call): void {
+  private async finish(call: Call): Promise<void> {
     call.signal.dispose();
     call.session.activeCalls -= 1;
-    // The idle TTL counts from the end of the last call, however long it ran.
-    this.options.sessions.touch(call.session);
     call.turn?.done();
+    // The idle TTL counts from the end of the last call, however long it ran.
+    await this.options.sessions.touch(call.session);
   }
 
   /** Timing on the result, the finished event, and a debug line for a failure. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import sharp from "sharp";
 import { sha256Hex } from "../../runtime/src/index.js";
-import { ImageStore } from "./image-store.js";
+import { MemoryImageStore } from "./image-store.js";
 
 function png(width: number, height: number, seed = 0): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: seed % 256, g: (seed >> 8) % 256, b: 7 } } })
@@ -12,7 +12,7 @@ function png(width: number, height: number, seed = 0): Promise<Buffer> {
 
 describe("image store", () => {
   it("stores by sha256 with size and type, once per content", async () => {
-    const store = new ImageStore(10_000_000);
+    const store = new MemoryImageStore(10_000_000);
     const data = await png(40, 30);
     const first = await store.put(data);
     assert.equal(first.sha256, sha256Hex(data));
@@ -23,7 +23,7 @@ describe("image store", () => {
   });
 
   it("rejects bytes that are not an image, naming the field", async () => {
-    const store = new ImageStore(1000);
+    const store = new MemoryImageStore(1000);
     await assert.rejects(
       store.put(Buffer.from("hello"), { field: "images[0].data" }),
       /images\[0\]\.data is not a decodable image/,
@@ -34,7 +34,7 @@ describe("image store", () => {
   it("evicts the least recently used unheld images when over its byte limit", async () => {
     const [a, b, c] = (await Promise.all([1, 2, 3].map((seed) => png(64, 64, seed)))) as [Buffer, Buffer, Buffer];
     const limit = a.length + b.length + 10;
-    const store = new ImageStore(limit);
+    const store = new MemoryImageStore(limit);
     const storedA = await store.put(a);
     const storedB = await store.put(b);
     assert.ok(store.get(storedA.sha256), "touching a makes b the least recently used");
@@ -46,7 +46,7 @@ describe("image store", () => {
 
   it("never evicts an image a session holds; refuses new images instead of exceeding the limit", async () => {
     const [a, b] = (await Promise.all([png(64, 64, 1), png(64, 64, 2)])) as [Buffer, Buffer];
-    const store = new ImageStore(a.length + 5);
+    const store = new MemoryImageStore(a.length + 5);
     const held = await store.put(a, { hold: true });
     await assert.rejects(store.put(b, { hold: true }), (error: Error) => {
       assert.equal(error.name, "ResourceExhaustedError");
@@ -63,7 +63,7 @@ describe("image store", () => {
   });
 
   it("require names the field on a bad or unknown sha256", () => {
-    const store = new ImageStore(1000);
+    const store = new MemoryImageStore(1000);
     assert.throws(() => store.require("xyz", "images[1].sha256"), /images\[1\]\.sha256 must be 64 lowercase hex/);
     assert.throws(
       () => store.require("a".repeat(64), "sha256"),

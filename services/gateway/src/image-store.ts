@@ -6,15 +6,9 @@ import {
   ResourceExhaustedError,
   sha256Hex,
 } from "../../runtime/src/index.js";
+import type { ImageStore, StoredImage } from "./stores.js";
 
-export interface StoredImage {
-  /** Lowercase hex sha256 of `data`. */
-  sha256: string;
-  data: Buffer;
-  mimeType: string;
-  width: number;
-  height: number;
-}
+export type { ImageStore, StoredImage } from "./stores.js";
 
 interface Entry extends StoredImage {
   /** Live sessions holding the image; a held image is never evicted. */
@@ -27,7 +21,7 @@ interface Entry extends StoredImage {
  * recently used first, images a session holds are never evicted (the store
  * refuses new images rather than drop them).
  */
-export class ImageStore {
+export class MemoryImageStore implements ImageStore {
   // Map iteration order is insertion order: re-inserting on use keeps it LRU.
   private readonly entries = new Map<string, Entry>();
   private totalBytes = 0;

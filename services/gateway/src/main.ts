@@ -19,9 +19,9 @@ import {
 import { AdmissionController, exportAdmissionGauges } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
 import { ToolGateway } from "./gateway.js";
-import { ImageStore } from "./image-store.js";
+import { MemoryImageStore } from "./image-store.js";
 import { createToolGatewayImplementation } from "./server.js";
-import { SessionRegistry } from "./sessions.js";
+import { MemorySessionStore } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
 
 const gatewayConfigShape = {
@@ -79,8 +79,8 @@ runMain("toolplane-gateway", async () => {
   exportAdmissionGauges(admission);
   const gateway = new ToolGateway({
     backends,
-    store: new ImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
-    sessions: new SessionRegistry(),
+    store: new MemoryImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
+    sessions: new MemorySessionStore(),
     admission,
     observer,
     recorder,

@@ -8,7 +8,7 @@ import {
   type ResultRecorder,
   sha256Hex,
 } from "../../runtime/src/index.js";
-import type { ImageStore } from "./image-store.js";
+import type { ImageStore } from "./stores.js";
 import type { PreparedCall, ToolDefinition } from "./tools.js";
 
 /** Default recorder: never consulted. */
@@ -51,10 +51,12 @@ export class RecordReplay {
   /** Records a result that is not an infrastructure failure; reports its own failures, never throws. */
   async record(key: RecordKey, result: ToolResult): Promise<void> {
     if (result.status === ResultStatus.RESULT_STATUS_INFRA_ERROR) return;
-    const images = result.images.map((image) => {
-      const stored = image.sha256 ? this.store.get(image.sha256) : undefined;
-      return stored ? { ...image, data: stored.data, sha256: undefined } : image;
-    });
+    const images = await Promise.all(
+      result.images.map(async (image) => {
+        const stored = image.sha256 ? await this.store.get(image.sha256) : undefined;
+        return stored ? { ...image, data: stored.data, sha256: undefined } : image;
+      }),
+    );
     const bytes = ToolResult.encode({ ...result, callId: "", images, timing: undefined }).finish();
     try {
       await this.recorder.record(key, bytes);

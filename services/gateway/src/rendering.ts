@@ -3,9 +3,9 @@ import { ImageDelivery, ResultStatus, type ToolResult } from "../../../generated
 import { type ToolplaneError, toToolError } from "../../runtime/src/index.js";
 import type { Call, CallOutcome, RoundBudget } from "./call.js";
 import { modelErrorText } from "./formats.js";
-import type { ImageStore, StoredImage } from "./image-store.js";
 import { MAX_IMAGES_PER_ROUND, MAX_IMAGES_PER_TRAJECTORY, prepareForModel } from "./postprocess.js";
 import type { TrajectorySession } from "./sessions.js";
+import type { ImageStore, StoredImage } from "./stores.js";
 import type { ToolDefinition, ToolOutput } from "./tools.js";
 
 /** An image as the caller asked to receive it: a reference, or the bytes. */
@@ -58,20 +58,13 @@ export function failedOutcome(
 export class ResultRenderer {
   constructor(private readonly store: ImageStore) {}
 
-  /** Takes one store reference per session per image. */
-  hold(session: TrajectorySession, image: StoredImage): void {
-    if (session.closed || session.heldImages.has(image.sha256)) return;
-    this.store.retain(image.sha256);
-    session.heldImages.add(image.sha256);
-  }
-
   async output(call: Call, tool: ToolDefinition, output: ToolOutput): Promise<CallOutcome> {
     const { session, budget } = call;
     const shown = output.images.slice(0, budget.remaining);
     budget.remaining -= shown.length;
     session.imagesShown += shown.length;
     const prepared = await Promise.all(shown.map((image) => prepareForModel(image)));
-    const stored = prepared.map((image) => this.keep(session, image));
+    const stored = await Promise.all(prepared.map((image) => this.keep(session, image)));
     const failure = output.failure;
     const result: ToolResult = {
       callId: call.request.callId,
@@ -87,17 +80,19 @@ export class ResultRenderer {
   }
 
   /** A recorded result served again: its images count against the budget as the tool's would. */
-  recorded(call: Call, recorded: ToolResult): CallOutcome {
+  async recorded(call: Call, recorded: ToolResult): Promise<CallOutcome> {
     const { session, budget } = call;
     budget.remaining = Math.max(0, budget.remaining - recorded.images.length);
     session.imagesShown += recorded.images.length;
-    const stored = recorded.images.map((image) =>
-      this.keep(session, {
-        data: Buffer.from(image.data ?? new Uint8Array()),
-        mimeType: image.mimeType,
-        width: image.width,
-        height: image.height,
-      }),
+    const stored = await Promise.all(
+      recorded.images.map((image) =>
+        this.keep(session, {
+          data: Buffer.from(image.data ?? new Uint8Array()),
+          mimeType: image.mimeType,
+          width: image.width,
+          height: image.height,
+        }),
+      ),
     );
     const images = stored.map((entry) => describeImage(entry, call.request.delivery));
     const result: ToolResult = { ...recorded, callId: call.request.callId, images };
@@ -106,9 +101,14 @@ export class ResultRenderer {
     return { result, textIsError, outputImages: stored.map((entry) => entry.sha256) };
   }
 
-  private keep(session: TrajectorySession, image: Omit<StoredImage, "sha256">): StoredImage {
-    const entry = this.store.putProbed(image);
-    this.hold(session, entry);
+  /**
+   * Stores the image with a reference taken in the same step (so nothing can
+   * evict it in between) and keeps one reference per session per image.
+   */
+  private async keep(session: TrajectorySession, image: Omit<StoredImage, "sha256">): Promise<StoredImage> {
+    const entry = await this.store.putProbed(image, { hold: true });
+    if (session.closed || session.heldImages.has(entry.sha256)) await this.store.release(entry.sha256);
+    else session.heldImages.add(entry.sha256);
     return entry;
   }
 }

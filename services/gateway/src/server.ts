@@ -45,7 +45,7 @@ export function createToolGatewayImplementation(
       closedSessions: await gateway.closeRollout(request.rolloutId),
     })),
     putImage: unary("PutImage", logger, async (request) => ({ image: await gateway.putImage(request.data) })),
-    getImage: unary("GetImage", logger, async (request) => ({ image: gateway.getImage(request.sha256) })),
+    getImage: unary("GetImage", logger, async (request) => ({ image: await gateway.getImage(request.sha256) })),
     execute: unary("Execute", logger, async (request, context) => ({
       result: await gateway.execute(request, scopeOf(context)),
     })),

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Limits } from "../../../generated/toolplane/code/v1/code.js";
 import { InvalidArgumentError, NotFoundError } from "../../runtime/src/index.js";
+import type { SessionStore } from "./stores.js";
 
 export type CodeLanguage = "python" | "javascript";
 
@@ -39,10 +40,11 @@ export interface NewSession {
 }
 
 /**
- * Open trajectory sessions, indexed by id and by rollout. Knows nothing of what
- * a session holds: the gateway releases that when a session leaves here.
+ * Open trajectory sessions in this process's memory, indexed by id and by
+ * rollout. Knows nothing of what a session holds: the gateway releases that
+ * when a session leaves here.
  */
-export class SessionRegistry {
+export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, TrajectorySession>();
   private readonly byRollout = new Map<string, Set<string>>();
 

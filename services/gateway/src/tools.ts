@@ -19,8 +19,8 @@ import {
 import type { BackendName } from "./admission.js";
 import type { Backends } from "./backends.js";
 import { codeObservation, imageSearchObservation, searchObservation, ZOOM_INVALID, ZOOM_TOOL } from "./formats.js";
-import type { StoredImage } from "./image-store.js";
 import type { CodeLanguage, CodeSessionHandle, TrajectorySession } from "./sessions.js";
+import type { MaybePromise, StoredImage } from "./stores.js";
 
 /** What a tool's code may use while it runs one call. */
 export interface ToolContext {
@@ -31,7 +31,7 @@ export interface ToolContext {
   /** Aborted when the caller goes away or the deadline passes. */
   signal: AbortSignal;
   /** Resolves "image_1".."image_n" (the session's inputs) or a sha256 in the store. */
-  image(reference: string, field: string): StoredImage;
+  image(reference: string, field: string): Promise<StoredImage>;
   /** Runs one backend request under admission control, with the call's deadline and cancellation. */
   call<T>(backend: BackendName, request: (options: InvokeOptions) => Promise<T>): Promise<T>;
   /** The trajectory's code session for the language, created (with the input images bound) on first use. */
@@ -74,7 +74,7 @@ export interface ToolDefinition {
   /** Part of record keys: bump when the output for the same input may change. */
   version: string;
   /** Validates the arguments (InvalidArgumentError naming the field) and binds them. */
-  prepare(context: ToolContext, args: Record<string, unknown>): PreparedCall;
+  prepare(context: ToolContext, args: Record<string, unknown>): PreparedCall | Promise<PreparedCall>;
   /** Model-visible text of a MODEL error, when the tool's model expects a fixed one. */
   modelErrorText?(error: ToolplaneError): string;
 }
@@ -105,12 +105,12 @@ function optionalImageReference(args: Record<string, unknown>): string {
 }
 
 /** Resolves an image reference against a session and the store. */
-export function resolveImageReference(
+export async function resolveImageReference(
   session: TrajectorySession,
   reference: string,
   field: string,
-  lookup: (sha256: string, field: string) => StoredImage,
-): StoredImage {
+  lookup: (sha256: string, field: string) => MaybePromise<StoredImage>,
+): Promise<StoredImage> {
   const match = /^image_(\d+)$/.exec(reference);
   if (match) {
     const index = Number(match[1]);
@@ -274,8 +274,8 @@ const imageSearchTool: ToolDefinition = {
   backend: "search",
   defaultTimeoutMs: 60_000,
   version: "1",
-  prepare(context, args) {
-    const image = context.image(optionalImageReference(args), "arguments.image");
+  async prepare(context, args) {
+    const image = await context.image(optionalImageReference(args), "arguments.image");
     return {
       inputImages: [image.sha256],
       run: async () => {
@@ -368,14 +368,14 @@ const zoomTool: ToolDefinition = {
   backend: "image",
   defaultTimeoutMs: 30_000,
   version: "1",
-  prepare(context, args) {
+  async prepare(context, args) {
     const bbox = args.bbox_2d;
     if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((n) => typeof n === "number" && Number.isFinite(n))) {
       throw new InvalidArgumentError("arguments.bbox_2d must be 4 finite numbers [x1, y1, x2, y2]");
     }
     const [left, top, right, bottom] = bbox as [number, number, number, number];
     // DeepEyes v1 boxes are pixels of the original input, never of an earlier crop.
-    const image = context.image("image_1", "session image_1");
+    const image = await context.image("image_1", "session image_1");
     return {
       inputImages: [image.sha256],
       run: () =>
@@ -432,8 +432,8 @@ const imageProcessTool: ToolDefinition = {
   backend: "image",
   defaultTimeoutMs: 30_000,
   version: "1",
-  prepare(context, args) {
-    const image = context.image(optionalImageReference(args), "arguments.image");
+  async prepare(context, args) {
+    const image = await context.image(optionalImageReference(args), "arguments.image");
     const raw = args.operations;
     if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_OPERATIONS) {
       throw new InvalidArgumentError(`arguments.operations must be an array of 1..${MAX_OPERATIONS} operations`);
