@@ -1,0 +1,104 @@
+import { createHash } from "node:crypto";
+import { status } from "@grpc/grpc-js";
+import type { ExecuteResponse as CodeExecuteResponse } from "../../../../generated/toolplane/code/v1/code.js";
+import { DeadlineExceededError, FailedPreconditionError, type ToolplaneError } from "../../../runtime/src/index.js";
+import { codeObservation } from "../formats.js";
+import type { CodeLanguage } from "../sessions.js";
+import { requireString, type ToolDefinition, type ToolOutput } from "./tool.js";
+
+/** What the sandbox needs beyond the cell's own time to stop it and answer (at most; 20 % of short budgets). */
+const CODE_TIMEOUT_MARGIN_MS = 2000;
+const CODE_TIMEOUT_MARGIN_FRACTION = 0.2;
+
+/**
+ * The sandbox's own timeout for a cell: a little under the call's deadline, so a
+ * runaway cell is reported by the sandbox as the model's timeout (MODEL) rather
+ * than by gRPC as a deadline (INFRASTRUCTURE). 0 keeps the session's default when
+ * that is shorter (sending more than the service's maximum would be refused);
+ * -1 when the deadline has passed.
+ */
+export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | undefined, now = Date.now()): number {
+  const remaining = deadlineMs - now;
+  if (remaining <= 0) return -1;
+  const budget = Math.floor(remaining - Math.min(CODE_TIMEOUT_MARGIN_MS, remaining * CODE_TIMEOUT_MARGIN_FRACTION));
+  if (sessionTimeoutMs && budget >= sessionTimeoutMs) return 0;
+  return Math.max(1, budget);
+}
+
+function codeOutput(response: CodeExecuteResponse): ToolOutput {
+  const images = response.images.flatMap((image) => (image.data ? [Buffer.from(image.data)] : []));
+  const error = response.error;
+  return {
+    images,
+    render: (shown) => codeObservation(response.stdout, response.stderr, shown),
+    output: {
+      stdout: response.stdout,
+      stderr: response.stderr,
+      stdoutTruncated: response.stdoutTruncated,
+      stderrTruncated: response.stderrTruncated,
+      result: response.hasResult ? response.result : undefined,
+      imagesTruncated: response.imagesTruncated,
+      error: error ? { code: error.code, type: error.type, message: error.message } : undefined,
+    },
+    failure: error ? { code: error.code || "ABORTED", message: `${error.type}: ${error.message}` } : undefined,
+  };
+}
+
+export function codeTool(name: string, language: CodeLanguage, description: string): ToolDefinition {
+  return {
+    name,
+    description,
+    parameters: {
+      type: "object",
+      properties: {
+        code: { type: "string", description: `${language === "python" ? "Python" : "JavaScript"} source of one cell.` },
+      },
+      required: ["code"],
+    },
+    backend: "code",
+    defaultTimeoutMs: 330_000,
+    version: "1",
+    prepare(context, args) {
+      const code = requireString(args, "code");
+      const history = context.session.codeHistory.get(language) ?? [];
+      return {
+        inputImages: [...context.session.inputImages],
+        state: [...history],
+        run: async () => {
+          const handle = await context.codeSession(language);
+          try {
+            const response = await context.call("code", (options) => {
+              // Measured after admission and session creation: what is left is the cell's.
+              const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
+              if (timeoutMs < 0) {
+                throw new DeadlineExceededError(
+                  "the call's deadline passed before the cell could start (waiting for admission or for the code session)",
+                );
+              }
+              return context.backends.code.execute(
+                { sessionId: handle.id, code, timeoutMs, fixIndentation: language === "python" },
+                options,
+              );
+            });
+            return codeOutput(response);
+          } catch (error) {
+            // The code service forgot the session (restarted, or its TTL fired): the
+            // trajectory's state is gone, which is never the model's fault. Not retryable:
+            // a retry would run the model's next cell against a fresh kernel; drop the sample.
+            if ((error as ToolplaneError).code === status.NOT_FOUND) {
+              context.dropCodeSession(language);
+              const detail = (error as Error).message;
+              throw new FailedPreconditionError(`code session lost (${detail}); the trajectory's state is gone`, {
+                cause: error,
+              });
+            }
+            throw error;
+          }
+        },
+        settled() {
+          context.session.codeHistory.set(language, [...history, createHash("sha256").update(code).digest("hex")]);
+        },
+      };
+    },
+  };
+}
