@@ -20,98 +20,16 @@ import {
   StepOutcome,
   ToolGatewayClient,
 } from "../../generated/toolplane/gateway/v1/gateway.js";
-import {
-  type ImageSearchRequest,
-  type SearchRequest,
-  type SearchResponse,
-  SearchServiceService,
-} from "../../generated/toolplane/search/v1/search.js";
+import type { SearchRequest, SearchResponse } from "../../generated/toolplane/search/v1/search.js";
 import {
   type CallContext,
   createClient,
-  createLogger,
   DeadlineExceededError,
   invoke,
-  type RunningServer,
-  startGrpcServer,
   type ToolplaneError,
-  unary,
 } from "../../services/runtime/src/index.js";
+import { FakeSearch, searchAnswer } from "../support/fake-search.js";
 import { distRoot, freePort, type SpawnedService, spawnService } from "../support/processes.js";
-
-type SearchBehaviour = (request: SearchRequest, context: CallContext) => Promise<SearchResponse>;
-
-/** A search backend whose behaviour each test sets; records cancellations it saw. */
-class ControlledSearch {
-  behaviour: SearchBehaviour = async (request) => answer(request.query);
-  cancelled = 0;
-  calls = 0;
-  /** Thumbnails every image search returns. */
-  thumbnails: Buffer[] = [];
-  imageQueries: Buffer[] = [];
-  server: RunningServer | undefined;
-
-  async start(port: number): Promise<void> {
-    const logger = createLogger("test-search", "silent");
-    this.server = await startGrpcServer({
-      host: "127.0.0.1",
-      port,
-      services: [
-        {
-          name: "toolplane.search.v1.SearchService",
-          definition: SearchServiceService,
-          implementation: {
-            search: unary("Search", logger, (request: SearchRequest, context) => {
-              this.calls += 1;
-              context.signal.addEventListener("abort", () => {
-                this.cancelled += 1;
-              });
-              return this.behaviour(request, context);
-            }),
-            imageSearch: unary("ImageSearch", logger, async (request: ImageSearchRequest) => {
-              this.imageQueries.push(Buffer.from(request.image?.data ?? new Uint8Array()));
-              return {
-                results: this.thumbnails.map((thumbnail, index) => ({
-                  title: `Match ${index + 1}`,
-                  url: `https://example.test/${index + 1}`,
-                  snippet: "",
-                  date: "",
-                  thumbnail: { data: thumbnail, mimeType: "image/png", width: 0, height: 0 },
-                  thumbnailUrl: "",
-                  score: 1,
-                })),
-                provider: "test",
-                cacheStatus: 0,
-                timing: undefined,
-              };
-            }),
-          },
-        },
-      ],
-      protoFiles: ["toolplane/search/v1/search.proto"],
-      logger,
-    });
-  }
-}
-
-function answer(query: string): SearchResponse {
-  return {
-    results: [
-      {
-        title: `About ${query}`,
-        url: "https://example.test/a",
-        snippet: "A snippet.",
-        date: "",
-        thumbnail: undefined,
-        thumbnailUrl: "",
-        score: 1,
-      },
-    ],
-    provider: "test",
-    cacheStatus: 0,
-    timing: undefined,
-  };
-}
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -140,7 +58,7 @@ function searchCall(sessionId: string, query: string, timeoutMs = 0): ExecuteReq
 }
 
 describe("gateway mechanics against controlled backends", () => {
-  const search = new ControlledSearch();
+  const search = new FakeSearch();
   let searchPort = 0;
   let gateway: SpawnedService;
   let client: ToolGatewayClient;
@@ -196,7 +114,7 @@ describe("gateway mechanics against controlled backends", () => {
     });
     search.behaviour = async (request) => {
       await gate;
-      return answer(request.query);
+      return searchAnswer(request.query);
     };
     const admitted = ["q1", "q2", "q3", "q4"].map((query) =>
       invoke(client, client.execute, searchCall(sessionId, query, 10_000)),
@@ -279,7 +197,7 @@ describe("gateway mechanics against controlled backends", () => {
   it("Connect answers out of order, matched by request_id", async () => {
     search.behaviour = async (request) => {
       if (request.query === "slow") await sleep(400);
-      return answer(request.query);
+      return searchAnswer(request.query);
     };
     const stream = client.connect();
     const replies: GatewayMessage[] = [];
@@ -307,7 +225,7 @@ describe("gateway mechanics against controlled backends", () => {
   it("Connect backpressure: more requests than the in-flight limit all complete", async () => {
     search.behaviour = async (request) => {
       await sleep(20);
-      return answer(request.query);
+      return searchAnswer(request.query);
     };
     const stream = client.connect();
     const replies: GatewayMessage[] = [];
@@ -337,7 +255,7 @@ describe("gateway mechanics against controlled backends", () => {
   });
 
   it("a session idle past its TTL is closed by the gateway", async () => {
-    search.behaviour = async (request) => answer(request.query);
+    search.behaviour = async (request) => searchAnswer(request.query);
     const created = await invoke(client, client.createSession, {
       rolloutId: "ttl",
       trajectoryId: "",
@@ -363,7 +281,7 @@ describe("gateway mechanics against controlled backends", () => {
     search.behaviour = async (request) => {
       // The first call finishes last: the observation must still list it first.
       if (request.query === "first") await sleep(200);
-      return answer(request.query);
+      return searchAnswer(request.query);
     };
     const hermes = await invoke(client, client.step, {
       sessionId,
@@ -467,7 +385,7 @@ describe("gateway mechanics against controlled backends", () => {
     const down = await invoke(client, client.execute, searchCall(sessionId, "while-down", 2000));
     assert.equal(down.result?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.equal((await invoke(client, client.listTools, { names: ["search"] })).tools.length, 1);
-    search.behaviour = async (request) => answer(request.query);
+    search.behaviour = async (request) => searchAnswer(request.query);
     await search.start(searchPort);
     let recovered = await invoke(client, client.execute, searchCall(sessionId, "back", 5000));
     for (let attempt = 0; attempt < 20 && recovered.result?.status !== ResultStatus.RESULT_STATUS_OK; attempt++) {

@@ -17,6 +17,7 @@ import {
 import { createClient } from "../../services/runtime/src/index.js";
 import { BLUE, GREEN, near, photoJpeg, pixelsOf, quadrants, WHITE } from "../fixtures/image/generate.js";
 import { distRoot, metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../support/processes.js";
+import { rejectsWithStatus } from "../support/rpc.js";
 
 type Client = InstanceType<typeof ImageServiceClient>;
 
@@ -32,24 +33,6 @@ function getMetadata(client: Client, request: GetMetadataRequest): Promise<GetMe
   return new Promise((resolve, reject) => {
     client.getMetadata(request, (error, response) => (error ? reject(error) : resolve(response)));
   });
-}
-
-/** Asserts the exact gRPC status, the error class in trailing metadata, and the message. */
-async function rejectsWith(
-  promise: Promise<unknown>,
-  code: status,
-  errorClass: "MODEL" | "INFRASTRUCTURE" | undefined,
-  message: RegExp,
-): Promise<ServiceError> {
-  let caught: ServiceError | undefined;
-  await assert.rejects(promise, (error: ServiceError) => {
-    assert.equal(error.code, code, `expected ${status[code]}, got ${status[error.code]}: ${error.details}`);
-    if (errorClass !== undefined) assert.deepEqual(error.metadata.get("toolplane-error-class"), [errorClass]);
-    assert.match(error.details, message);
-    caught = error;
-    return true;
-  });
-  return caught as unknown as ServiceError;
 }
 
 const data = (bytes: Buffer) => ({ data: bytes, mimeType: "", width: 0, height: 0 });
@@ -183,27 +166,27 @@ describe("image service over a real socket", () => {
     }))();
 
     it("missing image, references, empty data", async () => {
-      await rejectsWith(process(client, {}), status.INVALID_ARGUMENT, "MODEL", /image\.data is required/);
+      await rejectsWithStatus(process(client, {}), status.INVALID_ARGUMENT, "MODEL", /image\.data is required/);
       // A reference to an image this service does not hold: the caller (the gateway) has the bytes to send instead.
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, { image: { sha256: "ab".repeat(32), mimeType: "", width: 0, height: 0 } }),
         status.NOT_FOUND,
         "INFRASTRUCTURE",
         /image\.sha256 a{0}(ab){32} is not held decoded by this image service for this call; send image\.data instead/,
       );
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, { image: { sha256: "not-a-digest", mimeType: "", width: 0, height: 0 } }),
         status.INVALID_ARGUMENT,
         "MODEL",
         /image\.sha256 must be 64 lowercase hex digits/,
       );
-      await rejectsWith(
+      await rejectsWithStatus(
         getMetadata(client, { image: { sha256: "ab".repeat(32), mimeType: "", width: 0, height: 0 } }),
         status.INVALID_ARGUMENT,
         "MODEL",
         /GetMetadata reads the image's header: send image\.data/,
       );
-      await rejectsWith(
+      await rejectsWithStatus(
         getMetadata(client, { image: undefined }),
         status.INVALID_ARGUMENT,
         "MODEL",
@@ -213,26 +196,26 @@ describe("image service over a real socket", () => {
 
     it("corrupt, truncated and unsupported images", async () => {
       const { photo } = await inputs;
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, { image: data(Buffer.from("GIF89a but not really")) }),
         status.INVALID_ARGUMENT,
         "MODEL",
         /image\.data could not be decoded/,
       );
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, { image: data(photo.subarray(0, 3000)) }),
         status.INVALID_ARGUMENT,
         "MODEL",
         /image\.data is truncated/,
       );
-      await rejectsWith(
+      await rejectsWithStatus(
         getMetadata(client, { image: data(Buffer.from([1, 2, 3, 4])) }),
         status.INVALID_ARGUMENT,
         "MODEL",
         /image\.data is not a jpeg, png, webp, gif, tiff image/,
       );
       const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, { image: data(svg) }),
         status.INVALID_ARGUMENT,
         "MODEL",
@@ -244,7 +227,7 @@ describe("image service over a real socket", () => {
       const bomb = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: "black" } })
         .png()
         .toBuffer();
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, { image: data(bomb) }),
         status.INVALID_ARGUMENT,
         "MODEL",
@@ -253,7 +236,7 @@ describe("image service over a real socket", () => {
       // GetMetadata reads only the header, so it still answers for an image too large to process.
       const { metadata } = await getMetadata(client, { image: data(bomb) });
       assert.deepEqual([metadata?.width, metadata?.height], [2000, 2000]);
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, { image: data(Buffer.alloc(4_000_001, 1)) }),
         status.INVALID_ARGUMENT,
         "MODEL",
@@ -301,14 +284,14 @@ describe("image service over a real socket", () => {
         ],
       ];
       for (const [operations, message] of cases) {
-        await rejectsWith(
+        await rejectsWithStatus(
           process(client, { image: data(quadrant), operations }),
           status.INVALID_ARGUMENT,
           "MODEL",
           message,
         );
       }
-      await rejectsWith(
+      await rejectsWithStatus(
         process(client, {
           image: data(quadrant),
           output: { format: ImageFormat.IMAGE_FORMAT_JPEG, quality: 500, minShortSide: 0 },
@@ -323,7 +306,7 @@ describe("image service over a real socket", () => {
   it("a call past its deadline ends with DEADLINE_EXCEEDED and the service keeps serving", async () => {
     const heavy = await photoJpeg(1600, 1600);
     const blurs: Operation[] = Array.from({ length: 6 }, () => ({ blur: { sigma: 40 } }));
-    await rejectsWith(
+    await rejectsWithStatus(
       process(client, { image: data(heavy), operations: blurs }, 50),
       status.DEADLINE_EXCEEDED,
       undefined,

@@ -7,7 +7,7 @@ import {
   type Limits,
 } from "../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
-import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
+import { createClient, invoke } from "../../services/runtime/src/index.js";
 
 /** A CodeService client with the calls tests make, defaulting sessions to one language and set of limits. */
 export function codeClient(address: string, language: Language, defaults: { limits?: Limits; label: string }) {
@@ -39,16 +39,4 @@ export function assertModelFailure(response: ExecuteResponse, code: string, type
   assert.ok(response.stderr.includes(response.error.traceback), "the traceback is also in stderr");
 }
 
-/** For assert.rejects: the RPC failed with this status and error class (and message). */
-export function assertRpcError(
-  error: unknown,
-  code: number,
-  errorClass: "MODEL" | "INFRASTRUCTURE",
-  message?: RegExp,
-): true {
-  const failure = error as ToolplaneError;
-  assert.equal(failure.code, code, failure.message);
-  assert.equal(failure.errorClass, errorClass);
-  if (message) assert.match(failure.message, message);
-  return true;
-}
+export { assertRpcError } from "./rpc.js";

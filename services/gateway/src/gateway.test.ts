@@ -8,15 +8,13 @@ import {
   StepOutcome,
   ToolResult,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
-import { type SearchRequest, SearchServiceService } from "../../../generated/toolplane/search/v1/search.js";
+import { FakeSearch, searchAnswer } from "../../../test/support/fake-search.js";
 import {
   canonicalJson,
   createLogger,
   type RecordKey,
   type ResultRecorder,
-  startGrpcServer,
   type ToolCallEvent,
-  unary,
 } from "../../runtime/src/index.js";
 import { AdmissionController } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
@@ -384,39 +382,22 @@ describe("record and replay", () => {
   }
 
   it("record stores OK results as ToolResult bytes; a replaying gateway serves them with the backend down", async () => {
-    const logger = createLogger("test-search", "silent");
-    const server = await startGrpcServer({
-      host: "127.0.0.1",
-      port: 0,
-      services: [
+    const search = await new FakeSearch(async (request) => ({
+      ...searchAnswer(request.query, request.query),
+      results: [
         {
-          name: "toolplane.search.v1.SearchService",
-          definition: SearchServiceService,
-          implementation: {
-            search: unary("Search", logger, async (request: SearchRequest) => ({
-              results: [
-                {
-                  title: request.query,
-                  url: "https://example.test",
-                  snippet: "s",
-                  date: "",
-                  thumbnail: undefined,
-                  thumbnailUrl: "",
-                  score: 1,
-                },
-              ],
-              provider: "test",
-              cacheStatus: 0,
-              timing: undefined,
-            })),
-          },
+          title: request.query,
+          url: "https://example.test",
+          snippet: "s",
+          date: "",
+          thumbnail: undefined,
+          thumbnailUrl: "",
+          score: 1,
         },
       ],
-      protoFiles: ["toolplane/search/v1/search.proto"],
-      logger,
-    });
+    })).start();
     const recorder = new MemoryRecorder("record");
-    const live = setup({ recorder, searchAddress: server.address });
+    const live = setup({ recorder, searchAddress: search.address });
     const liveSession = await live.gateway.createSession({
       rolloutId: "",
       trajectoryId: "",
@@ -429,7 +410,7 @@ describe("record and replay", () => {
     assert.equal(failed.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(recorder.stored.size, 1, "only results that ran are recorded");
     live.close();
-    await server.shutdown(100);
+    await search.stop();
 
     const replaying = new MemoryRecorder("replay");
     for (const [key, value] of recorder.stored) replaying.stored.set(key, value);
