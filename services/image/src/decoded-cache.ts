@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { DeadlineExceededError } from "../../runtime/src/index.js";
-import type { InputInfo, Raster } from "./raster.js";
+import type { InputInfo } from "./input.js";
+import type { Raster } from "./raster.js";
 
 /** One input as the first step of a pipeline sees it once decoded, with what its header said. */
 export interface DecodedImage {

@@ -7,24 +7,19 @@ import {
   withStage,
 } from "../../runtime/src/index.js";
 import { type DecodedCache, decodedCacheKey } from "./decoded-cache.js";
+import { type EncodedImage, encode, type OutputFormat } from "./encode.js";
 import { withMinShortSide } from "./geometry.js";
+import { decodable, type InputInfo, readHeader, referenced } from "./input.js";
 import { type ImageLimits, limitText, MAX_SIDE, type WorkQueue } from "./limits.js";
 import { resizeFill } from "./operations/geometric.js";
 import { compileOperation, type Step } from "./operations/index.js";
 import { requireOutputSize } from "./operations/step.js";
 import {
-  decodable,
   decodeWhole,
   type Encoded,
-  type EncodedImage,
-  encode,
   ImageNotHeldError,
-  type InputInfo,
-  type OutputFormat,
   type Pass,
   type Raster,
-  readHeader,
-  referenced,
   type Source,
   type StepContext,
   settle,

@@ -3,8 +3,9 @@ import { describe, it } from "node:test";
 import sharp from "sharp";
 import { photoJpeg } from "../../../test/fixtures/image/generate.js";
 import { InternalError, InvalidArgumentError } from "../../runtime/src/index.js";
+import { truncation } from "./input.js";
 import { DEFAULT_LIMITS } from "./limits.js";
-import { type Raster, runStep, type StepContext, truncation } from "./raster.js";
+import { type Raster, runStep, type StepContext } from "./raster.js";
 
 const context = (limits = {}): StepContext => ({
   limits: { ...DEFAULT_LIMITS, ...limits },

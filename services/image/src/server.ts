@@ -8,9 +8,9 @@ import type {
   ProcessResponse,
 } from "../../../generated/toolplane/image/v1/image.js";
 import { InvalidArgumentError, type Logger, unary } from "../../runtime/src/index.js";
+import type { InputInfo } from "./input.js";
 import { imageReferences } from "./metrics.js";
 import type { ImageInput, ImagePipeline } from "./pipeline.js";
-import type { InputInfo } from "./raster.js";
 import { ImageNotHeldError } from "./raster.js";
 
 /**
