@@ -19,6 +19,7 @@ import {
   canonicalJson,
   DeadlineExceededError,
   errorClassOf,
+  errorMessage,
   InvalidArgumentError,
   type Logger,
   limitError,
@@ -95,7 +96,7 @@ function parseArguments(args: string | Record<string, unknown>): Record<string, 
   try {
     parsed = JSON.parse(args);
   } catch (error) {
-    throw new InvalidArgumentError(`call.arguments_json is not valid JSON: ${(error as Error).message}`);
+    throw new InvalidArgumentError(`call.arguments_json is not valid JSON: ${errorMessage(error)}`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new InvalidArgumentError("call.arguments_json must be a JSON object");

@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import { InternalError } from "../../runtime/src/index.js";
+import { errorMessage, InternalError } from "../../runtime/src/index.js";
 import { ensureTimeLeft, type Raster, readable, runStep, type Source, type StepContext } from "./raster.js";
 import type { Region, Size } from "./units.js";
 
@@ -71,7 +71,7 @@ export async function enlargeBicubic(
     );
   } catch (error) {
     // Every argument was checked before: a refusal here is this service's bug, not the caller's.
-    throw new InternalError(`${description} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    throw new InternalError(`${description} failed: ${errorMessage(error)}`, {
       cause: error,
     });
   }

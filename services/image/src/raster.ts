@@ -132,7 +132,7 @@ export function passError(error: unknown, source: Source, context: StepContext, 
     }
     return decodeError(error);
   }
-  return new InternalError(`${description} failed: ${error instanceof Error ? error.message : String(error)}`, {
+  return new InternalError(`${description} failed: ${errorMessage(error)}`, {
     cause: error,
   });
 }

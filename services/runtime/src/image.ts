@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import sharp, { type Metadata } from "sharp";
 import { limitError } from "./arguments.js";
-import { InvalidArgumentError } from "./errors.js";
+import { errorMessage, InvalidArgumentError } from "./errors.js";
 
 /** MIME type of each encoded format the system accepts, by sharp's format name. */
 export const MIME_BY_FORMAT: Readonly<Record<string, string>> = {
@@ -51,9 +51,7 @@ export async function probeImage(
   try {
     metadata = await sharp(data, { limitInputPixels: maxPixels }).metadata();
   } catch (error) {
-    throw new InvalidArgumentError(
-      `${field} is not a decodable image (${error instanceof Error ? error.message : String(error)}); ${ACCEPTED}`,
-    );
+    throw new InvalidArgumentError(`${field} is not a decodable image (${errorMessage(error)}); ${ACCEPTED}`);
   }
   const format = metadata.format ?? "";
   const mimeType = MIME_BY_FORMAT[format];

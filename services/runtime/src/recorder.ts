@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import type { RecorderMode, RecordKey, ResultRecorder, ToolCallEvent } from "./call-events.js";
 import { ConfigError, positiveInt } from "./config.js";
-import { UnavailableError } from "./errors.js";
+import { errorMessage, UnavailableError } from "./errors.js";
 import type { StoppableObserver } from "./events.js";
 import { sha256Hex } from "./image.js";
 import type { Logger } from "./logger.js";
@@ -187,10 +187,6 @@ export class Recorder implements ResultRecorder {
   close(): Promise<void> {
     return this.store.close();
   }
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** A trajectory id as a file name: readable when it is safe, hashed when it is long. */

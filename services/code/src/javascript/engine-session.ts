@@ -2,6 +2,7 @@ import type IsolatedVM from "isolated-vm";
 import {
   asToolplaneError,
   DeadlineExceededError,
+  errorMessage,
   FailedPreconditionError,
   UnavailableError,
 } from "../../../runtime/src/index.js";
@@ -193,7 +194,7 @@ export class EngineSession implements LanguageSession {
 
   /** The isolate vanished under the cell: the memory limit, or the backend stopping. */
   private afterDisposal(error: unknown): { failure: CodeFailure } {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     if (/memory limit/i.test(message)) {
       this.lostReason = `the previous cell exceeded the memory limit of ${this.limits.memoryMb} MB`;
       const text = `JavaScript heap exceeded the memory limit of ${this.limits.memoryMb} MB; the session's state was lost and the next cell starts in a fresh context`;

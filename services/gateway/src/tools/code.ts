@@ -1,7 +1,12 @@
 import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import type { ExecuteResponse as CodeExecuteResponse } from "../../../../generated/toolplane/code/v1/code.js";
-import { DeadlineExceededError, FailedPreconditionError, type ToolplaneError } from "../../../runtime/src/index.js";
+import {
+  DeadlineExceededError,
+  errorMessage,
+  FailedPreconditionError,
+  type ToolplaneError,
+} from "../../../runtime/src/index.js";
 import { codeObservation } from "../formats.js";
 import type { CodeLanguage } from "../sessions.js";
 import { requireString, type ToolDefinition, type ToolOutput } from "./tool.js";
@@ -87,7 +92,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
             // a retry would run the model's next cell against a fresh kernel; drop the sample.
             if ((error as ToolplaneError).code === status.NOT_FOUND) {
               context.dropCodeSession(language);
-              const detail = (error as Error).message;
+              const detail = errorMessage(error);
               throw new FailedPreconditionError(`code session lost (${detail}); the trajectory's state is gone`, {
                 cause: error,
               });

@@ -1,3 +1,4 @@
+import { errorMessage } from "../errors.js";
 import { eventsConfigShape, readTrajectoryFromStream } from "../events.js";
 import { ConfigError, loadConfig } from "../index.js";
 import { readTrajectoryFromDirectory, recorderConfigShape } from "../recorder.js";
@@ -47,7 +48,7 @@ main().then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`export-trajectory: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(`export-trajectory: ${errorMessage(error)}\n`);
     process.exitCode = 1;
   },
 );
