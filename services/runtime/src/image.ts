@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import sharp, { type Metadata } from "sharp";
+import type { Metadata } from "sharp";
 import { limitError } from "./arguments.js";
 import { errorMessage, InvalidArgumentError } from "./errors.js";
 
@@ -47,6 +47,8 @@ export async function probeImage(
   maxPixels = DEFAULT_MAX_INPUT_PIXELS,
 ): Promise<ProbedImage> {
   if (data.length === 0) throw new InvalidArgumentError(`${field} is empty; expected encoded image bytes`);
+  // Loaded on first use: processes that never probe an image (run-all, the export CLI) do not load libvips.
+  const { default: sharp } = await import("sharp");
   let metadata: Metadata;
   try {
     metadata = await sharp(data, { limitInputPixels: maxPixels }).metadata();
