@@ -43,6 +43,7 @@ from ._core import DEFAULT_TARGET, RetryPolicy
 from .aio import AsyncToolplaneClient
 from .client import ToolplaneClient
 from .errors import INFRASTRUCTURE, ToolplaneError
+from .images import to_image_bytes
 from .results import Status, ToolResult
 
 try:  # verl is optional: its classes are used when it is installed.
@@ -103,6 +104,7 @@ class _Trajectory:
     session_id: str = ""
     lost: Optional[ToolplaneError] = None  # the failure that lost the session's state: later calls report it
     last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0  # calls running: like the gateway, a session with a call running does not expire
     turn: int = 0
 
 
@@ -111,7 +113,10 @@ _TRAJECTORIES: "OrderedDict[Tuple[str, str], _Trajectory]" = OrderedDict()
 # Trajectories forgotten after their TTL or close_rollout, with the reason a late call gets.
 _FORGOTTEN: "OrderedDict[Tuple[str, str], str]" = OrderedDict()
 # One client per event loop and gateway settings: verl builds the tools again for every sample.
-_CLIENTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[Tuple[str, float, RetryPolicy], AsyncToolplaneClient]]" = weakref.WeakKeyDictionary()
+_ClientKey = Tuple[str, float, RetryPolicy]
+_CLIENTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dict[_ClientKey, AsyncToolplaneClient]]" = (
+    weakref.WeakKeyDictionary()
+)
 # Schemas fetched from the gateway, by (address, tool name): fetched once per process, not once per sample.
 _SCHEMAS: Dict[Tuple[str, str], Dict[str, Any]] = {}
 _warned_without_trajectory = False
@@ -144,7 +149,7 @@ def _forget_idle(now: float) -> None:
     """Drops trajectories idle past their TTL (the gateway has closed them), oldest first."""
     while _TRAJECTORIES:
         key, trajectory = next(iter(_TRAJECTORIES.items()))
-        if now - trajectory.last_used <= trajectory.idle_ttl:
+        if trajectory.in_flight or now - trajectory.last_used <= trajectory.idle_ttl:
             return
         _forget(key, f"its gateway session expired after {trajectory.idle_ttl:g}s idle (config idle_ttl)")
 
@@ -245,6 +250,7 @@ class ToolplaneTool(_BaseTool):  # type: ignore[misc, valid-type]
         trajectory = None
         try:
             trajectory = await self._trajectory(instance, trajectory_id)
+            trajectory.in_flight += 1
             trajectory.turn += 1
             result = await self._client().execute(
                 trajectory.session_id, self.tool_name, parameters, tool_timeout=self.tool_timeout, step=trajectory.turn
@@ -258,6 +264,7 @@ class ToolplaneTool(_BaseTool):  # type: ignore[misc, valid-type]
             return ToolResponse(text=f"Error: {error.message}"), self.error_reward, _metrics(trajectory_id, error=error)
         finally:
             if trajectory is not None:
+                trajectory.in_flight -= 1
                 trajectory.last_used = time.monotonic()
         reward = self.error_reward if result.status is Status.MODEL_ERROR else 0.0
         COUNTERS.model_errors += result.status is Status.MODEL_ERROR
@@ -302,8 +309,9 @@ class ToolplaneTool(_BaseTool):  # type: ignore[misc, valid-type]
         return trajectory
 
     async def _open(self, instance: _Instance, trajectory_id: str) -> str:
+        images = [_encoded_once(image) for image in instance.images]
         session = await self._client().create_session(
-            instance.images, rollout_id=instance.rollout_id, trajectory_id=trajectory_id, idle_ttl=self.idle_ttl
+            images, rollout_id=instance.rollout_id, trajectory_id=trajectory_id, idle_ttl=self.idle_ttl
         )
         COUNTERS.sessions_opened += 1
         return session.session_id
@@ -341,6 +349,24 @@ class ToolplaneTool(_BaseTool):  # type: ignore[misc, valid-type]
         instance = self._instances.pop(instance_id, None)
         if instance is not None and instance.own_session is not None:
             await _close_quietly(self._client(), instance.own_session.session_id)
+
+
+# PNG bytes of recent PIL input images by id(), holding the image so the id stays its own: the n samples of a
+# prompt share one create_kwargs image, and each would otherwise encode it again on the event loop.
+_ENCODED: "OrderedDict[int, Tuple[Any, bytes]]" = OrderedDict()
+_ENCODED_LIMIT = 64
+
+
+def _encoded_once(image: Any) -> Any:
+    if not hasattr(image, "getbands"):  # bytes, paths, data: URIs, ImageRef: sent as they are
+        return image
+    cached = _ENCODED.get(id(image))
+    if cached is None or cached[0] is not image:
+        cached = _ENCODED[id(image)] = (image, to_image_bytes(image)[0])
+        while len(_ENCODED) > _ENCODED_LIMIT:
+            _ENCODED.popitem(last=False)
+    _ENCODED.move_to_end(id(image))
+    return cached[1]
 
 
 def _warn_without_trajectory() -> None:
@@ -455,7 +481,13 @@ def observation_for_verl(result: ToolResult, multiple_images: str = "tile") -> T
 
 # ---- schemas that survive verl's schema model ----
 
-_TYPE_WORDS = {"number": "numbers", "integer": "integers", "string": "strings", "boolean": "booleans", "object": "objects"}
+_TYPE_WORDS = {
+    "number": "numbers",
+    "integer": "integers",
+    "string": "strings",
+    "boolean": "booleans",
+    "object": "objects",
+}
 
 
 def _size_words(spec: Dict[str, Any], low: str, high: str, unit: str) -> str:
@@ -504,8 +536,13 @@ def verl_schema(schema: Dict[str, Any]) -> Dict[str, Any]:
     parameters.setdefault("required", [])
     properties = parameters.setdefault("properties", {})
     for name, spec in list(properties.items()):
-        kept: Dict[str, Any] = {"type": spec.get("type", "string")}
-        description = " ".join(part for part in (spec.get("description", ""), _keywords_in_words(spec)) if part)
+        types = spec.get("type", "string")
+        types = [types] if isinstance(types, str) else list(types)
+        # verl's `type` is one string: a union is said in words.
+        others = f"Or {', or '.join(types[1:])}." if len(types) > 1 else ""
+        kept: Dict[str, Any] = {"type": types[0]}
+        said = (spec.get("description", ""), _keywords_in_words({**spec, "type": types[0]}), others)
+        description = " ".join(part for part in said if part)
         if description:
             kept["description"] = description
         if spec.get("enum") is not None:

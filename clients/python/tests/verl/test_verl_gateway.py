@@ -157,7 +157,9 @@ def test_deepeyes_v1_zoom_through_verls_agent_loop(gateway_env, picture):
         assert invalid["content"] == "Error: ZOOM IN ARGUMENTS ARE INVALID"
 
 
-def test_a_dead_code_service_is_reported_as_infrastructure_not_scored_as_the_model(system, picture, monkeypatch, caplog):
+def test_a_dead_code_service_is_reported_as_infrastructure_not_scored_as_the_model(
+    system, picture, monkeypatch, caplog
+):
     """A private gateway and code service (image and search shared with the system), killed mid-trajectory."""
     code = Service("code", free_port(), {})
     gateway = Service(

@@ -111,6 +111,7 @@ def fresh_adapter_state():
     adapter._TRAJECTORIES.clear()
     adapter._FORGOTTEN.clear()
     adapter._SCHEMAS.clear()
+    adapter._ENCODED.clear()
     yield
 
 
@@ -154,13 +155,19 @@ def test_n_samples_sharing_tools_kwargs_get_one_session_each_reused_across_calls
     gateway.script("Execute", Reply(result("ok")))
     config = MultiTurnConfig(tool_config_path=write_tool_config(tmp_path, tool_entry(CODE_SCHEMA)))
     model = scripted_model([[call("code", code="x = 1")], [call("code", code="print(x)")], [call("code", code="x")]])
-    row = {"raw_prompt": [{"role": "user", "content": "q"}], "tools_kwargs": {"code": {"create_kwargs": {"image": png("red")}}}}
+    shared = Image.new("RGB", (64, 48), "red")
+    row = {
+        "raw_prompt": [{"role": "user", "content": "q"}],
+        "tools_kwargs": {"code": {"create_kwargs": {"image": shared}}},
+    }
 
     outputs = run(run_prompt(config, model, row, n=4))
 
     opened = gateway.calls("CreateSession")
     assert sorted(request.trajectory_id for request in opened) == sorted(output.request_id for output in outputs)
     assert all(len(request.images) == 1 and request.idle_ttl_seconds == 900 for request in opened)
+    assert list(adapter._ENCODED) == [id(shared)]  # the shared input image was encoded once for the 4 samples
+    assert Image.open(io.BytesIO(opened[0].images[0].data)).size == (64, 48)
     session_of = {request.trajectory_id: f"s{n}" for n, request in enumerate(opened, 1)}
     executed = gateway.calls("Execute")
     assert len(executed) == 12
@@ -194,7 +201,8 @@ def test_images_reach_verl_as_one_rgb_slot_and_the_text_has_no_placeholders(gate
         ),
         Reply(result("x = 1")),
     )
-    config = MultiTurnConfig(tool_config_path=write_tool_config(tmp_path, tool_entry(CODE_SCHEMA)), max_tool_response_length=4096)
+    path = write_tool_config(tmp_path, tool_entry(CODE_SCHEMA))
+    config = MultiTurnConfig(tool_config_path=path, max_tool_response_length=4096)
     model = scripted_model([[call("code", code="plt.show()")], [call("code", code="show 3")], [call("code", code="x")]])
     (output,) = run(run_prompt(config, model, {"raw_prompt": [], "tools_kwargs": {}}, n=1))
 
@@ -309,7 +317,8 @@ def test_infrastructure_failure_metrics_and_agent_data(gateway, caplog):
     response, reward, metrics = run(scenario())
     assert len(gateway.calls("CreateSession")) == 2  # retried within the deadline
     assert response.model_fields_set == {"text"} and reward == 0.0
-    assert (metrics["status"], metrics["infrastructure_error"], metrics["trajectory_id"]) == ("INFRA_ERROR", 1, "t-infra")
+    assert metrics["status"] == "INFRA_ERROR" and metrics["infrastructure_error"] == 1
+    assert metrics["trajectory_id"] == "t-infra"
     assert agent_data.extra_fields["toolplane_infrastructure_errors"] == [
         {"tool": "code", "code": "UNAVAILABLE", "message": "gateway restarting"}
     ]
@@ -408,6 +417,7 @@ def test_verl_schema_words():
                     "tags": {"type": "array", "items": {"type": "string"}},
                     "k": {"type": "integer", "minimum": 1, "maximum": 10, "description": "How many."},
                     "mode": {"type": "integer", "enum": [1, 2]},
+                    "seed": {"type": ["integer", "null"]},
                 },
             },
         },
@@ -418,5 +428,6 @@ def test_verl_schema_words():
     assert properties["tags"]["description"] == "An array of strings."
     assert properties["k"]["description"] == "How many. From 1 to 10."
     assert properties["mode"]["enum"] == ["1", "2"]
+    assert properties["seed"] == {"type": "integer", "description": "Or null."}
     validated = OpenAIFunctionToolSchema.model_validate(adapter.verl_schema(spec))
     assert validated.function.parameters.required == []

@@ -181,7 +181,7 @@ class ToolAgentLoop:
                     if img is not None:
                         new_images_this_turn.append(img)
             if tool_response.video:
-                raise NotImplementedError("Multimedia type 'video' is not currently supported. Only 'image' is supported.")
+                raise NotImplementedError("Multimedia type 'video' is not currently supported.")
             if tool_reward is not None:
                 agent_data.tool_rewards.append(tool_reward)
         agent_data.messages.extend(add_messages)
@@ -201,7 +201,9 @@ class ToolAgentLoop:
             tool = self.tools[tool_name]
             kwargs = tools_kwargs.get(tool_name, {})
             instance_id, _ = await tool.create(create_kwargs=kwargs.get("create_kwargs", {}))
-            tool_execution_response, tool_reward, res = await tool.execute(instance_id, tool_args, agent_data=agent_data)
+            tool_execution_response, tool_reward, res = await tool.execute(
+                instance_id, tool_args, agent_data=agent_data
+            )
         except Exception as e:
             logger.warning(f"Error when executing tool: {e}")
             return ToolResponse(text=f"Error when executing tool: {e}"), 0.0, {}
