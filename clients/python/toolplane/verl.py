@@ -183,7 +183,8 @@ class ToolplaneTool(_BaseTool):  # type: ignore[misc, valid-type]
             each image its own slot, which verl's ToolAgentLoop does not).
 
     create_kwargs (tools_kwargs.<tool>.create_kwargs of a dataset row): `images` (list) or `image` (one) as PIL
-    images, bytes, paths or data: URIs: the trajectory's image_1..image_n; `rollout_id`.
+    images, bytes, paths, file:// or data: URIs, or dicts with "bytes", "path" or "image" (as datasets and
+    qwen-vl-utils hold them): the trajectory's image_1..image_n; `rollout_id`.
     """
 
     def __init__(self, config: Optional[Dict[str, Any]] = None, tool_schema: Any = None) -> None:
@@ -358,6 +359,8 @@ _ENCODED_LIMIT = 64
 
 
 def _encoded_once(image: Any) -> Any:
+    if isinstance(image, dict):  # a datasets Image feature {"bytes", "path"}, or qwen-vl's {"image": source}
+        image = image.get("bytes") or image.get("image") or image.get("path")
     if not hasattr(image, "getbands"):  # bytes, paths, data: URIs, ImageRef: sent as they are
         return image
     cached = _ENCODED.get(id(image))

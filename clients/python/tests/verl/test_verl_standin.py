@@ -143,12 +143,16 @@ def test_the_stand_in_is_pinned_and_keeps_verls_validator():
 
 
 def test_adapter_subclasses_verls_base_tool_and_create_returns_an_empty_valid_response(gateway):
+    gateway.script("Execute", Reply(result("ok")))
     tool = adapter.ToolplaneTool({"type": "native"}, OpenAIFunctionToolSchema.model_validate(CODE_SCHEMA))
     assert isinstance(tool, BaseTool) and tool.name == "code"
     assert isinstance(tool.get_openai_tool_schema(), OpenAIFunctionToolSchema)
     instance_id, response = run(tool.create(create_kwargs={"image": png("red")}))
     assert isinstance(response, ToolResponse) and response.model_fields_set == set()
     assert gateway.calls("CreateSession") == []  # opened by the first execute, which knows the trajectory
+    # A datasets Image feature ({"bytes", "path"}) is accepted as an input image too.
+    executed, _, _ = run(run_create_execute(tool, {"images": [{"bytes": png("red"), "path": None}]}, AgentStub("t")))
+    assert executed.text == "ok" and len(gateway.calls("CreateSession")[0].images) == 1
 
 
 def test_n_samples_sharing_tools_kwargs_get_one_session_each_reused_across_calls(gateway, tmp_path):
@@ -239,6 +243,14 @@ def test_multiple_images_first_and_list(gateway):
     assert len(shown_all.image) == 2
     with pytest.raises(ValueError, match="multiple_images must be one of tile, first, list"):
         adapter.ToolplaneTool({"multiple_images": "grid"}, CODE_SCHEMA)
+
+
+async def run_create_execute(tool, create_kwargs, agent_data):
+    instance_id, _ = await tool.create(create_kwargs=create_kwargs)
+    try:
+        return await tool.execute(instance_id, {"code": "1"}, agent_data=agent_data)
+    finally:
+        await tool.release(instance_id)
 
 
 class AgentStub:
