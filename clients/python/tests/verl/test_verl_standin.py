@@ -112,6 +112,7 @@ def fresh_adapter_state():
     adapter._FORGOTTEN.clear()
     adapter._SCHEMAS.clear()
     adapter._ENCODED.clear()
+    adapter._warned_without_trajectory = False
     yield
 
 
@@ -392,6 +393,8 @@ def test_verl_without_agent_data_runs_each_call_in_its_own_session(gateway, capl
         run(scenario())
     assert [request.trajectory_id for request in gateway.calls("CreateSession")] == ["", ""]
     assert [request.session_id for request in gateway.calls("CloseSession")] == ["s1", "s2"]
+    (warning,) = [record.getMessage() for record in caplog.records]  # once per process
+    assert "no agent_data (verl < 0.7.0)" in warning
 
 
 def test_schemas_fetched_from_the_gateway_keep_their_sizes_in_words(gateway, tmp_path):
