@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
+import { readCorpus } from "./corpus.js";
 import { hammingDistance, hashImage } from "./image-hash.js";
 import { LocalImageIndex, readImageDir } from "./local-image-index.js";
-import { LocalTextIndex, readCorpus } from "./local-text-index.js";
+import { LocalTextIndex } from "./local-text-index.js";
 import { sampleCorpus } from "./sample-corpus.js";
 import { sampleImages } from "./sample-images.js";
 

@@ -1,4 +1,4 @@
-import type { CorpusDocument } from "./local-text-index.js";
+import type { CorpusDocument } from "./corpus.js";
 
 /**
  * The corpus `make run` serves when no TOOLPLANE_SEARCH_CORPUS is given: a few

@@ -10,7 +10,7 @@
 import { execFileSync } from "node:child_process";
 import { CacheStatus, SearchRequest, SearchServiceClient } from "../../../generated/toolplane/search/v1/search.js";
 import { createClient, invoke, seededRandom } from "../../../services/runtime/src/index.js";
-import type { CorpusDocument } from "../../../services/search/src/local-text-index.js";
+import type { CorpusDocument } from "../../../services/search/src/corpus.js";
 import { LocalTextIndex } from "../../../services/search/src/local-text-index.js";
 import { type SpawnedNats, spawnNats, spawnService } from "../../support/processes.js";
 
