@@ -26,6 +26,9 @@ describe("local BM25 text index", () => {
       ["deepest freshwater lake", /^Lake Baikal$/],
       ["Otsu threshold", /^Thresholding and Otsu's method$/],
       ["atomic number 79", /^Gold \(Au\)$/],
+      ["Albert Einstein", /^Albert Einstein$/],
+      ["who wrote Romeo and Juliet", /^William Shakespeare$/],
+      ["first president of the United States", /^George Washington$/],
     ];
     for (const [query, expected] of cases) {
       const [first] = index.search(query, 5);
