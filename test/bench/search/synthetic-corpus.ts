@@ -73,15 +73,22 @@ export class SyntheticCorpus {
     );
   }
 
-  /** Writes `count` documents as Search-R1 lines ({"id", "contents"}), streaming. */
-  async writeSearchR1(path: string, count: number): Promise<void> {
-    const out = createWriteStream(path);
-    for (let id = 0; id < count; id += 1) {
+  /**
+   * Writes Search-R1 lines ({"id", "contents"}), streaming: each output gets the first `documents` of one
+   * sequence, so a smaller corpus is a prefix of the larger (two points of one growth curve).
+   */
+  async writeSearchR1(outputs: Array<{ path: string; documents: number }>): Promise<void> {
+    const streams = outputs.map((output) => ({ ...output, stream: createWriteStream(output.path) }));
+    const total = Math.max(...outputs.map((output) => output.documents));
+    for (let id = 0; id < total; id += 1) {
       const doc = this.document(id);
       const line = `${JSON.stringify({ id: String(id), contents: joinContents(doc.title, doc.text) })}\n`;
-      if (!out.write(line)) await once(out, "drain");
+      for (const output of streams)
+        if (id < output.documents && !output.stream.write(line)) await once(output.stream, "drain");
     }
-    out.end();
-    await once(out, "finish");
+    for (const output of streams) {
+      output.stream.end();
+      await once(output.stream, "finish");
+    }
   }
 }
