@@ -2,7 +2,7 @@ import { ConfigError, type Logger } from "../../runtime/src/index.js";
 import { MemoryCache, NatsKvCache, type ResultCache } from "./cache.js";
 import type { SearchConfig } from "./config.js";
 import { readCorpus } from "./corpus.js";
-import { DiskTextIndex } from "./disk-text-index.js";
+import { DiskIndexPool } from "./disk-index-pool.js";
 import { ImageHost } from "./image-host.js";
 import { LocalImageIndex, readImageDir } from "./local-image-index.js";
 import { LocalTextIndex } from "./local-text-index.js";
@@ -31,7 +31,7 @@ async function openTextIndex(config: SearchConfig): Promise<TextIndex> {
     ]);
   if (config.TOOLPLANE_SEARCH_INDEX) {
     try {
-      return new DiskTextIndex(config.TOOLPLANE_SEARCH_INDEX);
+      return new DiskIndexPool(config.TOOLPLANE_SEARCH_INDEX, config.TOOLPLANE_SEARCH_INDEX_THREADS);
     } catch (error) {
       throw new ConfigError([`TOOLPLANE_SEARCH_INDEX: ${(error as Error).message}`]);
     }

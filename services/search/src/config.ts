@@ -45,6 +45,8 @@ export const searchConfigShape = {
   TOOLPLANE_NATS_URL: optionalString,
   TOOLPLANE_SEARCH_CORPUS: optionalString,
   TOOLPLANE_SEARCH_INDEX: optionalString,
+  /** Reader threads querying the disk index (each with its own connection and 32 MiB page cache). */
+  TOOLPLANE_SEARCH_INDEX_THREADS: z.coerce.number().int().min(1).max(16).default(2),
   /** The Search-R1 retrieval protocol over HTTP (POST /retrieve); unset = not served, 0 = any free port. */
   TOOLPLANE_SEARCH_RETRIEVE_PORT: optionalPort,
   TOOLPLANE_SEARCH_RETRIEVE_DEFAULT_TOP_K: z.coerce.number().int().min(1).max(50).default(3),

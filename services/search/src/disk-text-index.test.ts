@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { joinContents, parseCorpusLine, readCorpusLines } from "./corpus.js";
+import { DiskIndexPool } from "./disk-index-pool.js";
 import { DiskTextIndex, IndexFileError, matchExpressions } from "./disk-text-index.js";
 import { buildIndex } from "./index-build.js";
 import { sampleCorpus } from "./sample-corpus.js";
@@ -114,6 +115,23 @@ describe("disk index (SQLite FTS5)", () => {
     index.search("Einstein", 5);
     void second.close();
     assert.equal(digest(), before_);
+  });
+
+  it("the service's reader threads answer exactly what the index answers, concurrently", async () => {
+    const pool = new DiskIndexPool(samplePath, 2);
+    try {
+      assert.equal(pool.size, index.size);
+      const queries = ["Albert Einstein", "capital of France", "river delta sea", "the of and", "Otsu threshold"];
+      const answers = await Promise.all(queries.map((query) => pool.search(query, 5)));
+      assert.deepEqual(
+        answers,
+        queries.map((query) => index.search(query, 5)),
+      );
+    } finally {
+      await pool.close();
+    }
+    await assert.rejects(pool.search("Paris", 3), /the disk index is closed/);
+    assert.throws(() => new DiskIndexPool(join(dir, "missing.sqlite"), 2), IndexFileError);
   });
 
   it("builds from a gzip-compressed Search-R1 corpus", async () => {
