@@ -2,7 +2,7 @@ import { z } from "zod";
 import { snippetOf } from "../corpus.js";
 import type { RemoteProviderEntry } from "./registry.js";
 import { parseShape, type RemoteAdapter } from "./remote.js";
-import { result, text } from "./shapes.js";
+import { result } from "./shapes.js";
 
 export interface ElasticsearchOptions {
   index: string;
