@@ -167,6 +167,12 @@ describe("a real corpus: build-index CLI, replicas sharing the index, the retrie
     const detail = ((await response.json()) as { detail: Array<{ loc: unknown[]; msg: string }> }).detail[0];
     assert.deepEqual(detail?.loc, ["body", "queries", 1]);
     assert.match(detail?.msg ?? "", /query is 600 characters; the limit is 512/);
+    response = await post({ queries: ["x"], topk: 11 });
+    assert.equal(response.status, 422);
+    assert.deepEqual(((await response.json()) as { detail: Array<{ loc: unknown[] }> }).detail[0]?.loc, [
+      "body",
+      "topk",
+    ]);
     response = await post("{not json");
     assert.equal(response.status, 422);
     response = await post({ queries: ["x"] }, "?provider=nope");

@@ -174,6 +174,7 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
           host: config.TOOLPLANE_HOST,
           port: config.TOOLPLANE_SEARCH_RETRIEVE_PORT,
           defaultTopK: Math.min(config.TOOLPLANE_SEARCH_RETRIEVE_DEFAULT_TOP_K, config.TOOLPLANE_SEARCH_MAX_TOP_K),
+          maxTopK: config.TOOLPLANE_SEARCH_MAX_TOP_K,
           logger,
         });
   return {

@@ -24,6 +24,8 @@ export interface RetrieveEndpointOptions {
   port: number;
   /** topk when the request leaves it out (Search-R1 launches with --topk 3; verl's tool defaults to 3). */
   defaultTopK: number;
+  /** TOOLPLANE_SEARCH_MAX_TOP_K: a larger topk is refused at the door, naming the field. */
+  maxTopK: number;
   logger: Logger;
 }
 
@@ -171,6 +173,14 @@ async function handle(
         })),
       );
     const { queries, topk, return_scores: withScores } = parsed.data;
+    if (topk && topk > options.maxTopK)
+      throw new RequestError(422, [
+        {
+          loc: ["body", "topk"],
+          msg: `topk must be between 1 and ${options.maxTopK} (null or 0 means ${options.defaultTopK}); got ${topk}`,
+          type: "less_than_equal",
+        },
+      ]);
     const topK = topk || options.defaultTopK;
     const provider = url.searchParams.get("provider") ?? "";
     const answers = await Promise.all(
