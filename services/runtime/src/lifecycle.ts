@@ -54,9 +54,16 @@ export async function runMain(service: string, start: () => Promise<{ logger: Lo
     if (error instanceof ConfigError) {
       for (const problem of error.problems) process.stderr.write(`${service}: ${problem}\n`);
     } else {
-      process.stderr.write(`${service}: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+      process.stderr.write(`${service}: failed to start: ${startFailure(error)}\n`);
     }
     process.exit(1);
   }
   if (pendingSignal) stop(pendingSignal, started);
+}
+
+/** A start-up failure as one line (run-all and operators read the first cause from it); a bug keeps its kind. */
+function startFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const kind = error.name === "Error" ? "" : `${error.name}: `;
+  return `${kind}${error.message}`.replace(/\s*\n\s*/g, "; ");
 }
