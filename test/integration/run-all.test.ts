@@ -105,18 +105,12 @@ describe("make run (run-all)", () => {
     const searchAddress = address("search");
 
     process.kill(searchPid, "SIGKILL");
-    await waitFor(
-      () => logLines(run, "search", "service died; restarting it").length > 0,
-      "run-all to log the death",
-    );
+    await waitFor(() => logLines(run, "search", "service died; restarting it").length > 0, "run-all to log the death");
     assert.equal(await checkHealth(address("gateway"), ""), "SERVING");
     assert.equal(await checkHealth(address("image"), "toolplane.image.v1.ImageService"), "SERVING");
     assert.equal(await checkHealth(address("code"), "toolplane.code.v1.CodeService"), "SERVING");
 
-    await waitFor(
-      () => logLines(run, "search", "service restarted").length > 0,
-      "the search service to come back",
-    );
+    await waitFor(() => logLines(run, "search", "service restarted").length > 0, "the search service to come back");
     assert.equal(address("search"), searchAddress);
     assert.equal(await checkHealth(searchAddress, "toolplane.search.v1.SearchService"), "SERVING");
     const restartedPid = Number(logLines(run, "search", "service process started").at(-1)?.pid);
