@@ -36,6 +36,8 @@ function startRunAll(env: Record<string, string> = {}): RunAll {
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group, as a shell gives `make run`: Ctrl-C is a SIGINT to that whole group.
+    detached: true,
   });
   const stdout: string[] = [];
   const stderr: string[] = [];
@@ -116,8 +118,14 @@ describe("make run (run-all)", () => {
     const restartedPid = Number(logLines(run, "search", "service process started").at(-1)?.pid);
     assert.notEqual(restartedPid, searchPid);
 
-    run.child.kill("SIGTERM");
+    // Ctrl-C: the terminal signals the whole foreground group; every service drains once and exits 0.
+    process.kill(-(run.child.pid ?? 0), "SIGINT");
     assert.equal(await run.exited, 0);
     await waitUntilGone(run);
+    assert.deepEqual(logLines(run, "run-all", "second signal, exiting now"), []);
+    for (const service of ["gateway", "image", "code", "search"]) {
+      assert.equal(logLines(run, service, "second signal, exiting now").length, 0, service);
+      assert.ok(logLines(run, service, "stopped").length > 0, `${service} stopped after draining`);
+    }
   });
 });

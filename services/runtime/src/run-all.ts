@@ -72,7 +72,11 @@ class SupervisedService {
     const { name, args, env } = this.command;
     const child = spawn(process.execPath, args, {
       env: { ...env, TOOLPLANE_GRPC_PORT: grpcPort },
-      stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group: Ctrl-C reaches run-all alone, which then sends each service one SIGTERM (a service
+      // sent SIGINT by the terminal and SIGTERM by run-all would take the second as "exit now", skipping its drain).
+      // The IPC channel stops the service if run-all itself dies (runMain).
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     this.child = child;
     const startedAt = Date.now();
