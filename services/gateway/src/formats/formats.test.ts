@@ -4,17 +4,33 @@ import fc from "fast-check";
 import {
   codeObservation,
   DEEPEYES_V1_USER_PROMPT,
+  type Fidelity,
+  formatByName,
   imageSearchObservation,
   lastPythonFence,
-  type ModelFormatName,
-  parseTurn,
+  type ParsedTurn,
+  parseTurn as parseAny,
+  type RenderedCall,
   searchObservation,
-  stepObservation,
-} from "./formats.js";
+} from "./index.js";
 
-const FORMATS: ModelFormatName[] = ["deepeyes-v2", "deepeyes-v1", "hermes", "openai"];
+const FORMATS = ["deepeyes-v2", "deepeyes-v1", "hermes", "openai"];
 
-describe("deepeyes-v2 parser", () => {
+/** These cases pin the strict behaviour; the reference one is pinned by test/e2e/conformance. */
+function parseTurn(format: string, text: string, fidelity: Fidelity = "strict"): ParsedTurn {
+  return parseAny(format, text, { fidelity });
+}
+
+function stepObservation(format: string, calls: Omit<RenderedCall, "status">[]): string {
+  const rendered = formatByName(format)?.render(
+    calls.map((call) => ({ ...call, status: call.isError ? "model_error" : "ok" })),
+    { fidelity: "strict", sampleIndex: "" },
+  );
+  assert.equal(rendered?.kind, "observation");
+  return rendered?.kind === "observation" ? rendered.text : "";
+}
+
+describe("deepeyes-v2 parser (strict)", () => {
   it("runs only the last python fence of the last <code> block", () => {
     const text = [
       "<think>first try</think>",
@@ -87,7 +103,7 @@ describe("deepeyes-v2 parser", () => {
   });
 });
 
-describe("deepeyes-v1 parser", () => {
+describe("deepeyes-v1 parser (strict)", () => {
   it("parses zoom calls with absolute pixel boxes", () => {
     const text =
       '<think>zoom</think>\n<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20, 110, 220], "label": "sign"}}\n</tool_call>';
@@ -166,7 +182,7 @@ describe("parsers never throw", () => {
       fc.assert(
         fc.property(modelText, (text) => {
           const parsed = parseTurn(format, text);
-          assert.ok(["answer", "calls", "parse_error", "no_call"].includes(parsed.kind));
+          assert.ok(["answer", "calls", "parse_error", "no_call", "episode_end"].includes(parsed.kind));
           if (parsed.kind === "calls") {
             assert.ok(parsed.calls.length > 0);
             for (const call of parsed.calls) {
