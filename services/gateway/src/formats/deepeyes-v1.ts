@@ -33,6 +33,8 @@ const REFERENCE_HINTS: CallHints = { referenceZoom: true, imageResize: "none" };
 
 /** Where `maybe_resize_bbox(*bbox)` raises before any arithmetic. */
 const BOX_METHOD = "VisualToolBoxV2.maybe_resize_bbox()";
+/** CPython names the function with its module for a failed `*` unpacking. */
+const BOX_MODULE = "verl.workers.agent.envs.mm_process_engine.visual_toolbox_v2";
 const BOX_PARAMETERS = ["left", "top", "right", "bottom"];
 
 /** CPython's "missing N required positional argument(s): 'a', 'b', and 'c'". */
@@ -54,7 +56,7 @@ function unpackBox(bbox: PyValue): number[] | string {
   if (Array.isArray(bbox)) items = bbox;
   else if (typeof bbox === "string") items = [...bbox];
   else if (bbox !== null && typeof bbox === "object" && "entries" in bbox) items = [...bbox.entries.keys()];
-  else return `${BOX_METHOD} argument after * must be an iterable, not ${pyTypeName(bbox)}`;
+  else return `${BOX_MODULE}.${BOX_METHOD} argument after * must be an iterable, not ${pyTypeName(bbox)}`;
   if (items.length < 4) return missingArguments(BOX_PARAMETERS.slice(items.length));
   if (items.length > 4) return `${BOX_METHOD} takes 5 positional arguments but ${items.length + 1} were given`;
   // max(0, left), max(0, top), min(width, right), min(height, bottom): the comparison raises for non-numbers.
@@ -79,11 +81,13 @@ function pyRound(value: number): number {
 
 /** Python's `max(bound, value)`: the value only when it compares greater (never a NaN, unlike Math.max). */
 function pyMax(bound: number, value: number): number {
+  // biome-ignore lint/complexity/useMathMinMax: Math.max gives NaN for a NaN value, Python keeps the bound.
   return value > bound ? value : bound;
 }
 
 /** Python's `min(bound, value)`. */
 function pyMin(bound: number, value: number): number {
+  // biome-ignore lint/complexity/useMathMinMax: as pyMax.
   return value < bound ? value : bound;
 }
 
