@@ -570,9 +570,11 @@ export class ToolGateway {
       announced = true;
       const key = (): RecordKey => ({
         tool: tool.name,
-        canonicalArguments: prepared.state
-          ? canonicalJson({ arguments: args, state: prepared.state })
-          : canonicalArguments,
+        // A format's hints change the result (re-indentation, resize, box rules): part of the key.
+        canonicalArguments:
+          prepared.state || call.hints
+            ? canonicalJson({ arguments: args, state: prepared.state, hints: call.hints })
+            : canonicalArguments,
         inputImages: prepared.inputImages,
         toolVersion: tool.version,
       });
