@@ -594,7 +594,8 @@ def reference_fix_indentation(code):
     Visual-Agent/DeepEyesV2 @ 0373e6e0c923110fd6ff807b30474d8184785562,
     reinforcement_learning/verl/workers/agent/envs/deepeyesv2/deepeyesv2.py: every line
     stripped and re-indented from `:` and else/elif/except/finally, then autopep8 with
-    aggressive level 2; on any failure the code is left as it was.
+    aggressive level 2; on any failure the code is left as it was. Without the autopep8
+    package (Debian python3-autopep8) the re-indented code runs unformatted.
     """
     try:
         lines = [line.strip() for line in code.split("\n") if line.strip()]
@@ -607,8 +608,10 @@ def reference_fix_indentation(code):
             if line.endswith(":"):
                 depth += 1
         dedented = textwrap.dedent("\n".join(fixed)).strip()
-        import autopep8
-
+        try:
+            import autopep8
+        except ImportError:
+            return dedented
         return autopep8.fix_code(dedented, options={"aggressive": 2})
     except Exception:
         return code
