@@ -22,6 +22,7 @@ import {
   type ModelFormat,
   type ParsedTurn,
   type ParseOptions,
+  parseWith,
   type RenderedCall,
 } from "./formats/index.js";
 
@@ -68,13 +69,7 @@ export function parseStep(request: StepRequest): ParsedStep {
     fidelity: fidelityOf(format, request.fidelity),
     sampleIndex: request.sampleIndex ?? "",
   };
-  let turn: ParsedTurn;
-  try {
-    turn = format.parse(request.text, options);
-  } catch (error) {
-    // Unreachable by construction (the parsers are total); a parser bug stays the model's visible error, not a crash.
-    turn = { kind: "parse_error", message: `Error: Invalid tool call format: ${(error as Error).message}` };
-  }
+  const turn = parseWith(format, request.text, options);
   return { format, options, turn };
 }
 

@@ -33,7 +33,7 @@ import { parseJsonCall } from "./tool-call-json.js";
 const SEARCH_TOOLS = new Set(["search", "image_search"]);
 
 /** The reference sandbox's cell timeout (`request_jupyter_execution(code_timeout=200)`). */
-export const REFERENCE_CODE_TIMEOUT_MS = 200_000;
+const REFERENCE_CODE_TIMEOUT_MS = 200_000;
 /** Our call deadline: the cell's 200 s plus the sandbox's stop-and-answer margin (tools.ts codeTimeoutMs). */
 const REFERENCE_CODE_CALL_MS = REFERENCE_CODE_TIMEOUT_MS + 2_000;
 

@@ -18,8 +18,6 @@ export const FORMATS: readonly ModelFormat[] = [deepEyesV2, deepEyesV1, hermes, 
 const BY_PROTO = new Map(FORMATS.map((format) => [format.protoEnum, format]));
 const BY_NAME = new Map(FORMATS.map((format) => [format.name, format]));
 
-export type ModelFormatName = (typeof FORMATS)[number]["name"];
-
 export function formatByProto(value: ProtoModelFormat): ModelFormat | undefined {
   return BY_PROTO.get(value);
 }
@@ -41,24 +39,28 @@ export function fidelityOf(format: ModelFormat, requested: ProtoFidelity | undef
 }
 
 /**
- * Parses one turn of model text in the named format. Never throws: a parser bug
- * becomes a model-visible parse error, not a crash.
+ * Parses one turn with a format. Never throws: the parsers are total by construction
+ * (and fuzzed); a parser bug would still be a model-visible parse error, not a crash.
  */
-export function parseTurn(name: string, text: string, options: Partial<ParseOptions> = {}): ParsedTurn {
-  const format = formatByName(name);
-  if (format === undefined) return { kind: "parse_error", message: `Error: unknown format ${name}` };
+export function parseWith(format: ModelFormat, text: string, options: ParseOptions): ParsedTurn {
   try {
-    return format.parse(text, {
-      fidelity: options.fidelity ?? format.defaultFidelity,
-      sampleIndex: options.sampleIndex ?? "",
-    });
+    return format.parse(text, options);
   } catch (error) {
     return { kind: "parse_error", message: `Error: Invalid tool call format: ${errorMessage(error)}` };
   }
 }
 
+/** Parses one turn of model text in the named format (tests, tools), with the format's defaults. */
+export function parseTurn(name: string, text: string, options: Partial<ParseOptions> = {}): ParsedTurn {
+  const format = formatByName(name);
+  if (format === undefined) return { kind: "parse_error", message: `Error: unknown format ${name}` };
+  return parseWith(format, text, {
+    fidelity: options.fidelity ?? format.defaultFidelity,
+    sampleIndex: options.sampleIndex ?? "",
+  });
+}
+
 export { DEEPEYES_V1_USER_PROMPT, referenceZoomBox } from "./deepeyes-v1.js";
-export { REFERENCE_CODE_TIMEOUT_MS } from "./deepeyes-v2.js";
 export type * from "./format.js";
 export * from "./observations.js";
-export { lastPythonFence, MAX_JSON_DEPTH, nestsDeeperThan } from "./text.js";
+export { lastPythonFence, nestsDeeperThan } from "./text.js";
