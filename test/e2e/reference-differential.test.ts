@@ -13,12 +13,7 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import {
-  DEEPEYES_V1_USER_PROMPT,
-  type ParsedTurn,
-  parseTurn,
-  referenceZoomBox,
-} from "../../services/gateway/src/formats/index.js";
+import { type ParsedTurn, parseTurn, referenceZoomBox } from "../../services/gateway/src/formats/index.js";
 import { distRoot } from "../support/processes.js";
 import { SAMPLE_INDEX } from "./conformance-cases.js";
 
