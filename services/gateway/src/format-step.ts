@@ -46,6 +46,14 @@ const EPISODE_END_REASONS: Record<EpisodeEndReasonName, EpisodeEndReason> = {
   search_failed: EpisodeEndReason.EPISODE_END_REASON_SEARCH_FAILED,
 };
 
+/** Why, in words, for StepResponse.error.message. */
+const EPISODE_END_MESSAGES: Record<EpisodeEndReasonName, string> = {
+  no_code: "the turn holds <code> but no complete <code> block with a non-empty ```python fence",
+  no_tool_call: "the turn holds <tool_call> but no complete, non-empty <tool_call> block",
+  code_failed: "the code backend failed",
+  search_failed: "the search failed",
+};
+
 const EMPTY: StepResponse = {
   outcome: StepOutcome.STEP_OUTCOME_UNSPECIFIED,
   observation: "",
@@ -105,7 +113,7 @@ export function responseWithoutCalls(turn: Exclude<ParsedTurn, { kind: "calls" }
         observation: turn.observation,
         episodeEndReason: EPISODE_END_REASONS[turn.reason],
         status: ResultStatus.RESULT_STATUS_MODEL_ERROR,
-        error: modelError(`the turn ends the episode in the reference environment (${turn.reason})`),
+        error: modelError(`${EPISODE_END_MESSAGES[turn.reason]}: the reference environment ends the episode`),
       };
   }
 }
