@@ -67,17 +67,17 @@ export function parseCorpusLine(line: string, lineNumber: number): CorpusDocumen
     const issue = parsed.error.issues[0];
     throw new Error(`${issue?.path.join(".") || "document"} ${issue?.message}`);
   }
-  const line_ = parsed.data;
-  const split = line_.contents ? splitContents(line_.contents) : undefined;
-  const title = line_.title || split?.title || "";
-  const text = line_.text || split?.text || line_.snippet || "";
-  const url = line_.url || `corpus:${line_.id ?? lineNumber}`;
+  const fields = parsed.data;
+  const split = fields.contents ? splitContents(fields.contents) : undefined;
+  const title = fields.title || split?.title || "";
+  const text = fields.text || split?.text || fields.snippet || "";
+  const url = fields.url || `corpus:${fields.id ?? lineNumber}`;
   return {
     title,
     url,
     text,
-    ...(line_.snippet ? { snippet: line_.snippet } : {}),
-    ...(line_.date ? { date: line_.date } : {}),
+    ...(fields.snippet ? { snippet: fields.snippet } : {}),
+    ...(fields.date ? { date: fields.date } : {}),
   };
 }
 
