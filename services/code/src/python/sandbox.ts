@@ -8,7 +8,7 @@ import { FramedKernel } from "./channel.js";
 const KERNEL_IN_SANDBOX = "/opt/toolplane/kernel.py";
 const ZYGOTE_IN_SANDBOX = "/opt/toolplane/zygote.py";
 const FONT_CACHE_IN_SANDBOX = "/opt/toolplane/mplcache";
-const SOCKET_DIR_IN_SANDBOX = "/run/toolplane";
+const SOCKET_DIR_IN_SANDBOX = "/opt/toolplane/socket";
 const STDERR_TAIL_BYTES = 8 * 1024;
 
 export interface SandboxOptions {

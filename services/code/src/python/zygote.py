@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kernel  # noqa: E402 - found beside this file, which -I keeps off sys.path
 
-SOCKET_PATH = "/run/toolplane/kernels.sock"
+SOCKET_PATH = "/opt/toolplane/socket/kernels.sock"
 SOCKET_DIR = os.path.dirname(SOCKET_PATH)
 
 CLONE_NEWNS = 0x00020000
@@ -52,6 +52,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -151,6 +152,8 @@ def _session_init(token, tmp_bytes, modules):
         _session_kernel(connection, token, modules)
     connection.close()
     _drop_capabilities()
+    # Not traceable by its own kernel: the init has nothing to give, and this keeps it that way.
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
     while True:
         pid, status = os.wait()
         if pid == child:
