@@ -12,7 +12,7 @@ import {
 } from "../../runtime/src/index.js";
 import { createJavaScriptBackend } from "./javascript/backend.js";
 import { PythonBackend } from "./python/backend.js";
-import { defaultKernelPath } from "./python/sandbox.js";
+import { defaultKernelPath, defaultSessionInitPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
 import { SessionManager } from "./sessions.js";
 
@@ -102,6 +102,7 @@ runMain("toolplane-code", async () => {
     {
       start: config.TOOLPLANE_CODE_PYTHON_START,
       unsharePath: config.TOOLPLANE_CODE_UNSHARE_PATH,
+      sessionInitPath: defaultSessionInitPath(),
       preload: config.TOOLPLANE_CODE_PRELOAD.split(","),
       poolSize: config.TOOLPLANE_CODE_POOL_SIZE,
       warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,

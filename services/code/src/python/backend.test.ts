@@ -12,7 +12,7 @@ import {
 } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome, LanguageSession, ResolvedLimits } from "../backend.js";
 import { PythonBackend, type PythonBackendOptions, type PythonStart } from "./backend.js";
-import { defaultKernelPath } from "./sandbox.js";
+import { defaultKernelPath, defaultSessionInitPath } from "./sandbox.js";
 
 const MIB = 1024 * 1024;
 const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes: 2000, maxImages: 2 };
@@ -21,6 +21,7 @@ function backendOptions(start: PythonStart = "zygote"): PythonBackendOptions {
   return {
     start,
     unsharePath: process.env.TOOLPLANE_CODE_UNSHARE_PATH ?? "/usr/bin/unshare",
+    sessionInitPath: defaultSessionInitPath(),
     preload: ["numpy", "PIL.Image", "PIL.ImageOps", "cv2", "matplotlib.pyplot"],
     poolSize: 1,
     warmupConcurrency: 1,

@@ -34,6 +34,8 @@ export interface PythonBackendOptions extends Omit<SandboxOptions, "fontCacheDir
   start: PythonStart;
   /** util-linux `unshare`, for the zygote's outer sandbox. */
   unsharePath: string;
+  /** The compiled session init (pid 1 of each forked session). */
+  sessionInitPath: string;
   /** Warm kernels kept ready: whole sandboxes (sandbox start) or forks (zygote start). */
   poolSize: number;
   forkPoolSize: number;
@@ -54,6 +56,7 @@ const RESTART_NOTE =
   "[toolplane] The Python interpreter of this session was restarted: variables and imports from earlier cells are lost; the input images are bound again.\n";
 
 const MIN_MEMORY_MB = 64;
+const FORKS_READY_AT_START = 8;
 
 const FAILURE_CODES = new Set<CodeFailure["code"]>([
   "ABORTED",
@@ -92,7 +95,12 @@ export class PythonBackend implements LanguageBackend {
     if (this.zygote) {
       const zygote = this.zygote;
       this.pool = new KernelPool(
-        { size: this.options.forkPoolSize, warmupConcurrency: this.options.forkConcurrency },
+        {
+          size: this.options.forkPoolSize,
+          warmupConcurrency: this.options.forkConcurrency,
+          // A large pool fills in the background: the service is serving after the first few forks.
+          readyAtStart: FORKS_READY_AT_START,
+        },
         () => zygote.fork(),
         poolLogger,
       );
@@ -116,7 +124,12 @@ export class PythonBackend implements LanguageBackend {
   private async startZygote(sandbox: SandboxOptions): Promise<string | undefined> {
     if (this.options.start === "sandbox") return undefined;
     const zygote = new ZygoteSupervisor(
-      { ...sandbox, unsharePath: this.options.unsharePath, retryAfterMs: this.options.retryAfterMs },
+      {
+        ...sandbox,
+        unsharePath: this.options.unsharePath,
+        sessionInitPath: this.options.sessionInitPath,
+        retryAfterMs: this.options.retryAfterMs,
+      },
       this.logger.child({ component: "python-zygote" }),
     );
     try {

@@ -7,6 +7,8 @@ export interface PoolOptions {
   size: number;
   /** Kernels started at the same time, when refilling or serving a burst. */
   warmupConcurrency: number;
+  /** Kernels start() waits for; the rest of `size` is started in the background. Default: all of them. */
+  readyAtStart?: number;
 }
 
 interface Waiter {
@@ -45,12 +47,17 @@ export class KernelPool {
    */
   async start(): Promise<void> {
     const started = performance.now();
-    while (this.idle.length < this.options.size) {
-      const batch = Math.max(1, Math.min(this.options.warmupConcurrency, this.options.size - this.idle.length));
+    const ready = Math.min(this.options.size, this.options.readyAtStart ?? this.options.size);
+    while (this.idle.length < ready) {
+      const batch = Math.max(1, Math.min(this.options.warmupConcurrency, ready - this.idle.length));
       const kernels = await Promise.all(Array.from({ length: batch }, () => this.startKernel()));
       for (const kernel of kernels) this.adopt(kernel);
     }
-    this.logger.info({ ms: Math.round(performance.now() - started), size: this.options.size }, "python pool started");
+    this.logger.info(
+      { ms: Math.round(performance.now() - started), ready: this.idle.length, size: this.options.size },
+      "python pool started",
+    );
+    this.fill();
   }
 
   get stats(): PoolStats {

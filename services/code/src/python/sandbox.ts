@@ -9,6 +9,7 @@ const KERNEL_IN_SANDBOX = "/opt/toolplane/kernel.py";
 const ZYGOTE_IN_SANDBOX = "/opt/toolplane/zygote.py";
 const FONT_CACHE_IN_SANDBOX = "/opt/toolplane/mplcache";
 const SOCKET_DIR_IN_SANDBOX = "/opt/toolplane/socket";
+const SESSION_INIT_IN_SANDBOX = "/opt/toolplane/session-init";
 const STDERR_TAIL_BYTES = 8 * 1024;
 
 export interface SandboxOptions {
@@ -28,8 +29,8 @@ export interface SandboxOptions {
   preload: string[];
 }
 
-/** What runs in the sandbox: one kernel, the font-cache build, or the zygote (with the service's socket directory). */
-export type SandboxMode = "kernel" | "build-font-cache" | { zygoteSocketDir: string };
+/** What runs in the sandbox: one kernel, the font-cache build, or the zygote (with its socket directory and init). */
+export type SandboxMode = "kernel" | "build-font-cache" | { zygoteSocketDir: string; sessionInitPath: string };
 
 /** Finds kernel.py beside this module's source (works from src/ and from the compiled dist/ tree). */
 export function defaultKernelPath(): string {
@@ -41,6 +42,20 @@ export function defaultKernelPath(): string {
     if (existsSync(sibling)) return sibling;
     const parent = dirname(dir);
     if (parent === dir) throw new Error("cannot find services/code/src/python/kernel.py");
+    dir = parent;
+  }
+}
+
+/** The compiled session init (`make build` puts it in dist/services/code/native), found from this module. */
+export function defaultSessionInitPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, "dist", "services", "code", "native", "session-init");
+    if (existsSync(candidate)) return candidate;
+    const inDist = join(dir, "native", "session-init");
+    if (existsSync(inDist)) return inDist;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("cannot find the session init: run `make build` (services/code/native)");
     dir = parent;
   }
 }
@@ -121,6 +136,9 @@ export function bwrapArguments(options: SandboxOptions, mode: SandboxMode): stri
           "--ro-bind",
           mode.zygoteSocketDir,
           SOCKET_DIR_IN_SANDBOX,
+          "--ro-bind",
+          mode.sessionInitPath,
+          SESSION_INIT_IN_SANDBOX,
         ]
       : []),
     ...proc,
@@ -166,7 +184,10 @@ export function bwrapArguments(options: SandboxOptions, mode: SandboxMode): stri
  * bubblewrap can run inside), mount, pid, network, IPC and UTS namespaces and mounts a /proc of the new
  * pid namespace without covers; bubblewrap then builds the filesystem and drops to uid 65534.
  */
-export function zygoteCommand(options: SandboxOptions & { unsharePath: string }, socketDir: string): string[] {
+export function zygoteCommand(
+  options: SandboxOptions & { unsharePath: string; sessionInitPath: string },
+  socketDir: string,
+): string[] {
   return [
     options.unsharePath,
     "--user",
@@ -180,7 +201,7 @@ export function zygoteCommand(options: SandboxOptions & { unsharePath: string },
     "--uts",
     "--kill-child",
     options.bwrapPath,
-    ...bwrapArguments(options, { zygoteSocketDir: socketDir }),
+    ...bwrapArguments(options, { zygoteSocketDir: socketDir, sessionInitPath: options.sessionInitPath }),
   ];
 }
 

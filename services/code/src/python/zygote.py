@@ -7,16 +7,20 @@ files. It imports the preload list once, then serves the service's control
 frames on stdin/stdout (the kernel.py layout):
 
   {"op": "fork", "token": T}  ->  {"op": "forked", "token": T, "pid": P}
-  {"op": "kill", "pid": P, "token": T}   SIGKILL to a session's init (its namespaces die with it)
+  {"op": "kill", "pid": P, "token": T}   SIGTERM to a session's watcher, which kills its init
+                                  (the session's pid namespace dies with it)
                                   {"op": "exited", "pid": P, "code": C, "signal": S} when a session ends
 
 A fork becomes a session in three steps. The first child unshares new user,
-mount, pid, IPC, UTS and network namespaces and maps its uid; its child is pid 1
-of the new pid namespace (the session's init: it mounts a fresh /proc, its own
-/tmp and /dev/shm, hides the service's socket, and reaps); the init's child
-(pid 2) is the kernel, which drops every capability, connects to the service
-and serves kernel.py's protocol. The zygote never runs model code, holds no
-session descriptor, and cannot be named from a session's pid namespace.
+mount, pid, IPC, UTS and network namespaces and maps its uid; it spawns the
+session's init (services/code/native/session-init.c: pid 1 of the new pid
+namespace, a small C program that reaps orphans), forks the kernel (pid 2), and
+execs the same C program as the session's watcher, which ends the namespace
+when the kernel ends and mirrors its status to the zygote. The kernel connects to the service,
+mounts a fresh /proc, its own /tmp and /dev/shm, hides the service's socket,
+closes every inherited descriptor, drops every capability and serves kernel.py's
+protocol. The zygote never runs model code, holds no session descriptor, and
+cannot be named from a session's pid namespace.
 """
 
 import ctypes
@@ -33,6 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernel  # noqa: E402 - found beside this file, which -I keeps off sys.path
 
 SOCKET_PATH = "/opt/toolplane/socket/kernels.sock"
+SESSION_INIT = "/opt/toolplane/session-init"
+# Exit code of a watcher whose session could not be set up (the C program mirrors the kernel's otherwise).
+SETUP_FAILED = 72
 SOCKET_DIR = os.path.dirname(SOCKET_PATH)
 
 CLONE_NEWNS = 0x00020000
@@ -52,9 +59,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 
-PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
-PR_SET_CHILD_SUBREAPER = 36
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # /proc entries bubblewrap's --proc also covers read-only: system-wide knobs a session has no business with.
@@ -91,8 +96,7 @@ def _mount(source, target, fstype, flags, data=None):
 
 
 def _drop_capabilities():
-    """No capability in the session's user namespace, and none regained through exec."""
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    """No capability left in the session's user namespace."""
     header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(libc.capset(ctypes.byref(header), data), "capset")
@@ -140,30 +144,15 @@ def _close_descriptors(keep):
     os.close(devnull)
 
 
-def _session_init(token, tmp_bytes, modules):
-    """pid 1 of the session's pid namespace: sets up its mounts, starts the kernel, mirrors its end."""
-    os.setsid()
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.connect(SOCKET_PATH)
-    _private_mounts(tmp_bytes)
-    _close_descriptors(keep={connection.fileno()})
-    child = os.fork()
-    if child == 0:
-        _session_kernel(connection, token, modules)
-    connection.close()
-    _drop_capabilities()
-    # Not traceable by its own kernel: the init has nothing to give, and this keeps it that way.
-    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
-    while True:
-        pid, status = os.wait()
-        if pid == child:
-            # The zygote reports the init's end; the kernel's signal is passed on as 128 + its number.
-            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-
-
-def _session_kernel(connection, token, modules):
-    """pid 2: the session's kernel. Everything it inherited that is not its own is dropped first."""
+def _session_kernel(token, tmp_bytes, modules):
+    """pid 2 of the session's pid namespace: sets up the session's mounts, drops everything, serves."""
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        os.setsid()
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(SOCKET_PATH)
+        _private_mounts(tmp_bytes)
+        _close_descriptors(keep={connection.fileno()})
         _drop_capabilities()
         os.environ["MPLCONFIGDIR"] = kernel.MPL_DIR
         matplotlib = sys.modules["matplotlib"]
@@ -179,34 +168,32 @@ def _session_kernel(connection, token, modules):
     os._exit(0)
 
 
+def _first_child(token, tmp_bytes, modules):
+    """Unshares the session's namespaces, spawns its init (pid 1), forks its kernel (pid 2), becomes its watcher."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # SIGTERM (the zygote ending the session) waits until the watcher's handler exists.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    _enter_namespaces()
+    # Inherited by everything started from here: nothing regains a capability through exec.
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    init = os.posix_spawn(SESSION_INIT, [SESSION_INIT, "init"], {}, setsid=True)
+    child = os.fork()
+    if child == 0:
+        _session_kernel(token, tmp_bytes, modules)
+    os.execve(SESSION_INIT, [SESSION_INIT, "watch", str(init), str(child)], {})
+
+
 def _spawn_session(token, tmp_bytes, modules):
-    """Forks a session; returns the zygote-namespace pid of its init."""
-    report_read, report_write = os.pipe()
-    first = os.fork()
-    if first == 0:
+    """Forks a session; returns the pid of its watcher, the zygote's child that reports the session's end."""
+    watcher = os.fork()
+    if watcher == 0:
         try:
-            os.close(report_read)
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _enter_namespaces()
-            init = os.fork()
-            if init == 0:
-                os.close(report_write)
-                _session_init(token, tmp_bytes, modules)
-            os.write(report_write, str(init).encode())
-        except BaseException as error:  # noqa: BLE001 - reported to the zygote, which tells the service
-            os.write(report_write, f"error: {error}".encode())
-        os._exit(0)
-    os.close(report_write)
-    chunks = []
-    while chunk := os.read(report_read, 4096):
-        chunks.append(chunk)
-    os.close(report_read)
-    os.waitpid(first, 0)
-    report = b"".join(chunks).decode()
-    if not report.isdigit():
-        raise RuntimeError(report or "the session's first child ended without a report")
-    return int(report)
+            _first_child(token, tmp_bytes, modules)
+        except BaseException as error:  # noqa: BLE001 - the zygote reports the exit; the service's log shows why
+            os.write(2, f"toolplane zygote: a session could not start: {error}\n".encode())
+        os._exit(SETUP_FAILED)
+    return watcher
 
 
 def _reap(sessions):
@@ -236,7 +223,6 @@ def main():
     gc.collect()
     gc.freeze()
     kernel._take_protocol_fds()
-    _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1 or threading.active_count() != 1:
         # fork() copies only the calling thread: a lock held by another one would stay locked in every kernel.
@@ -262,14 +248,14 @@ def main():
         if op == "fork":
             try:
                 pid = _spawn_session(header["token"], tmp_bytes, modules)
-            except Exception as error:  # noqa: BLE001 - the service turns it into an infrastructure failure
+            except OSError as error:  # fork itself failed (memory, process limit): the service's failure
                 kernel.write_frame({"op": "fork_failed", "token": header["token"], "message": str(error)})
             else:
                 sessions[pid] = header["token"]
                 kernel.write_frame({"op": "forked", "token": header["token"], "pid": pid})
         elif op == "kill" and sessions.get(header.get("pid")) == header.get("token"):
             try:
-                os.kill(header["pid"], signal.SIGKILL)
+                os.kill(header["pid"], signal.SIGTERM)
             except ProcessLookupError:
                 pass
         _reap(sessions)

@@ -12,6 +12,8 @@ import { type SandboxOptions, zygoteCommand } from "./sandbox.js";
 export interface ZygoteOptions extends SandboxOptions {
   /** util-linux `unshare`, which builds the zygote's outer namespaces. */
   unsharePath: string;
+  /** The compiled session init (services/code/native/session-init.c), pid 1 of each session. */
+  sessionInitPath: string;
   /** Suggested wait sent with the UNAVAILABLE of calls made while a dead zygote is replaced. */
   retryAfterMs: number;
 }
@@ -35,8 +37,9 @@ interface ExitReport {
 
 /**
  * One kernel forked by the zygote: pid 2 of its own pid namespace, reached over
- * its own connection to the service's socket. Killing it kills its session's
- * init through the zygote, which takes the whole pid namespace down.
+ * its own connection to the service's socket. Killing it asks the zygote to end
+ * the session (its watcher kills the session's init, and the whole pid namespace
+ * goes down with it).
  */
 export class ForkedKernel extends FramedKernel {
   private hostPid: number | undefined;
@@ -89,7 +92,7 @@ export class ZygoteProcess {
   private readonly exitReports = new Map<number, ExitReport>();
   private readonly exitWaiters = new Map<number, (report: ExitReport | "zygote died") => void>();
   private ready: ((frame: Frame) => void) | undefined;
-  /** Token of each live session's init, by its pid. */
+  /** Token of each live session, by its watcher's pid. */
   private readonly tokens = new Map<number, string>();
   private dead = false;
   private stderrTail = "";
@@ -152,7 +155,7 @@ export class ZygoteProcess {
     return !this.dead;
   }
 
-  /** Asks for a new session; resolves with its init's pid in the zygote's pid namespace. */
+  /** Asks for a new session; resolves with its watcher's pid in the zygote's pid namespace. */
   fork(token: string): Promise<number> {
     if (this.dead) return Promise.reject(new Error("the Python zygote is not running"));
     return new Promise((resolve, reject) => {
@@ -166,7 +169,7 @@ export class ZygoteProcess {
     this.child.stdin?.write(encodeFrame({ op: "kill", pid, token }));
   }
 
-  /** The status the zygote reported for a session's init, or "zygote died" (undefined: no report in time). */
+  /** The status the zygote reported for a session's watcher, or "zygote died" (undefined: no report in time). */
   exitOf(pid: number): Promise<ExitReport | "zygote died" | undefined> {
     const report = this.exitReports.get(pid);
     if (report) {
@@ -206,14 +209,13 @@ export class ZygoteProcess {
     return pid;
   }
 
-  /** Host pid of the kernel (pid 2) of the session whose init has this zygote-namespace pid. */
-  hostPidOfKernel(zygotePid: number): number | undefined {
+  /** Host pid of the kernel (pid 2 of its session) whose watcher has this zygote-namespace pid. */
+  hostPidOfKernel(watcherPid: number): number | undefined {
     const zygote = this.hostPid();
     if (zygote === undefined) return undefined;
-    for (const init of childrenOf(zygote)) {
-      if (namespacePids(init).at(-2) === zygotePid) return childrenOf(init)[0];
-    }
-    return undefined;
+    const watcher = childrenOf(zygote).find((pid) => namespacePids(pid).at(-1) === watcherPid);
+    if (watcher === undefined) return undefined;
+    return childrenOf(watcher).find((pid) => namespacePids(pid).at(-1) === 2);
   }
 
   private onData(chunk: Buffer): void {
