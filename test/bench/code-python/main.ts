@@ -12,7 +12,6 @@
  * thousand open sessions each running a cell.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { CodeServiceClient, Language } from "../../../generated/toolplane/code/v1/code.js";
 import { createClient, invoke } from "../../../services/runtime/src/index.js";

@@ -1,3 +1,4 @@
+import { cpus } from "node:os";
 import sharp from "sharp";
 import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
 import {
@@ -8,7 +9,7 @@ import {
   ToolGatewayClient,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { createClient, invoke, ToolplaneError } from "../../../services/runtime/src/index.js";
-import { treeRssKb } from "../../support/proc.js";
+import { treeCpuSeconds, treeRssKb } from "../../support/proc.js";
 import { type SpawnedService, spawnService } from "../../support/processes.js";
 
 /**
@@ -209,9 +210,22 @@ const alone = summary(ALONE, (performance.now() - aloneStarted) / 1000);
 const aloneOk = alone.completed === ALONE && alone.errors_by_class.MODEL + alone.errors_by_class.INFRASTRUCTURE === 0;
 
 resetCounters();
+const cpuOf = () =>
+  Object.fromEntries(Object.entries(services).map(([name, service]) => [name, treeCpuSeconds(service.child.pid ?? 0)]));
+const cpuBefore = cpuOf();
 const started = performance.now();
 await Promise.all(Array.from({ length: TRAJECTORIES }, (_, index) => trajectory(index)));
 const concurrent = summary(TRAJECTORIES, (performance.now() - started) / 1000);
+const cpuAfter = cpuOf();
+// CPU per trajectory in each service (sandboxes included): with every core busy, the fastest possible run.
+const cpuPerTrajectoryMs = Object.fromEntries(
+  Object.keys(services).map((name) => [
+    name,
+    Number(((((cpuAfter[name] ?? 0) - (cpuBefore[name] ?? 0)) * 1000) / TRAJECTORIES).toFixed(1)),
+  ]),
+);
+const cpuMs = Object.values(cpuPerTrajectoryMs).reduce((sum, value) => sum + value, 0);
+const boundPerSecond = (cpus().length * 1000) / cpuMs;
 clearInterval(sampler);
 sampleMemory();
 
@@ -219,6 +233,8 @@ const report = {
   ...concurrent,
   alone,
   ratio_to_alone: Number((concurrent.trajectories_per_second / alone.trajectories_per_second).toFixed(2)),
+  cpu_ms_per_trajectory: cpuPerTrajectoryMs,
+  physical_bound_trajectories_per_second: Number(boundPerSecond.toFixed(2)),
   peak_rss_mb: Object.fromEntries(
     Object.entries(peakRssKb).map(([name, kb]) => [name, Number((kb / 1024).toFixed(1))]),
   ),
@@ -229,6 +245,9 @@ process.stdout.write(
 );
 process.stdout.write(
   `${TRAJECTORIES} at once: ${concurrent.trajectories_per_second} trajectories/s; one at a time (baseline, ${ALONE} in a row): ${alone.trajectories_per_second}/s -> ${report.ratio_to_alone}x (target >= 3x); code p99 ${codeP99} ms (target <= 1000); INFRASTRUCTURE ${concurrent.errors_by_class.INFRASTRUCTURE}, in-band retries ${concurrent.in_band_retries} (target 0, 0)\n`,
+);
+process.stdout.write(
+  `physical bound: ${cpuMs.toFixed(0)} ms of CPU per trajectory across the services on ${cpus().length} cores -> at most ${boundPerSecond.toFixed(2)} trajectories/s (${(boundPerSecond / alone.trajectories_per_second).toFixed(2)}x one alone) even with every core busy and nothing else running\n`,
 );
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 

@@ -1,3 +1,6 @@
+import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Language } from "../../../../generated/toolplane/code/v1/code.js";
 import {
   DeadlineExceededError,
@@ -7,9 +10,6 @@ import {
   type Logger,
   UnavailableError,
 } from "../../../runtime/src/index.js";
-import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type {
   CodeFailure,
   CreateOptions,
