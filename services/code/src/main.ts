@@ -36,8 +36,12 @@ const codeConfigShape = {
   /** Whole warm sandboxes kept ready (sandbox start). */
   TOOLPLANE_CODE_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(2),
   TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY: positiveInt(2),
-  /** Forked sessions cost ~MAX_SESSIONS_BASIS of PSS each when idle (docs/BENCHMARKS.md): 512 leave most of a 24 GiB node to model code. */
-  TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(512),
+  /**
+   * An idle forked session costs ~5 MB of PSS and ~8 MB of node memory with its page tables and namespaces
+   * (docs/BENCHMARKS.md, code-python): 1,024 idle sessions take ~8 GiB of a 24 GiB node and leave two thirds of it
+   * to what the sessions' code allocates.
+   */
+  TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(1024),
   /** CreateSession calls that wait (in arrival order, within their deadline) for a slot when MAX_SESSIONS are open. */
   TOOLPLANE_CODE_MAX_WAITING_CREATES: positiveInt(1024),
   TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS: positiveInt(30_000),

@@ -12,10 +12,12 @@
  * thousand open sessions each running a cell.
  */
 import { spawnSync } from "node:child_process";
+import { cpus } from "node:os";
 import sharp from "sharp";
 import { CodeServiceClient, Language } from "../../../generated/toolplane/code/v1/code.js";
 import { createClient, invoke } from "../../../services/runtime/src/index.js";
-import { spawnService } from "../../support/processes.js";
+import { treeCpuSeconds } from "../../support/proc.js";
+import { metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../../support/processes.js";
 import {
   burst,
   inBatches,
@@ -179,17 +181,22 @@ async function sessionScale(): Promise<void> {
   const forked = await sessionService({
     TOOLPLANE_CODE_FORK_POOL_SIZE: scale.forkPool,
     TOOLPLANE_CODE_MAX_SESSIONS: String(scale.open + 64),
+    TOOLPLANE_METRICS_PORT: "0",
   });
-  let zygote: { burst: Latencies; memory: SessionMemory; open: OpenSessions };
+  let zygote: { burst: Latencies; burstCpuMsPerCreate: number; memory: SessionMemory; open: OpenSessions };
   try {
-    // The pool refills in the background after start-up; the burst meets a full one, as after an idle spell.
-    await sleep(quick ? 1000 : 15_000);
+    // One call first, so the burst does not also measure the client's connection set-up; then the pool fills in
+    // the background and the burst meets a full one, as after an idle spell.
+    await forked.close((await forked.create()).sessionId);
+    await poolFilled(forked.service, Number(scale.forkPool));
+    const cpuBefore = treeCpuSeconds(forked.service.child.pid as number);
     const first = await burst(forked, scale.burst);
+    const burstCpuMsPerCreate = ((treeCpuSeconds(forked.service.child.pid as number) - cpuBefore) * 1000) / scale.burst;
     await inBatches(first.sessions, 32, (id) => forked.close(id));
-    await sleep(quick ? 1000 : 15_000);
+    await poolFilled(forked.service, Number(scale.forkPool));
     const memory = sessionMemory(forked.service);
     const open = await openSessions(forked, scale.open);
-    zygote = { burst: first.latency, memory, open };
+    zygote = { burst: first.latency, burstCpuMsPerCreate, memory, open };
   } finally {
     await forked.stop();
   }
@@ -200,7 +207,8 @@ async function sessionScale(): Promise<void> {
   });
   let baseline: { burst: Latencies; memory: SessionMemory };
   try {
-    await sleep(1000);
+    await sandboxed.close((await sandboxed.create()).sessionId);
+    await sleep(quick ? 1000 : 3000);
     const first = await burst(sandboxed, scale.baselineBurst);
     const memory = sessionMemory(sandboxed.service);
     await inBatches(first.sessions, 8, (id) => sandboxed.close(id));
@@ -221,6 +229,10 @@ async function sessionScale(): Promise<void> {
   line(
     `    -> baseline p50 / zygote p50 = ${(baseline.burst.p50 / zygote.burst.p50).toFixed(1)}x (the baseline burst is ${baseline.burst.n}, not ${zygote.burst.n}: ~1 s of imports per sandbox on 2 cores)`,
   );
+  const boundMs = (zygote.burstCpuMsPerCreate * zygote.burst.n) / cpus().length;
+  line(
+    `    physical bound: the burst cost ${zygote.burstCpuMsPerCreate.toFixed(1)} ms of CPU per CreateSession in the code service (bind, gRPC, the pool's refill forks); ${zygote.burst.n} of them on ${cpus().length} cores need ${boundMs.toFixed(0)} ms, so the last answer cannot come sooner (p50 >= ~${(boundMs / 2).toFixed(0)} ms, p99 >= ~${boundMs.toFixed(0)} ms)`,
+  );
   line(
     `  PSS per idle session: zygote ${zygote.memory.pssPerSessionMb.toFixed(1)} MB (of ${zygote.memory.kernels} kernels; the zygote itself ${zygote.memory.zygotePssMb.toFixed(1)} MB once), baseline ${baseline.memory.pssPerSessionMb.toFixed(1)} MB (of ${baseline.memory.kernels}) -> ${(baseline.memory.pssPerSessionMb / zygote.memory.pssPerSessionMb).toFixed(1)}x less`,
   );
@@ -237,6 +249,17 @@ interface OpenSessions {
   memory: SessionMemory;
   memAvailableDropMb: number;
   errors: number;
+}
+
+/** Waits (at most 3 minutes) until the warm pool holds `size` idle kernels, read from the service's /metrics. */
+async function poolFilled(service: SpawnedService, size: number): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline) {
+    const idle = metricValue(await scrapeMetrics(service), 'toolplane_pool_size{pool="python",state="idle"}') ?? 0;
+    if (idle >= size) return;
+    await sleep(500);
+  }
+  process.stdout.write(`note: the warm pool did not reach ${size} idle kernels within 3 minutes\n`);
 }
 
 /** Opens `n` sessions (32 calls in flight), runs one small cell in each, measures, closes them all. */

@@ -178,10 +178,15 @@ def _first_child(token, tmp_bytes, modules):
     # Inherited by everything started from here: nothing regains a capability through exec.
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     init = os.posix_spawn(SESSION_INIT, [SESSION_INIT, "init"], {}, setsid=True)
-    child = os.fork()
-    if child == 0:
-        _session_kernel(token, tmp_bytes, modules)
-    os.execve(SESSION_INIT, [SESSION_INIT, "watch", str(init), str(child)], {})
+    try:
+        child = os.fork()
+        if child == 0:
+            _session_kernel(token, tmp_bytes, modules)
+        os.execve(SESSION_INIT, [SESSION_INIT, "watch", str(init), str(child)], {})
+    except BaseException:
+        # Without its watcher nothing would ever end this session: end it now.
+        os.kill(init, signal.SIGKILL)
+        raise
 
 
 def _spawn_session(token, tmp_bytes, modules):
