@@ -397,6 +397,48 @@ describe("code service session cap", () => {
   });
 });
 
+describe("code service CreateSession whose caller left", () => {
+  let service: SpawnedService;
+  let api: ReturnType<typeof codeClient>;
+  before(async () => {
+    // No warm kernels: every creation forks, so a short deadline passes while the kernel is being made.
+    service = await spawnService("code", {
+      TOOLPLANE_CODE_FORK_POOL_SIZE: "0",
+      TOOLPLANE_CODE_MAX_SESSIONS: "3",
+      TOOLPLANE_METRICS_PORT: "0",
+    });
+    api = codeClient(service.address, Language.LANGUAGE_PYTHON, { label: "integration" });
+  });
+  after(async () => {
+    api?.client.close();
+    await service?.stop();
+  });
+
+  it("closes at once the sessions created for callers who have gone, so they hold no slot", async () => {
+    const request = {
+      language: Language.LANGUAGE_PYTHON,
+      images: [],
+      limits: undefined,
+      idleTtlSeconds: 0,
+      label: "gone",
+    };
+    const calls = Array.from({ length: 6 }, () =>
+      invoke(api.client, api.client.createSession, request, { deadlineMs: Date.now() + 5 }),
+    );
+    for (const call of calls)
+      await assert.rejects(call, (error) => assertRpcError(error, DEADLINE_EXCEEDED, "INFRASTRUCTURE"));
+    const open = 'toolplane_pool_size{pool="sessions_python",state="busy"}';
+    const deadline = Date.now() + 10_000;
+    while ((metricValue(await scrapeMetrics(service), open) ?? 0) > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(metricValue(await scrapeMetrics(service), open), 0, "no session is left owned by nobody");
+    // Every slot is free: max_sessions sessions open at once, without waiting for an idle TTL.
+    const sessions = await Promise.all([api.create(), api.create(), api.create()]);
+    for (const { sessionId } of sessions) assert.equal((await api.execute(sessionId, "1 + 1")).result, "2");
+  });
+});
+
 describe("code service shutdown", () => {
   async function serviceWithSandboxes(): Promise<{ service: SpawnedService; sandboxes: number[] }> {
     const service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1" });
