@@ -174,6 +174,10 @@ def _first_child(token, tmp_bytes, modules):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # SIGTERM (the zygote ending the session) waits until the watcher's handler exists.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    # The session's init and watcher keep only /dev/null on 0-2, not the zygote's log pipe.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     _enter_namespaces()
     # Inherited by everything started from here: nothing regains a capability through exec.
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
@@ -193,10 +197,11 @@ def _spawn_session(token, tmp_bytes, modules):
     """Forks a session; returns the pid of its watcher, the zygote's child that reports the session's end."""
     watcher = os.fork()
     if watcher == 0:
+        log = os.dup(2)
         try:
             _first_child(token, tmp_bytes, modules)
         except BaseException as error:  # noqa: BLE001 - the zygote reports the exit; the service's log shows why
-            os.write(2, f"toolplane zygote: a session could not start: {error}\n".encode())
+            os.write(log, f"toolplane zygote: a session could not start: {error}\n".encode())
         os._exit(SETUP_FAILED)
     return watcher
 
