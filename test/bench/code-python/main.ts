@@ -173,7 +173,7 @@ async function main(): Promise<void> {
 }
 
 const scale = quick
-  ? { burst: 8, baselineBurst: 2, open: 20, forkPool: "8" }
+  ? { burst: 8, baselineBurst: 1, open: 20, forkPool: "8" }
   : { burst: 256, baselineBurst: 16, open: 1000, forkPool: "256" };
 
 /** Burst, memory and a thousand open sessions: zygote start, then the one-sandbox-per-session baseline. */
@@ -203,12 +203,12 @@ async function sessionScale(): Promise<void> {
 
   const sandboxed = await sessionService({
     TOOLPLANE_CODE_PYTHON_START: "sandbox",
-    TOOLPLANE_CODE_POOL_SIZE: "2",
+    TOOLPLANE_CODE_POOL_SIZE: quick ? "1" : "2",
   });
   let baseline: { burst: Latencies; memory: SessionMemory };
   try {
     await sandboxed.close((await sandboxed.create()).sessionId);
-    await sleep(quick ? 1000 : 3000);
+    await sleep(quick ? 0 : 3000);
     const first = await burst(sandboxed, scale.baselineBurst);
     const memory = sessionMemory(sandboxed.service);
     await inBatches(first.sessions, 8, (id) => sandboxed.close(id));
@@ -224,7 +224,7 @@ async function sessionScale(): Promise<void> {
     `  CreateSession burst of ${zygote.burst.n} at once (zygote, warm pool of ${scale.forkPool}):  p50 ${ms(zygote.burst.p50)}  p99 ${ms(zygote.burst.p99)}  max ${ms(zygote.burst.max)}`,
   );
   line(
-    `  CreateSession burst of ${baseline.burst.n} at once (baseline, pool of 2):      p50 ${ms(baseline.burst.p50)}  p99 ${ms(baseline.burst.p99)}  max ${ms(baseline.burst.max)}`,
+    `  CreateSession burst of ${baseline.burst.n} at once (baseline, pool of ${quick ? 1 : 2}):      p50 ${ms(baseline.burst.p50)}  p99 ${ms(baseline.burst.p99)}  max ${ms(baseline.burst.max)}`,
   );
   line(
     `    -> baseline p50 / zygote p50 = ${(baseline.burst.p50 / zygote.burst.p50).toFixed(1)}x (the baseline burst is ${baseline.burst.n}, not ${zygote.burst.n}: ~1 s of imports per sandbox on 2 cores)`,
