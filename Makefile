@@ -4,11 +4,18 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python python-client bench-quick run bench soak clean
+.PHONY: system-run system-test install gen build lint typecheck test test-node test-python python-client bench-quick run bench soak clean
+
+# The Debian packages each command needs: a fast check, installing what is missing when allowed (scripts/setup-system.sh).
+system-run:
+	@scripts/setup-system.sh run
+
+system-test:
+	@scripts/setup-system.sh test
 
 # Installs exactly the locked packages, only when the lock differs from the one last installed
 # (content, not timestamps: checkouts and merges touch files without changing them).
-install:
+install: | system-run
 	@cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null || \
 		{ npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock; }
 
@@ -39,10 +46,10 @@ typecheck: gen
 lint: install
 	$(BIN)/biome check .
 
-run: build
+run: system-run build
 	node dist/services/runtime/src/run-all.js
 
-test: lint build bench-quick helm-check test-node test-python
+test: system-test lint build bench-quick helm-check test-node test-python
 
 # Every node:test file except the deploy checks, which helm-check runs.
 test-node: build
@@ -52,9 +59,12 @@ test-node: build
 python-client:
 	/usr/bin/python3 clients/python/generate.py
 
-# One pytest run for the system checks and the Python client (so its closing line counts every test).
+# One pytest run for the system checks and the Python client (so its closing line counts every test), then the
+# verl adapter's tests, which need pydantic 2 (verl's models): run.py runs them under a Python that has it.
 test-python: build python-client
-	PYTHONPATH=clients/python /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider test/python clients/python/tests
+	PYTHONPATH=clients/python /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider test/python clients/python/tests \
+		--ignore=clients/python/tests/verl
+	PYTHONPATH=clients/python /usr/bin/python3 clients/python/tests/verl/run.py
 
 # Every benchmark once in its tiny mode: proves they run; no timing is judged.
 bench-quick: build

@@ -25,7 +25,6 @@ from toolplane import (
     ToolplaneClient,
     Unavailable,
 )
-from toolplane import verl as verl_adapter
 
 FENCE = "`" * 3
 
@@ -273,45 +272,6 @@ def wait_until_code_runs(client: ToolplaneClient, picture: Image.Image) -> None:
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.2)
-
-
-def test_verl_tools_share_a_trajectory_session(system, picture):
-    code_tool = verl_adapter.ToolplaneTool({"address": system.gateway, "tool_name": "code"})
-    search_tool = verl_adapter.ToolplaneTool({"address": system.gateway, "tool_name": "search"})
-    assert code_tool.get_openai_tool_schema()["function"]["name"] == "code"
-
-    async def scenario():
-        kwargs = {"images": [picture], "trajectory_id": "py-verl-1", "rollout_id": "py-verl"}
-        code_id, search_id = await asyncio.gather(
-            code_tool.create(create_kwargs=kwargs), search_tool.create(create_kwargs=kwargs)
-        )
-        shown = await code_tool.execute(code_id, {"code": CROP_AND_SHOW})
-        reused = await code_tool.execute(code_id, {"code": "print(crop.size)"})
-        found = await search_tool.execute(search_id, {"query": "red square"})
-        await search_tool.release(search_id)
-        await code_tool.release(code_id)
-        return shown, reused, found
-
-    (shown, reward, metrics), (reused, _, _), (found, _, _) = asyncio.run(scenario())
-    assert metrics["status"] == "OK" and reward == 0.0
-    assert len(shown.image) == 1 and shown.image[0].size[0] > 0
-    assert "(160, 120)" in reused.text
-    assert "A Google search for 'red square'" in found.text
-    assert verl_adapter._SHARED_SESSIONS == {}
-
-
-def test_verl_tool_config_covers_every_tool_in_the_shape_verl_validates(system):
-    config = verl_adapter.tool_config(system.gateway)
-    assert {tool["config"]["tool_name"] for tool in config["tools"]} >= {"code", "search", "image_search"}
-    for tool in config["tools"]:
-        # verl's OpenAIFunctionToolSchema requires these fields, and a type on every property.
-        schema = tool["tool_schema"]
-        function = schema["function"]
-        assert schema["type"] == "function" and function["name"] == tool["config"]["tool_name"]
-        assert isinstance(function["description"], str) and function["description"]
-        parameters = function["parameters"]
-        assert parameters["type"] == "object" and isinstance(parameters["required"], list)
-        assert all(isinstance(spec.get("type"), str) for spec in parameters["properties"].values()), function["name"]
 
 
 def test_rollout_example_runs_trajectories_to_their_answer(system):

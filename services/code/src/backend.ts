@@ -49,9 +49,14 @@ export interface ExecuteOptions {
   timeoutMs: number;
   /** Aborted when the caller goes away; the execution must be stopped. */
   signal: AbortSignal;
-  /** Re-indent mis-indented model code first (ExecuteRequest.fix_indentation); languages without the notion ignore it. */
-  fixIndentation?: boolean;
+  /**
+   * Re-indent mis-indented model code first (ExecuteRequest.fix_indentation), or always
+   * as the DeepEyesV2 reference does ("reference"); languages without the notion ignore it.
+   */
+  fixIndentation?: IndentationFix;
 }
+
+export type IndentationFix = boolean | "reference";
 
 /** Per-session choices of the caller. */
 export interface CreateOptions {

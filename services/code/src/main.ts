@@ -169,6 +169,8 @@ runMain("toolplane-code", async () => {
     await manager.start();
     manager.exportGauges();
   } catch (error) {
+    // The backends that did start (sandbox host processes, warm kernels) go first: nothing is left running.
+    await manager.stop();
     throw new Error(
       `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${(error as Error).message}`,
       { cause: error },

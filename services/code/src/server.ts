@@ -51,7 +51,7 @@ export function createCodeServiceImplementation(
         sessionId: request.sessionId,
         code: request.code,
         timeoutMs: request.timeoutMs,
-        fixIndentation: request.fixIndentation,
+        fixIndentation: request.referenceIndentation ? "reference" : request.fixIndentation,
         signal: context.signal,
         deadlineMs: context.deadlineMs,
       });

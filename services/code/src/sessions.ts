@@ -11,7 +11,14 @@ import {
   ResourceExhaustedError,
   withStage,
 } from "../../runtime/src/index.js";
-import type { ExecutionOutcome, InputImage, LanguageBackend, LanguageSession, ResolvedLimits } from "./backend.js";
+import type {
+  ExecutionOutcome,
+  IndentationFix,
+  InputImage,
+  LanguageBackend,
+  LanguageSession,
+  ResolvedLimits,
+} from "./backend.js";
 
 /** The four per-session limits, as the proto names them. */
 const LIMIT_FIELDS = {
@@ -63,7 +70,7 @@ export interface ExecuteParams {
   code: string;
   /** 0 = the session's timeout. */
   timeoutMs: number;
-  fixIndentation: boolean;
+  fixIndentation: IndentationFix;
   signal: AbortSignal;
   /** The caller's absolute deadline (ms since the epoch), when it set one. */
   deadlineMs?: number;

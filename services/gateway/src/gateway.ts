@@ -7,9 +7,7 @@ import {
   type CreateSessionResponse,
   type ExecuteRequest,
   ImageDelivery,
-  ModelFormat,
   ResultStatus,
-  StepOutcome,
   type StepRequest,
   type StepResponse,
   ToolResult,
@@ -37,14 +35,8 @@ import {
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
 import type { Backends } from "./backends.js";
-import {
-  type ModelFormatName,
-  modelErrorText,
-  nestsDeeperThan,
-  parseTurn,
-  type RenderedCall,
-  stepObservation,
-} from "./formats.js";
+import { parseStep, responseAfterCalls, responseWithoutCalls } from "./format-step.js";
+import { type CallHints, modelErrorText, nestsDeeperThan } from "./formats/index.js";
 import type { ImageStore, StoredImage } from "./image-store.js";
 import { MAX_IMAGES_PER_ROUND, MAX_IMAGES_PER_TRAJECTORY, prepareForModel } from "./postprocess.js";
 import type { CodeLanguage, CodeSessionHandle, SessionRegistry, TrajectorySession } from "./sessions.js";
@@ -122,13 +114,6 @@ function digest(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }
 
-const FORMAT_NAMES: Partial<Record<ModelFormat, ModelFormatName>> = {
-  [ModelFormat.MODEL_FORMAT_DEEPEYES_V2]: "deepeyes-v2",
-  [ModelFormat.MODEL_FORMAT_DEEPEYES_V1]: "deepeyes-v1",
-  [ModelFormat.MODEL_FORMAT_HERMES]: "hermes",
-  [ModelFormat.MODEL_FORMAT_OPENAI]: "openai",
-};
-
 const CODE_LANGUAGES: Record<CodeLanguage, Language> = {
   python: Language.LANGUAGE_PYTHON,
   javascript: Language.LANGUAGE_JAVASCRIPT,
@@ -163,6 +148,8 @@ interface CallRequest {
   timeoutMs: number;
   delivery: ImageDelivery;
   step: number;
+  /** How the call's format wants it run (Step only). */
+  hints?: CallHints;
 }
 
 interface CallOutcome {
@@ -472,48 +459,12 @@ export class ToolGateway {
   /** Parses the model's text in its format, runs the calls and renders the observation. */
   async step(request: StepRequest, scope: CallScope): Promise<StepResponse> {
     const session = this.options.sessions.get(request.sessionId);
-    const format = FORMAT_NAMES[request.format];
-    if (format === undefined) {
-      throw new InvalidArgumentError("format must be one of DEEPEYES_V2, DEEPEYES_V1, HERMES, OPENAI", {
-        errorClass: "INFRASTRUCTURE",
-      });
-    }
-    const empty: StepResponse = {
-      outcome: StepOutcome.STEP_OUTCOME_UNSPECIFIED,
-      observation: "",
-      images: [],
-      results: [],
-      answer: "",
-      error: undefined,
-      status: ResultStatus.RESULT_STATUS_OK,
-    };
-    const parsed = parseTurn(format, request.text);
-    switch (parsed.kind) {
-      case "answer":
-        return { ...empty, outcome: StepOutcome.STEP_OUTCOME_ANSWER, answer: parsed.answer };
-      case "no_call":
-        return { ...empty, outcome: StepOutcome.STEP_OUTCOME_NO_CALL };
-      case "parse_error":
-        return {
-          ...empty,
-          outcome: StepOutcome.STEP_OUTCOME_PARSE_ERROR,
-          observation: parsed.message,
-          status: ResultStatus.RESULT_STATUS_MODEL_ERROR,
-          error: {
-            errorClass: ErrorClass.ERROR_CLASS_MODEL,
-            code: "INVALID_ARGUMENT",
-            message: parsed.message,
-            retryable: false,
-            retryAfterMs: 0,
-          },
-        };
-      case "calls":
-        break;
-    }
+    const parsed = parseStep(request);
+    if (parsed.turn.kind !== "calls") return responseWithoutCalls(parsed.turn);
     const budget = this.roundBudget(session);
     let previous: Promise<void> = Promise.resolve();
     const outcomes = await Promise.all(
-      parsed.calls.map((call) => {
+      parsed.turn.calls.map((call) => {
         let done!: () => void;
         const finished = new Promise<void>((resolve) => {
           done = resolve;
@@ -526,9 +477,10 @@ export class ToolGateway {
             callId: call.callId,
             name: call.name,
             args: call.arguments,
-            timeoutMs: request.timeoutMs,
+            timeoutMs: request.timeoutMs || call.hints?.defaultTimeoutMs || 0,
             delivery: request.imageDelivery,
             step: request.step,
+            hints: call.hints,
           },
           scope,
           budget,
@@ -536,35 +488,11 @@ export class ToolGateway {
         );
       }),
     );
-    const results = outcomes.map((outcome) => outcome.result);
-    const called = { ...empty, outcome: StepOutcome.STEP_OUTCOME_TOOL_CALLED, results };
-    const infra = outcomes.filter((outcome) => outcome.result.status === ResultStatus.RESULT_STATUS_INFRA_ERROR);
-    if (infra.length > 0) {
-      if (
-        infra.length === outcomes.length &&
-        infra.every((outcome) => outcome.failure instanceof AdmissionRejectedError)
-      ) {
-        throw infra[0]?.failure;
-      }
-      // Nothing is shown: the trainer masks or retries the sample.
-      return { ...called, status: ResultStatus.RESULT_STATUS_INFRA_ERROR, error: infra[0]?.result.error };
+    if (outcomes.every((outcome) => outcome.failure instanceof AdmissionRejectedError)) {
+      // Nothing ran: the caller retries the whole step.
+      throw outcomes[0]?.failure;
     }
-    const rendered: RenderedCall[] = outcomes.map((outcome) => ({
-      callId: outcome.result.callId,
-      name: outcome.result.name,
-      text: outcome.result.text,
-      isError: outcome.textIsError,
-    }));
-    const modelError = results.find((result) => result.status === ResultStatus.RESULT_STATUS_MODEL_ERROR);
-    // DeepEyes v1 shows only the error when a zoom fails, so no image goes with it.
-    const showsImages = !(format === "deepeyes-v1" && modelError);
-    return {
-      ...called,
-      observation: stepObservation(format, rendered),
-      images: showsImages ? results.flatMap((result) => result.images) : [],
-      status: modelError ? ResultStatus.RESULT_STATUS_MODEL_ERROR : ResultStatus.RESULT_STATUS_OK,
-      error: modelError?.error,
-    };
+    return responseAfterCalls(parsed, outcomes);
   }
 
   /**
@@ -635,16 +563,18 @@ export class ToolGateway {
       const args = this.parseArguments(call.args);
       const canonicalArguments = canonicalJson(args);
       event.argumentsDigest = digest(canonicalArguments);
-      const context = this.toolContext(session, scope, deadlineMs, callSignal, timing);
+      const context = this.toolContext(session, scope, deadlineMs, callSignal, timing, call.hints);
       const prepared = tool.prepare(context, args);
       event.inputImages = prepared.inputImages;
       this.emit(event);
       announced = true;
       const key = (): RecordKey => ({
         tool: tool.name,
-        canonicalArguments: prepared.state
-          ? canonicalJson({ arguments: args, state: prepared.state })
-          : canonicalArguments,
+        // A format's hints change the result (re-indentation, resize, box rules): part of the key.
+        canonicalArguments:
+          prepared.state || call.hints
+            ? canonicalJson({ arguments: args, state: prepared.state, hints: call.hints })
+            : canonicalArguments,
         inputImages: prepared.inputImages,
         toolVersion: tool.version,
       });
@@ -736,6 +666,7 @@ export class ToolGateway {
     deadlineMs: number,
     callSignal: CallSignal,
     timing: { queueMs: number },
+    hints: CallHints = {},
   ): ToolContext {
     const { admission, backends, store } = this.options;
     const call = async <T>(
@@ -761,6 +692,7 @@ export class ToolGateway {
       session,
       backends,
       deadlineMs,
+      hints,
       get signal() {
         return callSignal.signal;
       },
@@ -773,7 +705,7 @@ export class ToolGateway {
         }
         let created = session.codeSessions.get(language);
         if (!created) {
-          created = this.createCodeSession(session, language, call);
+          created = this.createCodeSession(session, language, call, hints.boundInputImages);
           const pending = created;
           session.codeSessions.set(language, pending);
           pending.catch(() => {
@@ -793,8 +725,9 @@ export class ToolGateway {
     session: TrajectorySession,
     language: CodeLanguage,
     call: ToolContext["call"],
+    boundInputImages = session.inputImages.length,
   ): Promise<CodeSessionHandle> {
-    const images = session.inputImages.map((sha256, index) => {
+    const images = session.inputImages.slice(0, boundInputImages).map((sha256, index) => {
       const image = this.options.store.require(sha256, `image_${index + 1}`);
       return {
         name: `image_${index + 1}`,
@@ -838,7 +771,7 @@ export class ToolGateway {
     const shown = output.images.slice(0, budget.remaining);
     budget.remaining -= shown.length;
     session.imagesShown += shown.length;
-    const prepared = await Promise.all(shown.map((image) => prepareForModel(image)));
+    const prepared = await Promise.all(shown.map((image) => prepareForModel(image, call.hints?.imageResize)));
     const stored = prepared.map((image) => {
       const entry = this.options.store.putProbed(image);
       this.hold(session, entry);

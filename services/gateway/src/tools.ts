@@ -14,7 +14,15 @@ import {
 } from "../../runtime/src/index.js";
 import type { BackendName } from "./admission.js";
 import type { Backends } from "./backends.js";
-import { codeObservation, imageSearchObservation, searchObservation, ZOOM_INVALID, ZOOM_TOOL } from "./formats.js";
+import {
+  type CallHints,
+  codeObservation,
+  imageSearchObservation,
+  referenceZoomBox,
+  searchObservation,
+  ZOOM_INVALID,
+  ZOOM_TOOL,
+} from "./formats/index.js";
 import { isSha256, type StoredImage } from "./image-store.js";
 import type { CodeLanguage, CodeSessionHandle, TrajectorySession } from "./sessions.js";
 
@@ -24,6 +32,8 @@ export interface ToolContext {
   backends: Backends;
   /** Absolute deadline of the call (ms since the epoch). */
   deadlineMs: number;
+  /** How the model format wants the call run (Step); empty for Execute. */
+  hints: CallHints;
   /** Aborted when the caller goes away or the deadline passes. */
   signal: AbortSignal;
   /** Resolves "image_1".."image_n" (the session's inputs) or a sha256 in the store. */
@@ -194,7 +204,13 @@ function codeTool(name: string, language: CodeLanguage, description: string): To
                 );
               }
               return context.backends.code.execute(
-                { sessionId: handle.id, code, timeoutMs, fixIndentation: language === "python" },
+                {
+                  sessionId: handle.id,
+                  code,
+                  timeoutMs,
+                  fixIndentation: language === "python",
+                  referenceIndentation: context.hints.referenceIndentation === true && language === "python",
+                },
                 options,
               );
             });
@@ -242,7 +258,8 @@ const searchTool: ToolDefinition = {
   defaultTimeoutMs: 60_000,
   version: "1",
   prepare(context, args) {
-    const query = requireString(args, "query");
+    // A format mirroring its reference sends the query it was given; the search backend judges it.
+    const query = context.hints.anyQuery && typeof args.query === "string" ? args.query : requireString(args, "query");
     return {
       inputImages: [],
       run: async () => {
@@ -366,12 +383,15 @@ const zoomTool: ToolDefinition = {
   version: "1",
   prepare(context, args) {
     const bbox = args.bbox_2d;
+    if (context.hints.referenceZoom && Array.isArray(bbox) && bbox.every((n) => typeof n === "number")) {
+      return referenceCrop(context, context.image("image_1", "session image_1"), bbox);
+    }
     if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((n) => typeof n === "number" && Number.isFinite(n))) {
       throw new InvalidArgumentError("arguments.bbox_2d must be 4 finite numbers [x1, y1, x2, y2]");
     }
-    const [left, top, right, bottom] = bbox as [number, number, number, number];
     // DeepEyes v1 boxes are pixels of the original input, never of an earlier crop.
     const image = context.image("image_1", "session image_1");
+    const [left, top, right, bottom] = bbox as [number, number, number, number];
     return {
       inputImages: [image.sha256],
       run: () =>
@@ -396,6 +416,26 @@ const zoomTool: ToolDefinition = {
   },
   modelErrorText: () => ZOOM_INVALID,
 };
+
+/**
+ * DeepEyes v1's own zoom: its box check (short side > 30 px, aspect ratio <= 100) and
+ * the crop as cut, no enlargement. Numbers may be NaN or infinite, as Python's are.
+ */
+function referenceCrop(context: ToolContext, image: StoredImage, bbox: number[]): PreparedCall {
+  const box = referenceZoomBox(bbox, image.width, image.height);
+  if (box === undefined) throw new InvalidArgumentError(ZOOM_INVALID);
+  const [left, top, right, bottom] = box;
+  return {
+    inputImages: [image.sha256],
+    run: () =>
+      processOnImageService(
+        context,
+        image,
+        [{ crop: { box: { left, top, right, bottom, unit: CoordinateUnit.COORDINATE_UNIT_PIXELS } } }],
+        undefined,
+      ),
+  };
+}
 
 const OPERATION_KINDS = [
   "crop",

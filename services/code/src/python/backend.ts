@@ -313,7 +313,7 @@ class PythonSession implements LanguageSession {
           op: "exec",
           code,
           timeout_ms: options.timeoutMs,
-          fix_indentation: options.fixIndentation === true,
+          fix_indentation: options.fixIndentation === "reference" ? "reference" : options.fixIndentation === true,
           max_output_bytes: this.limits.maxOutputBytes,
           max_images: this.limits.maxImages,
         },

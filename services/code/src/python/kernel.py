@@ -391,7 +391,10 @@ class Kernel:
 
     def execute(self, header):
         code = header["code"]
-        if header.get("fix_indentation"):
+        indentation = header.get("fix_indentation")
+        if indentation == "reference":
+            code = reference_fix_indentation(code)
+        elif indentation:
             code = fix_indentation(code)
         self.cell += 1
         filename = f"<cell-{self.cell}>"
@@ -604,6 +607,35 @@ def fix_indentation(code):
         if line.endswith(":"):
             depth += 1
     return "\n".join(fixed)
+
+
+def reference_fix_indentation(code):
+    """DeepEyesV2's fix_python_indentation, as its environment runs it on every cell.
+
+    Visual-Agent/DeepEyesV2 @ 0373e6e0c923110fd6ff807b30474d8184785562,
+    reinforcement_learning/verl/workers/agent/envs/deepeyesv2/deepeyesv2.py: every line
+    stripped and re-indented from `:` and else/elif/except/finally, then autopep8 with
+    aggressive level 2; on any failure the code is left as it was. Without the autopep8
+    package (Debian python3-autopep8) the re-indented code runs unformatted.
+    """
+    try:
+        lines = [line.strip() for line in code.split("\n") if line.strip()]
+        fixed = []
+        depth = 0
+        for line in lines:
+            if any(line.startswith(keyword) for keyword in ["except", "elif", "else", "finally"]):
+                depth = max(0, depth - 1)
+            fixed.append("    " * depth + line)
+            if line.endswith(":"):
+                depth += 1
+        dedented = textwrap.dedent("\n".join(fixed)).strip()
+        try:
+            import autopep8
+        except ImportError:
+            return dedented
+        return autopep8.fix_code(dedented, options={"aggressive": 2})
+    except Exception:
+        return code
 
 
 def _compiles(code):
