@@ -27,7 +27,8 @@ generated/.stamp: $(PROTOS) proto/buf.yaml proto/buf.gen.yaml | install
 
 gen: generated/.stamp
 
-# The image service's native bicubic resampler (Node-API, plain C: no node-gyp, only the running Node's headers).
+# The image service's native bicubic resampler (Node-API, plain C: no node-gyp, only the running Node's headers), and
+# the code service's session init (pid 1 of each forked Python session; plain C, no dependencies).
 NODE_HEADERS := $(shell node -p "require('path').join(process.execPath, '../../include/node')")
 NATIVE_CFLAGS := -O3 -std=c11 -fPIC -shared -Wall -Wextra -Werror
 
@@ -36,6 +37,8 @@ build: gen
 	$(BIN)/tsc -p tsconfig.json
 	mkdir -p dist/services/image/native
 	$(CC) $(NATIVE_CFLAGS) -I$(NODE_HEADERS) services/image/native/resample.c -o dist/services/image/native/resample.node
+	mkdir -p dist/services/code/native
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror services/code/native/session-init.c -o dist/services/code/native/session-init
 
 typecheck: gen
 	$(BIN)/tsc -p tsconfig.json --noEmit

@@ -58,6 +58,12 @@ export interface ExecuteOptions {
 
 export type IndentationFix = boolean | "reference";
 
+/** Per-session choices of the caller. */
+export interface CreateOptions {
+  /** Seeds the session's random streams (Python: `random` and numpy's global generator); absent = fresh entropy. */
+  seed?: number;
+}
+
 export interface LanguageSession {
   execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome>;
   /** Drops all state and re-binds the input images. */
@@ -70,7 +76,7 @@ export interface LanguageBackend {
   readonly language: Language;
   /** Pre-starts pools; called once before the server accepts calls. */
   start(): Promise<void>;
-  createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession>;
+  createSession(images: InputImage[], limits: ResolvedLimits, options?: CreateOptions): Promise<LanguageSession>;
   /** Closes every session and pool. */
   stop(): Promise<void>;
   /** Warm sandboxes ready, being started, and session creations waiting for one; absent when not kept here. */
