@@ -176,7 +176,10 @@ for (const start of ["zygote", "sandbox"] as const) {
       // The CPU budget is the cell's timeout plus 2 s; past it the kernel is ended by SIGXCPU.
       const [pid] = backend.sessionPids();
       assert.ok(pid, "the session's kernel pid is known");
-      for (let waited = 0; existsSync(`/proc/${pid}`) && waited < 30_000; waited += 250) {
+      // Wait until the interpreter is gone and the backend has heard of it (a zygote kernel's exit is reported by
+      // its watcher, which can lag the process's end under load).
+      const running = () => existsSync(`/proc/${pid}`) || backend.sessionPids().includes(pid);
+      for (let waited = 0; running() && waited < 30_000; waited += 250) {
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
       const next = await run("print('fresh')");

@@ -280,8 +280,9 @@ class PythonSession implements LanguageSession {
     private readonly seed: number | undefined,
   ) {}
 
+  /** The host pid of the session's interpreter while it is alive (a dead one is not reported as the session's). */
   get pid(): number | undefined {
-    return this.kernel?.pythonPid;
+    return this.kernel?.alive ? this.kernel.pythonPid : undefined;
   }
 
   async startKernel(): Promise<void> {
