@@ -4,11 +4,18 @@ BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto')
 NODE_TEST := node --test --test-timeout=300000 --test-reporter=spec
 
-.PHONY: install gen build lint typecheck test test-node test-python python-client bench-quick run bench soak clean
+.PHONY: system-run system-test install gen build lint typecheck test test-node test-python python-client bench-quick run bench soak clean
+
+# The Debian packages each command needs: a fast check, installing what is missing when allowed (scripts/setup-system.sh).
+system-run:
+	@scripts/setup-system.sh run
+
+system-test:
+	@scripts/setup-system.sh test
 
 # Installs exactly the locked packages, only when the lock differs from the one last installed
 # (content, not timestamps: checkouts and merges touch files without changing them).
-install:
+install: | system-run
 	@cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null || \
 		{ npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock; }
 
@@ -20,7 +27,8 @@ generated/.stamp: $(PROTOS) proto/buf.yaml proto/buf.gen.yaml | install
 
 gen: generated/.stamp
 
-# The image service's native bicubic resampler (Node-API, plain C: no node-gyp, only the running Node's headers).
+# The image service's native bicubic resampler (Node-API, plain C: no node-gyp, only the running Node's headers), and
+# the code service's session init (pid 1 of each forked Python session; plain C, no dependencies).
 NODE_HEADERS := $(shell node -p "require('path').join(process.execPath, '../../include/node')")
 NATIVE_CFLAGS := -O3 -std=c11 -fPIC -shared -Wall -Wextra -Werror
 
@@ -29,6 +37,8 @@ build: gen
 	$(BIN)/tsc -p tsconfig.json
 	mkdir -p dist/services/image/native
 	$(CC) $(NATIVE_CFLAGS) -I$(NODE_HEADERS) services/image/native/resample.c -o dist/services/image/native/resample.node
+	mkdir -p dist/services/code/native
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror services/code/native/session-init.c -o dist/services/code/native/session-init
 
 typecheck: gen
 	$(BIN)/tsc -p tsconfig.json --noEmit
@@ -36,10 +46,10 @@ typecheck: gen
 lint: install
 	$(BIN)/biome check .
 
-run: build
+run: system-run build
 	node dist/services/runtime/src/run-all.js
 
-test: lint build bench-quick helm-check test-node test-python
+test: system-test lint build bench-quick helm-check test-node test-python
 
 # Every node:test file except the deploy checks, which helm-check runs.
 test-node: build

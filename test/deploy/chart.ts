@@ -1,4 +1,6 @@
 import { execFileSync } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Deployment, type IDeployment, type IStatefulSet, StatefulSet } from "kubernetes-models/apps/v1";
 import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
@@ -8,8 +10,10 @@ import {
   ConfigMap,
   type IConfigMap,
   type IContainer,
+  type IPod,
   type IPodSpec,
   type IService,
+  Pod,
   Secret,
   Service,
   ServiceAccount,
@@ -76,6 +80,41 @@ export function render(extraArgs: string[]): Manifest[] {
   return manifests;
 }
 
+/**
+ * templates/NOTES.txt as `helm install` would print it. `helm template` skips NOTES.txt, so a copy of the chart
+ * renders it through a probe template that reads it as a file and expands it with tpl.
+ */
+export function renderNotes(extraArgs: string[]): string {
+  const copy = mkdtempSync(join(tmpdir(), "toolplane-chart-"));
+  try {
+    cpSync(chartDir, copy, { recursive: true });
+    cpSync(join(copy, "templates", "NOTES.txt"), join(copy, "notes-source.txt"));
+    writeFileSync(
+      join(copy, "templates", "notes-probe.yaml"),
+      'notes: {{ tpl (.Files.Get "notes-source.txt") . | toJson }}\n',
+    );
+    const output = helm([
+      "template",
+      RELEASE,
+      copy,
+      "--namespace",
+      NAMESPACE,
+      "--kube-version",
+      KUBE_VERSION,
+      "--show-only",
+      "templates/notes-probe.yaml",
+      ...extraArgs,
+    ]);
+    const probe = parseAllDocuments(output)
+      .map((document) => document.toJS() as { notes?: string } | null)
+      .find((value) => value?.notes !== undefined);
+    if (!probe?.notes) throw new Error(`NOTES.txt rendered nothing:\n${output}`);
+    return probe.notes;
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+}
+
 export function ofKind<T>(manifests: Manifest[], kind: string): (T & Manifest)[] {
   return manifests.filter((manifest) => manifest.kind === kind) as (T & Manifest)[];
 }
@@ -86,6 +125,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   "v1/Secret": Secret,
   "v1/Service": Service,
   "v1/ServiceAccount": ServiceAccount,
+  "v1/Pod": Pod,
   "apps/v1/Deployment": Deployment,
   "apps/v1/StatefulSet": StatefulSet,
   "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
@@ -153,8 +193,9 @@ export function deploymentOf(manifests: Manifest[], service: ServiceName): IDepl
   return found;
 }
 
-function podSpecOf(workload: IDeployment | IStatefulSet): IPodSpec {
-  const spec = workload.spec?.template.spec;
+function podSpecOf(workload: IDeployment | IStatefulSet | IPod): IPodSpec {
+  const spec =
+    workload.kind === "Pod" ? (workload as IPod).spec : (workload as IDeployment | IStatefulSet).spec?.template.spec;
   if (!spec) throw new Error(`workload ${workload.metadata?.name} has no pod spec`);
   return spec;
 }
@@ -186,6 +227,8 @@ export function securityProblems(manifests: Manifest[]): string[] {
   const workloads = [
     ...ofKind<IDeployment>(manifests, "Deployment"),
     ...ofKind<IStatefulSet>(manifests, "StatefulSet"),
+    // The helm test hook's pod runs in the release too.
+    ...ofKind<IPod>(manifests, "Pod"),
   ];
   if (workloads.length === 0) problems.push("no workload rendered");
   for (const workload of workloads) {

@@ -5,9 +5,20 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
+import type { IPod } from "kubernetes-models/v1";
 import { parse } from "yaml";
 import { SERVICE_NODE_FLAGS } from "../../services/runtime/src/node-flags.js";
-import { chartDir, repoRoot, SERVICE_NAMES, SERVICES, type ServiceName } from "./chart.js";
+import { type SpawnedService, spawnService } from "../support/processes.js";
+import {
+  chartDir,
+  containerEnv,
+  ofKind,
+  render,
+  repoRoot,
+  SERVICE_NAMES,
+  SERVICES,
+  type ServiceName,
+} from "./chart.js";
 import { materializeStage, parseDockerfile, type Stage } from "./dockerfile.js";
 
 const deployDir = join(repoRoot, "deploy");
@@ -261,6 +272,62 @@ describe("deploy/Dockerfile", () => {
       assert.match(gone.stderr, /UNAVAILABLE/);
     });
   }
+});
+
+/** Runs a command like the helm test pod's container: in the target's files, with the pod's environment over ours. */
+function runInImage(root: string, command: string[], env: Record<string, string>) {
+  const [program, ...args] = command;
+  assert.equal(program, "node");
+  return new Promise<{ code: number; stdout: string; stderr: string }>((done) => {
+    execFile(
+      process.execPath,
+      args,
+      { cwd: root, env: { ...process.env, ...env }, timeout: 120_000 },
+      (error, stdout, stderr) => done({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe("helm test: deploy/smoke-test.mjs from the gateway image", () => {
+  const pod = ofKind<IPod>(render([]), "Pod")[0];
+  const container = pod?.spec?.containers[0];
+  let root = "";
+  const running: SpawnedService[] = [];
+
+  it("passes against a live gateway and code service: health, ListTools, a Step of a print cell", async (t) => {
+    assert.ok(container?.command, "the chart renders the test hook pod");
+    root = mkdtempSync(join(tmpdir(), "toolplane-image-gateway-"));
+    t.after(async () => {
+      for (const service of running) await service.stop();
+      rmSync(root, { recursive: true, force: true });
+    });
+    materializeStage(target("gateway"), root, sourceOf);
+    const code = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1", TOOLPLANE_CODE_JS_HOST_PROCESSES: "1" });
+    running.push(code);
+    const gateway = await spawnService("gateway", {
+      TOOLPLANE_CODE_ADDR: code.address,
+      TOOLPLANE_IMAGE_ADDR: "127.0.0.1:9",
+      TOOLPLANE_SEARCH_ADDR: "127.0.0.1:9",
+    });
+    running.push(gateway);
+    const env = { ...containerEnv([], container), TOOLPLANE_GATEWAY_ADDR: gateway.address };
+    const passed = await runInImage(root, container.command, env);
+    assert.equal(passed.code, 0, passed.stderr);
+    assert.deepEqual(
+      passed.stdout
+        .trim()
+        .split("\n")
+        .map((line) => line.split(":")[0]),
+      ["health", "ListTools", "Step", "smoke test passed"],
+    );
+    assert.match(passed.stdout, /ListTools: .*image_zoom_in_tool/);
+
+    // The gateway gone: one line naming the first check that failed.
+    await gateway.stop();
+    const failed = await runInImage(root, container.command, { ...env, TOOLPLANE_SMOKE_TIMEOUT_MS: "3000" });
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /^smoke test failed: check: .*\n$/);
+  });
 });
 
 describe("deploy/healthcheck.mjs", () => {

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { IDeployment } from "kubernetes-models/apps/v1";
 import type { IHorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import type { IIngress } from "kubernetes-models/networking.k8s.io/v1";
-import type { IService } from "kubernetes-models/v1";
+import type { IPod, IService } from "kubernetes-models/v1";
+import { parse } from "yaml";
 import {
   chartDir,
   codeEgressProblems,
@@ -15,6 +16,8 @@ import {
   type Manifest,
   ofKind,
   render,
+  renderNotes,
+  repoRoot,
   SERVICE_NAMES,
   SERVICES,
   schemaProblems,
@@ -178,6 +181,137 @@ describe("helm chart helm/toolplane", () => {
       const pod = deploymentOf(manifests, "image").spec?.template.spec;
       assert.equal(pod?.terminationGracePeriodSeconds, 3 + 46 + 5);
       assert.deepEqual(serviceProblems(manifests, "image"), []);
+    });
+  });
+
+  describe("what an operator adds (ci/extensions-values.yaml)", () => {
+    const manifests = render(["-f", join(chartDir, "ci", "extensions-values.yaml")]);
+    const podSpec = (service: "gateway" | "search" | "code") => {
+      const spec = deploymentOf(manifests, service).spec?.template.spec;
+      assert.ok(spec, `${service} has a pod spec`);
+      return spec;
+    };
+
+    it("puts commonLabels and commonAnnotations on every resource, the chart's own labels untouched", () => {
+      for (const manifest of manifests) {
+        const where = `${manifest.kind} ${manifest.metadata.name}`;
+        assert.equal(manifest.metadata.labels?.team, "ml-infra", where);
+        assert.equal(manifest.metadata.labels?.["app.kubernetes.io/name"], "toolplane", where);
+        const annotations = (manifest.metadata as { annotations?: Record<string, string> }).annotations;
+        assert.equal(annotations?.["example.com/owner"], "ml-infra@example.com", where);
+      }
+      const clash = render(["--set", "commonLabels.app\\.kubernetes\\.io/component=other"]);
+      assert.equal(deploymentOf(clash, "code").metadata.labels?.["app.kubernetes.io/component"], "code");
+    });
+
+    it("labels the pods with podLabels, outside the selector", () => {
+      const search = deploymentOf(manifests, "search");
+      assert.equal(search.spec?.template.metadata?.labels?.["example.com/corpus"], "wiki-2026-11");
+      assert.equal(search.spec?.selector.matchLabels?.["example.com/corpus"], undefined);
+      assert.equal(
+        deploymentOf(manifests, "gateway").spec?.template.metadata?.labels?.["example.com/corpus"],
+        undefined,
+      );
+    });
+
+    it("mounts the search corpus volume filled by the init container, where TOOLPLANE_SEARCH_CORPUS points", () => {
+      const spec = podSpec("search");
+      assert.deepEqual(
+        spec.initContainers?.map((container) => container.name),
+        ["fetch-corpus"],
+      );
+      assert.ok(spec.volumes?.some((volume) => volume.name === "corpus" && volume.emptyDir));
+      assert.ok(
+        spec.volumes?.some((volume) => volume.name === "tmp"),
+        "the chart's own /tmp volume stays",
+      );
+      const [search] = spec.containers;
+      assert.ok(search);
+      assert.ok(search.volumeMounts?.some((mount) => mount.name === "corpus" && mount.mountPath === "/corpus"));
+      assert.ok(search.volumeMounts?.some((mount) => mount.mountPath === "/tmp"));
+      assert.equal(containerEnv(manifests, search).TOOLPLANE_SEARCH_CORPUS, "/corpus/docs.jsonl");
+    });
+
+    it("runs sidecars beside the service, and the code pods under their PriorityClass", () => {
+      assert.deepEqual(
+        podSpec("gateway").containers.map((container) => container.name),
+        ["gateway", "log-shipper"],
+      );
+      assert.equal(podSpec("code").priorityClassName, "toolplane-stateful");
+      assert.equal(podSpec("gateway").priorityClassName, undefined);
+    });
+
+    it("refuses an extension value of the wrong form (values.schema.json)", () => {
+      assert.throws(
+        () => render(["--set", "services.search.extraVolumeMounts[0].name=corpus"]),
+        /mountPath is required/,
+      );
+      assert.throws(() => render(["--set-json", "commonLabels.replicas=1"]), /Invalid type/);
+    });
+  });
+
+  describe("helm test and what an install prints", () => {
+    const manifests = render([]);
+    const hookPods = ofKind<IPod>(manifests, "Pod");
+    const chart = parse(readFileSync(join(chartDir, "Chart.yaml"), "utf8")) as Record<string, unknown>;
+
+    it("has a test hook pod that runs the gateway image's smoke client against the gateway Service", () => {
+      assert.equal(hookPods.length, 1);
+      const [pod] = hookPods;
+      assert.ok(pod);
+      const annotations = (pod.metadata as { annotations?: Record<string, string> }).annotations;
+      assert.equal(annotations?.["helm.sh/hook"], "test");
+      assert.equal(pod.spec?.restartPolicy, "Never");
+      const [container] = pod.spec?.containers ?? [];
+      assert.ok(container);
+      assert.equal(container.image, deploymentOf(manifests, "gateway").spec?.template.spec?.containers[0]?.image);
+      assert.deepEqual(container.command, ["node", "deploy/smoke-test.mjs"]);
+      const env = containerEnv(manifests, container);
+      const gatewayService = ofKind<IService>(manifests, "Service").find(
+        (service) => service.metadata.labels?.["app.kubernetes.io/component"] === "gateway",
+      );
+      assert.equal(
+        env.TOOLPLANE_GATEWAY_ADDR,
+        `${gatewayService?.metadata.name}:${gatewayService?.spec?.ports?.[0]?.port}`,
+      );
+      assert.equal(env.TOOLPLANE_SMOKE_CODE, "true");
+      const withoutCode = ofKind<IPod>(render(["--set", "services.code.enabled=false"]), "Pod")[0];
+      assert.equal(
+        containerEnv(manifests, withoutCode?.spec?.containers[0] ?? { name: "" }).TOOLPLANE_SMOKE_CODE,
+        "false",
+      );
+      assert.equal(ofKind<IPod>(render(["--set", "tests.enabled=false"]), "Pod").length, 0);
+    });
+
+    it("tags every image with the chart's appVersion, under the registry value when set", () => {
+      for (const service of SERVICE_NAMES) {
+        const image = deploymentOf(manifests, service).spec?.template.spec?.containers[0]?.image;
+        assert.equal(image, `toolplane-${service}:${chart.appVersion}`);
+      }
+      const pushed = render(["--set", "image.registry=registry.example.com/ml/"]);
+      assert.equal(
+        deploymentOf(pushed, "code").spec?.template.spec?.containers[0]?.image,
+        `registry.example.com/ml/toolplane-code:${chart.appVersion}`,
+      );
+    });
+
+    it("names its home, sources and an icon that ships with it", () => {
+      for (const url of [chart.home, ...(chart.sources as unknown[]), chart.icon]) {
+        assert.match(String(url), /^https:\/\/\S+$/);
+      }
+      const iconPath = /\/main\/(helm\/toolplane\/.+)$/.exec(String(chart.icon))?.[1];
+      assert.ok(iconPath && existsSync(join(repoRoot, iconPath)), `${chart.icon} names a file of the repository`);
+    });
+
+    it("prints how to reach the gateway, run helm test, and where the images come from", () => {
+      const notes = renderNotes([]);
+      assert.match(notes, /helm test tp -n toolplane --logs/);
+      assert.match(notes, /one Step of a print cell/);
+      assert.match(notes, new RegExp(`toolplane-gateway:${String(chart.appVersion).replaceAll(".", "\\.")}`));
+      assert.match(notes, /image\.registry is empty/);
+      const pushed = renderNotes(["--set", "image.registry=registry.example.com/ml", "--set", "tests.enabled=false"]);
+      assert.doesNotMatch(pushed, /image\.registry is empty|helm test/);
+      assert.match(pushed, /registry\.example\.com\/ml\/toolplane-gateway/);
     });
   });
 

@@ -7,12 +7,10 @@
  * shown and the size of every returned image.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import {
+  Fidelity,
   ImageDelivery,
   ModelFormat,
   ResultStatus,
@@ -21,20 +19,11 @@ import {
   ToolGatewayClient,
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import { createClient, invoke } from "../../services/runtime/src/index.js";
-import { freePort, type SpawnedService, spawnService } from "../support/processes.js";
+import { type DeepEyesWorld, startDeepEyesWorld } from "../support/deepeyes-world.js";
+import { type SpawnedService, spawnService } from "../support/processes.js";
 
 const DEEPEYES_V1_PROMPT =
   "\nThink first, call **image_zoom_in_tool** if needed, then answer. Format strictly as:  <think>...</think>  <tool_call>...</tool_call> (if tools needed)  <answer>...</answer> ";
-
-/** A 640x480 white "photo" with a red sign at (100,50)-(300,150) and a blue bar below it. */
-async function photo(): Promise<Buffer> {
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="480">
-    <rect width="640" height="480" fill="#ffffff"/>
-    <rect x="100" y="50" width="200" height="100" fill="#ff0000"/>
-    <rect x="50" y="300" width="540" height="40" fill="#0000ff"/>
-  </svg>`;
-  return sharp(Buffer.from(svg)).removeAlpha().png().toBuffer();
-}
 
 async function decodedSize(data: Uint8Array | undefined): Promise<[number, number]> {
   const metadata = await sharp(data).metadata();
@@ -62,58 +51,25 @@ function codeObservation(stdout: string, stderr: string, images: number): string
 
 describe("DeepEyes trajectories through the gateway and the real services", () => {
   const processes: SpawnedService[] = [];
+  let world: DeepEyesWorld | undefined;
   let code: SpawnedService;
   let client: ToolGatewayClient;
-  let dataDir = "";
   let input: Buffer;
 
   before(async () => {
-    input = await photo();
-    dataDir = mkdtempSync(join(tmpdir(), "toolplane-e2e-"));
-    const corpus = [
-      {
-        title: "Eiffel Tower",
-        url: "https://example.test/eiffel",
-        snippet: "The Eiffel Tower in Paris is 330 metres tall.",
-        date: "2024-03-31",
-      },
-      { title: "Mount Fuji", url: "https://example.test/fuji", snippet: "Japan's highest volcano rises 3,776 m." },
-      { title: "Great Wall", url: "https://example.test/wall", snippet: "A series of fortifications across China." },
-    ];
-    writeFileSync(join(dataDir, "corpus.jsonl"), corpus.map((doc) => JSON.stringify(doc)).join("\n"));
-    const imageDir = join(dataDir, "images");
-    mkdirSync(imageDir);
-    writeFileSync(join(imageDir, "card.png"), input);
-    writeFileSync(
-      join(imageDir, "index.jsonl"),
-      `${JSON.stringify({ file: "card.png", title: "Red sign on white", url: "https://example.test/card" })}\n`,
-    );
-
-    const image = await spawnService("image");
-    processes.push(image);
     // Few code sessions allowed: a gateway that did not release them on close would run out.
-    code = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "1", TOOLPLANE_CODE_MAX_SESSIONS: "3" });
-    processes.push(code);
-    const search = await spawnService("search", {
-      TOOLPLANE_SEARCH_CORPUS: join(dataDir, "corpus.jsonl"),
-      TOOLPLANE_SEARCH_IMAGE_DIR: imageDir,
-      TOOLPLANE_SEARCH_IMAGE_MAX_DISTANCE: "0",
-      TOOLPLANE_SEARCH_IMAGE_PORT: String(await freePort()),
-    });
-    processes.push(search);
-    const gateway = await spawnService("gateway", {
-      TOOLPLANE_IMAGE_ADDR: image.address,
-      TOOLPLANE_CODE_ADDR: code.address,
-      TOOLPLANE_SEARCH_ADDR: search.address,
-    });
-    processes.push(gateway);
-    client = createClient(ToolGatewayClient, gateway.address);
+    world = await startDeepEyesWorld({ TOOLPLANE_CODE_POOL_SIZE: "1", TOOLPLANE_CODE_MAX_SESSIONS: "3" });
+    input = world.input;
+    code = world.code;
+    processes.push(...world.processes);
+    client = createClient(ToolGatewayClient, world.gateway.address);
   });
 
   after(async () => {
     client?.close();
-    for (const service of processes.reverse()) await service.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    // The world stops its own processes; the ones this file started are stopped here.
+    for (const service of processes.slice(world?.processes.length ?? 0).reverse()) await service.stop();
+    await world?.stop();
   });
 
   async function session(trajectoryId: string): Promise<string> {
@@ -126,6 +82,7 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
     return created.sessionId;
   }
 
+  /** These trajectories pin the strict behaviour; conformance.test.ts pins the reference one. */
   function step(sessionId: string, format: ModelFormat, text: string, stepNumber: number, timeoutMs = 0) {
     return invoke(client, client.step, {
       sessionId,
@@ -134,6 +91,7 @@ describe("DeepEyes trajectories through the gateway and the real services", () =
       imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
       timeoutMs,
       step: stepNumber,
+      fidelity: Fidelity.FIDELITY_STRICT,
     });
   }
 

@@ -14,6 +14,7 @@ import { distRoot, metricValue, type SpawnedService, scrapeMetrics, spawnService
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const RESOURCE_EXHAUSTED = 8;
+const DEADLINE_EXCEEDED = 4;
 
 describe("code service, Python, over a real socket", () => {
   let service: SpawnedService;
@@ -23,7 +24,7 @@ describe("code service, Python, over a real socket", () => {
 
   before(async () => {
     service = await spawnService("code", {
-      TOOLPLANE_CODE_POOL_SIZE: "2",
+      TOOLPLANE_CODE_FORK_POOL_SIZE: "2",
       TOOLPLANE_CODE_MAX_OUTPUT_BYTES: "1048576",
       TOOLPLANE_METRICS_PORT: "0",
     });
@@ -344,10 +345,12 @@ describe("code service, Python, over a real socket", () => {
 describe("code service session cap", () => {
   let service: SpawnedService;
   let api: ReturnType<typeof codeClient>;
+  let lastOpened = "";
   before(async () => {
     service = await spawnService("code", {
-      TOOLPLANE_CODE_POOL_SIZE: "1",
+      TOOLPLANE_CODE_FORK_POOL_SIZE: "1",
       TOOLPLANE_CODE_MAX_SESSIONS: "2",
+      TOOLPLANE_CODE_MAX_WAITING_CREATES: "1",
       TOOLPLANE_CODE_RETRY_AFTER_MS: "1500",
     });
     api = codeClient(service.address, Language.LANGUAGE_PYTHON, { label: "integration" });
@@ -357,17 +360,82 @@ describe("code service session cap", () => {
     await service?.stop();
   });
 
-  it("answers RESOURCE_EXHAUSTED/INFRASTRUCTURE with a retry hint beyond max_sessions, and recovers on close", async () => {
+  it("beyond max_sessions a creation waits for a slot; beyond the wait queue it is RESOURCE_EXHAUSTED with a retry hint", async () => {
     const first = await api.create();
     await api.create();
+    const waiting = api.create();
+    await new Promise((resolve) => setTimeout(resolve, 100));
     await assert.rejects(api.create(), (error) => {
       assertRpcError(error, RESOURCE_EXHAUSTED, "INFRASTRUCTURE", /max_sessions/);
       assert.equal((error as ToolplaneError).retryAfterMs, 1500);
       return true;
     });
     await api.close(first.sessionId);
-    const third = await api.create();
+    const third = await waiting;
+    assert.ok((third.timing?.queueMs ?? 0) >= 50, "the wait for a slot is reported as queue_ms");
     assert.equal((await api.execute(third.sessionId, "6 * 7")).result, "42");
+    lastOpened = third.sessionId;
+  });
+
+  it("a caller whose deadline passes while it waits for a slot gets DEADLINE_EXCEEDED and leaves nothing behind", async () => {
+    // max_sessions are open (the previous test's): this caller can only wait, and gives up first.
+    const request = {
+      language: Language.LANGUAGE_PYTHON,
+      images: [],
+      limits: undefined,
+      idleTtlSeconds: 0,
+      label: "late",
+    };
+    await assert.rejects(
+      invoke(api.client, api.client.createSession, request, { deadlineMs: Date.now() + 300 }),
+      (error) => assertRpcError(error, DEADLINE_EXCEEDED, "INFRASTRUCTURE"),
+    );
+    // The departed caller took no slot: the one freed now goes to the next caller at once.
+    await api.close(lastOpened);
+    const next = await api.create();
+    assert.equal((await api.execute(next.sessionId, "1 + 1")).result, "2");
+  });
+});
+
+describe("code service CreateSession whose caller left", () => {
+  let service: SpawnedService;
+  let api: ReturnType<typeof codeClient>;
+  before(async () => {
+    // No warm kernels: every creation forks, so a short deadline passes while the kernel is being made.
+    service = await spawnService("code", {
+      TOOLPLANE_CODE_FORK_POOL_SIZE: "0",
+      TOOLPLANE_CODE_MAX_SESSIONS: "3",
+      TOOLPLANE_METRICS_PORT: "0",
+    });
+    api = codeClient(service.address, Language.LANGUAGE_PYTHON, { label: "integration" });
+  });
+  after(async () => {
+    api?.client.close();
+    await service?.stop();
+  });
+
+  it("closes at once the sessions created for callers who have gone, so they hold no slot", async () => {
+    const request = {
+      language: Language.LANGUAGE_PYTHON,
+      images: [],
+      limits: undefined,
+      idleTtlSeconds: 0,
+      label: "gone",
+    };
+    const calls = Array.from({ length: 6 }, () =>
+      invoke(api.client, api.client.createSession, request, { deadlineMs: Date.now() + 5 }),
+    );
+    for (const call of calls)
+      await assert.rejects(call, (error) => assertRpcError(error, DEADLINE_EXCEEDED, "INFRASTRUCTURE"));
+    const open = 'toolplane_pool_size{pool="sessions_python",state="busy"}';
+    const deadline = Date.now() + 10_000;
+    while ((metricValue(await scrapeMetrics(service), open) ?? 0) > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(metricValue(await scrapeMetrics(service), open), 0, "no session is left owned by nobody");
+    // Every slot is free: max_sessions sessions open at once, without waiting for an idle TTL.
+    const sessions = await Promise.all([api.create(), api.create(), api.create()]);
+    for (const { sessionId } of sessions) assert.equal((await api.execute(sessionId, "1 + 1")).result, "2");
   });
 });
 

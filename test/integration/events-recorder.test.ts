@@ -17,8 +17,10 @@ import {
   ToolplaneError,
   TrajectoryJournal,
 } from "../../services/runtime/src/index.js";
-import { type Finished, freePort, runExportCli, type SpawnedNats, spawnNats } from "../support/processes.js";
+import { declareVariant, type NatsTarget, natsSkips, startNats } from "../support/containers.js";
+import { type Finished, freePort, runExportCli, spawnNats } from "../support/processes.js";
 
+const skips = await natsSkips();
 const logger = createLogger("recorder-test", "silent");
 
 function key(tool: string, args: unknown, version = "1"): RecordKey {
@@ -153,13 +155,15 @@ describe("result recorder on a local directory", () => {
 });
 
 describe("result recorder and export on NATS (real nats-server with JetStream)", () => {
-  let nats: SpawnedNats;
+  let nats: NatsTarget;
   before(async () => {
-    nats = await spawnNats();
+    nats = await startNats();
   });
   after(async () => {
     await nats?.stop();
   });
+
+  declareVariant("NATS", skips, () => nats?.via);
 
   it("replays byte-identical results from the JetStream object store, large ones included", async () => {
     const record = createRecorder(

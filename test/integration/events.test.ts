@@ -15,8 +15,10 @@ import {
   type StreamLimits,
   type ToolCallEvent,
 } from "../../services/runtime/src/index.js";
+import { declareVariant, type NatsTarget, natsSkips, startNats } from "../support/containers.js";
 import { freePort, type SpawnedNats, spawnNats } from "../support/processes.js";
 
+const skips = await natsSkips();
 const logger = createLogger("events-test", "silent");
 const LIMITS: StreamLimits = { maxAgeSeconds: 3600, maxBytes: 16 * 1024 * 1024, maxMessages: 5000 };
 const TOOLS = ["image_zoom_in_tool", "code.python", "search"];
@@ -88,8 +90,13 @@ describe("NATS call events (real nats-server with JetStream)", () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
+  // Where NATS runs does not matter to this test and the core NATS one; the tests that kill, stop or restart it
+  // use a local nats-server.
+  let natsVia: NatsTarget["via"] | undefined;
+
   it("publishes every event in order, with its fields, to toolplane.calls.<tool>.<phase> in a bounded stream", async () => {
-    const nats = await spawnNats();
+    const nats = await startNats();
+    natsVia = nats.via;
     cleanups.push(() => nats.stop());
     const events = observer(nats.url);
     await events.ready();
@@ -121,6 +128,8 @@ describe("NATS call events (real nats-server with JetStream)", () => {
     assert.equal(info.config.max_bytes, LIMITS.maxBytes);
     assert.equal(info.config.max_age, nanos(LIMITS.maxAgeSeconds * 1000));
   });
+
+  declareVariant("NATS", skips, () => natsVia);
 
   it("loses no event when nats-server is killed and restarted (same port and store) mid-run", async () => {
     const port = await freePort();
@@ -234,7 +243,7 @@ describe("NATS call events (real nats-server with JetStream)", () => {
   });
 
   it("publishes with core NATS when JetStream is turned off", async () => {
-    const nats = await spawnNats();
+    const nats = await startNats();
     cleanups.push(() => nats.stop());
     const subscriber = await connect({ servers: nats.url });
     cleanups.push(() => subscriber.close());
@@ -269,10 +278,6 @@ describe("NATS call events (real nats-server with JetStream)", () => {
       sent.map(expectedSubject),
     );
   });
-
-  it("runs against a NATS container via testcontainers", {
-    skip: "testcontainers is not installed and no Docker engine exists on this machine; every test above runs against a locally spawned nats-server instead",
-  }, () => {});
 
   it("logs instead of publishing when TOOLPLANE_NATS_URL is unset", () => {
     const events = createCallObserver(

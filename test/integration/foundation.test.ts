@@ -2,10 +2,9 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { credentials, loadPackageDefinition, type ServiceError, status } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { protoPath as healthProtoPath } from "grpc-health-check";
+import { type ServiceError, status } from "@grpc/grpc-js";
 
+import { checkHealth } from "../support/health.js";
 import { distRoot, type SpawnedService, spawnService, waitFor } from "../support/processes.js";
 
 const SERVICES = [
@@ -14,29 +13,6 @@ const SERVICES = [
   { name: "search", fullName: "toolplane.search.v1.SearchService" },
   { name: "gateway", fullName: "toolplane.gateway.v1.ToolGateway" },
 ];
-
-// A generic client built only from the standard health proto: no project code.
-const healthPackage = loadPackageDefinition(loadSync(healthProtoPath, { enums: String })) as unknown as {
-  grpc: { health: { v1: { Health: new (address: string, creds: unknown) => HealthClient } } };
-};
-interface HealthClient {
-  check(
-    request: { service: string },
-    callback: (error: ServiceError | null, response: { status: string }) => void,
-  ): void;
-  close(): void;
-}
-
-function checkHealth(address: string, service: string): Promise<string> {
-  const client = new healthPackage.grpc.health.v1.Health(address, credentials.createInsecure());
-  return new Promise((resolve, reject) => {
-    client.check({ service }, (error, response) => {
-      client.close();
-      if (error) reject(error);
-      else resolve(response.status);
-    });
-  });
-}
 
 describe("every service over a real socket", () => {
   const running = new Map<string, SpawnedService>();

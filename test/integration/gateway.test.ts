@@ -13,6 +13,7 @@ import { status } from "@grpc/grpc-js";
 import sharp from "sharp";
 import {
   type ExecuteRequest,
+  Fidelity,
   type GatewayMessage,
   ImageDelivery,
   ModelFormat,
@@ -346,6 +347,8 @@ describe("gateway mechanics against controlled backends", () => {
         imageDelivery: delivery,
         timeoutMs: 5000,
         step: n,
+        // The project's rule for every tool image; the DeepEyesV2 reference resizes code images only.
+        fidelity: Fidelity.FIDELITY_STRICT,
       });
     const first = await stepImageSearch(1);
     assert.deepEqual(search.imageQueries.at(-1), photo, "image_search ran on image_1");

@@ -12,14 +12,17 @@ import {
 import { createClient, invoke, type ToolplaneError } from "../../services/runtime/src/index.js";
 import { sampleImages } from "../../services/search/src/sample-images.js";
 import { FakeProvider, fixture } from "../fixtures/search/fake-provider.js";
-import { type SpawnedNats, type SpawnedService, spawnNats, spawnService } from "../support/processes.js";
+import { declareVariant, type NatsTarget, natsSkips, startNats } from "../support/containers.js";
+import { type SpawnedService, spawnService } from "../support/processes.js";
+
+const skips = await natsSkips();
 
 /**
  * Two replicas of the search service share one cache in a real nats-server's
  * JetStream KV: what one fetched, the other serves, including in FROZEN mode.
  */
 describe("search cache shared through NATS JetStream KV", () => {
-  let nats: SpawnedNats;
+  let nats: NatsTarget | undefined;
   let fake: FakeProvider;
   const replicas: SpawnedService[] = [];
   const clients: SearchServiceClient[] = [];
@@ -28,13 +31,13 @@ describe("search cache shared through NATS JetStream KV", () => {
     return invoke(client, client.search, SearchRequest.fromPartial(request));
   };
   const env = () => ({
-    TOOLPLANE_NATS_URL: nats.url,
+    TOOLPLANE_NATS_URL: nats?.url ?? "",
     TOOLPLANE_SEARCH_SERPER_KEY: "serper-test-key",
     TOOLPLANE_SEARCH_SERPER_URL: fake.url,
   });
 
   before(async () => {
-    nats = await spawnNats();
+    nats = await startNats();
     fake = await FakeProvider.start();
     for (let i = 0; i < 2; i += 1) {
       const replica = await spawnService("search", env());
@@ -48,6 +51,8 @@ describe("search cache shared through NATS JetStream KV", () => {
     await fake?.stop();
     await nats?.stop();
   });
+
+  declareVariant("NATS", skips, () => nats?.via);
 
   it("both replicas use the NATS KV cache", () => {
     for (const replica of replicas)

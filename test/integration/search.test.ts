@@ -283,10 +283,10 @@ describe("search service start-up configuration", () => {
   it("a corpus line that is not a document fails start-up with file and line", async () => {
     const dir = mkdtempSync(join(tmpdir(), "search-bad-"));
     try {
-      writeFileSync(join(dir, "c.jsonl"), '{"title":"ok","url":"u","text":"t"}\n{"title":"no url","text":"t"}\n');
+      writeFileSync(join(dir, "c.jsonl"), '{"title":"ok","url":"u","text":"t"}\n{"title":"no text","url":"u"}\n');
       const { code, stderr } = await start({ TOOLPLANE_SEARCH_CORPUS: join(dir, "c.jsonl") });
       assert.equal(code, 1);
-      assert.match(stderr, /TOOLPLANE_SEARCH_CORPUS: .*c\.jsonl:2: url/);
+      assert.match(stderr, /TOOLPLANE_SEARCH_CORPUS: .*c\.jsonl:2: .*needs a non-empty text or snippet/);
       assert.equal(stderr.trim().split("\n").length, 1, stderr);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -20,6 +20,7 @@ import {
   type ToolResult,
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import { createClient, invoke, type ToolCallEvent } from "../../services/runtime/src/index.js";
+import { declareVariant, type NatsTarget, natsSkips, startNats } from "../support/containers.js";
 import {
   type OtlpReceiver,
   type ReceivedSpan,
@@ -28,15 +29,9 @@ import {
   type TracedProcess,
   waitFor,
 } from "../support/otlp.js";
-import {
-  freePort,
-  metricValue,
-  runExportCli,
-  type SpawnedNats,
-  scrapeMetrics,
-  spawnNats,
-} from "../support/processes.js";
+import { freePort, metricValue, runExportCli, scrapeMetrics } from "../support/processes.js";
 
+const skips = await natsSkips();
 const GATEWAY = join("services", "gateway", "src", "main.js");
 const SEARCH = join("services", "search", "src", "main.js");
 const IMAGE = join("services", "image", "src", "main.js");
@@ -103,7 +98,7 @@ async function zoomThrice(address: string, metadata: Metadata): Promise<ToolResu
 
 describe("client -> gateway -> search: trace, events, metrics, record and replay", () => {
   let receiver: OtlpReceiver;
-  let nats: SpawnedNats;
+  let nats: NatsTarget;
   let search: TracedProcess;
   let image: TracedProcess;
   let gateway: TracedProcess;
@@ -118,7 +113,7 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
 
   before(async () => {
     receiver = await startOtlpReceiver();
-    nats = await spawnNats();
+    nats = await startNats();
     const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}`, OTEL_BSP_SCHEDULE_DELAY: "100" };
     search = await spawnTraced(SEARCH, {
       ...otel,
@@ -181,6 +176,8 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
     assert.ok(found, `no ${kind ?? ""} ${name} from ${service} in ${JSON.stringify(spans(), null, 1)}`);
     return found;
   };
+
+  declareVariant("NATS", skips, () => nats?.via);
 
   it("the call succeeded through the real search service", () => {
     assert.equal(recorded.status, ResultStatus.RESULT_STATUS_OK, JSON.stringify(recorded.error));

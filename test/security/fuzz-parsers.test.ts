@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { type ModelFormatName, type ParsedTurn, parseTurn } from "../../services/gateway/src/formats.js";
+import { type Fidelity, type ParsedTurn, parseTurn } from "../../services/gateway/src/formats/index.js";
 
 /**
  * Property-based fuzzing of the Step parsers: whatever a model writes, a parser
@@ -10,7 +10,8 @@ import { type ModelFormatName, type ParsedTurn, parseTurn } from "../../services
  * raise TOOLPLANE_FUZZ_RUNS for a longer hunt.
  */
 const RUNS = Number(process.env.TOOLPLANE_FUZZ_RUNS ?? 1500);
-const FORMATS: ModelFormatName[] = ["deepeyes-v2", "deepeyes-v1", "hermes", "openai"];
+const FORMATS = ["deepeyes-v2", "deepeyes-v1", "hermes", "openai"];
+const FIDELITIES: Fidelity[] = ["reference", "strict"];
 
 const fragments = [
   "<code>",
@@ -88,6 +89,9 @@ function assertWellFormed(turn: ParsedTurn, text: string): void {
       assert.equal(typeof turn.message, "string", context);
       assert.ok(turn.message.length > 0, `a parse error tells the model something ${context}`);
       break;
+    case "episode_end":
+      assert.equal(typeof turn.observation, "string", context);
+      break;
     case "no_call":
       break;
     default:
@@ -97,21 +101,23 @@ function assertWellFormed(turn: ParsedTurn, text: string): void {
 
 describe("Step parsers under fuzzing", () => {
   for (const format of FORMATS) {
-    it(`${format}: never throws, always one well-formed outcome`, () => {
-      fc.assert(
-        fc.property(fc.oneof(modelish, fc.string({ maxLength: 400 }), deepJson, deepObject), (text) => {
-          let turn: ParsedTurn | undefined;
-          assert.doesNotThrow(
-            () => {
-              turn = parseTurn(format, text);
-            },
-            `parseTurn threw for ${JSON.stringify(text.slice(0, 200))}`,
-          );
-          assertWellFormed(turn as ParsedTurn, text);
-        }),
-        { numRuns: RUNS },
-      );
-    });
+    for (const fidelity of FIDELITIES) {
+      it(`${format} (${fidelity}): never throws, always one well-formed outcome`, () => {
+        fc.assert(
+          fc.property(fc.oneof(modelish, fc.string({ maxLength: 400 }), deepJson, deepObject), (text) => {
+            let turn: ParsedTurn | undefined;
+            assert.doesNotThrow(
+              () => {
+                turn = parseTurn(format, text, { fidelity });
+              },
+              `parseTurn threw for ${JSON.stringify(text.slice(0, 200))}`,
+            );
+            assertWellFormed(turn as ParsedTurn, text);
+          }),
+          { numRuns: RUNS },
+        );
+      });
+    }
 
     it(`${format}: a prototype-polluting payload pollutes nothing`, () => {
       parseTurn(format, '<tool_call>{"name": "search", "arguments": {"__proto__": {"polluted": true}}}</tool_call>');

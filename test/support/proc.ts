@@ -37,3 +37,29 @@ export function rssKb(pid: number): number {
 export function treeRssKb(root: number): number {
   return [root, ...descendants(root)].reduce((total, pid) => total + rssKb(pid), 0);
 }
+
+/**
+ * CPU seconds used so far by a process tree: its live processes' own time plus what the root collected from
+ * children it reaped (a code service's finished sandboxes). Differences of two readings give the CPU a phase cost.
+ */
+export function treeCpuSeconds(root: number): number {
+  const ticks = (pid: number, withChildren: boolean) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat
+        .slice(stat.lastIndexOf(")") + 2)
+        .split(" ")
+        .map(Number);
+      // utime, stime, cutime, cstime are fields 14-17 of stat: 11-14 after the command.
+      const own = (fields[11] ?? 0) + (fields[12] ?? 0);
+      return withChildren ? own + (fields[13] ?? 0) + (fields[14] ?? 0) : own;
+    } catch {
+      return 0;
+    }
+  };
+  const total = descendants(root).reduce((sum, pid) => sum + ticks(pid, true), ticks(root, true));
+  return total / CLOCK_TICKS_PER_SECOND;
+}
+
+/** USER_HZ: what /proc/<pid>/stat counts in (100 on every Linux Node runs on). */
+const CLOCK_TICKS_PER_SECOND = 100;

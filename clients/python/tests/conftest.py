@@ -63,6 +63,8 @@ class FakeGateway:
     def __init__(self) -> None:
         self.scripts: Dict[str, List[Reply]] = {}
         self.requests: Dict[str, List[Any]] = {}
+        # Invocation metadata of every call, per method, as dicts (what the client sent on the wire).
+        self.metadata: Dict[str, List[Dict[str, str]]] = {}
         # Connect handler: (request_iterator, context) -> iterator of GatewayMessage; set by a test.
         self.connect: Optional[Callable[[Any, grpc.ServicerContext], Any]] = None
         self.connect_streams = 0
@@ -100,6 +102,7 @@ class FakeGateway:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             with self._lock:
                 self.requests.setdefault(method, []).append(request)
+                self.metadata.setdefault(method, []).append(dict(context.invocation_metadata()))
                 script = self.scripts.get(method)
                 if not script:
                     reply = Reply(code=grpc.StatusCode.UNIMPLEMENTED, details=f"{method} not scripted")

@@ -26,6 +26,7 @@ from .errors import ToolplaneError, from_rpc_error
 from .images import ToolImage, to_image_bytes
 from .results import StepResult, Tool, ToolResult
 from .stream import WorkerStream
+from .tracing import call_metadata
 
 
 class AsyncToolplaneClient:
@@ -74,7 +75,7 @@ class AsyncToolplaneClient:
 
         async def attempt(remaining: Optional[float]) -> Any:
             try:
-                return await rpc(request, timeout=remaining, metadata=self._metadata)
+                return await rpc(request, timeout=remaining, metadata=call_metadata(self._metadata))
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error.code(), rpc_error.details(), rpc_error.trailing_metadata())
                 raise error from rpc_error

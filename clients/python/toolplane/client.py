@@ -24,6 +24,7 @@ from ._stub import GenericStub
 from .errors import ToolplaneError, from_rpc_error
 from .images import ToolImage, to_image_bytes
 from .results import StepResult, Tool, ToolResult
+from .tracing import call_metadata
 
 Arguments = Union[Mapping[str, Any], str, None]
 
@@ -37,7 +38,8 @@ class ToolplaneClient:
         timeout: default deadline in seconds of one call, retries included.
         retry: retry policy for retryable INFRASTRUCTURE errors; NO_RETRY disables retries.
         image_delivery: "bytes" (images inline) or "reference" (sha256 only; fetch with get_image).
-        metadata: extra request metadata sent with every call, e.g. (("x-rollout", "r1"),).
+        metadata: extra request metadata sent with every call, e.g. (("x-rollout", "r1"),). With the
+            `opentelemetry` API importable, each call also carries the current span's W3C traceparent.
     """
 
     def __init__(
@@ -87,7 +89,7 @@ class ToolplaneClient:
                 raise deadline_error(method, timeout, attempt, last) from last
             attempt += 1
             try:
-                response = rpc(request, timeout=remaining, metadata=self._metadata)
+                response = rpc(request, timeout=remaining, metadata=call_metadata(self._metadata))
             except grpc.RpcError as rpc_error:
                 error = from_rpc_error(rpc_error.code(), rpc_error.details(), rpc_error.trailing_metadata())
                 error.__cause__ = rpc_error

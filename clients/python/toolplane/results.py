@@ -27,6 +27,8 @@ class Outcome(str, enum.Enum):
     ANSWER = "ANSWER"
     PARSE_ERROR = "PARSE_ERROR"
     NO_CALL = "NO_CALL"
+    # The format's reference environment ends the episode here (see StepResult.episode_end_reason).
+    EPISODE_END = "EPISODE_END"
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,16 @@ _OUTCOMES = {
     gateway_pb2.STEP_OUTCOME_ANSWER: Outcome.ANSWER,
     gateway_pb2.STEP_OUTCOME_PARSE_ERROR: Outcome.PARSE_ERROR,
     gateway_pb2.STEP_OUTCOME_NO_CALL: Outcome.NO_CALL,
+    gateway_pb2.STEP_OUTCOME_EPISODE_END: Outcome.EPISODE_END,
 }
+
+
+def _episode_end_reason(message: Any) -> str:
+    """'NO_CODE', 'NO_TOOL_CALL', 'CODE_FAILED', 'SEARCH_FAILED', or '' (also from gateways without the field)."""
+    field = message.DESCRIPTOR.fields_by_name.get("episode_end_reason")
+    if field is None or not message.episode_end_reason:
+        return ""
+    return field.enum_type.values_by_number[message.episode_end_reason].name.replace("EPISODE_END_REASON_", "")
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,7 @@ class StepResult:
     answer: str
     status: Status
     error: Optional[ErrorInfo] = None
+    episode_end_reason: str = ""
 
     @classmethod
     def from_proto(cls, message: Any) -> "StepResult":
@@ -151,12 +163,13 @@ class StepResult:
             message.answer,
             _status(message, error),
             error,
+            _episode_end_reason(message),
         )
 
     @property
     def done(self) -> bool:
-        """The model answered: the episode ends."""
-        return self.outcome is Outcome.ANSWER
+        """The episode ends: the model answered, or the reference environment ends it here."""
+        return self.outcome in (Outcome.ANSWER, Outcome.EPISODE_END)
 
     @property
     def error_class(self) -> Optional[str]:

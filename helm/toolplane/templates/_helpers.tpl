@@ -43,13 +43,26 @@ app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
+{{/* Labels of every resource: the chart's own, then commonLabels (which never override them). */}}
 {{- define "toolplane.labels" -}}
 {{- $root := index . 0 -}}
-helm.sh/chart: {{ include "toolplane.chart" $root }}
-{{ include "toolplane.selectorLabels" . }}
-app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ $root.Release.Service }}
-app.kubernetes.io/part-of: toolplane
+{{- $labels := include "toolplane.selectorLabels" . | fromYaml -}}
+{{- $_ := set $labels "helm.sh/chart" (include "toolplane.chart" $root) -}}
+{{- $_ = set $labels "app.kubernetes.io/version" ($root.Chart.AppVersion | toString) -}}
+{{- $_ = set $labels "app.kubernetes.io/managed-by" $root.Release.Service -}}
+{{- $_ = set $labels "app.kubernetes.io/part-of" "toolplane" -}}
+{{- toYaml (merge $labels $root.Values.commonLabels) -}}
+{{- end -}}
+
+{{/* An "annotations:" block of a resource's metadata: its own annotations over commonAnnotations; nothing when both
+are empty. Call with (list $ $own) and nindent 2. */}}
+{{- define "toolplane.annotations" -}}
+{{- $root := index . 0 -}}
+{{- $merged := merge (deepCopy (index . 1 | default dict)) $root.Values.commonAnnotations -}}
+{{- with $merged -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
 {{- end -}}
 
 {{- define "toolplane.serviceAccountName" -}}

@@ -49,8 +49,19 @@ export interface ExecuteOptions {
   timeoutMs: number;
   /** Aborted when the caller goes away; the execution must be stopped. */
   signal: AbortSignal;
-  /** Re-indent mis-indented model code first (ExecuteRequest.fix_indentation); languages without the notion ignore it. */
-  fixIndentation?: boolean;
+  /**
+   * Re-indent mis-indented model code first (ExecuteRequest.fix_indentation), or always
+   * as the DeepEyesV2 reference does ("reference"); languages without the notion ignore it.
+   */
+  fixIndentation?: IndentationFix;
+}
+
+export type IndentationFix = boolean | "reference";
+
+/** Per-session choices of the caller. */
+export interface CreateOptions {
+  /** Seeds the session's random streams (Python: `random` and numpy's global generator); absent = fresh entropy. */
+  seed?: number;
 }
 
 export interface LanguageSession {
@@ -65,7 +76,7 @@ export interface LanguageBackend {
   readonly language: Language;
   /** Pre-starts pools; called once before the server accepts calls. */
   start(): Promise<void>;
-  createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession>;
+  createSession(images: InputImage[], limits: ResolvedLimits, options?: CreateOptions): Promise<LanguageSession>;
   /** Closes every session and pool. */
   stop(): Promise<void>;
   /** Warm sandboxes ready, being started, and session creations waiting for one; absent when not kept here. */

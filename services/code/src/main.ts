@@ -13,7 +13,7 @@ import {
 } from "../../runtime/src/index.js";
 import { createJavaScriptBackend } from "./javascript/backend.js";
 import { PythonBackend } from "./python/backend.js";
-import { defaultKernelPath } from "./python/sandbox.js";
+import { defaultKernelPath, defaultSessionInitPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
 import { SessionManager } from "./sessions.js";
 
@@ -23,9 +23,28 @@ const MIB = 1024 * 1024;
 const codeConfigShape = {
   ...baseConfigShape,
   TOOLPLANE_GRPC_PORT: port(50053),
+  /** How Python sessions get a kernel: "zygote" (forked), "sandbox" (one bubblewrap each), "auto" (zygote if it works). */
+  TOOLPLANE_CODE_PYTHON_START: z.enum(["auto", "zygote", "sandbox"]).default("auto"),
+  TOOLPLANE_CODE_UNSHARE_PATH: z.string().min(1).default("/usr/bin/unshare"),
+  /** Modules the zygote (or each sandbox) imports before the first cell; comma-separated. */
+  TOOLPLANE_CODE_PRELOAD: z
+    .string()
+    .regex(/^[A-Za-z_][\w.]*(,[A-Za-z_][\w.]*)*$/, "expected comma-separated module names, e.g. numpy,PIL.Image")
+    .default("numpy,PIL.Image,PIL.ImageOps,cv2,matplotlib.pyplot,scipy,scipy.ndimage"),
+  /** Forked kernels kept ready (zygote start). */
+  TOOLPLANE_CODE_FORK_POOL_SIZE: z.coerce.number().int().min(0).max(1024).default(16),
+  TOOLPLANE_CODE_FORK_CONCURRENCY: positiveInt(2),
+  /** Whole warm sandboxes kept ready (sandbox start). */
   TOOLPLANE_CODE_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(2),
   TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY: positiveInt(2),
-  TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(64),
+  /**
+   * An idle forked session costs ~5 MB of PSS and ~8 MB of node memory with its page tables and namespaces
+   * (docs/BENCHMARKS.md, code-python): 1,024 idle sessions take ~8 GiB of a 24 GiB node and leave two thirds of it
+   * to what the sessions' code allocates.
+   */
+  TOOLPLANE_CODE_MAX_SESSIONS: positiveInt(1024),
+  /** CreateSession calls that wait (in arrival order, within their deadline) for a slot when MAX_SESSIONS are open. */
+  TOOLPLANE_CODE_MAX_WAITING_CREATES: positiveInt(1024),
   TOOLPLANE_CODE_DEFAULT_TIMEOUT_MS: positiveInt(30_000),
   TOOLPLANE_CODE_MAX_TIMEOUT_MS: positiveInt(300_000),
   TOOLPLANE_CODE_DEFAULT_MEMORY_MB: positiveInt(1024),
@@ -83,8 +102,15 @@ runMain("toolplane-code", async () => {
   const logger = createLogger("code", config.TOOLPLANE_LOG_LEVEL);
   const python = new PythonBackend(
     {
-      size: config.TOOLPLANE_CODE_POOL_SIZE,
+      start: config.TOOLPLANE_CODE_PYTHON_START,
+      unsharePath: config.TOOLPLANE_CODE_UNSHARE_PATH,
+      sessionInitPath: defaultSessionInitPath(),
+      preload: config.TOOLPLANE_CODE_PRELOAD.split(","),
+      poolSize: config.TOOLPLANE_CODE_POOL_SIZE,
       warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,
+      forkPoolSize: config.TOOLPLANE_CODE_FORK_POOL_SIZE,
+      forkConcurrency: config.TOOLPLANE_CODE_FORK_CONCURRENCY,
+      retryAfterMs: config.TOOLPLANE_CODE_RETRY_AFTER_MS,
       bwrapPath: config.TOOLPLANE_CODE_BWRAP_PATH,
       pythonPath: config.TOOLPLANE_CODE_PYTHON_PATH,
       kernelPath: defaultKernelPath(),
@@ -130,6 +156,7 @@ runMain("toolplane-code", async () => {
         idleTtlSeconds: config.TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS,
       },
       maxSessions: config.TOOLPLANE_CODE_MAX_SESSIONS,
+      maxWaitingCreates: config.TOOLPLANE_CODE_MAX_WAITING_CREATES,
       retryAfterMs: config.TOOLPLANE_CODE_RETRY_AFTER_MS,
       sweepIntervalMs: config.TOOLPLANE_CODE_SWEEP_INTERVAL_MS,
       maxCodeBytes: config.TOOLPLANE_CODE_MAX_CODE_BYTES,
@@ -140,6 +167,8 @@ runMain("toolplane-code", async () => {
     await manager.start();
     manager.exportGauges();
   } catch (error) {
+    // The backends that did start (sandbox host processes, warm kernels) go first: nothing is left running.
+    await manager.stop();
     throw new Error(
       `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${(error as Error).message}`,
       { cause: error },

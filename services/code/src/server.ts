@@ -21,23 +21,29 @@ export function createCodeServiceImplementation(
   logger: Logger,
 ): CodeServiceServer {
   return {
-    createSession: unary<CreateSessionRequest, CreateSessionResponse>("CreateSession", logger, async (request) => {
-      const started = performance.now();
-      const images = await toInputImages(request.images, imageLimits);
-      const created = await manager.create({
-        language: request.language,
-        images,
-        limits: request.limits ?? {},
-        idleTtlSeconds: request.idleTtlSeconds,
-        label: request.label,
-      });
-      return {
-        sessionId: created.sessionId,
-        language: created.language,
-        limits: created.limits,
-        timing: { queueMs: 0, executeMs: created.executeMs, totalMs: performance.now() - started },
-      };
-    }),
+    createSession: unary<CreateSessionRequest, CreateSessionResponse>(
+      "CreateSession",
+      logger,
+      async (request, context) => {
+        const started = performance.now();
+        const images = await toInputImages(request.images, imageLimits);
+        const created = await manager.create({
+          language: request.language,
+          images,
+          limits: request.limits ?? {},
+          idleTtlSeconds: request.idleTtlSeconds,
+          label: request.label,
+          ...(request.seed === undefined ? {} : { seed: request.seed }),
+          signal: context.signal,
+        });
+        return {
+          sessionId: created.sessionId,
+          language: created.language,
+          limits: created.limits,
+          timing: { queueMs: created.queueMs, executeMs: created.executeMs, totalMs: performance.now() - started },
+        };
+      },
+    ),
 
     execute: unary<ExecuteRequest, ExecuteResponse>("Execute", logger, async (request, context) => {
       const started = performance.now();
@@ -45,7 +51,7 @@ export function createCodeServiceImplementation(
         sessionId: request.sessionId,
         code: request.code,
         timeoutMs: request.timeoutMs,
-        fixIndentation: request.fixIndentation,
+        fixIndentation: request.referenceIndentation ? "reference" : request.fixIndentation,
         signal: context.signal,
         deadlineMs: context.deadlineMs,
       });

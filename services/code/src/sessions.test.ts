@@ -9,8 +9,8 @@ import {
   ResourceExhaustedError,
   type ToolplaneError,
 } from "../../runtime/src/index.js";
-import type { ExecuteOptions, ExecutionOutcome, LanguageBackend, LanguageSession } from "./backend.js";
-import { SessionManager, type SessionManagerConfig } from "./sessions.js";
+import type { CreateOptions, ExecuteOptions, ExecutionOutcome, LanguageBackend, LanguageSession } from "./backend.js";
+import { type CreateSessionParams, SessionManager, type SessionManagerConfig } from "./sessions.js";
 
 /**
  * A scripted in-memory language, so the manager's own rules (limits, TTL, cap,
@@ -21,10 +21,15 @@ class ScriptedBackend implements LanguageBackend {
   readonly language = Language.LANGUAGE_PYTHON;
   readonly log: string[] = [];
   closed = 0;
+  /** When set, createSession waits for it (an interpreter that takes a while to come). */
+  gate: Promise<void> | undefined;
+  readonly seeds: Array<number | undefined> = [];
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
-  async createSession(): Promise<LanguageSession> {
+  async createSession(_images: unknown, _limits: unknown, options: CreateOptions = {}): Promise<LanguageSession> {
     const backend = this;
+    this.seeds.push(options.seed);
+    if (this.gate) await this.gate;
     return {
       async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
         backend.log.push(`start ${code}`);
@@ -54,6 +59,7 @@ const CONFIG: SessionManagerConfig = {
   defaults: { timeoutMs: 1000, memoryMb: 256, maxOutputBytes: 1024, maxImages: 4, idleTtlSeconds: 60 },
   maxima: { timeoutMs: 5000, memoryMb: 1024, maxOutputBytes: 4096, maxImages: 8, idleTtlSeconds: 600 },
   maxSessions: 2,
+  maxWaitingCreates: 2,
   retryAfterMs: 750,
   sweepIntervalMs: 60_000,
   maxCodeBytes: 100,
@@ -63,13 +69,14 @@ function manager(backend = new ScriptedBackend()) {
   return { backend, sessions: new SessionManager([backend], CONFIG, createLogger("test", "silent")) };
 }
 
-const create = (sessions: SessionManager, overrides = {}) =>
+const create = (sessions: SessionManager, overrides: Partial<CreateSessionParams> = {}) =>
   sessions.create({
     language: Language.LANGUAGE_PYTHON,
     images: [],
     limits: {},
     idleTtlSeconds: 0,
     label: "t",
+    signal: new AbortController().signal,
     ...overrides,
   });
 
@@ -122,19 +129,91 @@ describe("SessionManager", () => {
     );
   });
 
-  it("refuses sessions beyond max_sessions with RESOURCE_EXHAUSTED, INFRASTRUCTURE, a retry hint", async () => {
+  it("queues creations beyond max_sessions in arrival order until a slot frees", async () => {
     const { sessions } = manager();
     const first = await create(sessions);
     await create(sessions);
+    const order: string[] = [];
+    const admitOrder = (label: string) =>
+      create(sessions, { label }).then((created) => {
+        order.push(label);
+        return created;
+      });
+    const third = admitOrder("third");
+    const fourth = admitOrder("fourth");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(order, [], "nobody is admitted while max_sessions are open");
+    await sessions.close(first.sessionId);
+    const admitted = await third;
+    assert.deepEqual(order, ["third"]);
+    assert.ok(admitted.queueMs >= 15, `the wait is reported: ${admitted.queueMs}`);
+    await sessions.close(admitted.sessionId);
+    await fourth;
+    assert.deepEqual(order, ["third", "fourth"]);
+    assert.equal(sessions.openSessions, 2);
+  });
+
+  it("a full wait queue answers RESOURCE_EXHAUSTED, INFRASTRUCTURE, with a retry hint", async () => {
+    const { sessions } = manager();
+    await create(sessions);
+    await create(sessions);
+    const controller = new AbortController();
+    const waiting = [create(sessions, { signal: controller.signal }), create(sessions, { signal: controller.signal })];
     await assert.rejects(create(sessions), (error: ToolplaneError) => {
       assert.ok(error instanceof ResourceExhaustedError);
       assert.equal(error.errorClass, "INFRASTRUCTURE");
       assert.equal(error.retryAfterMs, 750);
-      assert.match(error.message, /max_sessions/);
+      assert.match(error.message, /max_sessions reached: 2 sessions are open and 2 creations are waiting/);
       return true;
     });
-    await sessions.close(first.sessionId);
+    controller.abort();
+    for (const call of waiting) await assert.rejects(call, /cancelled while it waited for a free session slot/);
+  });
+
+  it("a caller that gives up while waiting for a slot leaves the queue without taking a slot", async () => {
+    const { sessions, backend } = manager();
+    const first = await create(sessions);
     await create(sessions);
+    const controller = new AbortController();
+    const gone = create(sessions, { signal: controller.signal });
+    const next = create(sessions, { label: "next" });
+    controller.abort();
+    await assert.rejects(gone, (error: ToolplaneError) => error instanceof DeadlineExceededError);
+    await sessions.close(first.sessionId);
+    await next;
+    assert.equal(sessions.openSessions, 2);
+    assert.equal(backend.seeds.length, 3, "the departed caller never reached the backend");
+  });
+
+  it("a session created for a caller who has gone is closed at once and frees its slot", async () => {
+    const { sessions, backend } = manager();
+    let open: () => void = () => {};
+    backend.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const controller = new AbortController();
+    const creating = create(sessions, { signal: controller.signal });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    controller.abort();
+    open();
+    await assert.rejects(creating, (error: ToolplaneError) => {
+      assert.ok(error instanceof DeadlineExceededError, String(error));
+      assert.match(error.message, /cancelled while its session was being created/);
+      return true;
+    });
+    assert.equal(backend.closed, 1, "the orphan's interpreter is released");
+    assert.equal(sessions.openSessions, 0);
+    backend.gate = undefined;
+    await create(sessions);
+    await create(sessions);
+    assert.equal(sessions.openSessions, 2, "its slot is free again: max_sessions sessions can still be opened");
+  });
+
+  it("passes the caller's seed to the backend, and none when unset", async () => {
+    const { sessions, backend } = manager();
+    await create(sessions, { seed: 7 });
+    await create(sessions);
+    assert.deepEqual(backend.seeds, [7, undefined]);
   });
 
   it("runs calls on one session one at a time, in arrival order, reporting the wait", async () => {

@@ -11,7 +11,14 @@ import {
   ResourceExhaustedError,
   withStage,
 } from "../../runtime/src/index.js";
-import type { ExecutionOutcome, InputImage, LanguageBackend, LanguageSession, ResolvedLimits } from "./backend.js";
+import type {
+  ExecutionOutcome,
+  IndentationFix,
+  InputImage,
+  LanguageBackend,
+  LanguageSession,
+  ResolvedLimits,
+} from "./backend.js";
 
 /** The four per-session limits, as the proto names them. */
 const LIMIT_FIELDS = {
@@ -27,7 +34,9 @@ export interface SessionManagerConfig {
   /** A request above one of these is INVALID_ARGUMENT. */
   maxima: ResolvedLimits & { idleTtlSeconds: number };
   maxSessions: number;
-  /** Suggested wait sent with RESOURCE_EXHAUSTED when max_sessions is reached. */
+  /** CreateSession calls that may wait for a free session slot; past it they fail RESOURCE_EXHAUSTED at once. */
+  maxWaitingCreates: number;
+  /** Suggested wait sent with RESOURCE_EXHAUSTED when the wait queue is full. */
   retryAfterMs: number;
   /** How often idle sessions are looked for. */
   sweepIntervalMs: number;
@@ -41,12 +50,18 @@ export interface CreateSessionParams {
   limits: Partial<ResolvedLimits>;
   idleTtlSeconds: number;
   label: string;
+  /** Seeds the session's random streams; undefined = fresh entropy. */
+  seed?: number;
+  /** Aborted when the caller goes away (cancellation or its deadline). */
+  signal: AbortSignal;
 }
 
 export interface CreatedSession {
   sessionId: string;
   language: Language;
   limits: ResolvedLimits;
+  /** Time spent waiting for a free session slot. */
+  queueMs: number;
   executeMs: number;
 }
 
@@ -55,7 +70,7 @@ export interface ExecuteParams {
   code: string;
   /** 0 = the session's timeout. */
   timeoutMs: number;
-  fixIndentation: boolean;
+  fixIndentation: IndentationFix;
   signal: AbortSignal;
   /** The caller's absolute deadline (ms since the epoch), when it set one. */
   deadlineMs?: number;
@@ -101,7 +116,10 @@ interface Session {
 export class SessionManager {
   private readonly backends = new Map<Language, LanguageBackend>();
   private readonly sessions = new Map<string, Session>();
+  /** Slots taken by creations in progress (counted with the open sessions against max_sessions). */
   private creating = 0;
+  /** CreateSession calls waiting for a slot, served in arrival order. */
+  private readonly waiting: Array<() => void> = [];
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -142,10 +160,12 @@ export class SessionManager {
    * Publishes sessions and pools before every scrape:
    * `toolplane_pool_size{pool="sessions_<language>",state="busy"}` (open sessions),
    * `toolplane_pool_size{pool="<language>",state="idle"|"starting"}` (warm sandboxes) and
-   * `toolplane_queue_depth{queue="<language>_pool"}` (session creations waiting for a sandbox).
+   * `toolplane_queue_depth{queue="<language>_pool"}` (session creations waiting for a sandbox) and
+   * `toolplane_queue_depth{queue="session_slots"}` (creations waiting for a free slot under max_sessions).
    */
   exportGauges(): void {
     onScrape(() => {
+      queueDepth.set({ queue: "session_slots" }, this.waiting.length);
       for (const [language, backend] of this.backends) {
         const name = (Language[language] ?? String(language)).replace(/^LANGUAGE_/, "").toLowerCase();
         let open = 0;
@@ -185,20 +205,30 @@ export class SessionManager {
         `idle_ttl_seconds=${idleTtlSeconds} exceeds the service maximum of ${this.config.maxima.idleTtlSeconds}`,
       );
     }
-    if (this.sessions.size + this.creating >= this.config.maxSessions) {
-      throw new ResourceExhaustedError(
-        `max_sessions reached: ${this.config.maxSessions} sessions are open; close one or retry later`,
-        { retryAfterMs: this.config.retryAfterMs },
-      );
-    }
-    this.creating += 1;
+    const queued = performance.now();
+    await this.takeSlot(params.signal);
     const started = performance.now();
     let backendSession: LanguageSession;
     try {
-      backendSession = await backend.createSession(params.images, limits);
-    } finally {
-      this.creating -= 1;
+      backendSession = await backend.createSession(
+        params.images,
+        limits,
+        params.seed === undefined ? {} : { seed: params.seed },
+      );
+    } catch (error) {
+      this.releaseSlot();
+      throw error;
     }
+    if (params.signal.aborted) {
+      // Nobody will ever use or close it: free its interpreter and its slot now, not at the idle TTL.
+      await backendSession.close().catch((error: unknown) => {
+        this.logger.warn({ err: error, label: params.label }, "closing a session whose caller left failed");
+      });
+      this.releaseSlot();
+      this.logger.info({ label: params.label }, "session closed at once: its caller left while it was created");
+      throw new DeadlineExceededError("the call was cancelled while its session was being created");
+    }
+    this.creating -= 1;
     const id = randomUUID();
     this.sessions.set(id, {
       id,
@@ -212,7 +242,13 @@ export class SessionManager {
       tail: Promise.resolve(),
     });
     this.logger.info({ sessionId: id, label: params.label, language: Language[params.language] }, "session created");
-    return { sessionId: id, language: params.language, limits, executeMs: performance.now() - started };
+    return {
+      sessionId: id,
+      language: params.language,
+      limits,
+      queueMs: started - queued,
+      executeMs: performance.now() - started,
+    };
   }
 
   async execute(params: ExecuteParams): Promise<ExecuteResult> {
@@ -258,6 +294,7 @@ export class SessionManager {
   async close(sessionId: string): Promise<void> {
     const session = this.get(sessionId);
     this.sessions.delete(sessionId);
+    this.admitWaiting();
     await session.backendSession.close();
     this.logger.info({ sessionId, label: session.label }, "session closed");
   }
@@ -267,10 +304,60 @@ export class SessionManager {
     for (const session of this.sessions.values()) {
       if (session.active > 0 || now - session.lastUsed < session.idleTtlMs) continue;
       this.sessions.delete(session.id);
+      this.admitWaiting();
       this.logger.info({ sessionId: session.id, label: session.label }, "session expired after its idle TTL");
       session.backendSession.close().catch((error: unknown) => {
         this.logger.warn({ err: error, sessionId: session.id }, "closing an expired session failed");
       });
+    }
+  }
+
+  /**
+   * Takes one of the max_sessions slots, waiting for one in arrival order when all are taken:
+   * a burst above the budget queues (bounded) within the caller's deadline instead of failing.
+   */
+  private async takeSlot(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) throw new DeadlineExceededError("the call was cancelled before its session was created");
+    if (this.waiting.length === 0 && this.sessions.size + this.creating < this.config.maxSessions) {
+      this.creating += 1;
+      return;
+    }
+    if (this.waiting.length >= this.config.maxWaitingCreates) {
+      throw new ResourceExhaustedError(
+        `max_sessions reached: ${this.config.maxSessions} sessions are open and ${this.waiting.length} creations are waiting; close one or retry later`,
+        { retryAfterMs: this.config.retryAfterMs },
+      );
+    }
+    await withStage("queue_wait", { "toolplane.queue": "session_slots" }, () => this.waitForSlot(signal));
+  }
+
+  private waitForSlot(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const admit = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const index = this.waiting.indexOf(admit);
+        if (index >= 0) this.waiting.splice(index, 1);
+        reject(new DeadlineExceededError("the call was cancelled while it waited for a free session slot"));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(admit);
+    });
+  }
+
+  /** A creation that ended without a session gives its slot back. */
+  private releaseSlot(): void {
+    this.creating -= 1;
+    this.admitWaiting();
+  }
+
+  /** Hands free slots to waiting creations, oldest first (each handed slot counts as creating). */
+  private admitWaiting(): void {
+    while (this.waiting.length > 0 && this.sessions.size + this.creating < this.config.maxSessions) {
+      this.creating += 1;
+      this.waiting.shift()?.();
     }
   }
 

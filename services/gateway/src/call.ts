@@ -6,6 +6,7 @@ import {
   setDeadlineTimer,
   type ToolplaneError,
 } from "../../runtime/src/index.js";
+import type { CallHints } from "./formats/index.js";
 import type { TrajectorySession } from "./sessions.js";
 import type { ToolDefinition } from "./tools.js";
 
@@ -28,6 +29,8 @@ export interface CallRequest {
   timeoutMs: number;
   delivery: ImageDelivery;
   step: number;
+  /** How the call's format wants it run (Step only). */
+  hints?: CallHints;
 }
 
 export interface CallOutcome {

@@ -34,13 +34,18 @@ export class CodeSessions {
   ) {}
 
   /** The session's code session for the language, created once; a failed creation is retried by the next call. */
-  get(session: TrajectorySession, language: CodeLanguage, call: ToolContext["call"]): Promise<CodeSessionHandle> {
+  get(
+    session: TrajectorySession,
+    language: CodeLanguage,
+    call: ToolContext["call"],
+    boundInputImages = session.inputImages.length,
+  ): Promise<CodeSessionHandle> {
     if (session.closed) {
       return Promise.reject(new UnavailableError(`session "${session.id}" was closed while the call ran`));
     }
     let created = session.codeSessions.get(language);
     if (!created) {
-      created = this.create(session, language, call);
+      created = this.create(session, language, call, boundInputImages);
       const pending = created;
       session.codeSessions.set(language, pending);
       pending.catch(() => {
@@ -84,9 +89,10 @@ export class CodeSessions {
     session: TrajectorySession,
     language: CodeLanguage,
     call: ToolContext["call"],
+    boundInputImages: number,
   ): Promise<CodeSessionHandle> {
     const images = await Promise.all(
-      session.inputImages.map(async (sha256, index) => {
+      session.inputImages.slice(0, boundInputImages).map(async (sha256, index) => {
         const image = await this.store.require(sha256, `image_${index + 1}`);
         return {
           name: `image_${index + 1}`,

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import sharp from "sharp";
+import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
 import {
+  EpisodeEndReason,
+  Fidelity,
   ImageDelivery,
   ModelFormat,
   ResultStatus,
@@ -305,12 +308,30 @@ describe("tool calls and the error taxonomy", () => {
         imageDelivery: 0,
         timeoutMs: 2000,
         step: 2,
+        fidelity: Fidelity.FIDELITY_STRICT,
       },
       scope(),
     );
     assert.equal(step.outcome, StepOutcome.STEP_OUTCOME_TOOL_CALLED);
     assert.equal(step.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.equal(step.observation, "");
+    // The DeepEyesV2 reference shows "Search error" and ends the episode; the status still blames the backend.
+    const reference = await gateway.step(
+      {
+        sessionId,
+        format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
+        text: '<tool_call>{"name": "search", "arguments": {"query": "q"}}</tool_call>',
+        imageDelivery: 0,
+        timeoutMs: 2000,
+        step: 3,
+      },
+      scope(),
+    );
+    assert.equal(reference.outcome, StepOutcome.STEP_OUTCOME_EPISODE_END);
+    assert.equal(reference.episodeEndReason, EpisodeEndReason.EPISODE_END_REASON_SEARCH_FAILED);
+    assert.equal(reference.observation, "Search error");
+    assert.equal(reference.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
+    assert.equal(reference.error?.errorClass, ErrorClass.ERROR_CLASS_INFRASTRUCTURE);
     close();
   });
 
@@ -468,6 +489,30 @@ describe("record and replay", () => {
     const miss = await gateway.execute(execute(sessionId, "search", { query: "rome" }), scope());
     assert.equal(miss.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.equal(miss.error?.code, "FAILED_PRECONDITION");
+    // A format's hints change results (resize, re-indentation, box rules), so they are part of the key:
+    // the strict Step shares Execute's recording, the reference Step does not.
+    const stepSearch = (fidelity: Fidelity | undefined) =>
+      gateway.step(
+        {
+          sessionId,
+          format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2,
+          text: '<tool_call>{"name": "search", "arguments": {"query": "paris"}}</tool_call>',
+          imageDelivery: 0,
+          timeoutMs: 2000,
+          step: 3,
+          fidelity,
+        },
+        scope(),
+      );
+    const strict = await stepSearch(Fidelity.FIDELITY_STRICT);
+    assert.equal(strict.status, ResultStatus.RESULT_STATUS_OK);
+    assert.equal(
+      strict.observation,
+      "<tool_response>\nA Google search for 'paris' found 0 results:\n\n## Web Results\n\n</tool_response>",
+    );
+    const reference = await stepSearch(undefined);
+    assert.equal(reference.results[0]?.error?.code, "FAILED_PRECONDITION");
+    assert.equal(reference.outcome, StepOutcome.STEP_OUTCOME_EPISODE_END);
     close();
   });
 });

@@ -6,7 +6,6 @@ import {
   type ExecuteRequest,
   ImageDelivery,
   ResultStatus,
-  StepOutcome,
   type StepRequest,
   type StepResponse,
   type ToolResult,
@@ -29,7 +28,6 @@ import {
   sha256Hex,
   type ToolCallObserver,
   type ToolplaneError,
-  toToolError,
   withStage,
   withToolCallSpan,
 } from "../../runtime/src/index.js";
@@ -38,11 +36,11 @@ import type { Backends } from "./backends.js";
 import { Call, type CallOutcome, type CallRequest, type CallScope, type RenderTurn } from "./call.js";
 import { CodeSessions } from "./code-sessions.js";
 import { CallEvents, callStatusName, loggingObserver } from "./events.js";
-import { type ModelFormatName, nestsDeeperThan, parseTurn, type RenderedCall, stepObservation } from "./formats.js";
+import { parseStep, responseAfterCalls, responseWithoutCalls } from "./format-step.js";
+import { nestsDeeperThan } from "./formats/index.js";
 import { RecordReplay, recorderOff, recordKey } from "./record-replay.js";
 import { describeImage, failedOutcome, ResultRenderer, roundBudget } from "./rendering.js";
 import type { TrajectorySession } from "./sessions.js";
-import { formatChoices, formatOf, showsImagesWithModelError } from "./step-format.js";
 import type { ImageStore, SessionStore, StoredImage } from "./stores.js";
 import {
   openAiSchema,
@@ -311,44 +309,30 @@ export class ToolGateway {
 
   /**
    * Parses the model's text in its format, runs the calls and renders the
-   * observation: format, parse, run the calls in order, observe.
+   * observation: parse in the request's format, run the calls in order, observe.
    */
   async step(request: StepRequest, scope: CallScope): Promise<StepResponse> {
     const session = await this.options.sessions.get(request.sessionId);
-    const format = formatOf(request.format);
-    if (format === undefined) {
-      throw new InvalidArgumentError(`format must be one of ${formatChoices()}`, { errorClass: "INFRASTRUCTURE" });
-    }
-    const parsed = parseTurn(format, request.text);
-    switch (parsed.kind) {
-      case "answer":
-        return { ...emptyStep(), outcome: StepOutcome.STEP_OUTCOME_ANSWER, answer: parsed.answer };
-      case "no_call":
-        return { ...emptyStep(), outcome: StepOutcome.STEP_OUTCOME_NO_CALL };
-      case "parse_error":
-        return {
-          ...emptyStep(),
-          outcome: StepOutcome.STEP_OUTCOME_PARSE_ERROR,
-          observation: parsed.message,
-          status: ResultStatus.RESULT_STATUS_MODEL_ERROR,
-          error: toToolError({ errorClass: "MODEL", code: "INVALID_ARGUMENT", message: parsed.message }),
-        };
-      case "calls":
-        break;
-    }
+    const parsed = parseStep(request);
+    if (parsed.turn.kind !== "calls") return responseWithoutCalls(parsed.turn);
     const outcomes = await this.runInTurns(
       session,
-      parsed.calls.map((call) => ({
+      parsed.turn.calls.map((call) => ({
         callId: call.callId,
         name: call.name,
         args: call.arguments,
-        timeoutMs: request.timeoutMs,
+        timeoutMs: request.timeoutMs || call.hints?.defaultTimeoutMs || 0,
         delivery: request.imageDelivery,
         step: request.step,
+        hints: call.hints,
       })),
       scope,
     );
-    return this.observe(format, outcomes);
+    if (outcomes.every((outcome) => outcome.failure instanceof AdmissionRejectedError)) {
+      // Nothing ran: the caller retries the whole step.
+      throw outcomes[0]?.failure;
+    }
+    return responseAfterCalls(parsed, outcomes);
   }
 
   /** Runs a Step's calls concurrently; each renders after the one before it, so images keep their order. */
@@ -366,38 +350,6 @@ export class ToolGateway {
         return this.runCall(session, request, scope, turn, budget);
       }),
     );
-  }
-
-  /** The Step's answer from its calls' results: an infrastructure failure shows nothing; else the observation. */
-  private observe(format: ModelFormatName, outcomes: CallOutcome[]): StepResponse {
-    const results = outcomes.map((outcome) => outcome.result);
-    const called = { ...emptyStep(), outcome: StepOutcome.STEP_OUTCOME_TOOL_CALLED, results };
-    const infra = outcomes.filter((outcome) => outcome.result.status === ResultStatus.RESULT_STATUS_INFRA_ERROR);
-    if (infra.length > 0) {
-      if (
-        infra.length === outcomes.length &&
-        infra.every((outcome) => outcome.failure instanceof AdmissionRejectedError)
-      ) {
-        throw infra[0]?.failure;
-      }
-      // Nothing is shown: the trainer masks or retries the sample.
-      return { ...called, status: ResultStatus.RESULT_STATUS_INFRA_ERROR, error: infra[0]?.result.error };
-    }
-    const rendered: RenderedCall[] = outcomes.map((outcome) => ({
-      callId: outcome.result.callId,
-      name: outcome.result.name,
-      text: outcome.result.text,
-      isError: outcome.textIsError,
-    }));
-    const modelError = results.find((result) => result.status === ResultStatus.RESULT_STATUS_MODEL_ERROR);
-    const showsImages = !modelError || showsImagesWithModelError(format);
-    return {
-      ...called,
-      observation: stepObservation(format, rendered),
-      images: showsImages ? results.flatMap((result) => result.images) : [],
-      status: modelError ? ResultStatus.RESULT_STATUS_MODEL_ERROR : ResultStatus.RESULT_STATUS_OK,
-      error: modelError?.error,
-    };
   }
 
   /**
@@ -465,7 +417,7 @@ export class ToolGateway {
 
   /** The result: from the recording when replaying, else from the tool (recorded when recording). */
   private async produce(call: Call, { tool, args, canonicalArguments, prepared }: ValidatedCall): Promise<CallOutcome> {
-    const key = () => recordKey(tool, args, canonicalArguments, prepared);
+    const key = () => recordKey(tool, args, canonicalArguments, prepared, call.request.hints);
     if (this.recordReplay.mode === "replay") {
       const recorded = await this.recordReplay.lookup(key());
       return call.inTurn(() => this.renderer.recorded(call, recorded));
@@ -535,27 +487,15 @@ export class ToolGateway {
       session,
       backends,
       deadlineMs,
+      hints: call.request.hints ?? {},
       get signal() {
         return callSignal.signal;
       },
       image: (reference, field) =>
         resolveImageReference(session, reference, field, (sha256, f) => store.require(sha256, f)),
       call: admitted,
-      codeSession: (language) => codeSessions.get(session, language, admitted),
+      codeSession: (language) => codeSessions.get(session, language, admitted, call.request.hints?.boundInputImages),
       dropCodeSession: (language) => codeSessions.drop(session, language),
     };
   }
-}
-
-/** A fresh response with nothing in it (fresh: callers may fill its lists). */
-function emptyStep(): StepResponse {
-  return {
-    outcome: StepOutcome.STEP_OUTCOME_UNSPECIFIED,
-    observation: "",
-    images: [],
-    results: [],
-    answer: "",
-    error: undefined,
-    status: ResultStatus.RESULT_STATUS_OK,
-  };
 }

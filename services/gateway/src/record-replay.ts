@@ -8,6 +8,7 @@ import {
   type ResultRecorder,
   sha256Hex,
 } from "../../runtime/src/index.js";
+import type { CallHints } from "./formats/index.js";
 import type { ImageStore } from "./stores.js";
 import type { PreparedCall, ToolDefinition } from "./tools.js";
 
@@ -24,10 +25,13 @@ export function recordKey(
   args: Record<string, unknown>,
   canonicalArguments: string,
   prepared: PreparedCall,
+  hints: CallHints | undefined,
 ): RecordKey {
   return {
     tool: tool.name,
-    canonicalArguments: prepared.state ? canonicalJson({ arguments: args, state: prepared.state }) : canonicalArguments,
+    // A format's hints change the result (re-indentation, resize, box rules): part of the key.
+    canonicalArguments:
+      prepared.state || hints ? canonicalJson({ arguments: args, state: prepared.state, hints }) : canonicalArguments,
     inputImages: prepared.inputImages,
     toolVersion: tool.version,
   };

@@ -2,7 +2,7 @@ import type { Image } from "../../../generated/toolplane/common/v1/common.js";
 import { ImageDelivery, ResultStatus, type ToolResult } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { type ToolplaneError, toToolError } from "../../runtime/src/index.js";
 import type { Call, CallOutcome, RoundBudget } from "./call.js";
-import { modelErrorText } from "./formats.js";
+import { modelErrorText } from "./formats/index.js";
 import { MAX_IMAGES_PER_ROUND, MAX_IMAGES_PER_TRAJECTORY, prepareForModel } from "./postprocess.js";
 import type { TrajectorySession } from "./sessions.js";
 import type { ImageStore, StoredImage } from "./stores.js";
@@ -63,7 +63,7 @@ export class ResultRenderer {
     const shown = output.images.slice(0, budget.remaining);
     budget.remaining -= shown.length;
     session.imagesShown += shown.length;
-    const prepared = await Promise.all(shown.map((image) => prepareForModel(image)));
+    const prepared = await Promise.all(shown.map((image) => prepareForModel(image, call.request.hints?.imageResize)));
     const stored = await Promise.all(prepared.map((image) => this.keep(session, image)));
     const failure = output.failure;
     const result: ToolResult = {

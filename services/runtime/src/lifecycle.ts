@@ -1,5 +1,5 @@
 import { ConfigError } from "./config.js";
-import type { Logger } from "./logger.js";
+import { discardLogOutput, type Logger } from "./logger.js";
 import { shutdownTelemetry } from "./telemetry.js";
 
 export interface Stoppable {
@@ -47,6 +47,17 @@ export async function runMain(service: string, start: () => Promise<{ logger: Lo
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // Started by a supervisor over an IPC channel (run-all): the channel closing means the supervisor is gone (killed,
+  // or its terminal hung up), so this service stops as if sent SIGTERM instead of running on orphaned.
+  let orphaned = false;
+  if (process.send) {
+    process.once("disconnect", () => {
+      // The supervisor read this process's stdout: nothing reads it any more, so lines go nowhere.
+      orphaned = true;
+      if (started) discardLogOutput(started.logger);
+      if (!stopping) onSignal("SIGTERM");
+    });
+  }
 
   try {
     started = await start();
@@ -54,9 +65,17 @@ export async function runMain(service: string, start: () => Promise<{ logger: Lo
     if (error instanceof ConfigError) {
       for (const problem of error.problems) process.stderr.write(`${service}: ${problem}\n`);
     } else {
-      process.stderr.write(`${service}: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+      process.stderr.write(`${service}: failed to start: ${startFailure(error)}\n`);
     }
     process.exit(1);
   }
+  if (orphaned) discardLogOutput(started.logger);
   if (pendingSignal) stop(pendingSignal, started);
+}
+
+/** A start-up failure as one line (run-all and operators read the first cause from it); a bug keeps its kind. */
+function startFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const kind = error.name === "Error" ? "" : `${error.name}: `;
+  return `${kind}${error.message}`.replace(/\s*\n\s*/g, "; ");
 }

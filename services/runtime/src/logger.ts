@@ -16,3 +16,16 @@ export function createLogger(service: string, level: string): Logger {
     mixin: traceLogFields,
   });
 }
+
+/**
+ * Drops every later line of `logger` and of its children (they share one destination): for a process whose stdout
+ * reader is gone (a supervisor that died). pino does this itself on its first EPIPE, but an exit that comes before
+ * that error is seen makes its final synchronous flush retry the broken pipe forever (sonic-boom 4.2 flushSync).
+ */
+export function discardLogOutput(logger: Logger): void {
+  const destination = (logger as unknown as Record<symbol, Record<string, unknown>>)[pino.symbols.streamSym];
+  if (!destination) return;
+  destination.write = () => true;
+  destination.flushSync = () => undefined;
+  destination.end = () => undefined;
+}

@@ -1,46 +1,54 @@
 import { ConfigError, type Logger } from "../../runtime/src/index.js";
 import { MemoryCache, NatsKvCache, type ResultCache } from "./cache.js";
-import { DEFAULT_BASE_URLS, REMOTE_PROVIDERS, type RemoteProviderName, type SearchConfig } from "./config.js";
+import type { SearchConfig } from "./config.js";
+import { readCorpus } from "./corpus.js";
+import { DiskIndexPool } from "./disk-index-pool.js";
 import { ImageHost } from "./image-host.js";
 import { LocalImageIndex, readImageDir } from "./local-image-index.js";
-import { LocalTextIndex, readCorpus } from "./local-text-index.js";
-import { braveAdapter, searxngAdapter, serpapiAdapter, serperAdapter, tavilyAdapter } from "./providers/adapters.js";
+import { LocalTextIndex } from "./local-text-index.js";
 import { LocalProvider } from "./providers/local.js";
-import { type RemoteAdapter, RemoteProvider } from "./providers/remote.js";
+import { REMOTE_PROVIDERS, variablePrefix } from "./providers/registry.js";
+import { RemoteProvider } from "./providers/remote.js";
+import { RetrieveEndpoint } from "./retrieve-endpoint.js";
 import { sampleCorpus } from "./sample-corpus.js";
 import { sampleImages } from "./sample-images.js";
 import { SearchEngine } from "./search-engine.js";
-import type { SearchProvider } from "./types.js";
+import type { SearchProvider, TextIndex } from "./types.js";
 
 export interface SearchApp {
   engine: SearchEngine;
   stop(): Promise<void>;
 }
 
-function adapterFor(name: RemoteProviderName, key: string | undefined): RemoteAdapter | undefined {
-  switch (name) {
-    case "serpapi":
-      return key ? serpapiAdapter(key) : undefined;
-    case "serper":
-      return key ? serperAdapter(key) : undefined;
-    case "brave":
-      return key ? braveAdapter(key) : undefined;
-    case "tavily":
-      return key ? tavilyAdapter(key) : undefined;
-    case "searxng":
-      return searxngAdapter();
+/**
+ * The local text index: a disk index built by build-index (TOOLPLANE_SEARCH_INDEX), a JSONL corpus read into
+ * memory (TOOLPLANE_SEARCH_CORPUS), or the built-in sample.
+ */
+async function openTextIndex(config: SearchConfig): Promise<TextIndex> {
+  if (config.TOOLPLANE_SEARCH_INDEX && config.TOOLPLANE_SEARCH_CORPUS)
+    throw new ConfigError([
+      "TOOLPLANE_SEARCH_INDEX and TOOLPLANE_SEARCH_CORPUS are both set: the local provider serves one; build the corpus into the index",
+    ]);
+  if (config.TOOLPLANE_SEARCH_INDEX) {
+    try {
+      return new DiskIndexPool(config.TOOLPLANE_SEARCH_INDEX, config.TOOLPLANE_SEARCH_INDEX_THREADS);
+    } catch (error) {
+      throw new ConfigError([`TOOLPLANE_SEARCH_INDEX: ${(error as Error).message}`]);
+    }
   }
+  const index = new LocalTextIndex();
+  try {
+    index.add(config.TOOLPLANE_SEARCH_CORPUS ? await readCorpus(config.TOOLPLANE_SEARCH_CORPUS) : sampleCorpus());
+  } catch (error) {
+    throw new ConfigError([`TOOLPLANE_SEARCH_CORPUS: ${(error as Error).message}`]);
+  }
+  return index;
 }
 
 /** Builds indexes, cache and providers from the validated config. */
 export async function createSearchApp(config: SearchConfig, logger: Logger): Promise<SearchApp> {
-  const textIndex = new LocalTextIndex();
+  const textIndex = await openTextIndex(config);
   const imageIndex = new LocalImageIndex(config.TOOLPLANE_SEARCH_IMAGE_MAX_DISTANCE);
-  try {
-    textIndex.add(config.TOOLPLANE_SEARCH_CORPUS ? await readCorpus(config.TOOLPLANE_SEARCH_CORPUS) : sampleCorpus());
-  } catch (error) {
-    throw new ConfigError([`TOOLPLANE_SEARCH_CORPUS: ${(error as Error).message}`]);
-  }
   try {
     const sources = config.TOOLPLANE_SEARCH_IMAGE_DIR
       ? await readImageDir(config.TOOLPLANE_SEARCH_IMAGE_DIR)
@@ -55,7 +63,7 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
   logger.info(
     {
       documents: textIndex.size,
-      corpus: config.TOOLPLANE_SEARCH_CORPUS ?? "built-in sample",
+      corpus: config.TOOLPLANE_SEARCH_INDEX ?? config.TOOLPLANE_SEARCH_CORPUS ?? "built-in sample",
       images: imageIndex.size,
       imageDir: config.TOOLPLANE_SEARCH_IMAGE_DIR ?? "built-in sample",
     },
@@ -75,22 +83,29 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
   const providers: SearchProvider[] = [new LocalProvider(textIndex, imageIndex)];
   const unconfigured = new Map<string, string>();
   const env = config as unknown as Record<string, string | number | undefined>;
-  for (const name of REMOTE_PROVIDERS) {
-    const prefix = `TOOLPLANE_SEARCH_${name.toUpperCase()}`;
-    const key = env[`${prefix}_KEY`] as string | undefined;
-    const baseUrl = (env[`${prefix}_URL`] as string | undefined) ?? DEFAULT_BASE_URLS[name];
-    const adapter = adapterFor(name, key);
-    if (!adapter || !baseUrl) {
-      unconfigured.set(name, baseUrl ? `set ${prefix}_KEY` : `set ${prefix}_URL`);
+  for (const entry of REMOTE_PROVIDERS) {
+    const prefix = variablePrefix(entry.name);
+    const key = entry.keyVariable ? (env[entry.keyVariable] as string | undefined) : undefined;
+    const baseUrl = (env[`${prefix}_URL`] as string | undefined) ?? entry.defaultBaseUrl;
+    if (!baseUrl) {
+      unconfigured.set(entry.name, `set ${prefix}_URL`);
       continue;
     }
+    if (entry.keyVariable && !entry.keyOptional && !key) {
+      unconfigured.set(entry.name, `set ${entry.keyVariable}`);
+      continue;
+    }
+    const variables = Object.fromEntries(
+      Object.keys(entry.variables ?? {}).map((suffix) => [suffix, env[`${prefix}_${suffix}`]]),
+    );
+    const adapter = entry.create({ key, variables });
     providers.push(
       new RemoteProvider(
         adapter,
         {
-          name,
+          name: entry.name,
           baseUrl,
-          keyVariable: name === "searxng" ? `${prefix}_URL (and the instance's access rules)` : `${prefix}_KEY`,
+          keyVariable: entry.keyVariable ?? `${prefix}_URL (and the service's access rules)`,
           timeoutMs: config.TOOLPLANE_SEARCH_PROVIDER_TIMEOUT_MS,
           maxRetries: config.TOOLPLANE_SEARCH_MAX_RETRIES,
           backoffBaseMs: config.TOOLPLANE_SEARCH_BACKOFF_BASE_MS,
@@ -152,10 +167,22 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
     logger,
   );
   logger.info({ providers: engine.listProviders().map((p) => p.name), cache: cache.kind }, "search providers ready");
+  const retrieveEndpoint =
+    config.TOOLPLANE_SEARCH_RETRIEVE_PORT === undefined
+      ? undefined
+      : await RetrieveEndpoint.start(engine, {
+          host: config.TOOLPLANE_HOST,
+          port: config.TOOLPLANE_SEARCH_RETRIEVE_PORT,
+          defaultTopK: Math.min(config.TOOLPLANE_SEARCH_RETRIEVE_DEFAULT_TOP_K, config.TOOLPLANE_SEARCH_MAX_TOP_K),
+          maxTopK: config.TOOLPLANE_SEARCH_MAX_TOP_K,
+          logger,
+        });
   return {
     engine,
     async stop() {
+      await retrieveEndpoint?.stop();
       await imageHost?.stop();
+      await textIndex.close?.();
       await cache.close();
     },
   };

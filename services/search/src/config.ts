@@ -1,38 +1,36 @@
 import { z } from "zod";
 import { baseConfigShape, boolean, port, positiveInt } from "../../runtime/src/index.js";
-
-export const REMOTE_PROVIDERS = ["serpapi", "serper", "brave", "tavily", "searxng"] as const;
-export type RemoteProviderName = (typeof REMOTE_PROVIDERS)[number];
-
-export const DEFAULT_BASE_URLS: Record<RemoteProviderName, string | undefined> = {
-  serpapi: "https://serpapi.com",
-  serper: "https://google.serper.dev",
-  brave: "https://api.search.brave.com",
-  tavily: "https://api.tavily.com",
-  // Self-hosted: no public default.
-  searxng: undefined,
-};
+import { REMOTE_PROVIDERS, variablePrefix } from "./providers/registry.js";
 
 const nonNegativeInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 const optionalString = z.string().min(1).optional();
 const optionalUrl = z.url().optional();
 
-/** TOOLPLANE_SEARCH_<PROVIDER>_{KEY,URL,RATE_PER_SEC} for every remote provider. */
+/** Every remote provider's variables, from its registry entry: _URL, _RATE_PER_SEC, its key, its own. */
 const providerShape = Object.fromEntries(
-  REMOTE_PROVIDERS.flatMap((name) => {
-    const prefix = `TOOLPLANE_SEARCH_${name.toUpperCase()}`;
+  REMOTE_PROVIDERS.flatMap((entry) => {
+    const prefix = variablePrefix(entry.name);
     return [
-      [`${prefix}_KEY`, optionalString],
       [`${prefix}_URL`, optionalUrl],
-      [`${prefix}_RATE_PER_SEC`, z.coerce.number().positive().default(5)],
+      [
+        `${prefix}_RATE_PER_SEC`,
+        z.coerce
+          .number()
+          .positive()
+          .default(entry.defaultRatePerSecond ?? 5),
+      ],
+      ...(entry.keyVariable ? [[entry.keyVariable, optionalString]] : []),
+      ...Object.entries(entry.variables ?? {}).map(([suffix, schema]) => [`${prefix}_${suffix}`, schema]),
     ];
   }),
 ) as Record<string, z.ZodType<string | number | undefined>>;
 
+const optionalPort = z.coerce.number().int().min(0).max(65_535).optional();
+
 export const searchConfigShape = {
   ...baseConfigShape,
   TOOLPLANE_GRPC_PORT: port(50054),
-  TOOLPLANE_SEARCH_DEFAULT_PROVIDER: z.enum(["local", ...REMOTE_PROVIDERS]).default("local"),
+  TOOLPLANE_SEARCH_DEFAULT_PROVIDER: z.enum(["local", ...REMOTE_PROVIDERS.map((entry) => entry.name)]).default("local"),
   TOOLPLANE_SEARCH_MAX_TOP_K: z.coerce.number().int().min(1).max(50).default(10),
   TOOLPLANE_SEARCH_MAX_QUERY_CHARS: positiveInt(512),
   TOOLPLANE_SEARCH_MAX_IMAGE_BYTES: positiveInt(20 * 1024 * 1024),
@@ -46,6 +44,12 @@ export const searchConfigShape = {
     .default("toolplane-search-cache"),
   TOOLPLANE_NATS_URL: optionalString,
   TOOLPLANE_SEARCH_CORPUS: optionalString,
+  TOOLPLANE_SEARCH_INDEX: optionalString,
+  /** Reader threads querying the disk index (each with its own connection and 32 MiB page cache). */
+  TOOLPLANE_SEARCH_INDEX_THREADS: z.coerce.number().int().min(1).max(16).default(2),
+  /** The Search-R1 retrieval protocol over HTTP (POST /retrieve); unset = not served, 0 = any free port. */
+  TOOLPLANE_SEARCH_RETRIEVE_PORT: optionalPort,
+  TOOLPLANE_SEARCH_RETRIEVE_DEFAULT_TOP_K: z.coerce.number().int().min(1).max(50).default(3),
   TOOLPLANE_SEARCH_IMAGE_DIR: optionalString,
   TOOLPLANE_SEARCH_IMAGE_MAX_DISTANCE: z.coerce.number().int().min(0).max(128).default(20),
   TOOLPLANE_SEARCH_IMAGE_PUBLIC_URL: optionalUrl,

@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
+import { readCorpus } from "./corpus.js";
 import { hammingDistance, hashImage } from "./image-hash.js";
 import { LocalImageIndex, readImageDir } from "./local-image-index.js";
-import { LocalTextIndex, readCorpus } from "./local-text-index.js";
+import { LocalTextIndex } from "./local-text-index.js";
 import { sampleCorpus } from "./sample-corpus.js";
 import { sampleImages } from "./sample-images.js";
 
@@ -25,6 +26,9 @@ describe("local BM25 text index", () => {
       ["deepest freshwater lake", /^Lake Baikal$/],
       ["Otsu threshold", /^Thresholding and Otsu's method$/],
       ["atomic number 79", /^Gold \(Au\)$/],
+      ["Albert Einstein", /^Albert Einstein$/],
+      ["who wrote Romeo and Juliet", /^William Shakespeare$/],
+      ["first president of the United States", /^George Washington$/],
     ];
     for (const [query, expected] of cases) {
       const [first] = index.search(query, 5);

@@ -64,7 +64,7 @@ const fail = (error: ToolplaneError, retryable: boolean, unhealthy: boolean, ret
 /**
  * Pulls the provider's own explanation out of an error body. Providers disagree
  * on the shape: SerpAPI `{error}`, Brave `{error: {detail}}`, Tavily
- * `{detail: {error}}`, Serper `{message}`.
+ * `{detail: {error}}`, Serper `{message}`, Elasticsearch/OpenSearch `{error: {reason}}`.
  */
 export function providerMessage(text: string): string {
   let message = text;
@@ -73,7 +73,7 @@ export function providerMessage(text: string): string {
     const error = body.error as Record<string, unknown> | string | undefined;
     const detail = body.detail as Record<string, unknown> | string | undefined;
     const candidates = [
-      typeof error === "string" ? error : error?.detail,
+      typeof error === "string" ? error : (error?.detail ?? error?.reason),
       typeof detail === "string" ? detail : detail?.error,
       body.message,
     ];

@@ -1,9 +1,10 @@
-import type { CorpusDocument } from "./local-text-index.js";
+import type { CorpusDocument } from "./corpus.js";
 
 /**
  * The corpus `make run` serves when no TOOLPLANE_SEARCH_CORPUS is given: a few
  * hundred short reference pages written for this project (geography, chemistry,
- * image processing, general science), expanded from the fact tables below.
+ * image processing, general science, well-known people, history, space), expanded
+ * from the fact tables below.
  */
 
 // name, capital, continent, languages, currency, one more fact
@@ -720,6 +721,308 @@ const LANDMARKS: Array<[string, string, string, string]> = [
   ],
 ];
 
+// name, born–died, who they were, what they are known for
+const PEOPLE: Array<[string, string, string, string]> = [
+  [
+    "Albert Einstein",
+    "1879–1955",
+    "a German-born theoretical physicist",
+    "He developed the theory of relativity (special and general), explained the photoelectric effect (Nobel Prize in Physics 1921) and gave the mass–energy equivalence E = mc².",
+  ],
+  [
+    "Isaac Newton",
+    "1643–1727",
+    "an English mathematician and physicist",
+    "His Principia (1687) set out the laws of motion and universal gravitation; he also developed calculus and studied optics with prisms.",
+  ],
+  [
+    "Marie Curie",
+    "1867–1934",
+    "a Polish and naturalised-French physicist and chemist",
+    "She discovered polonium and radium, coined the word radioactivity and was the first person to win Nobel Prizes in two sciences (physics 1903, chemistry 1911).",
+  ],
+  [
+    "Charles Darwin",
+    "1809–1882",
+    "an English naturalist",
+    "On the Origin of Species (1859) set out evolution by natural selection, drawing on his voyage on HMS Beagle and the Galápagos finches.",
+  ],
+  [
+    "Galileo Galilei",
+    "1564–1642",
+    "an Italian astronomer and physicist",
+    "With an improved telescope he discovered the four large moons of Jupiter and the phases of Venus, supporting the Copernican model.",
+  ],
+  [
+    "Nikola Tesla",
+    "1856–1943",
+    "a Serbian-American inventor and electrical engineer",
+    "He designed the alternating-current induction motor and the polyphase AC system that powers electric grids.",
+  ],
+  [
+    "Thomas Edison",
+    "1847–1931",
+    "an American inventor and businessman",
+    "He developed the phonograph, a long-lasting practical incandescent light bulb and early motion-picture cameras; he held over a thousand patents.",
+  ],
+  [
+    "Ada Lovelace",
+    "1815–1852",
+    "an English mathematician",
+    "Her notes on Charles Babbage's Analytical Engine contain what is considered the first published computer program.",
+  ],
+  [
+    "Alan Turing",
+    "1912–1954",
+    "an English mathematician and computer scientist",
+    "He defined the Turing machine, helped break the Enigma cipher at Bletchley Park and proposed the Turing test for machine intelligence.",
+  ],
+  [
+    "Stephen Hawking",
+    "1942–2018",
+    "an English theoretical physicist and cosmologist",
+    "He predicted that black holes emit radiation (Hawking radiation) and wrote A Brief History of Time.",
+  ],
+  [
+    "Niels Bohr",
+    "1885–1962",
+    "a Danish physicist",
+    "His model of the atom put electrons on quantised orbits; he received the Nobel Prize in Physics in 1922.",
+  ],
+  [
+    "Gregor Mendel",
+    "1822–1884",
+    "an Austrian monk and scientist",
+    "His experiments crossing pea plants founded the science of genetics and the laws of inheritance.",
+  ],
+  [
+    "Louis Pasteur",
+    "1822–1895",
+    "a French chemist and microbiologist",
+    "He developed pasteurisation and vaccines against rabies and anthrax, and supported the germ theory of disease.",
+  ],
+  [
+    "Dmitri Mendeleev",
+    "1834–1907",
+    "a Russian chemist",
+    "He arranged the chemical elements into the periodic table in 1869 and predicted elements not yet discovered.",
+  ],
+  [
+    "William Shakespeare",
+    "1564–1616",
+    "an English playwright and poet",
+    "He wrote Romeo and Juliet, Hamlet, Macbeth, Othello and King Lear, and 154 sonnets; he is often called England's national poet.",
+  ],
+  [
+    "Leonardo da Vinci",
+    "1452–1519",
+    "an Italian painter, engineer and scientist of the Renaissance",
+    "He painted the Mona Lisa and The Last Supper and filled notebooks with anatomical drawings and designs for machines.",
+  ],
+  [
+    "Michelangelo",
+    "1475–1564",
+    "an Italian sculptor, painter and architect",
+    "He carved the statue of David and painted the ceiling of the Sistine Chapel in Rome.",
+  ],
+  [
+    "Vincent van Gogh",
+    "1853–1890",
+    "a Dutch post-impressionist painter",
+    "He painted The Starry Night and the Sunflowers series; he sold very few paintings in his lifetime.",
+  ],
+  [
+    "Pablo Picasso",
+    "1881–1973",
+    "a Spanish painter and sculptor",
+    "He co-founded Cubism and painted Les Demoiselles d'Avignon and Guernica.",
+  ],
+  [
+    "Wolfgang Amadeus Mozart",
+    "1756–1791",
+    "an Austrian composer of the Classical period",
+    "He wrote more than 600 works, including the operas The Marriage of Figaro and The Magic Flute.",
+  ],
+  [
+    "Ludwig van Beethoven",
+    "1770–1827",
+    "a German composer and pianist",
+    "He wrote nine symphonies, the Ninth ending with the Ode to Joy, and kept composing after he became deaf.",
+  ],
+  [
+    "Johann Sebastian Bach",
+    "1685–1750",
+    "a German composer of the Baroque period",
+    "He wrote the Brandenburg Concertos, the Mass in B minor and The Well-Tempered Clavier.",
+  ],
+  ["Jane Austen", "1775–1817", "an English novelist", "She wrote Pride and Prejudice, Sense and Sensibility and Emma."],
+  [
+    "Charles Dickens",
+    "1812–1870",
+    "an English novelist",
+    "He wrote Oliver Twist, A Christmas Carol, David Copperfield and Great Expectations.",
+  ],
+  ["Leo Tolstoy", "1828–1910", "a Russian writer", "He wrote the novels War and Peace and Anna Karenina."],
+  [
+    "Homer",
+    "8th century BC",
+    "an ancient Greek poet",
+    "The epic poems the Iliad, about the Trojan War, and the Odyssey are attributed to him.",
+  ],
+  [
+    "Aristotle",
+    "384–322 BC",
+    "an ancient Greek philosopher",
+    "A student of Plato and teacher of Alexander the Great, he wrote on logic, biology, ethics and politics.",
+  ],
+  [
+    "Plato",
+    "c. 428–348 BC",
+    "an ancient Greek philosopher",
+    "A student of Socrates, he founded the Academy in Athens and wrote dialogues such as the Republic.",
+  ],
+  [
+    "Confucius",
+    "551–479 BC",
+    "a Chinese philosopher",
+    "His teachings on ethics, family and government, collected in the Analects, shaped Chinese culture for centuries.",
+  ],
+  [
+    "Julius Caesar",
+    "100–44 BC",
+    "a Roman general and statesman",
+    "He conquered Gaul, crossed the Rubicon in 49 BC and was assassinated on the Ides of March, 44 BC.",
+  ],
+  [
+    "Cleopatra",
+    "69–30 BC",
+    "the last active ruler of the Ptolemaic Kingdom of Egypt",
+    "She allied with Julius Caesar and then Mark Antony against Rome.",
+  ],
+  [
+    "Alexander the Great",
+    "356–323 BC",
+    "a king of Macedon",
+    "He built one of the largest empires of the ancient world, from Greece to north-western India.",
+  ],
+  [
+    "Napoleon Bonaparte",
+    "1769–1821",
+    "a French military leader and emperor",
+    "He crowned himself Emperor of the French in 1804 and was defeated at Waterloo in 1815.",
+  ],
+  [
+    "George Washington",
+    "1732–1799",
+    "an American military officer and statesman",
+    "He led the Continental Army in the American Revolutionary War and was the first President of the United States (1789–1797).",
+  ],
+  [
+    "Abraham Lincoln",
+    "1809–1865",
+    "the 16th President of the United States",
+    "He led the Union through the American Civil War and issued the Emancipation Proclamation in 1863.",
+  ],
+  [
+    "Mahatma Gandhi",
+    "1869–1948",
+    "an Indian lawyer and leader of the independence movement",
+    "He led non-violent resistance against British rule, including the Salt March of 1930.",
+  ],
+  [
+    "Nelson Mandela",
+    "1918–2013",
+    "a South African anti-apartheid activist",
+    "After 27 years in prison he became the first President of South Africa elected in a fully democratic election (1994).",
+  ],
+  [
+    "Martin Luther King Jr.",
+    "1929–1968",
+    "an American civil rights leader",
+    'He gave the "I Have a Dream" speech in Washington in 1963 and received the Nobel Peace Prize in 1964.',
+  ],
+  [
+    "Neil Armstrong",
+    "1930–2012",
+    "an American astronaut",
+    "As commander of Apollo 11 he became the first person to walk on the Moon, on 20 July 1969.",
+  ],
+  [
+    "Yuri Gagarin",
+    "1934–1968",
+    "a Soviet cosmonaut",
+    "On 12 April 1961, aboard Vostok 1, he became the first human to travel into outer space.",
+  ],
+];
+
+// title, year, explanation
+const EVENTS: Array<[string, string, string]> = [
+  [
+    "World War I",
+    "1914–1918",
+    "A global war centred in Europe between the Allies and the Central Powers; it began after the assassination of Archduke Franz Ferdinand and ended with the armistice of 11 November 1918.",
+  ],
+  [
+    "World War II",
+    "1939–1945",
+    "The deadliest war in history, fought between the Allies and the Axis powers. It began with Germany's invasion of Poland in September 1939 and ended in 1945: in Europe on 8 May, in Asia with Japan's surrender on 2 September.",
+  ],
+  [
+    "The French Revolution",
+    "1789–1799",
+    "A period of political upheaval in France that began with the storming of the Bastille on 14 July 1789 and abolished the monarchy.",
+  ],
+  [
+    "The American Declaration of Independence",
+    "1776",
+    "Adopted by the Continental Congress on 4 July 1776, it announced that the thirteen colonies were independent of Great Britain; Thomas Jefferson was its principal author.",
+  ],
+  [
+    "The fall of the Berlin Wall",
+    "1989",
+    "On 9 November 1989 East Germany opened the border crossings of the Berlin Wall, leading to German reunification in 1990.",
+  ],
+  [
+    "The Apollo 11 Moon landing",
+    "1969",
+    "On 20 July 1969 Neil Armstrong and Buzz Aldrin landed the lunar module Eagle on the Moon while Michael Collins orbited above.",
+  ],
+  [
+    "The Industrial Revolution",
+    "c. 1760–1840",
+    "The shift from hand production to machines, steam power and factories, beginning in Great Britain.",
+  ],
+  [
+    "The invention of the printing press",
+    "c. 1440",
+    "Johannes Gutenberg's movable-type printing press in Mainz made books far cheaper and spread literacy across Europe.",
+  ],
+  [
+    "The Renaissance",
+    "14th–17th century",
+    "A cultural movement that began in Florence and revived classical art, architecture and learning across Europe.",
+  ],
+  [
+    "The first powered flight",
+    "1903",
+    "On 17 December 1903 the Wright brothers flew the Wright Flyer at Kitty Hawk, North Carolina: the first controlled, sustained powered aeroplane flight.",
+  ],
+];
+
+// name, fact
+const SPACE: Array<[string, string]> = [
+  [
+    "The Sun",
+    "The star at the centre of the Solar System, a ball of hot plasma about 109 times the diameter of Earth; its light takes about 8 minutes 20 seconds to reach Earth.",
+  ],
+  ["Mercury (planet)", "The smallest planet and the closest to the Sun; a year there lasts 88 Earth days."],
+  ["Venus", "The second planet from the Sun and the hottest, because its thick carbon dioxide atmosphere traps heat."],
+  [
+    "Earth",
+    "The third planet from the Sun and the only one known to harbour life; about 71% of its surface is covered by water.",
+  ],
+];
+
 const slug = (text: string) =>
   text
     .toLowerCase()
@@ -755,6 +1058,12 @@ export function sampleCorpus(): CorpusDocument[] {
   }
   for (const [term, explanation] of IMAGE_PROCESSING) push(term, `image-processing/${slug(term)}`, explanation);
   for (const [title, explanation] of SCIENCE) push(title, `science/${slug(title)}`, explanation);
+  for (const [name, years, who, fact] of PEOPLE) {
+    push(name, `people/${slug(name)}`, `${name} (${years}) was ${who}. ${fact}`);
+  }
+  for (const [title, years, explanation] of EVENTS)
+    push(title, `history/${slug(title)}`, `${title} (${years}). ${explanation}`);
+  for (const [name, fact] of SPACE) push(name, `space/${slug(name)}`, fact);
   for (const [name, kind, location, fact] of LANDMARKS) {
     push(name, `geography/landmarks/${slug(name)}`, `${name} is a ${kind} in ${location}. ${fact}`);
   }

@@ -3,6 +3,11 @@ export interface ProviderResult {
   title: string;
   url: string;
   snippet: string;
+  /**
+   * The whole passage, when the provider has it (local indexes, retrieval servers): the retrieval
+   * endpoint returns it as Search-R1's `contents`. Absent for web providers, whose snippet is all there is.
+   */
+  text?: string;
   /** Publication date as the provider gives it (free text), empty when unknown. */
   date: string;
   /** Remote thumbnail, when the provider gives one. */
@@ -58,4 +63,11 @@ export interface SearchProvider {
   readonly imageSearch: boolean;
   search(query: TextQuery, budget: CallBudget): Promise<ProviderAnswer>;
   searchImage(query: ImageQuery, budget: CallBudget): Promise<ProviderAnswer>;
+}
+
+/** A local full-text index: in memory (minisearch) or on disk (SQLite FTS5). */
+export interface TextIndex {
+  readonly size: number;
+  search(query: string, count: number): ProviderResult[] | Promise<ProviderResult[]>;
+  close?(): Promise<void>;
 }

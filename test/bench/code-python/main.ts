@@ -5,14 +5,28 @@
  * numpy/PIL crop of image_1; and, in the same run, the baseline of a fresh
  * `python3 -c` process per call with the same imports. Also the memory of an
  * idle session's interpreter. --quick runs a few iterations to prove it works.
+ *
+ * Then session scale (sessions.ts), zygote start against the one-sandbox-per-
+ * session start measured in the same run: a burst of CreateSession calls at
+ * once (p50/p99), PSS per idle session from /proc/<pid>/smaps_rollup, and a
+ * thousand open sessions each running a cell.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import sharp from "sharp";
 import { CodeServiceClient, Language } from "../../../generated/toolplane/code/v1/code.js";
 import { createClient, invoke } from "../../../services/runtime/src/index.js";
-import { descendants } from "../../support/proc.js";
-import { spawnService } from "../../support/processes.js";
+import { treeCpuSeconds } from "../../support/proc.js";
+import { metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../../support/processes.js";
+import {
+  burst,
+  inBatches,
+  type Latencies,
+  memAvailableMb,
+  type SessionMemory,
+  sessionMemory,
+  sessionService,
+} from "./sessions.js";
 
 const quick = process.argv.includes("--quick");
 const PYTHON = process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3";
@@ -42,31 +56,8 @@ async function timed(action: () => Promise<unknown>): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function kernelMemoryMb(servicePid: number): { kernels: number; rss: number; pss: number; anon: number } {
-  const kernels = descendants(servicePid).filter((pid) => {
-    try {
-      return (
-        readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("kernel.py") &&
-        !readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("bwrap")
-      );
-    } catch {
-      return false;
-    }
-  });
-  const totals = { rss: 0, pss: 0, anon: 0 };
-  for (const pid of kernels) {
-    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
-    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(rollup)?.[1] ?? 0) / 1024;
-    totals.rss += field("Rss");
-    totals.pss += field("Pss");
-    totals.anon += field("Anonymous");
-  }
-  const n = Math.max(1, kernels.length);
-  return { kernels: kernels.length, rss: totals.rss / n, pss: totals.pss / n, anon: totals.anon / n };
-}
-
 async function main(): Promise<void> {
-  const service = await spawnService("code", { TOOLPLANE_CODE_POOL_SIZE: "2" });
+  const service = await spawnService("code", { TOOLPLANE_CODE_FORK_POOL_SIZE: "2" });
   const client = createClient(CodeServiceClient, service.address);
   const create = (
     images: { name: string; image: { data: Buffer; mimeType: string; width: number; height: number } }[] = [],
@@ -136,7 +127,7 @@ async function main(): Promise<void> {
     const idleSessions: string[] = [];
     for (let i = 0; i < counts.idle; i++) idleSessions.push((await create()).sessionId);
     await sleep(REFILL_PAUSE_MS);
-    const memory = kernelMemoryMb(service.child.pid as number);
+    const memory = sessionMemory(service);
 
     const jupyter = jupyterBaseline(quick);
     const rows = [
@@ -153,7 +144,7 @@ async function main(): Promise<void> {
       );
     }
     process.stdout.write(
-      `idle interpreter memory (mean of ${memory.kernels} kernels incl. pool): RSS ${memory.rss.toFixed(1)} MB, PSS ${memory.pss.toFixed(1)} MB, anonymous ${memory.anon.toFixed(1)} MB\n`,
+      `idle session memory (mean of ${memory.kernels} kernels incl. pool): PSS ${memory.pssPerSessionMb.toFixed(1)} MB per session (kernel RSS ${memory.rssPerKernelMb.toFixed(1)} MB, shared zygote PSS ${memory.zygotePssMb.toFixed(1)} MB once)\n`,
     );
     if (jupyter) {
       const pairs: [string, JupyterFigure, (typeof rows)[number]][] = [
@@ -178,6 +169,130 @@ async function main(): Promise<void> {
     client.close();
     await service.stop();
   }
+  await sessionScale();
+}
+
+const scale = quick
+  ? { burst: 8, baselineBurst: 1, open: 20, forkPool: "8" }
+  : { burst: 256, baselineBurst: 16, open: 1000, forkPool: "256" };
+
+/** Burst, memory and a thousand open sessions: zygote start, then the one-sandbox-per-session baseline. */
+async function sessionScale(): Promise<void> {
+  const forked = await sessionService({
+    TOOLPLANE_CODE_FORK_POOL_SIZE: scale.forkPool,
+    TOOLPLANE_CODE_MAX_SESSIONS: String(scale.open + 64),
+    TOOLPLANE_METRICS_PORT: "0",
+  });
+  let zygote: { burst: Latencies; burstCpuMsPerCreate: number; memory: SessionMemory; open: OpenSessions };
+  try {
+    // One call first, so the burst does not also measure the client's connection set-up; then the pool fills in
+    // the background and the burst meets a full one, as after an idle spell.
+    await forked.close((await forked.create()).sessionId);
+    await poolFilled(forked.service, Number(scale.forkPool));
+    const cpuBefore = treeCpuSeconds(forked.service.child.pid as number);
+    const first = await burst(forked, scale.burst);
+    const burstCpuMsPerCreate = ((treeCpuSeconds(forked.service.child.pid as number) - cpuBefore) * 1000) / scale.burst;
+    await inBatches(first.sessions, 32, (id) => forked.close(id));
+    await poolFilled(forked.service, Number(scale.forkPool));
+    const memory = sessionMemory(forked.service);
+    const open = await openSessions(forked, scale.open);
+    zygote = { burst: first.latency, burstCpuMsPerCreate, memory, open };
+  } finally {
+    await forked.stop();
+  }
+
+  const sandboxed = await sessionService({
+    TOOLPLANE_CODE_PYTHON_START: "sandbox",
+    TOOLPLANE_CODE_POOL_SIZE: quick ? "1" : "2",
+  });
+  let baseline: { burst: Latencies; memory: SessionMemory };
+  try {
+    await sandboxed.close((await sandboxed.create()).sessionId);
+    await sleep(quick ? 0 : 3000);
+    const first = await burst(sandboxed, scale.baselineBurst);
+    const memory = sessionMemory(sandboxed.service);
+    await inBatches(first.sessions, 8, (id) => sandboxed.close(id));
+    baseline = { burst: first.latency, memory };
+  } finally {
+    await sandboxed.stop();
+  }
+
+  const line = (text: string) => process.stdout.write(`${text}\n`);
+  const ms = (value: number) => `${value.toFixed(1)} ms`;
+  line("session scale: zygote start (forked kernels) vs one bubblewrap sandbox per session, same run");
+  line(
+    `  CreateSession burst of ${zygote.burst.n} at once (zygote, warm pool of ${scale.forkPool}):  p50 ${ms(zygote.burst.p50)}  p99 ${ms(zygote.burst.p99)}  max ${ms(zygote.burst.max)}`,
+  );
+  line(
+    `  CreateSession burst of ${baseline.burst.n} at once (baseline, pool of ${quick ? 1 : 2}):      p50 ${ms(baseline.burst.p50)}  p99 ${ms(baseline.burst.p99)}  max ${ms(baseline.burst.max)}`,
+  );
+  line(
+    `    -> baseline p50 / zygote p50 = ${(baseline.burst.p50 / zygote.burst.p50).toFixed(1)}x (the baseline burst is ${baseline.burst.n}, not ${zygote.burst.n}: ~1 s of imports per sandbox on 2 cores)`,
+  );
+  const boundMs = (zygote.burstCpuMsPerCreate * zygote.burst.n) / cpus().length;
+  line(
+    `    physical bound: the burst cost ${zygote.burstCpuMsPerCreate.toFixed(1)} ms of CPU per CreateSession in the code service (bind, gRPC, the pool's refill forks); ${zygote.burst.n} of them on ${cpus().length} cores need ${boundMs.toFixed(0)} ms, so the last answer cannot come sooner (p50 >= ~${(boundMs / 2).toFixed(0)} ms, p99 >= ~${boundMs.toFixed(0)} ms)`,
+  );
+  line(
+    `  PSS per idle session: zygote ${zygote.memory.pssPerSessionMb.toFixed(1)} MB (of ${zygote.memory.kernels} kernels; the zygote itself ${zygote.memory.zygotePssMb.toFixed(1)} MB once), baseline ${baseline.memory.pssPerSessionMb.toFixed(1)} MB (of ${baseline.memory.kernels}) -> ${(baseline.memory.pssPerSessionMb / zygote.memory.pssPerSessionMb).toFixed(1)}x less`,
+  );
+  line(
+    `  ${zygote.open.sessions} open sessions, each ran a cell: opened in ${(zygote.open.openMs / 1000).toFixed(1)} s, one cell each in ${(zygote.open.cellMs / 1000).toFixed(1)} s, PSS per session ${zygote.open.memory.pssPerSessionMb.toFixed(1)} MB, node MemAvailable fell ${zygote.open.memAvailableDropMb.toFixed(0)} MB (${(zygote.open.memAvailableDropMb / zygote.open.sessions).toFixed(1)} MB per session), errors ${zygote.open.errors}`,
+  );
+  process.stdout.write(`${JSON.stringify({ bench: "code-python-scale", quick, zygote, baseline })}\n`);
+}
+
+interface OpenSessions {
+  sessions: number;
+  openMs: number;
+  cellMs: number;
+  memory: SessionMemory;
+  memAvailableDropMb: number;
+  errors: number;
+}
+
+/** Waits (at most 3 minutes) until the warm pool holds `size` idle kernels, read from the service's /metrics. */
+async function poolFilled(service: SpawnedService, size: number): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline) {
+    const idle = metricValue(await scrapeMetrics(service), 'toolplane_pool_size{pool="python",state="idle"}') ?? 0;
+    if (idle >= size) return;
+    await sleep(500);
+  }
+  process.stdout.write(`note: the warm pool did not reach ${size} idle kernels within 3 minutes\n`);
+}
+
+/** Opens `n` sessions (32 calls in flight), runs one small cell in each, measures, closes them all. */
+async function openSessions(api: Awaited<ReturnType<typeof sessionService>>, n: number): Promise<OpenSessions> {
+  const before = memAvailableMb();
+  const ids: string[] = [];
+  let errors = 0;
+  const opened = performance.now();
+  await inBatches(
+    Array.from({ length: n }, (_, index) => index),
+    32,
+    async () => {
+      try {
+        ids.push((await api.create()).sessionId);
+      } catch {
+        errors += 1;
+      }
+    },
+  );
+  const openMs = performance.now() - opened;
+  const ran = performance.now();
+  await inBatches(ids, 32, async (id) => {
+    try {
+      await api.execute(id, "import numpy as np\nstate = np.arange(10).sum()\nprint(state)");
+    } catch {
+      errors += 1;
+    }
+  });
+  const cellMs = performance.now() - ran;
+  const memory = sessionMemory(api.service);
+  const memAvailableDropMb = before - memAvailableMb();
+  await inBatches(ids, 32, (id) => api.close(id));
+  return { sessions: ids.length, openMs, cellMs, memory, memAvailableDropMb, errors };
 }
 
 interface JupyterFigure {

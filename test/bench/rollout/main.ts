@@ -1,3 +1,4 @@
+import { cpus } from "node:os";
 import sharp from "sharp";
 import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
 import {
@@ -8,7 +9,7 @@ import {
   ToolGatewayClient,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { createClient, invoke, ToolplaneError } from "../../../services/runtime/src/index.js";
-import { treeRssKb } from "../../support/proc.js";
+import { treeCpuSeconds, treeRssKb } from "../../support/proc.js";
 import { type SpawnedService, spawnService } from "../../support/processes.js";
 
 /**
@@ -17,10 +18,17 @@ import { type SpawnedService, spawnService } from "../../support/processes.js";
  * cell that reuses the state, a web search, an answer. Prints trajectories/s,
  * per-tool p50/p99, errors by class and the peak memory of each service
  * (including the code service's sandboxes).
+ *
+ * Baseline, same run, same services: one trajectory at a time (--alone=N of
+ * them in a row). The target is concurrency that pays: N at once reach at least
+ * 3x the trajectories/s of one alone, with code calls p99 <= 1 s, no
+ * INFRASTRUCTURE error and no in-band retry.
  */
 const quick = process.argv.includes("--quick");
 const trajectoriesArg = process.argv.find((arg) => arg.startsWith("--trajectories="));
 const TRAJECTORIES = trajectoriesArg ? Number(trajectoriesArg.split("=")[1]) : quick ? 4 : 256;
+const aloneArg = process.argv.find((arg) => arg.startsWith("--alone="));
+const ALONE = aloneArg ? Number(aloneArg.split("=")[1]) : quick ? 1 : 8;
 
 const TURNS: { tool: string; text: string }[] = [
   {
@@ -90,13 +98,22 @@ const photo = await sharp({
 const stored = await invoke(client, client.putImage, { data: photo });
 const photoSha = stored.image?.sha256 ?? "";
 
-const latencies = new Map<string, number[]>();
-const errorsByClass = { MODEL: 0, INFRASTRUCTURE: 0 };
+let latencies = new Map<string, number[]>();
+let errorsByClass = { MODEL: 0, INFRASTRUCTURE: 0 };
 let completed = 0;
 let overloadedRetries = 0;
 
-const errorSamples: string[] = [];
+let errorSamples: string[] = [];
 let inBandRetries = 0;
+
+function resetCounters(): void {
+  latencies = new Map();
+  errorsByClass = { MODEL: 0, INFRASTRUCTURE: 0 };
+  completed = 0;
+  overloadedRetries = 0;
+  errorSamples = [];
+  inBandRetries = 0;
+}
 
 async function step(sessionId: string, text: string, turn: number): Promise<StepResponse> {
   for (;;) {
@@ -160,43 +177,80 @@ async function trajectory(index: number): Promise<void> {
   }
 }
 
+function summary(count: number, seconds: number) {
+  return {
+    trajectories: count,
+    completed,
+    seconds: Number(seconds.toFixed(2)),
+    trajectories_per_second: Number((completed / seconds).toFixed(2)),
+    per_tool_ms: Object.fromEntries(
+      [...latencies.entries()].map(([tool, values]) => {
+        const sorted = [...values].sort((a, b) => a - b);
+        return [
+          tool,
+          {
+            n: sorted.length,
+            p50: Number(percentile(sorted, 0.5).toFixed(2)),
+            p99: Number(percentile(sorted, 0.99).toFixed(2)),
+          },
+        ];
+      }),
+    ),
+    errors_by_class: errorsByClass,
+    error_samples: errorSamples,
+    overloaded_retries: overloadedRetries,
+    in_band_retries: inBandRetries,
+  };
+}
+
+// Baseline: one trajectory at a time.
+const aloneStarted = performance.now();
+for (let index = 0; index < ALONE; index++) await trajectory(TRAJECTORIES + index);
+const alone = summary(ALONE, (performance.now() - aloneStarted) / 1000);
+const aloneOk = alone.completed === ALONE && alone.errors_by_class.MODEL + alone.errors_by_class.INFRASTRUCTURE === 0;
+
+resetCounters();
+const cpuOf = () =>
+  Object.fromEntries(Object.entries(services).map(([name, service]) => [name, treeCpuSeconds(service.child.pid ?? 0)]));
+const cpuBefore = cpuOf();
 const started = performance.now();
 await Promise.all(Array.from({ length: TRAJECTORIES }, (_, index) => trajectory(index)));
-const seconds = (performance.now() - started) / 1000;
+const concurrent = summary(TRAJECTORIES, (performance.now() - started) / 1000);
+const cpuAfter = cpuOf();
+// CPU per trajectory in each service (sandboxes included): with every core busy, the fastest possible run.
+const cpuPerTrajectoryMs = Object.fromEntries(
+  Object.keys(services).map((name) => [
+    name,
+    Number(((((cpuAfter[name] ?? 0) - (cpuBefore[name] ?? 0)) * 1000) / TRAJECTORIES).toFixed(1)),
+  ]),
+);
+const cpuMs = Object.values(cpuPerTrajectoryMs).reduce((sum, value) => sum + value, 0);
+const boundPerSecond = (cpus().length * 1000) / cpuMs;
 clearInterval(sampler);
 sampleMemory();
 
 const report = {
-  trajectories: TRAJECTORIES,
-  completed,
-  seconds: Number(seconds.toFixed(2)),
-  trajectories_per_second: Number((completed / seconds).toFixed(2)),
-  per_tool_ms: Object.fromEntries(
-    [...latencies.entries()].map(([tool, values]) => {
-      const sorted = [...values].sort((a, b) => a - b);
-      return [
-        tool,
-        {
-          n: sorted.length,
-          p50: Number(percentile(sorted, 0.5).toFixed(2)),
-          p99: Number(percentile(sorted, 0.99).toFixed(2)),
-        },
-      ];
-    }),
-  ),
-  errors_by_class: errorsByClass,
-  error_samples: errorSamples,
-  overloaded_retries: overloadedRetries,
-  in_band_retries: inBandRetries,
+  ...concurrent,
+  alone,
+  ratio_to_alone: Number((concurrent.trajectories_per_second / alone.trajectories_per_second).toFixed(2)),
+  cpu_ms_per_trajectory: cpuPerTrajectoryMs,
+  physical_bound_trajectories_per_second: Number(boundPerSecond.toFixed(2)),
   peak_rss_mb: Object.fromEntries(
     Object.entries(peakRssKb).map(([name, kb]) => [name, Number((kb / 1024).toFixed(1))]),
   ),
 };
+const codeP99 = concurrent.per_tool_ms.code?.p99 ?? Number.NaN;
 process.stdout.write(
   `rollout: ${TRAJECTORIES} DeepEyesV2 trajectories (code crop, code with state, search, answer) through the gateway\n`,
+);
+process.stdout.write(
+  `${TRAJECTORIES} at once: ${concurrent.trajectories_per_second} trajectories/s; one at a time (baseline, ${ALONE} in a row): ${alone.trajectories_per_second}/s -> ${report.ratio_to_alone}x (target >= 3x); code p99 ${codeP99} ms (target <= 1000); INFRASTRUCTURE ${concurrent.errors_by_class.INFRASTRUCTURE}, in-band retries ${concurrent.in_band_retries} (target 0, 0)\n`,
+);
+process.stdout.write(
+  `physical bound: ${cpuMs.toFixed(0)} ms of CPU per trajectory across the services on ${cpus().length} cores -> at most ${boundPerSecond.toFixed(2)} trajectories/s (${(boundPerSecond / alone.trajectories_per_second).toFixed(2)}x one alone) even with every core busy and nothing else running\n`,
 );
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 
 client.close();
 for (const service of Object.values(services).reverse()) await service.stop();
-process.exit(completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0 ? 0 : 1);
+process.exit(aloneOk && completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0 ? 0 : 1);

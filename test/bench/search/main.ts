@@ -10,92 +10,32 @@
 import { execFileSync } from "node:child_process";
 import { CacheStatus, SearchRequest, SearchServiceClient } from "../../../generated/toolplane/search/v1/search.js";
 import { createClient, invoke, seededRandom } from "../../../services/runtime/src/index.js";
-import type { CorpusDocument } from "../../../services/search/src/local-text-index.js";
 import { LocalTextIndex } from "../../../services/search/src/local-text-index.js";
 import { type SpawnedNats, spawnNats, spawnService } from "../../support/processes.js";
+import { benchDiskIndex } from "./disk-index.js";
+import { fmt, report } from "./figures.js";
+import { SyntheticCorpus } from "./synthetic-corpus.js";
 
 const quick = process.argv.includes("--quick");
 const SIZES = quick
   ? { documents: 2_000, queries: 50, scanQueries: 5, hits: 50 }
   : { documents: 100_000, queries: 1_000, scanQueries: 20, hits: 2_000 };
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
-
 const verdict = (met: boolean) => (quick ? "not judged in --quick" : met ? "met" : "NOT met");
-const fmt = (ms: number) => `${ms.toFixed(3)} ms`;
-function report(name: string, samples: number[]): { p50: number; p99: number } {
-  const p50 = percentile(samples, 50);
-  const p99 = percentile(samples, 99);
-  process.stdout.write(
-    `${name.padEnd(44)} n=${String(samples.length).padStart(5)}  p50 ${fmt(p50)}  p99 ${fmt(p99)}\n`,
-  );
-  return { p50, p99 };
-}
 
-/**
- * Pseudo-words from syllables, drawn with a Zipf-like law (word rank r has
- * weight 1/r) like natural text: a few very common terms, a long tail.
- */
-function generateCorpus(count: number, next: () => number): { documents: CorpusDocument[]; vocabulary: string[] } {
-  const syllables = "ka ri to me sa lu no vi de pa fo gu be zi mo ta ne ro si la".split(" ");
-  const vocabulary: string[] = [];
-  const seen = new Set<string>();
-  while (vocabulary.length < 30_000) {
-    const length = 2 + Math.floor(next() * 3);
-    let word = "";
-    for (let i = 0; i < length; i += 1) word += syllables[Math.floor(next() * syllables.length)];
-    if (!seen.has(word)) {
-      seen.add(word);
-      vocabulary.push(word);
-    }
-  }
-  const cumulative: number[] = [];
-  let total = 0;
-  for (let rank = 1; rank <= vocabulary.length; rank += 1) {
-    total += 1 / rank;
-    cumulative.push(total);
-  }
-  const word = () => {
-    const target = next() * total;
-    let low = 0;
-    let high = cumulative.length - 1;
-    while (low < high) {
-      const mid = (low + high) >> 1;
-      if ((cumulative[mid] ?? 0) < target) low = mid + 1;
-      else high = mid;
-    }
-    return vocabulary[low] as string;
-  };
-  const words = (n: number) => Array.from({ length: n }, word).join(" ");
-  const documents: CorpusDocument[] = [];
-  for (let id = 0; id < count; id += 1)
-    documents.push({
-      title: words(3 + Math.floor(next() * 4)),
-      url: `https://bench.toolplane.invalid/${id}`,
-      text: words(40 + Math.floor(next() * 60)),
-      date: "2026-01-01",
-    });
-  return { documents, vocabulary };
-}
-
-async function benchIndex(): Promise<void> {
-  const next = seededRandom(42);
+/** The in-memory index on 100k documents: the baseline of the disk index's queries (disk-index.ts). */
+async function benchIndex(): Promise<{ p50: number; p99: number }> {
+  const corpus = new SyntheticCorpus(seededRandom(42));
   const generated = performance.now();
-  const { documents, vocabulary } = generateCorpus(SIZES.documents, next);
+  const documents = Array.from({ length: SIZES.documents }, (_, id) => corpus.document(id));
   const index = new LocalTextIndex();
   const indexing = performance.now();
   index.add(documents);
   const built = performance.now();
   process.stdout.write(
-    `corpus: ${index.size} documents generated in ${fmt(indexing - generated)}, indexed in ${fmt(built - indexing)}\n`,
+    `in-memory corpus: ${index.size} documents generated in ${fmt(indexing - generated)}, indexed in ${fmt(built - indexing)}\n`,
   );
-  // Queries of 2-3 terms from ranks 50..5000: neither stop-word-like nor absent.
-  const queries = Array.from({ length: SIZES.queries }, () =>
-    Array.from({ length: 2 + Math.floor(next() * 2) }, () => vocabulary[50 + Math.floor(next() * 4950)]).join(" "),
-  );
+  const queries = corpus.queries(SIZES.queries);
   for (const query of queries.slice(0, 20)) index.search(query, 10);
   const bm25 = queries.map((query) => {
     const start = performance.now();
@@ -115,11 +55,12 @@ async function benchIndex(): Promise<void> {
     scored.sort((a, b) => b[0] - a[0]).slice(0, 10);
     return performance.now() - start;
   });
-  const q = report("local BM25 query (top 10)", bm25);
+  const q = report(`in-memory BM25 query (top 10), ${SIZES.documents} docs`, bm25);
   const s = report("baseline: linear scan, term counts", scan);
   process.stdout.write(
     `  -> BM25 p50 is ${(s.p50 / q.p50).toFixed(0)}x faster than the scan baseline; target p50 <= 10 ms: ${verdict(q.p50 <= 10)}\n`,
   );
+  return q;
 }
 
 async function benchCacheHit(label: string, env: Record<string, string>): Promise<void> {
@@ -168,7 +109,8 @@ function natsAvailable(): boolean {
 }
 
 process.stdout.write(`search benchmark${quick ? " (--quick: sizes too small to judge)" : ""}\n`);
-await benchIndex();
+const inMemory = await benchIndex();
+await benchDiskIndex({ quick, inMemory, verdict });
 await benchCacheHit("memory LRU", {});
 if (natsAvailable()) {
   let nats: SpawnedNats | undefined;

@@ -32,8 +32,10 @@ export type HostMessage =
   | { id: number; ok: true; value?: unknown }
   | { id: number; ok: false; error: HostFailure };
 
+/** A closed channel means the service went away (e.g. it failed to start and exited): nothing is left to serve. */
 function send(message: HostMessage, then?: () => void): void {
-  if (process.send) process.send(message, undefined, {}, then);
+  if (!process.send || !process.connected) process.exit(0);
+  process.send(message, undefined, {}, (error) => (error ? process.exit(0) : then?.()));
 }
 
 function serve(options: HostOptions): void {

@@ -1,3 +1,6 @@
+import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Language } from "../../../../generated/toolplane/code/v1/code.js";
 import {
   DeadlineExceededError,
@@ -9,6 +12,7 @@ import {
 } from "../../../runtime/src/index.js";
 import type {
   CodeFailure,
+  CreateOptions,
   ExecuteOptions,
   ExecutionOutcome,
   InputImage,
@@ -17,11 +21,29 @@ import type {
   PoolStats,
   ResolvedLimits,
 } from "../backend.js";
+import { type Kernel, SandboxExitedError } from "./channel.js";
 import type { Frame } from "./framing.js";
-import { KernelPool, type PoolOptions } from "./pool.js";
-import { SandboxExitedError, type SandboxedKernel } from "./sandbox.js";
+import { KernelPool } from "./pool.js";
+import { buildFontCache, SandboxedKernel, type SandboxOptions } from "./sandbox.js";
+import { ZYGOTE_DIED, ZygoteSupervisor } from "./zygote.js";
 
-export interface PythonBackendOptions extends PoolOptions {
+/** How sessions get their kernel: forked from a warm zygote, one bubblewrap sandbox each, or the first that works. */
+export type PythonStart = "zygote" | "sandbox" | "auto";
+
+export interface PythonBackendOptions extends Omit<SandboxOptions, "fontCacheDir"> {
+  start: PythonStart;
+  /** util-linux `unshare`, for the zygote's outer sandbox. */
+  unsharePath: string;
+  /** The compiled session init (pid 1 of each forked session). */
+  sessionInitPath: string;
+  /** Warm kernels kept ready: whole sandboxes (sandbox start) or forks (zygote start). */
+  poolSize: number;
+  forkPoolSize: number;
+  /** Kernels started at the same time: sandboxes (each ~1 s of imports) or forks. */
+  warmupConcurrency: number;
+  forkConcurrency: number;
+  /** Retry hint of the UNAVAILABLE returned while a dead zygote is replaced. */
+  retryAfterMs: number;
   /** Per-process limits applied inside the sandbox before model code runs. */
   maxProcesses: number;
   maxFileBytes: number;
@@ -34,6 +56,7 @@ const RESTART_NOTE =
   "[toolplane] The Python interpreter of this session was restarted: variables and imports from earlier cells are lost; the input images are bound again.\n";
 
 const MIN_MEMORY_MB = 64;
+const FORKS_READY_AT_START = 8;
 
 const FAILURE_CODES = new Set<CodeFailure["code"]>([
   "ABORTED",
@@ -42,31 +65,105 @@ const FAILURE_CODES = new Set<CodeFailure["code"]>([
   "RESOURCE_EXHAUSTED",
 ]);
 
-/** LANGUAGE_PYTHON: stateful kernels in bubblewrap, taken warm from a pool. */
+/** LANGUAGE_PYTHON: stateful kernels, forked from a warm zygote (or each in its own sandbox), taken from a pool. */
 export class PythonBackend implements LanguageBackend {
   readonly language = Language.LANGUAGE_PYTHON;
-  private readonly pool: KernelPool;
+  private pool: KernelPool | undefined;
+  private zygote: ZygoteSupervisor | undefined;
+  private fontCacheDir: string | undefined;
   private readonly sessions = new Set<PythonSession>();
 
   constructor(
     private readonly options: PythonBackendOptions,
     private readonly logger: Logger,
-  ) {
-    this.pool = new KernelPool(options, logger.child({ component: "python-pool" }));
+  ) {}
+
+  /**
+   * Builds matplotlib's font cache, starts the zygote (or, when forking in namespaces is not
+   * allowed here and the start is "auto", falls back to one sandbox per session), fills the pool,
+   * and says which in one log line.
+   */
+  async start(): Promise<void> {
+    const dir = mkdtempSync(join(tmpdir(), "toolplane-mplcache-"));
+    chmodSync(dir, 0o755);
+    if (this.options.hostUid !== undefined) chownSync(dir, this.options.hostUid, this.options.hostUid);
+    this.fontCacheDir = dir;
+    const sandbox: SandboxOptions = { ...this.options, fontCacheDir: dir };
+    await buildFontCache(sandbox);
+    const fallback = await this.startZygote(sandbox);
+    const poolLogger = this.logger.child({ component: "python-pool" });
+    if (this.zygote) {
+      const zygote = this.zygote;
+      this.pool = new KernelPool(
+        {
+          size: this.options.forkPoolSize,
+          warmupConcurrency: this.options.forkConcurrency,
+          // A large pool fills in the background: the service is serving after the first few forks.
+          readyAtStart: FORKS_READY_AT_START,
+        },
+        () => zygote.fork(),
+        poolLogger,
+      );
+      this.logger.info(
+        "python sessions: forked from a warm zygote, each in its own user, pid, mount, IPC, UTS and network namespaces",
+      );
+    } else {
+      this.pool = new KernelPool(
+        { size: this.options.poolSize, warmupConcurrency: this.options.warmupConcurrency },
+        () => SandboxedKernel.start(sandbox),
+        poolLogger,
+      );
+      this.logger.warn(
+        `python sessions: one bubblewrap sandbox per session (${fallback ?? "TOOLPLANE_CODE_PYTHON_START=sandbox"})`,
+      );
+    }
+    await this.pool.start();
   }
 
-  start(): Promise<void> {
-    return this.pool.start();
+  /** Starts the zygote unless configured off; returns why not when it falls back. */
+  private async startZygote(sandbox: SandboxOptions): Promise<string | undefined> {
+    if (this.options.start === "sandbox") return undefined;
+    const zygote = new ZygoteSupervisor(
+      {
+        ...sandbox,
+        unsharePath: this.options.unsharePath,
+        sessionInitPath: this.options.sessionInitPath,
+        retryAfterMs: this.options.retryAfterMs,
+      },
+      this.logger.child({ component: "python-zygote" }),
+    );
+    try {
+      await zygote.start();
+      // A zygote that starts but cannot fork a session in new namespaces is no zygote.
+      const probe = await zygote.fork();
+      probe.kill("start-up probe");
+      await probe.exited;
+    } catch (error) {
+      await zygote.stop();
+      if (this.options.start === "zygote") throw error;
+      return `the zygote cannot fork sessions in namespaces here: ${(error as Error).message.slice(0, 300)}`;
+    }
+    this.zygote = zygote;
+    return undefined;
   }
 
-  async createSession(images: InputImage[], limits: ResolvedLimits): Promise<LanguageSession> {
+  /** The zygote's supervisor, when sessions are forked (for tests and diagnostics). */
+  get zygoteSupervisor(): ZygoteSupervisor | undefined {
+    return this.zygote;
+  }
+
+  async createSession(
+    images: InputImage[],
+    limits: ResolvedLimits,
+    options: CreateOptions = {},
+  ): Promise<LanguageSession> {
     if (limits.memoryMb < MIN_MEMORY_MB) {
       // Below this the kernel itself could not build its replies, and a model error would look like ours.
       throw new InvalidArgumentError(
         `limits.memory_mb=${limits.memoryMb} is below the minimum of ${MIN_MEMORY_MB} for Python sessions`,
       );
     }
-    const session = new PythonSession(this, images, limits);
+    const session = new PythonSession(this, images, limits, options.seed);
     await session.startKernel();
     this.sessions.add(session);
     return session;
@@ -74,11 +171,13 @@ export class PythonBackend implements LanguageBackend {
 
   async stop(): Promise<void> {
     await Promise.all([...this.sessions].map((session) => session.close()));
-    await this.pool.stop();
+    await this.pool?.stop();
+    await this.zygote?.stop();
+    if (this.fontCacheDir) rmSync(this.fontCacheDir, { recursive: true, force: true });
   }
 
   poolStats(): PoolStats {
-    return this.pool.stats;
+    return this.pool?.stats ?? { idle: 0, starting: 0, waiting: 0 };
   }
 
   /** Host pids of the kernels of open sessions (for tests and diagnostics). */
@@ -91,16 +190,22 @@ export class PythonBackend implements LanguageBackend {
     this.sessions.delete(session);
   }
 
-  /** @internal A warm kernel with the session's images and limits bound. */
-  async boundKernel(images: InputImage[], limits: ResolvedLimits): Promise<SandboxedKernel> {
-    let kernel: SandboxedKernel;
+  /** @internal A warm kernel with the session's images, limits and seed bound. */
+  async boundKernel(images: InputImage[], limits: ResolvedLimits, seed: number | undefined): Promise<Kernel> {
+    if (!this.pool) throw new UnavailableError("the Python backend is not started");
+    let kernel: Kernel;
     try {
       kernel = await this.pool.acquire();
     } catch (error) {
-      throw new UnavailableError(`no Python sandbox could be started: ${(error as Error).message}`, { cause: error });
+      if (error instanceof UnavailableError) throw error;
+      throw new UnavailableError(`no Python sandbox could be started: ${(error as Error).message}`, {
+        cause: error,
+        retryAfterMs: this.options.retryAfterMs,
+      });
     }
     const header = {
       op: "bind",
+      seed: seed ?? null,
       images: images.map((image, index) => ({ name: image.name, blob: index })),
       limits: {
         memory_mb: limits.memoryMb,
@@ -117,7 +222,7 @@ export class PythonBackend implements LanguageBackend {
       );
     } catch (error) {
       kernel.kill("bind failed");
-      throw sandboxFailure(error, "binding the input images");
+      throw sandboxFailure(error, "binding the input images", this.options.retryAfterMs);
     }
     if (reply.header.op === "bind_failed") {
       kernel.kill("bind failed");
@@ -130,6 +235,10 @@ export class PythonBackend implements LanguageBackend {
     return kernel;
   }
 
+  get retryAfterMs(): number {
+    return this.options.retryAfterMs;
+  }
+
   get killGraceMs(): number {
     return this.options.killGraceMs;
   }
@@ -139,7 +248,13 @@ export class PythonBackend implements LanguageBackend {
   }
 }
 
-function sandboxFailure(error: unknown, doing: string): Error {
+function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): Error {
+  if (error instanceof SandboxExitedError && error.exit.killedFor === ZYGOTE_DIED) {
+    return new UnavailableError(
+      `the Python zygote died while ${doing}; the session's state was lost and a new zygote is starting; retry shortly`,
+      { cause: error, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
+    );
+  }
   if (error instanceof SandboxExitedError) {
     return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error });
   }
@@ -154,7 +269,7 @@ function sandboxFailure(error: unknown, doing: string): Error {
  * warm kernel with the images bound again, and its stderr says state was lost.
  */
 class PythonSession implements LanguageSession {
-  private kernel: SandboxedKernel | undefined;
+  private kernel: Kernel | undefined;
   private restartNote = false;
   private closed = false;
 
@@ -162,14 +277,16 @@ class PythonSession implements LanguageSession {
     private readonly backend: PythonBackend,
     private readonly images: InputImage[],
     private readonly limits: ResolvedLimits,
+    private readonly seed: number | undefined,
   ) {}
 
+  /** The host pid of the session's interpreter while it is alive (a dead one is not reported as the session's). */
   get pid(): number | undefined {
-    return this.kernel?.pythonPid;
+    return this.kernel?.alive ? this.kernel.pythonPid : undefined;
   }
 
   async startKernel(): Promise<void> {
-    this.kernel = await this.backend.boundKernel(this.images, this.limits);
+    this.kernel = await this.backend.boundKernel(this.images, this.limits, this.seed);
     if (this.closed) this.kernel.kill("session closed");
   }
 
@@ -182,7 +299,7 @@ class PythonSession implements LanguageSession {
       await this.startKernel();
       this.restartNote = true;
     }
-    const kernel = this.kernel as SandboxedKernel;
+    const kernel = this.kernel as Kernel;
     const note = this.restartNote ? RESTART_NOTE : "";
     this.restartNote = false;
     if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
@@ -197,7 +314,7 @@ class PythonSession implements LanguageSession {
           op: "exec",
           code,
           timeout_ms: options.timeoutMs,
-          fix_indentation: options.fixIndentation === true,
+          fix_indentation: options.fixIndentation === "reference" ? "reference" : options.fixIndentation === true,
           max_output_bytes: this.limits.maxOutputBytes,
           max_images: this.limits.maxImages,
         },
@@ -243,6 +360,7 @@ class PythonSession implements LanguageSession {
         },
       );
     }
+    if (killedFor === ZYGOTE_DIED) throw sandboxFailure(error, "running the code", this.backend.retryAfterMs);
     if (this.closed || killedFor === "session closed") {
       throw new FailedPreconditionError("the session was closed while its code was running", { cause: error });
     }

@@ -38,11 +38,15 @@ _proto_in = None
 _proto_out = None
 
 
-def _take_protocol_fds():
+def _take_protocol_fds(read_fd=0, write_fd=1):
+    """Moves the protocol channel to private descriptors and points fd 0/1 at /dev/null.
+
+    The channel is the sandbox's stdin/stdout, or (a kernel forked by the zygote) its own socket.
+    """
     global _proto_in, _proto_out
     # os.dup() returns non-inheritable descriptors, so subprocesses of model code never get them.
-    _proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
-    _proto_out = os.dup(1)
+    _proto_in = os.fdopen(os.dup(read_fd), "rb", buffering=0)
+    _proto_out = os.dup(write_fd)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
@@ -223,9 +227,10 @@ class Kernel:
             "np": self.np,
             "Image": self.Image,
             "plt": self.plt,
-            "cv2": modules["cv2"],
             "math": modules["math"],
         }
+        if "cv2" in sys.modules:
+            self.preset_names["cv2"] = sys.modules["cv2"]
         self.bound_images = {}
         self.namespace = {}
         self.cell = 0
@@ -326,6 +331,7 @@ class Kernel:
 
     def bind(self, header, blobs):
         limits = header["limits"]
+        self._reseed(header.get("seed"))
         self.bound_images = {}
         for spec in header["images"]:
             image = self.Image.open(io.BytesIO(blobs[spec["blob"]]))
@@ -334,6 +340,21 @@ class Kernel:
             self.bound_images[spec["name"]] = image
         self._apply_limits(limits)
         self.reset_namespace()
+
+    def _reseed(self, seed):
+        """Gives the session its own random streams (a forked kernel starts with the zygote's).
+
+        A caller's seed makes `random` and numpy's global generator reproduce the same
+        streams; without one they are seeded from the kernel's entropy. `secrets`,
+        `os.urandom`, `uuid4` and `numpy.random.default_rng()` read the kernel's
+        entropy on every call and hold no state to inherit.
+        """
+        import random
+
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "big")
+        random.seed(seed)
+        self.np.random.seed(seed % 2**32)
 
     def reset_namespace(self):
         # A real module registered as __main__ (as Jupyter does), so functions and classes defined in cells
@@ -370,7 +391,10 @@ class Kernel:
 
     def execute(self, header):
         code = header["code"]
-        if header.get("fix_indentation"):
+        indentation = header.get("fix_indentation")
+        if indentation == "reference":
+            code = reference_fix_indentation(code)
+        elif indentation:
             code = fix_indentation(code)
         self.cell += 1
         filename = f"<cell-{self.cell}>"
@@ -585,6 +609,35 @@ def fix_indentation(code):
     return "\n".join(fixed)
 
 
+def reference_fix_indentation(code):
+    """DeepEyesV2's fix_python_indentation, as its environment runs it on every cell.
+
+    Visual-Agent/DeepEyesV2 @ 0373e6e0c923110fd6ff807b30474d8184785562,
+    reinforcement_learning/verl/workers/agent/envs/deepeyesv2/deepeyesv2.py: every line
+    stripped and re-indented from `:` and else/elif/except/finally, then autopep8 with
+    aggressive level 2; on any failure the code is left as it was. Without the autopep8
+    package (Debian python3-autopep8) the re-indented code runs unformatted.
+    """
+    try:
+        lines = [line.strip() for line in code.split("\n") if line.strip()]
+        fixed = []
+        depth = 0
+        for line in lines:
+            if any(line.startswith(keyword) for keyword in ["except", "elif", "else", "finally"]):
+                depth = max(0, depth - 1)
+            fixed.append("    " * depth + line)
+            if line.endswith(":"):
+                depth += 1
+        dedented = textwrap.dedent("\n".join(fixed)).strip()
+        try:
+            import autopep8
+        except ImportError:
+            return dedented
+        return autopep8.fix_code(dedented, options={"aggressive": 2})
+    except Exception:
+        return code
+
+
 def _compiles(code):
     try:
         compile(code, "<fix>", "exec", ast.PyCF_ONLY_AST)
@@ -605,22 +658,38 @@ def _prepare_matplotlib(build_cache):
     os.environ["MPLCONFIGDIR"] = MPL_DIR
 
 
-def _import_libraries():
+# What the kernel itself uses (images, figures); always imported.
+REQUIRED_MODULES = ("numpy", "PIL.Image", "PIL.ImageOps", "matplotlib.pyplot", "matplotlib.figure", "math")
+
+
+def _import_libraries(preload):
+    """Imports the kernel's own modules and the configured preload list (TOOLPLANE_CODE_PRELOAD).
+
+    A preloaded module that is not installed is skipped: model code that imports
+    it gets the ImportError, as it would anywhere else.
+    """
     import importlib
 
     import matplotlib
 
     matplotlib.use("Agg")
-    names = ["numpy", "PIL.Image", "PIL.ImageOps", "cv2", "matplotlib.pyplot", "matplotlib.figure", "math"]
-    modules = {name: importlib.import_module(name) for name in names}
-    for optional in ("scipy", "scipy.ndimage"):
+    modules = {name: importlib.import_module(name) for name in REQUIRED_MODULES}
+    for name in preload:
         try:
-            importlib.import_module(optional)
+            modules[name] = importlib.import_module(name)
         except ImportError:
             pass
-    modules["cv2"].setNumThreads(1)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(1)
     _warm_up(modules)
     return modules
+
+
+def preload_argument(argv):
+    """The comma-separated module list after --preload."""
+    if "--preload" not in argv:
+        return []
+    return [name for name in argv[argv.index("--preload") + 1].split(",") if name]
 
 
 def _warm_up(modules):
@@ -644,13 +713,18 @@ def _warm_up(modules):
 def main():
     build_cache = "--build-font-cache" in sys.argv
     _prepare_matplotlib(build_cache)
-    modules = _import_libraries()
+    modules = _import_libraries(preload_argument(sys.argv))
     if build_cache:
         return
     _take_protocol_fds()
+    serve(modules, {"op": "ready", "pid": os.getpid()})
+
+
+def serve(modules, ready):
+    """Answers the service's requests until the channel closes."""
     os.register_at_fork(after_in_child=_after_fork_in_child)
     kernel = Kernel(modules)
-    write_frame({"op": "ready", "pid": os.getpid()})
+    write_frame(ready)
     while True:
         header, blobs = read_frame()
         if header is None:

@@ -1,19 +1,18 @@
-import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Logger } from "../../../runtime/src/index.js";
 import type { PoolStats } from "../backend.js";
-import { buildFontCache, SandboxedKernel, type SandboxOptions } from "./sandbox.js";
+import type { Kernel } from "./channel.js";
 
-export interface PoolOptions extends Omit<SandboxOptions, "fontCacheDir"> {
+export interface PoolOptions {
   /** Kernels kept started and idle, imports done. */
   size: number;
   /** Kernels started at the same time, when refilling or serving a burst. */
   warmupConcurrency: number;
+  /** Kernels start() waits for; the rest of `size` is started in the background. Default: all of them. */
+  readyAtStart?: number;
 }
 
 interface Waiter {
-  resolve: (kernel: SandboxedKernel) => void;
+  resolve: (kernel: Kernel) => void;
   reject: (error: Error) => void;
 }
 
@@ -21,44 +20,44 @@ interface Waiter {
 const RETRY_AFTER_FAILURE_MS = 1000;
 
 /**
- * Warm kernels: each has numpy, PIL, cv2 and matplotlib imported, so taking one
- * costs a few milliseconds instead of the ~1 s of a cold start. At most
- * `warmupConcurrency` kernels start at once: a burst of sessions (an RL step
- * starting hundreds of trajectories) queues for kernels in arrival order instead
- * of starting hundreds of imports that would starve the machine.
+ * Warm kernels, started ahead of demand (a fork of the zygote, or a whole
+ * sandbox whose imports are done), so taking one costs a few milliseconds. At
+ * most `warmupConcurrency` kernels start at once: a burst of sessions (an RL
+ * step starting hundreds of trajectories) queues for kernels in arrival order
+ * instead of starting hundreds at once that would starve the machine.
  */
 export class KernelPool {
-  private readonly idle: SandboxedKernel[] = [];
+  private readonly idle: Kernel[] = [];
   private readonly waiters: Waiter[] = [];
   private warming = 0;
-  private fontCacheDir: string | undefined;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | undefined;
-  private readonly starting = new Set<Promise<SandboxedKernel>>();
+  private readonly starting = new Set<Promise<Kernel>>();
 
   constructor(
     private readonly options: PoolOptions,
+    private readonly newKernel: () => Promise<Kernel>,
     private readonly logger: Logger,
   ) {}
 
   /**
-   * Builds the font cache once, then fills the pool before returning: a service
-   * that reports SERVING is warm, and no imports compete with its first calls.
-   * A sandbox that does not work fails here, at start-up.
+   * Fills the pool before returning: a service that reports SERVING is warm,
+   * and no starts compete with its first calls. A sandbox that does not work
+   * fails here, at start-up.
    */
   async start(): Promise<void> {
-    const dir = mkdtempSync(join(tmpdir(), "toolplane-mplcache-"));
-    chmodSync(dir, 0o755);
-    if (this.options.hostUid !== undefined) chownSync(dir, this.options.hostUid, this.options.hostUid);
-    this.fontCacheDir = dir;
     const started = performance.now();
-    await buildFontCache(this.sandboxOptions());
-    do {
-      const batch = Math.max(1, Math.min(this.options.warmupConcurrency, this.options.size - this.idle.length));
+    const ready = Math.min(this.options.size, this.options.readyAtStart ?? this.options.size);
+    while (this.idle.length < ready) {
+      const batch = Math.max(1, Math.min(this.options.warmupConcurrency, ready - this.idle.length));
       const kernels = await Promise.all(Array.from({ length: batch }, () => this.startKernel()));
       for (const kernel of kernels) this.adopt(kernel);
-    } while (this.idle.length < this.options.size);
-    this.logger.info({ ms: Math.round(performance.now() - started), size: this.options.size }, "python pool started");
+    }
+    this.logger.info(
+      { ms: Math.round(performance.now() - started), ready: this.idle.length, size: this.options.size },
+      "python pool started",
+    );
+    this.fill();
   }
 
   get stats(): PoolStats {
@@ -66,13 +65,13 @@ export class KernelPool {
   }
 
   /** A warm kernel: an idle one at once, else the next one started (in arrival order). */
-  acquire(): Promise<SandboxedKernel> {
+  acquire(): Promise<Kernel> {
     if (this.stopped) return Promise.reject(new Error("the kernel pool is stopped"));
     let kernel = this.idle.shift();
     while (kernel && !kernel.alive) kernel = this.idle.shift();
     const result = kernel
       ? Promise.resolve(kernel)
-      : new Promise<SandboxedKernel>((resolve, reject) => this.waiters.push({ resolve, reject }));
+      : new Promise<Kernel>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.fill();
     return result;
   }
@@ -82,17 +81,12 @@ export class KernelPool {
     clearTimeout(this.retryTimer);
     for (const waiter of this.waiters.splice(0)) waiter.reject(new Error("the kernel pool is stopped"));
     for (const kernel of this.idle.splice(0)) kernel.kill("pool stopped");
-    await Promise.allSettled([...this.starting]);
-    if (this.fontCacheDir) rmSync(this.fontCacheDir, { recursive: true, force: true });
+    const late = await Promise.allSettled([...this.starting]);
+    for (const result of late) if (result.status === "fulfilled") result.value.kill("pool stopped");
   }
 
-  private sandboxOptions(): SandboxOptions {
-    if (!this.fontCacheDir) throw new Error("the kernel pool is not started");
-    return { ...this.options, fontCacheDir: this.fontCacheDir };
-  }
-
-  private startKernel(): Promise<SandboxedKernel> {
-    const promise = SandboxedKernel.start(this.sandboxOptions());
+  private startKernel(): Promise<Kernel> {
+    const promise = this.newKernel();
     this.starting.add(promise);
     const forget = () => this.starting.delete(promise);
     promise.then(forget, forget);
@@ -129,7 +123,7 @@ export class KernelPool {
     }
   }
 
-  private deliver(kernel: SandboxedKernel): void {
+  private deliver(kernel: Kernel): void {
     if (this.stopped) {
       kernel.kill("pool stopped");
       return;
@@ -139,7 +133,7 @@ export class KernelPool {
     else this.adopt(kernel);
   }
 
-  private adopt(kernel: SandboxedKernel): void {
+  private adopt(kernel: Kernel): void {
     this.idle.push(kernel);
     // An idle kernel that dies is dropped and replaced.
     kernel.exited.then(() => {

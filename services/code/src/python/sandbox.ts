@@ -2,17 +2,20 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeFrame, type Frame, FrameDecoder, FrameError } from "./framing.js";
+import { FramedKernel } from "./channel.js";
 
-/** Where the kernel and the font cache appear inside every sandbox. */
+/** Where the kernel, the zygote, the font cache and the service's kernel socket appear inside the sandbox. */
 const KERNEL_IN_SANDBOX = "/opt/toolplane/kernel.py";
+const ZYGOTE_IN_SANDBOX = "/opt/toolplane/zygote.py";
 const FONT_CACHE_IN_SANDBOX = "/opt/toolplane/mplcache";
+const SOCKET_DIR_IN_SANDBOX = "/opt/toolplane/socket";
+const SESSION_INIT_IN_SANDBOX = "/opt/toolplane/session-init";
 const STDERR_TAIL_BYTES = 8 * 1024;
 
 export interface SandboxOptions {
   bwrapPath: string;
   pythonPath: string;
-  /** Host path of kernel.py, bound read-only. */
+  /** Host path of kernel.py, bound read-only (zygote.py is beside it). */
   kernelPath: string;
   /** Host directory holding matplotlib's font cache, bound read-only (writable when building it). */
   fontCacheDir: string;
@@ -22,7 +25,12 @@ export interface SandboxOptions {
   tmpBytes: number;
   /** Largest frame accepted from the kernel. */
   maxFrameBytes: number;
+  /** Modules imported before the first cell (TOOLPLANE_CODE_PRELOAD). */
+  preload: string[];
 }
+
+/** What runs in the sandbox: one kernel, the font-cache build, or the zygote (with its socket directory and init). */
+export type SandboxMode = "kernel" | "build-font-cache" | { zygoteSocketDir: string; sessionInitPath: string };
 
 /** Finds kernel.py beside this module's source (works from src/ and from the compiled dist/ tree). */
 export function defaultKernelPath(): string {
@@ -38,11 +46,38 @@ export function defaultKernelPath(): string {
   }
 }
 
-/** The bubblewrap command line: no network, read-only system, private /tmp, no host files, no environment. */
-export function bwrapArguments(options: SandboxOptions, mode: "kernel" | "build-font-cache"): string[] {
+/** The compiled session init (`make build` puts it in dist/services/code/native), found from this module. */
+export function defaultSessionInitPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, "dist", "services", "code", "native", "session-init");
+    if (existsSync(candidate)) return candidate;
+    const inDist = join(dir, "native", "session-init");
+    if (existsSync(inDist)) return inDist;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("cannot find the session init: run `make build` (services/code/native)");
+    dir = parent;
+  }
+}
+
+/**
+ * The bubblewrap command line: no network, read-only system, private /tmp, no host files, no environment.
+ *
+ * A kernel sandbox unshares everything and gets bubblewrap's /proc. The zygote's sandbox runs inside
+ * util-linux `unshare` (zygoteCommand), which made its pid namespace and a fresh /proc: bubblewrap binds
+ * that /proc instead of mounting its own, because bubblewrap's read-only covers over /proc/sys and
+ * friends would become locked in each session's namespaces and the kernel then refuses the session's
+ * own /proc mount (docs/code-python.md, "Zygote").
+ */
+export function bwrapArguments(options: SandboxOptions, mode: SandboxMode): string[] {
+  const zygote = typeof mode === "object";
   const fontBind = mode === "build-font-cache" ? "--bind" : "--ro-bind";
+  const namespaces = zygote
+    ? ["--unshare-user", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    : ["--unshare-all"];
+  const proc = zygote ? ["--bind", "/proc", "/proc"] : ["--proc", "/proc"];
   const args = [
-    "--unshare-all",
+    ...namespaces,
     "--die-with-parent",
     "--new-session",
     "--clearenv",
@@ -55,7 +90,8 @@ export function bwrapArguments(options: SandboxOptions, mode: "kernel" | "build-
     "--setenv",
     "LANG",
     "C.UTF-8",
-    // One thread per library: sessions share few cores, and threads count against the process limit.
+    // One thread per library: sessions share few cores, threads count against the process limit, and the
+    // zygote must have exactly one thread when it forks.
     "--setenv",
     "OPENBLAS_NUM_THREADS",
     "1",
@@ -92,8 +128,20 @@ export function bwrapArguments(options: SandboxOptions, mode: "kernel" | "build-
     fontBind,
     options.fontCacheDir,
     FONT_CACHE_IN_SANDBOX,
-    "--proc",
-    "/proc",
+    ...(zygote
+      ? [
+          "--ro-bind",
+          join(dirname(options.kernelPath), "zygote.py"),
+          ZYGOTE_IN_SANDBOX,
+          "--ro-bind",
+          mode.zygoteSocketDir,
+          SOCKET_DIR_IN_SANDBOX,
+          "--ro-bind",
+          mode.sessionInitPath,
+          SESSION_INIT_IN_SANDBOX,
+        ]
+      : []),
+    ...proc,
     "--dev",
     "/dev",
     // POSIX semaphores (multiprocessing locks) need /dev/shm; it gets its own bounded tmpfs.
@@ -121,9 +169,40 @@ export function bwrapArguments(options: SandboxOptions, mode: "kernel" | "build-
     "ALL",
   ];
   if (mode === "kernel") args.push("--info-fd", "3");
-  args.push(options.pythonPath, "-I", "-B", KERNEL_IN_SANDBOX);
-  if (mode === "build-font-cache") args.push("--build-font-cache");
+  const preload = ["--preload", options.preload.join(",")];
+  if (zygote) {
+    args.push(options.pythonPath, "-I", "-B", ZYGOTE_IN_SANDBOX, "--tmp-bytes", String(options.tmpBytes), ...preload);
+  } else {
+    args.push(options.pythonPath, "-I", "-B", KERNEL_IN_SANDBOX, ...preload);
+    if (mode === "build-font-cache") args.push("--build-font-cache");
+  }
   return args;
+}
+
+/**
+ * The zygote's outer sandbox: util-linux `unshare` makes its user (root mapped to the service's uid, so
+ * bubblewrap can run inside), mount, pid, network, IPC and UTS namespaces and mounts a /proc of the new
+ * pid namespace without covers; bubblewrap then builds the filesystem and drops to uid 65534.
+ */
+export function zygoteCommand(
+  options: SandboxOptions & { unsharePath: string; sessionInitPath: string },
+  socketDir: string,
+): string[] {
+  return [
+    options.unsharePath,
+    "--user",
+    "--map-root-user",
+    "--mount",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--net",
+    "--ipc",
+    "--uts",
+    "--kill-child",
+    options.bwrapPath,
+    ...bwrapArguments(options, { zygoteSocketDir: socketDir, sessionInitPath: options.sessionInitPath }),
+  ];
 }
 
 function spawnSandbox(options: SandboxOptions, mode: "kernel" | "build-font-cache"): ChildProcess {
@@ -150,46 +229,21 @@ export async function buildFontCache(options: SandboxOptions): Promise<void> {
   if (code !== 0) throw new Error(`building the matplotlib font cache in the sandbox failed (exit ${code}): ${stderr}`);
 }
 
-export interface SandboxExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** Why we killed it, when we did. */
-  killedFor: string | undefined;
-  stderrTail: string;
-}
-
-/** The kernel process ended before answering a request. */
-export class SandboxExitedError extends Error {
-  constructor(readonly exit: SandboxExit) {
-    super(
-      `the Python sandbox exited (code ${exit.code}, signal ${exit.signal}${exit.killedFor ? `, killed: ${exit.killedFor}` : ""})` +
-        (exit.stderrTail ? `: ${exit.stderrTail.trim().slice(-500)}` : ""),
-    );
-  }
-}
-
 /**
- * One kernel process inside bubblewrap. Requests are strictly one at a time
- * (the session layer serializes them); a reply is the next frame the kernel
- * writes.
+ * One kernel process inside its own bubblewrap sandbox (the start used when the
+ * zygote is off or cannot fork in namespaces here).
  */
-export class SandboxedKernel {
+export class SandboxedKernel extends FramedKernel {
   /** Host pid of the Python process (from bubblewrap's info fd), for memory accounting. */
   pythonPid: number | undefined;
-  private readonly decoder: FrameDecoder;
-  private pending: { resolve: (frame: Frame) => void; reject: (error: Error) => void } | undefined;
-  private readonly queued: Frame[] = [];
-  private exitInfo: SandboxExit | undefined;
-  private killedFor: string | undefined;
   private stderrTail = "";
-  readonly exited: Promise<SandboxExit>;
 
   private constructor(
     private readonly child: ChildProcess,
     maxFrameBytes: number,
   ) {
-    this.decoder = new FrameDecoder(maxFrameBytes);
-    child.stdout?.on("data", (chunk: Buffer) => this.onData(chunk));
+    super(maxFrameBytes);
+    child.stdout?.on("data", (chunk: Buffer) => this.received(chunk));
     child.stderr?.on("data", (chunk: Buffer) => {
       this.stderrTail = (this.stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
     });
@@ -206,18 +260,10 @@ export class SandboxedKernel {
       info.on("error", () => {});
     }
     // "close" (not "exit") so a reply written just before the process ended is still delivered.
-    this.exited = new Promise((resolve) => {
-      child.once("close", (code, signal) => {
-        this.exitInfo = { code, signal, killedFor: this.killedFor, stderrTail: this.stderrTail };
-        this.pending?.reject(new SandboxExitedError(this.exitInfo));
-        this.pending = undefined;
-        resolve(this.exitInfo);
-      });
-    });
+    child.once("close", (code, signal) => this.ended({ code, signal, stderrTail: this.stderrTail }));
     child.once("error", (error) => {
-      this.exitInfo ??= { code: null, signal: null, killedFor: `spawn failed: ${error.message}`, stderrTail: "" };
-      this.pending?.reject(error);
-      this.pending = undefined;
+      this.killedFor ??= `spawn failed: ${error.message}`;
+      this.ended({ code: null, signal: null, stderrTail: "" }, error);
     });
   }
 
@@ -232,56 +278,18 @@ export class SandboxedKernel {
     return kernel;
   }
 
-  get alive(): boolean {
-    return this.exitInfo === undefined;
-  }
-
-  request(header: Record<string, unknown>, blobs: Buffer[] = []): Promise<Frame> {
-    if (this.exitInfo) return Promise.reject(new SandboxExitedError(this.exitInfo));
-    const reply = this.next();
-    this.child.stdin?.write(encodeFrame(header, blobs));
-    return reply;
+  protected write(bytes: Buffer): void {
+    this.child.stdin?.write(bytes);
   }
 
   /** Kills the whole sandbox (bwrap's process group; the pid namespace takes the rest with it). */
-  kill(reason: string): void {
-    if (this.exitInfo) return;
-    this.killedFor ??= reason;
+  protected terminate(): void {
     const pid = this.child.pid;
     if (pid === undefined) return;
     try {
       process.kill(-pid, "SIGKILL");
     } catch {
       // Already gone: the exit event reports it.
-    }
-  }
-
-  private next(): Promise<Frame> {
-    const frame = this.queued.shift();
-    if (frame) return Promise.resolve(frame);
-    if (this.exitInfo) return Promise.reject(new SandboxExitedError(this.exitInfo));
-    return new Promise((resolve, reject) => {
-      this.pending = { resolve, reject };
-    });
-  }
-
-  private onData(chunk: Buffer): void {
-    let frames: Frame[];
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (error) {
-      // A kernel that breaks the protocol is not trusted any further.
-      this.kill(error instanceof FrameError ? `protocol violation: ${error.message}` : String(error));
-      return;
-    }
-    for (const frame of frames) {
-      if (this.pending) {
-        const { resolve } = this.pending;
-        this.pending = undefined;
-        resolve(frame);
-      } else {
-        this.queued.push(frame);
-      }
     }
   }
 }

@@ -7,7 +7,7 @@ import {
   FailedPreconditionError,
   type ToolplaneError,
 } from "../../../runtime/src/index.js";
-import { codeObservation } from "../formats.js";
+import { codeObservation } from "../formats/index.js";
 import type { CodeLanguage } from "../sessions.js";
 import { requireString, type ToolDefinition, type ToolOutput } from "./tool.js";
 
@@ -81,7 +81,13 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
                 );
               }
               return context.backends.code.execute(
-                { sessionId: handle.id, code, timeoutMs, fixIndentation: language === "python" },
+                {
+                  sessionId: handle.id,
+                  code,
+                  timeoutMs,
+                  fixIndentation: language === "python",
+                  referenceIndentation: context.hints.referenceIndentation === true && language === "python",
+                },
                 options,
               );
             });

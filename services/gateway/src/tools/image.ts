@@ -6,9 +6,15 @@ import {
   parseOutputOptions,
   UnavailableError,
 } from "../../../runtime/src/index.js";
-import { ZOOM_INVALID, ZOOM_TOOL } from "../formats.js";
+import { referenceZoomBox, ZOOM_INVALID, ZOOM_TOOL } from "../formats/index.js";
 import type { StoredImage } from "../stores.js";
-import { optionalImageReference, type ToolContext, type ToolDefinition, type ToolOutput } from "./tool.js";
+import {
+  optionalImageReference,
+  type PreparedCall,
+  type ToolContext,
+  type ToolDefinition,
+  type ToolOutput,
+} from "./tool.js";
 
 /** One pipeline on a stored image through the image service: its result is the tool's one image. */
 async function processOnImageService(
@@ -70,6 +76,9 @@ export const zoomTool: ToolDefinition = {
   version: "1",
   async prepare(context, args) {
     const bbox = args.bbox_2d;
+    if (context.hints.referenceZoom && Array.isArray(bbox) && bbox.every((n) => typeof n === "number")) {
+      return referenceCrop(context, await context.image("image_1", "session image_1"), bbox);
+    }
     if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((n) => typeof n === "number" && Number.isFinite(n))) {
       throw new InvalidArgumentError("arguments.bbox_2d must be 4 finite numbers [x1, y1, x2, y2]");
     }
@@ -100,6 +109,26 @@ export const zoomTool: ToolDefinition = {
   },
   modelErrorText: () => ZOOM_INVALID,
 };
+
+/**
+ * DeepEyes v1's own zoom: its box check (short side > 30 px, aspect ratio <= 100) and
+ * the crop as cut, no enlargement. Numbers may be NaN or infinite, as Python's are.
+ */
+function referenceCrop(context: ToolContext, image: StoredImage, bbox: number[]): PreparedCall {
+  const box = referenceZoomBox(bbox, image.width, image.height);
+  if (box === undefined) throw new InvalidArgumentError(ZOOM_INVALID);
+  const [left, top, right, bottom] = box;
+  return {
+    inputImages: [image.sha256],
+    run: () =>
+      processOnImageService(
+        context,
+        image,
+        [{ crop: { box: { left, top, right, bottom, unit: CoordinateUnit.COORDINATE_UNIT_PIXELS } } }],
+        undefined,
+      ),
+  };
+}
 
 const MAX_OPERATIONS = 32;
 

@@ -1,5 +1,5 @@
 import type { SearchResponse } from "../../../../generated/toolplane/search/v1/search.js";
-import { imageSearchObservation, searchObservation } from "../formats.js";
+import { imageSearchObservation, searchObservation } from "../formats/index.js";
 import { optionalImageReference, requireString, type ToolDefinition } from "./tool.js";
 
 function searchHits(response: SearchResponse) {
@@ -23,7 +23,8 @@ export const searchTool: ToolDefinition = {
   defaultTimeoutMs: 60_000,
   version: "1",
   prepare(context, args) {
-    const query = requireString(args, "query");
+    // A format mirroring its reference sends the query it was given; the search backend judges it.
+    const query = context.hints.anyQuery && typeof args.query === "string" ? args.query : requireString(args, "query");
     return {
       inputImages: [],
       run: async () => {

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type InvokeOptions, isSha256, type ToolplaneError } from "../../../runtime/src/index.js";
 import type { BackendName } from "../admission.js";
 import type { Backends } from "../backends.js";
+import type { CallHints } from "../formats/index.js";
 import type { CodeLanguage, CodeSessionHandle, TrajectorySession } from "../sessions.js";
 import type { MaybePromise, StoredImage } from "../stores.js";
 
@@ -16,6 +17,8 @@ export interface ToolContext {
   backends: Backends;
   /** Absolute deadline of the call (ms since the epoch). */
   deadlineMs: number;
+  /** How the model format wants the call run (Step); empty for Execute. */
+  hints: CallHints;
   /** Aborted when the caller goes away or the deadline passes. */
   signal: AbortSignal;
   /** Resolves "image_1".."image_n" (the session's inputs) or a sha256 in the store. */

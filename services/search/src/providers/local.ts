@@ -1,7 +1,7 @@
 import { DeadlineExceededError } from "../../../runtime/src/index.js";
 import type { LocalImageIndex } from "../local-image-index.js";
-import type { LocalTextIndex } from "../local-text-index.js";
-import type { CallBudget, ImageQuery, ProviderAnswer, SearchProvider, TextQuery } from "../types.js";
+
+import type { CallBudget, ImageQuery, ProviderAnswer, SearchProvider, TextIndex, TextQuery } from "../types.js";
 
 /** The embedded provider: BM25 over a local corpus and perceptual hashes over local images. */
 export class LocalProvider implements SearchProvider {
@@ -10,13 +10,13 @@ export class LocalProvider implements SearchProvider {
   readonly imageSearch = true;
 
   constructor(
-    private readonly text: LocalTextIndex,
+    private readonly text: TextIndex,
     private readonly images: LocalImageIndex,
   ) {}
 
   async search(query: TextQuery, budget: CallBudget): Promise<ProviderAnswer> {
     if (budget.signal.aborted) throw new DeadlineExceededError("search cancelled before the local index was queried");
-    return { results: this.text.search(query.query, query.count), queueMs: 0 };
+    return { results: await this.text.search(query.query, query.count), queueMs: 0 };
   }
 
   async searchImage(query: ImageQuery, budget: CallBudget): Promise<ProviderAnswer> {

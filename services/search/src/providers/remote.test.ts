@@ -15,8 +15,12 @@ import {
 import { ImageHost } from "../image-host.js";
 import type { HttpProviderSettings } from "../provider-http.js";
 import type { CallBudget, ImageQuery, TextQuery } from "../types.js";
-import { braveAdapter, searxngAdapter, serpapiAdapter, serperAdapter, tavilyAdapter } from "./adapters.js";
+import { braveAdapter } from "./brave.js";
 import { type ImagePublisher, type RemoteAdapter, RemoteProvider } from "./remote.js";
+import { searxngAdapter } from "./searxng.js";
+import { serpapiAdapter } from "./serpapi.js";
+import { serperAdapter } from "./serper.js";
+import { tavilyAdapter } from "./tavily.js";
 
 const QUERY: TextQuery = { query: "lake baikal depth", count: 10, language: "en", region: "us" };
 const KEY = "test-key-123";

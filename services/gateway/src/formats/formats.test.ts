@@ -1,20 +1,43 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { Fidelity, modelFormatToJSON } from "../../../../generated/toolplane/gateway/v1/gateway.js";
 import {
   codeObservation,
   DEEPEYES_V1_USER_PROMPT,
+  type Fidelity as FidelityName,
+  FORMATS as FORMATS_REGISTERED,
+  fidelityOf,
+  formatByName,
+  formatByProto,
+  formatEnumNames,
   imageSearchObservation,
   lastPythonFence,
-  type ModelFormatName,
-  parseTurn,
+  type ModelFormat,
+  type ParsedTurn,
+  parseTurn as parseAny,
+  type RenderedCall,
+  referenceZoomBox,
   searchObservation,
-  stepObservation,
-} from "./formats.js";
+} from "./index.js";
 
-const FORMATS: ModelFormatName[] = ["deepeyes-v2", "deepeyes-v1", "hermes", "openai"];
+const FORMATS = ["deepeyes-v2", "deepeyes-v1", "hermes", "openai"];
 
-describe("deepeyes-v2 parser", () => {
+/** These cases pin the strict behaviour; the reference one is pinned by test/e2e/conformance. */
+function parseTurn(format: string, text: string, fidelity: FidelityName = "strict"): ParsedTurn {
+  return parseAny(format, text, { fidelity });
+}
+
+function stepObservation(format: string, calls: Omit<RenderedCall, "status">[]): string {
+  const rendered = formatByName(format)?.render(
+    calls.map((call) => ({ ...call, status: call.isError ? "model_error" : "ok" })),
+    { fidelity: "strict", sampleIndex: "" },
+  );
+  assert.equal(rendered?.kind, "observation");
+  return rendered?.kind === "observation" ? rendered.text : "";
+}
+
+describe("deepeyes-v2 parser (strict)", () => {
   it("runs only the last python fence of the last <code> block", () => {
     const text = [
       "<think>first try</think>",
@@ -87,7 +110,7 @@ describe("deepeyes-v2 parser", () => {
   });
 });
 
-describe("deepeyes-v1 parser", () => {
+describe("deepeyes-v1 parser (strict)", () => {
   it("parses zoom calls with absolute pixel boxes", () => {
     const text =
       '<think>zoom</think>\n<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20, 110, 220], "label": "sign"}}\n</tool_call>';
@@ -166,7 +189,7 @@ describe("parsers never throw", () => {
       fc.assert(
         fc.property(modelText, (text) => {
           const parsed = parseTurn(format, text);
-          assert.ok(["answer", "calls", "parse_error", "no_call"].includes(parsed.kind));
+          assert.ok(["answer", "calls", "parse_error", "no_call", "episode_end"].includes(parsed.kind));
           if (parsed.kind === "calls") {
             assert.ok(parsed.calls.length > 0);
             for (const call of parsed.calls) {
@@ -274,5 +297,74 @@ describe("observation text", () => {
     assert.deepEqual(JSON.parse(stepObservation("openai", [search])), [
       { role: "tool", tool_call_id: "c1", content: "found" },
     ]);
+  });
+});
+
+describe("the format registry", () => {
+  it("holds each format once, with a distinct proto enum, found by name and by enum", () => {
+    const names = FORMATS_REGISTERED.map((format) => format.name);
+    assert.deepEqual(names, ["deepeyes-v2", "deepeyes-v1", "hermes", "openai"]);
+    assert.equal(new Set(FORMATS_REGISTERED.map((format) => format.protoEnum)).size, FORMATS_REGISTERED.length);
+    for (const format of FORMATS_REGISTERED) {
+      assert.equal(formatByProto(format.protoEnum), format);
+      assert.equal(formatByName(format.name), format);
+    }
+    assert.equal(formatEnumNames(modelFormatToJSON), "DEEPEYES_V2, DEEPEYES_V1, HERMES, OPENAI");
+  });
+
+  it("the DeepEyes formats default to the reference, Hermes and OpenAI have one behaviour", () => {
+    assert.equal(fidelityOf(formatByName("deepeyes-v2") as ModelFormat, undefined), "reference");
+    assert.equal(fidelityOf(formatByName("deepeyes-v1") as ModelFormat, Fidelity.FIDELITY_UNSPECIFIED), "reference");
+    assert.equal(fidelityOf(formatByName("deepeyes-v1") as ModelFormat, Fidelity.FIDELITY_STRICT), "strict");
+    assert.equal(fidelityOf(formatByName("hermes") as ModelFormat, undefined), "strict");
+  });
+});
+
+describe("reference parsing attaches how each call must run", () => {
+  it("deepeyes-v2 code: reference indentation, 200 s cell, DeepEyesV2 resize, image_1 only", () => {
+    const parsed = parseAny("deepeyes-v2", "<code>\n```python\nprint(1)\n```\n</code>");
+    assert.deepEqual(parsed, {
+      kind: "calls",
+      calls: [
+        {
+          callId: "call_0",
+          name: "code",
+          arguments: { code: "print(1)" },
+          hints: {
+            referenceIndentation: true,
+            defaultTimeoutMs: 202_000,
+            imageResize: "deepeyes-v2",
+            boundInputImages: 1,
+          },
+        },
+      ],
+    });
+  });
+
+  it("deepeyes-v1 zoom: the reference box check and plain crop", () => {
+    const parsed = parseAny(
+      "deepeyes-v1",
+      '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2.5, true, 4]}}</tool_call>',
+    );
+    assert.deepEqual(parsed, {
+      kind: "calls",
+      calls: [
+        {
+          callId: "call_0",
+          name: "image_zoom_in_tool",
+          arguments: { bbox_2d: [1, 2.5, 1, 4] },
+          hints: { referenceZoom: true, imageResize: "none" },
+        },
+      ],
+    });
+  });
+
+  it("referenceZoomBox: clamp, short side > 30, round half to even", () => {
+    assert.deepEqual(referenceZoomBox([100, 50, 300, 150], 640, 480), [100, 50, 300, 150]);
+    assert.equal(referenceZoomBox([100, 50, 300, 80], 640, 480), undefined);
+    assert.deepEqual(referenceZoomBox([100, 50, 300, 81], 640, 480), [100, 50, 300, 81]);
+    assert.deepEqual(referenceZoomBox([-5, -5, 700, 500], 640, 480), [0, 0, 640, 480]);
+    assert.deepEqual(referenceZoomBox([Number.NaN, 0, 100, Number.NaN], 640, 480), [0, 0, 100, 480]);
+    assert.deepEqual(referenceZoomBox([0.5, 1.5, 100.5, 101.5], 640, 480), [0, 2, 100, 102]);
   });
 });

@@ -1,0 +1,1 @@
+"""Stand-in for opentelemetry-api (see ../README.md): context, trace and propagate only."""

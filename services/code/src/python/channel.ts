@@ -1,0 +1,111 @@
+import { encodeFrame, type Frame, FrameDecoder, FrameError } from "./framing.js";
+
+export interface SandboxExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Why we killed it, when we did. */
+  killedFor: string | undefined;
+  stderrTail: string;
+}
+
+/** The kernel process ended before answering a request. */
+export class SandboxExitedError extends Error {
+  constructor(readonly exit: SandboxExit) {
+    super(
+      `the Python sandbox exited (code ${exit.code}, signal ${exit.signal}${exit.killedFor ? `, killed: ${exit.killedFor}` : ""})` +
+        (exit.stderrTail ? `: ${exit.stderrTail.trim().slice(-500)}` : ""),
+    );
+  }
+}
+
+/** What a session needs from its kernel, however the kernel was started (own sandbox or forked by the zygote). */
+export interface Kernel {
+  readonly alive: boolean;
+  readonly exited: Promise<SandboxExit>;
+  /** Host pid of the Python process running model code, for memory accounting and tests. */
+  readonly pythonPid: number | undefined;
+  request(header: Record<string, unknown>, blobs?: Buffer[]): Promise<Frame>;
+  kill(reason: string): void;
+}
+
+/**
+ * The framed request/reply channel to one kernel. Requests are strictly one at
+ * a time (the session layer serializes them); a reply is the next frame the
+ * kernel writes. Subclasses own the transport: they feed bytes to `received`,
+ * report the end with `ended`, and kill in `terminate`.
+ */
+export abstract class FramedKernel implements Kernel {
+  private readonly decoder: FrameDecoder;
+  private pending: { resolve: (frame: Frame) => void; reject: (error: Error) => void } | undefined;
+  private readonly queued: Frame[] = [];
+  private exitInfo: SandboxExit | undefined;
+  protected killedFor: string | undefined;
+  readonly exited: Promise<SandboxExit>;
+  private resolveExited: (exit: SandboxExit) => void = () => {};
+
+  constructor(maxFrameBytes: number) {
+    this.decoder = new FrameDecoder(maxFrameBytes);
+    this.exited = new Promise((resolve) => {
+      this.resolveExited = resolve;
+    });
+  }
+
+  abstract get pythonPid(): number | undefined;
+  protected abstract write(bytes: Buffer): void;
+  protected abstract terminate(): void;
+
+  get alive(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  request(header: Record<string, unknown>, blobs: Buffer[] = []): Promise<Frame> {
+    if (this.exitInfo) return Promise.reject(new SandboxExitedError(this.exitInfo));
+    const reply = this.next();
+    this.write(encodeFrame(header, blobs));
+    return reply;
+  }
+
+  kill(reason: string): void {
+    if (this.exitInfo) return;
+    this.killedFor ??= reason;
+    this.terminate();
+  }
+
+  /** The next frame the kernel sends. */
+  next(): Promise<Frame> {
+    const frame = this.queued.shift();
+    if (frame) return Promise.resolve(frame);
+    if (this.exitInfo) return Promise.reject(new SandboxExitedError(this.exitInfo));
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+    });
+  }
+
+  protected received(chunk: Buffer): void {
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (error) {
+      // A kernel that breaks the protocol is not trusted any further.
+      this.kill(error instanceof FrameError ? `protocol violation: ${error.message}` : String(error));
+      return;
+    }
+    for (const frame of frames) {
+      if (this.pending) {
+        const { resolve } = this.pending;
+        this.pending = undefined;
+        resolve(frame);
+      } else {
+        this.queued.push(frame);
+      }
+    }
+  }
+
+  protected ended(exit: Omit<SandboxExit, "killedFor">, failure?: Error): void {
+    if (this.exitInfo) return;
+    this.exitInfo = { ...exit, killedFor: this.killedFor };
+    this.pending?.reject(failure ?? new SandboxExitedError(this.exitInfo));
+    this.pending = undefined;
+    this.resolveExited(this.exitInfo);
+  }
+}
