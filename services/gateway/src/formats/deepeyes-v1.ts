@@ -18,7 +18,7 @@ import {
   type StepRender,
 } from "./format.js";
 import { ZOOM_INVALID, ZOOM_TOOL } from "./observations.js";
-import { type PyValue, pyJsonLoads, pyNumber, pyStr, pyStrip, pySubscript, pyTypeName } from "./python.js";
+import { loadReferenceToolCall, type PyValue, pyNumber, pyStr, pySubscript, pyTypeName } from "./python.js";
 import { blocks, lastAnswer, lastBlock } from "./text.js";
 import { parseJsonCall } from "./tool-call-json.js";
 
@@ -144,16 +144,9 @@ function parseReference(text: string): ParsedTurn {
       ? { kind: "episode_end", reason: "no_tool_call", observation: "" }
       : { kind: "no_call" };
   }
-  const stripped = pyStrip(action);
-  let toolCall: PyValue;
-  try {
-    toolCall = pyJsonLoads(stripped);
-  } catch (error) {
-    return {
-      kind: "parse_error",
-      message: `Error: Invalid tool call format: ${stripped}. Error: ${(error as Error).message}`,
-    };
-  }
+  const loaded = loadReferenceToolCall(action);
+  if ("error" in loaded) return loaded.error;
+  const toolCall = loaded.value;
   const raised = (error: string): ParsedTurn => ({ kind: "parse_error", message: `Error: ${error}` });
   const name = pySubscript(toolCall, "name");
   if ("error" in name) return raised(name.error);

@@ -17,7 +17,7 @@ import {
   type RenderedCall,
   type StepRender,
 } from "./format.js";
-import { isPyDict, type PyValue, pyJsonLoads, pyStr, pyStrip, pySubscript } from "./python.js";
+import { isPyDict, loadReferenceToolCall, pyStr, pySubscript } from "./python.js";
 import {
   blocks,
   formatError,
@@ -69,16 +69,9 @@ function parseReference(text: string, options: ParseOptions): ParsedTurn {
   }
   const action = lastBlock(text, "tool_call");
   if (!action) return { kind: "episode_end", reason: "no_tool_call", observation: "" };
-  const stripped = pyStrip(action);
-  let toolCall: PyValue;
-  try {
-    toolCall = pyJsonLoads(stripped);
-  } catch (error) {
-    return {
-      kind: "parse_error",
-      message: `Error: Invalid tool call format: ${stripped}. Error: ${(error as Error).message}`,
-    };
-  }
+  const loaded = loadReferenceToolCall(action);
+  if ("error" in loaded) return loaded.error;
+  const { value: toolCall, stripped } = loaded;
   // Raised inside the reference's second try: `Error: {e} for {self.data_index}`.
   const raised = (error: string): ParsedTurn => ({
     kind: "parse_error",

@@ -8,6 +8,7 @@
  * Values keep Python's view of JSON: ints and floats apart (`1` vs `1.0`), ints of any
  * size, dict keys in insertion order (JavaScript objects reorder integer-like keys).
  */
+import type { ParsedTurn } from "./format.js";
 
 export type PyValue = null | boolean | PyInt | PyFloat | string | PyValue[] | PyDict;
 
@@ -313,6 +314,24 @@ class Scanner {
 }
 
 /** `json.loads(text)` as CPython 3.11 runs it; throws PyJsonError with CPython's exact message. */
+/**
+ * The DeepEyes environments' `json.loads(action.strip())` of a `<tool_call>` body: the value,
+ * or the error both show the model (`Error: Invalid tool call format: ... Error: <json message>`).
+ */
+export function loadReferenceToolCall(action: string): { value: PyValue; stripped: string } | { error: ParsedTurn } {
+  const stripped = pyStrip(action);
+  try {
+    return { value: pyJsonLoads(stripped), stripped };
+  } catch (error) {
+    return {
+      error: {
+        kind: "parse_error",
+        message: `Error: Invalid tool call format: ${stripped}. Error: ${(error as Error).message}`,
+      },
+    };
+  }
+}
+
 export function pyJsonLoads(text: string): PyValue {
   if (text.startsWith("\ufeff")) throw decodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0);
   const scanner = new Scanner(text);
