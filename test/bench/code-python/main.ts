@@ -14,10 +14,8 @@
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import sharp from "sharp";
-import { CodeServiceClient, Language } from "../../../generated/toolplane/code/v1/code.js";
-import { createClient, invoke } from "../../../services/runtime/src/index.js";
 import { treeCpuSeconds } from "../../support/proc.js";
-import { metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../../support/processes.js";
+import { metricValue, type SpawnedService, scrapeMetrics } from "../../support/processes.js";
 import {
   burst,
   inBatches,
@@ -57,24 +55,8 @@ async function timed(action: () => Promise<unknown>): Promise<number> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(): Promise<void> {
-  const service = await spawnService("code", { TOOLPLANE_CODE_FORK_POOL_SIZE: "2" });
-  const client = createClient(CodeServiceClient, service.address);
-  const create = (
-    images: { name: string; image: { data: Buffer; mimeType: string; width: number; height: number } }[] = [],
-  ) =>
-    invoke(client, client.createSession, {
-      language: Language.LANGUAGE_PYTHON,
-      images,
-      limits: undefined,
-      idleTtlSeconds: 0,
-      label: "bench",
-    });
-  const execute = async (sessionId: string, code: string) => {
-    const response = await invoke(client, client.execute, { sessionId, code, timeoutMs: 0, fixIndentation: false });
-    if (response.error) throw new Error(`bench cell failed: ${response.error.traceback}`);
-    return response;
-  };
-  const close = (sessionId: string) => invoke(client, client.closeSession, { sessionId });
+  const api = await sessionService({ TOOLPLANE_CODE_FORK_POOL_SIZE: "2" });
+  const { service, create, execute, close } = api;
 
   try {
     await sleep(REFILL_PAUSE_MS);
@@ -166,8 +148,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ bench: "code-python", quick, rows, jupyter, memoryMb: memory })}\n`);
     for (const sessionId of [warmSession, imageSession, ...idleSessions]) await close(sessionId);
   } finally {
-    client.close();
-    await service.stop();
+    await api.stop();
   }
   await sessionScale();
 }

@@ -27,10 +27,12 @@ export function latencies(samples: number[]): Latencies {
 export async function sessionService(env: Record<string, string>) {
   const service = await spawnService("code", env);
   const client = createClient(CodeServiceClient, service.address);
-  const create = () =>
+  const create = (
+    images: { name: string; image: { data: Buffer; mimeType: string; width: number; height: number } }[] = [],
+  ) =>
     invoke(client, client.createSession, {
       language: Language.LANGUAGE_PYTHON,
-      images: [],
+      images,
       limits: undefined,
       idleTtlSeconds: 0,
       label: "bench",
