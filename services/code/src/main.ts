@@ -73,6 +73,12 @@ const codeConfigShape = {
   TOOLPLANE_CODE_JS_POOL_SIZE: z.coerce.number().int().min(0).max(256).default(8),
   TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
   TOOLPLANE_CODE_JS_ISOLATION: z.enum(["process", "in-process"]).default("process"),
+  /**
+   * Memory one JavaScript host process may commit (RLIMIT_DATA; 0 = unbounded): room for one lost isolate of
+   * the largest memory_mb beside the host's live sessions, so a heap bomb ends in its host's bound.
+   */
+  TOOLPLANE_CODE_JS_HOST_MEMORY_MB: z.coerce.number().int().min(0).default(8192),
+  TOOLPLANE_CODE_PRLIMIT_PATH: z.string().min(1).default("/usr/bin/prlimit"),
   /** Image service for JavaScript's image.process(); empty = the helper is absent. */
   TOOLPLANE_IMAGE_ADDR: address("", { optional: true }),
 };
@@ -136,6 +142,10 @@ runMain("toolplane-code", async () => {
     maxDisplayBytes: 32 * MIB,
     maxDisplayPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS,
     hardKillGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
+    hostMemoryMb: config.TOOLPLANE_CODE_JS_HOST_MEMORY_MB,
+    prlimitPath: config.TOOLPLANE_CODE_PRLIMIT_PATH,
+    // A retired host serves its sessions for as long as an idle session of the default TTL would live.
+    hostDrainMs: config.TOOLPLANE_CODE_DEFAULT_IDLE_TTL_SECONDS * 1000,
     onHostEvent: (event) => jsLogger.warn({ event: event.kind, detail: event.detail }, "javascript sandbox host event"),
   });
   const manager = new SessionManager(

@@ -76,7 +76,8 @@ export class EngineSession implements LanguageSession {
     }
     this.run = run;
     try {
-      const { result, failure } = await this.runCell(code, run, options.timeoutMs);
+      const graceMs = options.killGraceMs ?? this.engine.options.hardKillGraceMs;
+      const { result, failure } = await this.runCell(code, run, options.timeoutMs, graceMs);
       if (run.infrastructureError) throw run.infrastructureError;
       return run.outcome(result, failure);
     } finally {
@@ -116,6 +117,7 @@ export class EngineSession implements LanguageSession {
     code: string,
     run: RunState,
     timeoutMs: number,
+    graceMs: number,
   ): Promise<{ result?: string; failure?: CodeFailure }> {
     const ready = this.ready as ReadyIsolate;
     const { isolate } = ready;
@@ -139,7 +141,7 @@ export class EngineSession implements LanguageSession {
     const watchdog = setTimeout(() => {
       hardKilled = true;
       this.discard(`the previous cell did not stop at its time limit of ${timeoutMs} ms and was killed`);
-    }, timeoutMs + this.engine.options.hardKillGraceMs);
+    }, timeoutMs + graceMs);
     const cpuBefore = isolate.cpuTime;
     try {
       const value = await script.run(ready.context, { timeout: timeoutMs, reference: true, release: true });

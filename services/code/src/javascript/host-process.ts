@@ -14,7 +14,7 @@ export type HostOptions = Omit<EngineOptions, "onCatastrophicError">;
 
 export type HostRequest =
   | { id: number; op: "create"; sessionId: string; images: InputImage[]; limits: ResolvedLimits }
-  | { id: number; op: "execute"; sessionId: string; code: string; timeoutMs: number }
+  | { id: number; op: "execute"; sessionId: string; code: string; timeoutMs: number; hardKillGraceMs: number }
   | { id: number; op: "reset"; sessionId: string }
   | { id: number; op: "close"; sessionId: string }
   | { id: number; op: "stop" }
@@ -45,9 +45,9 @@ function serve(options: HostOptions): void {
     ...options,
     onCatastrophicError(session, message) {
       const sessionId = [...sessions].find(([, candidate]) => candidate === session)?.[0];
-      // The parent kills this process on receipt. Exiting at once could let the exit overtake the message
-      // (and the culprit go unnamed), so exiting here is only the fallback.
-      send({ event: "catastrophic", sessionId, message }, () => setTimeout(() => process.exit(70), 5000));
+      // isolated-vm parks the lost isolate's thread for good; the other isolates keep working. The parent
+      // answers the culprit, gives this process no new sessions and ends it once its sessions are done.
+      send({ event: "catastrophic", sessionId, message });
     },
   });
 
@@ -70,6 +70,7 @@ function serve(options: HostOptions): void {
         try {
           return await sessionFor(request.sessionId).execute(request.code, {
             timeoutMs: request.timeoutMs,
+            killGraceMs: request.hardKillGraceMs,
             signal: controller.signal,
           });
         } finally {

@@ -304,7 +304,10 @@ class PythonSession implements LanguageSession {
     this.restartNote = false;
     if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
 
-    const hardLimit = setTimeout(() => kernel.kill("timeout"), options.timeoutMs + this.backend.killGraceMs);
+    const hardLimit = setTimeout(
+      () => kernel.kill("timeout"),
+      options.timeoutMs + (options.killGraceMs ?? this.backend.killGraceMs),
+    );
     const onAbort = () => kernel.kill("cancelled");
     options.signal.addEventListener("abort", onAbort, { once: true });
     let reply: Frame;
