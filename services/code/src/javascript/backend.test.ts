@@ -17,6 +17,7 @@ import {
   UnavailableError,
 } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome, InputImage, LanguageBackend, LanguageSession, ResolvedLimits } from "../backend.js";
+import { waitFor } from "../../../../test/support/processes.js";
 import { createJavaScriptBackend, type JavaScriptBackendOptions } from "./backend.js";
 
 const BASE: JavaScriptBackendOptions = {
@@ -551,14 +552,6 @@ describe("JavaScript backend, image.process over gRPC", () => {
   });
 });
 
-async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe("JavaScript backend, sandbox host processes", () => {
   let backend: LanguageBackend;
   const events: string[] = [];
@@ -634,7 +627,7 @@ describe("JavaScript backend, sandbox host processes", () => {
       events.some((detail) => detail.includes("lost an isolate")),
       events.join("; "),
     );
-    process.stdout.write(`# heap bomb (memory_mb ${LIMITS.memoryMb}) answered in ${Math.round(elapsedMs)} ms\n`);
+    process.stdout.write(`heap bomb (memory_mb ${LIMITS.memoryMb}) answered in ${Math.round(elapsedMs)} ms\n`);
     // The culprit carries on in a fresh context and is told why; the bystander keeps its variables.
     const next = await run(culprit, "1 + 1");
     assert.equal(next.result, "2");
@@ -646,7 +639,10 @@ describe("JavaScript backend, sandbox host processes", () => {
     assert.equal(await value(fresh, "'serving'"), '"serving"');
     // The retired host ends when its last session leaves.
     await bystander.close();
-    await waitFor(() => events.some((detail) => detail.startsWith("retired sandbox host process exited")));
+    await waitFor(
+      () => events.some((detail) => detail.startsWith("retired sandbox host process exited")),
+      "the retired host to exit",
+    );
     await Promise.all([culprit.close(), fresh.close()]);
   });
 
