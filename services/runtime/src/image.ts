@@ -12,7 +12,29 @@ export const MIME_BY_FORMAT: Readonly<Record<string, string>> = {
   tiff: "image/tiff",
 };
 
+/** The one image-format whitelist: every service that decodes untrusted bytes takes these and nothing else. */
+export const ACCEPTED_FORMATS = ["jpeg", "png", "webp", "gif", "tiff"] as const;
+
 const ACCEPTED = "expected PNG, JPEG, WebP, GIF or TIFF";
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const TIFF_SIGNATURES = ["II*\0", "MM\0*", "II+\0", "MM\0+"];
+
+/**
+ * Whether the data starts like one of ACCEPTED_FORMATS: checked before libvips sees the bytes, so its
+ * other loaders (SVG via librsvg, HEIF/AVIF via libheif, PDF, ...) never parse untrusted input.
+ */
+export function hasAcceptedSignature(data: Uint8Array): boolean {
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const text = (start: number, end: number) => bytes.subarray(start, end).toString("latin1");
+  return (
+    (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) ||
+    bytes.subarray(0, 8).equals(PNG_SIGNATURE) ||
+    text(0, 4) === "GIF8" ||
+    (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") ||
+    TIFF_SIGNATURES.includes(text(0, 4))
+  );
+}
 
 /** libvips' own default pixel limit (0x3FFF * 0x3FFF). */
 export const DEFAULT_MAX_INPUT_PIXELS = 268_402_689;
@@ -47,6 +69,9 @@ export async function probeImage(
   maxPixels = DEFAULT_MAX_INPUT_PIXELS,
 ): Promise<ProbedImage> {
   if (data.length === 0) throw new InvalidArgumentError(`${field} is empty; expected encoded image bytes`);
+  if (!hasAcceptedSignature(data)) {
+    throw new InvalidArgumentError(`${field} does not start like an accepted image (its first bytes); ${ACCEPTED}`);
+  }
   // Loaded on first use: processes that never probe an image (run-all, the export CLI) do not load libvips.
   const { default: sharp } = await import("sharp");
   let metadata: Metadata;

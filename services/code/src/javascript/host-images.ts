@@ -8,6 +8,7 @@ import type {
 import {
   asToolplaneError,
   errorMessage,
+  hasAcceptedSignature,
   invoke,
   parseOperation,
   parseOutputOptions,
@@ -49,6 +50,11 @@ export async function toDisplayPng(
       "TypeError",
       `display(bytes, mime): mime ${JSON.stringify(mime)} is not supported; use image/png, image/jpeg or image/webp`,
     );
+  }
+  // The system's one format whitelist, by the first bytes, before libvips sees them (no SVG to librsvg, no
+  // AVIF/HEIF to libheif).
+  if (!hasAcceptedSignature(bytes)) {
+    return fail("TypeError", "display(bytes, mime): bytes are not a PNG, JPEG or WebP image (by their first bytes)");
   }
   try {
     const input = sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: "error" });
