@@ -119,7 +119,7 @@ describe("code service blame (issue #18)", () => {
     const session = (await javascript.create()).sessionId;
     const response = await javascript.execute(
       session,
-      "display(new TextEncoder().encode('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"9\" height=\"9\"/>'), '')",
+      "display(Uint8Array.from('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"9\" height=\"9\"/>', (c) => c.charCodeAt(0)), '')",
     );
     assertModelFailure(response, "ABORTED", /TypeError/);
     assert.match(response.stderr, /not a PNG, JPEG or WebP image/);

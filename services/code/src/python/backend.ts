@@ -308,7 +308,19 @@ class PythonSession implements LanguageSession {
       () => kernel.kill("timeout"),
       options.timeoutMs + (options.killGraceMs ?? this.backend.killGraceMs),
     );
-    const onAbort = () => kernel.kill("cancelled");
+    // A caller that goes away stops the cell the way its timeout would (the kernel's SIGALRM handler), so a
+    // cell that stops keeps the session's state; only one that ignores it is killed, after the grace.
+    let cancelKill: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      const pid = kernel.pythonPid;
+      if (pid === undefined) return kernel.kill("cancelled");
+      try {
+        process.kill(pid, "SIGALRM");
+      } catch {
+        return kernel.kill("cancelled");
+      }
+      cancelKill = setTimeout(() => kernel.kill("cancelled"), options.killGraceMs ?? this.backend.killGraceMs);
+    };
     options.signal.addEventListener("abort", onAbort, { once: true });
     let reply: Frame;
     try {
@@ -327,7 +339,11 @@ class PythonSession implements LanguageSession {
       return this.lostKernel(error, options.timeoutMs, note);
     } finally {
       clearTimeout(hardLimit);
+      clearTimeout(cancelKill);
       options.signal.removeEventListener("abort", onAbort);
+    }
+    if (options.signal.aborted) {
+      throw new DeadlineExceededError("the call was cancelled; the running code was interrupted (the session keeps its state)");
     }
     if (reply.header.op !== "result") {
       kernel.kill("kernel error");

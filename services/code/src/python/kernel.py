@@ -484,7 +484,9 @@ class Kernel:
             except Exception:  # noqa: BLE001 - a broken figure must not hide the original error
                 pass
         finally:
-            sys.stdout, sys.stderr = saved
+            # Between cells nothing is anyone's output: a thread the cell left running writes into a sink,
+            # not into a buffer that the next cell would flush.
+            sys.stdout, sys.stderr = _between_cells_stream(saved[0]), _between_cells_stream(saved[1])
         if os.getpid() != self.main_pid:
             # A forked child finished the cell: it must never speak on the protocol pipe.
             os._exit(0)
@@ -562,6 +564,13 @@ class Kernel:
             )
             formatted = "".join(summary.format())
         return {"code": code, "type": kind, "message": message, "traceback": formatted}
+
+
+_SINK = CappedText(0)
+
+
+def _between_cells_stream(saved):
+    return saved if isinstance(saved, CappedText) else _SINK
 
 
 def _threads_of_earlier_cells():
