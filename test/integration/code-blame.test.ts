@@ -18,7 +18,10 @@ describe("code service blame (issue #18)", () => {
 
   before(async () => {
     // One JS host: the bomb and the bystander share it, the case that used to lose the bystander's state.
-    service = await spawnService("code", { TOOLPLANE_CODE_JS_HOST_PROCESSES: "1", TOOLPLANE_CODE_KILL_GRACE_MS: "1000" });
+    service = await spawnService("code", {
+      TOOLPLANE_CODE_JS_HOST_PROCESSES: "1",
+      TOOLPLANE_CODE_KILL_GRACE_MS: "1000",
+    });
     const limits = { timeoutMs: 10_000, memoryMb: 0, maxOutputBytes: 64 * 1024, maxImages: 10 };
     python = codeClient(service.address, Language.LANGUAGE_PYTHON, { limits, label: "blame" });
     javascript = codeClient(service.address, Language.LANGUAGE_JAVASCRIPT, { limits, label: "blame" });
@@ -32,12 +35,16 @@ describe("code service blame (issue #18)", () => {
   it("JS: a heap bomb V8 cannot stop ends its own cell with MODEL RESOURCE_EXHAUSTED; a session on the same host keeps its variables", async () => {
     const bystander = (await javascript.create()).sessionId;
     await javascript.execute(bystander, "globalThis.kept = 'mine'");
-    const culprit = (await javascript.create({ limits: { timeoutMs: 30_000, memoryMb: 128, maxOutputBytes: 4096, maxImages: 1 } })).sessionId;
+    const culprit = (
+      await javascript.create({ limits: { timeoutMs: 30_000, memoryMb: 128, maxOutputBytes: 4096, maxImages: 1 } })
+    ).sessionId;
     const started = performance.now();
     const bomb = await javascript.execute(culprit, "new Array(2 ** 30).fill(0)");
     const elapsedMs = performance.now() - started;
     assertModelFailure(bomb, "RESOURCE_EXHAUSTED", /MemoryLimitError/);
-    process.stdout.write(`JS heap bomb (memory_mb 128) answered as MODEL RESOURCE_EXHAUSTED in ${Math.round(elapsedMs)} ms\n`);
+    process.stdout.write(
+      `JS heap bomb (memory_mb 128) answered as MODEL RESOURCE_EXHAUSTED in ${Math.round(elapsedMs)} ms\n`,
+    );
     const still = await javascript.execute(bystander, "kept");
     assert.equal(still.result, '"mine"', JSON.stringify(still));
     const next = await javascript.execute(culprit, "6 * 7");
@@ -83,7 +90,7 @@ describe("code service blame (issue #18)", () => {
       "display(Image.new('RGB', (8, 8)))",
       "k = next(o for o in gc.get_objects() if type(o).__name__ == 'Kernel')",
       "k.images.append(b'\\x89PNG\\r\\n\\x1a\\n' + b'junk' * 100)",
-      "k.images.append(b'<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"/>')",
+      'k.images.append(b\'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>\')',
       "def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))",
       "raw = zlib.compress(b'\\x00' * (16000 * 3 + 1) * 16000, 9)",
       "k.images.append(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 16000, 16000, 8, 2, 0, 0, 0)) + chunk(b'IDAT', raw) + chunk(b'IEND', b''))",
@@ -119,7 +126,7 @@ describe("code service blame (issue #18)", () => {
     const session = (await javascript.create()).sessionId;
     const response = await javascript.execute(
       session,
-      "display(Uint8Array.from('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"9\" height=\"9\"/>', (c) => c.charCodeAt(0)), '')",
+      'display(Uint8Array.from(\'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>\', (c) => c.charCodeAt(0)), \'\')',
     );
     assertModelFailure(response, "ABORTED", /TypeError/);
     assert.match(response.stderr, /not a PNG, JPEG or WebP image/);

@@ -1,5 +1,5 @@
-import type { NamedImage } from "../../../generated/toolplane/code/v1/code.js";
 import sharp from "sharp";
+import type { NamedImage } from "../../../generated/toolplane/code/v1/code.js";
 import {
   errorMessage,
   hasAcceptedSignature,

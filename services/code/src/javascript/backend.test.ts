@@ -7,6 +7,7 @@ import {
   type ProcessRequest,
   type ProcessResponse,
 } from "../../../../generated/toolplane/image/v1/image.js";
+import { waitFor } from "../../../../test/support/processes.js";
 import {
   createLogger,
   InvalidArgumentError,
@@ -17,7 +18,6 @@ import {
   UnavailableError,
 } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome, InputImage, LanguageBackend, LanguageSession, ResolvedLimits } from "../backend.js";
-import { waitFor } from "../../../../test/support/processes.js";
 import { createJavaScriptBackend, type JavaScriptBackendOptions } from "./backend.js";
 
 const BASE: JavaScriptBackendOptions = {

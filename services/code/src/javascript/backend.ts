@@ -174,7 +174,8 @@ class HostProcess {
         this.exited = true;
         clearTimeout(this.drainTimer);
         const detail = `sandbox host process exited (${signal ?? `code ${code}`})`;
-        for (const [, waiter] of this.pending) waiter.reject(new HostExited("crashed", `${detail} while this call ran`));
+        for (const [, waiter] of this.pending)
+          waiter.reject(new HostExited("crashed", `${detail} while this call ran`));
         this.pending.clear();
         // A host that died while starting is reported by start(); restarting it here could loop forever.
         if (this.started) this.onExit(this, detail);
@@ -381,7 +382,8 @@ class ProcessBackend implements LanguageBackend {
     const settled = await Promise.all(this.hosts.map((_host, index) => this.host(index).catch(() => undefined)));
     let index = -1;
     for (const [candidate, host] of settled.entries()) {
-      if (host && !host.exited && !host.retired && (index === -1 || host.sessions < (settled[index]?.sessions ?? 0))) index = candidate;
+      if (host && !host.exited && !host.retired && (index === -1 || host.sessions < (settled[index]?.sessions ?? 0)))
+        index = candidate;
     }
     if (index === -1) throw new UnavailableError("no JavaScript sandbox host is running", { retryAfterMs: 1000 });
     const session = new ProcessSession(this, index, images, limits);

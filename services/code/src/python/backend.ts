@@ -343,7 +343,9 @@ class PythonSession implements LanguageSession {
       options.signal.removeEventListener("abort", onAbort);
     }
     if (options.signal.aborted) {
-      throw new DeadlineExceededError("the call was cancelled; the running code was interrupted (the session keeps its state)");
+      throw new DeadlineExceededError(
+        "the call was cancelled; the running code was interrupted (the session keeps its state)",
+      );
     }
     if (reply.header.op !== "result") {
       kernel.kill("kernel error");
