@@ -352,7 +352,9 @@ describe("JavaScript backend, in process", () => {
     assert.equal(capped.imagesTruncated, true);
     const garbage = await run(session, "display(new Uint8Array([1, 2, 3]), 'image/png')");
     assert.equal(garbage.failure?.type, "TypeError");
-    assert.match(garbage.failure?.message ?? "", /not a decodable image/);
+    assert.match(garbage.failure?.message ?? "", /not a PNG, JPEG or WebP image \(by their first bytes\)/);
+    const truncated = await run(session, "display(image_1.bytes.slice(0, 200), 'image/jpeg')");
+    assert.match(truncated.failure?.message ?? "", /not a decodable image/);
     const mismatch = await run(session, "display(image_1, 'image/png')");
     assert.match(mismatch.failure?.message ?? "", /mime is image\/png but the bytes are image\/jpeg/);
     const badMime = await run(session, "display(image_1.bytes, 'text/html')");

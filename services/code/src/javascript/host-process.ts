@@ -9,6 +9,7 @@ import type { status } from "@grpc/grpc-js";
 import { asToolplaneError } from "../../../runtime/src/index.js";
 import type { InputImage, ResolvedLimits } from "../backend.js";
 import { type EngineOptions, type EngineSession, IsolateEngine } from "./engine.js";
+import { MemoryWatch } from "./memory-watch.js";
 
 export type HostOptions = Omit<EngineOptions, "onCatastrophicError">;
 
@@ -51,6 +52,15 @@ function serve(options: HostOptions): void {
     },
   });
 
+  // The same outcome as a catastrophic error, seconds earlier: the parent answers the culprit and retires this host.
+  const memoryWatch = new MemoryWatch((sessionId, grownMb, limitMb) =>
+    send({
+      event: "catastrophic",
+      sessionId,
+      message: `the cell grew its host's memory by ${grownMb} MB, past its limit of ${limitMb} MB, where V8 could not stop it`,
+    }),
+  );
+
   const sessionFor = (sessionId: string): EngineSession => {
     const session = sessions.get(sessionId);
     if (!session) throw new Error(`unknown sandbox session ${sessionId}`);
@@ -66,14 +76,17 @@ function serve(options: HostOptions): void {
       }
       case "execute": {
         const controller = new AbortController();
+        const session = sessionFor(request.sessionId);
         cancels.set(request.sessionId, controller);
+        memoryWatch.begin(request.sessionId, session.limits.memoryMb);
         try {
-          return await sessionFor(request.sessionId).execute(request.code, {
+          return await session.execute(request.code, {
             timeoutMs: request.timeoutMs,
             killGraceMs: request.hardKillGraceMs,
             signal: controller.signal,
           });
         } finally {
+          memoryWatch.end(request.sessionId);
           cancels.delete(request.sessionId);
         }
       }
