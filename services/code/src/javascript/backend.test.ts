@@ -652,15 +652,12 @@ describe("JavaScript backend, sandbox host processes", () => {
     const culprit = await backend.createSession([], { ...LIMITS, memoryMb: 512 });
     const bystander = await backend.createSession([], LIMITS);
     await value(bystander, "let mine = 'still here'");
-    const started = performance.now();
     const outcome = await culprit.execute("new Array(2 ** 30).fill(0)", {
       timeoutMs: 300,
       killGraceMs: 400,
       signal: new AbortController().signal,
     });
-    const elapsedMs = performance.now() - started;
     assert.equal(outcome.failure?.code, "DEADLINE_EXCEEDED", JSON.stringify(outcome));
-    assert.ok(elapsedMs < 1500, `answered after ${elapsedMs} ms`);
     assert.equal(await value(bystander, "mine"), '"still here"');
     const next = await run(culprit, "'fresh'");
     assert.equal(next.result, '"fresh"');
