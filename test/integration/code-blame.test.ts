@@ -148,7 +148,7 @@ describe("code service blame (issue #18)", () => {
       'display(Uint8Array.from(\'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>\', (c) => c.charCodeAt(0)), \'\')',
     );
     assertModelFailure(response, "ABORTED", /TypeError/);
-    assert.match(response.stderr, /not a PNG, JPEG or WebP image/);
+    assert.match(response.stderr, /not an image of an accepted type/);
     await javascript.close(session);
   });
 
@@ -189,5 +189,29 @@ describe("code service blame (issue #18)", () => {
     assert.doesNotMatch(next.stderr, /restart|lost/);
     assert.equal(next.error?.errorClass ?? ErrorClass.ERROR_CLASS_MODEL, ErrorClass.ERROR_CLASS_MODEL);
     await python.close(session);
+  });
+  it("JS: a call whose deadline passed while the service was stopped leaves the session's state alone", async () => {
+    const session = (await javascript.create()).sessionId;
+    await javascript.execute(session, "globalThis.kept = 'js state'");
+    const pid = service.child.pid;
+    assert.ok(pid !== undefined);
+    process.kill(pid, "SIGSTOP");
+    const late = invoke(
+      javascript.client,
+      javascript.client.execute,
+      { sessionId: session, code: "console.log('ran')", timeoutMs: 0, fixIndentation: false },
+      { deadlineMs: Date.now() + 300 },
+    ).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    process.kill(pid, "SIGCONT");
+    const error = await late;
+    assert.ok(error instanceof ToolplaneError, String(error));
+    const next = await javascript.execute(session, "kept");
+    assert.equal(next.result, '"js state"', JSON.stringify(next));
+    assert.equal(next.stderr, "");
+    await javascript.close(session);
   });
 });

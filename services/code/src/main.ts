@@ -11,6 +11,7 @@ import {
   runMain,
   startGrpcServer,
 } from "../../runtime/src/index.js";
+import { MAX_RETURNED_PIXELS } from "./images.js";
 import { createJavaScriptBackend } from "./javascript/backend.js";
 import { PythonBackend } from "./python/backend.js";
 import { defaultKernelPath, defaultSessionInitPath } from "./python/sandbox.js";
@@ -140,7 +141,8 @@ runMain("toolplane-code", async () => {
     ...(config.TOOLPLANE_IMAGE_ADDR === "" ? {} : { imageServiceAddress: config.TOOLPLANE_IMAGE_ADDR }),
     imageServiceHint: "TOOLPLANE_IMAGE_ADDR",
     maxDisplayBytes: 32 * MIB,
-    maxDisplayPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS,
+    // A displayed image is returned to the model: decoding one the return screen would drop is wasted host memory.
+    maxDisplayPixels: Math.min(config.TOOLPLANE_CODE_MAX_INPUT_PIXELS, MAX_RETURNED_PIXELS),
     hardKillGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
     hostMemoryMb: config.TOOLPLANE_CODE_JS_HOST_MEMORY_MB,
     prlimitPath: config.TOOLPLANE_CODE_PRLIMIT_PATH,

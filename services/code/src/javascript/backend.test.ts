@@ -352,13 +352,16 @@ describe("JavaScript backend, in process", () => {
     assert.equal(capped.imagesTruncated, true);
     const garbage = await run(session, "display(new Uint8Array([1, 2, 3]), 'image/png')");
     assert.equal(garbage.failure?.type, "TypeError");
-    assert.match(garbage.failure?.message ?? "", /not a PNG, JPEG or WebP image \(by their first bytes\)/);
+    assert.match(
+      garbage.failure?.message ?? "",
+      /not an image of an accepted type \(image\/jpeg, image\/png, image\/webp, image\/gif, image\/tiff\) by their first bytes/,
+    );
     const truncated = await run(session, "display(image_1.bytes.slice(0, 200), 'image/jpeg')");
     assert.match(truncated.failure?.message ?? "", /not a decodable image/);
     const mismatch = await run(session, "display(image_1, 'image/png')");
     assert.match(mismatch.failure?.message ?? "", /mime is image\/png but the bytes are image\/jpeg/);
     const badMime = await run(session, "display(image_1.bytes, 'text/html')");
-    assert.match(badMime.failure?.message ?? "", /use image\/png, image\/jpeg or image\/webp/);
+    assert.match(badMime.failure?.message ?? "", /use one of image\/jpeg, image\/png, image\/webp/);
     const notBytes = await run(session, "display('a string')");
     assert.match(notBytes.failure?.message ?? "", /expected an image object/);
     const caught = await run(session, `try { display(new Uint8Array(4)) } catch (e) { 'caught ' + e.name }`);

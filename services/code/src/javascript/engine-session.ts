@@ -131,9 +131,15 @@ export class EngineSession implements LanguageSession {
       return { failure: { ...failure, code: "INVALID_ARGUMENT", traceback: failure.traceback.split("\n")[0] ?? "" } };
     }
     let cancelled = false;
+    let discarded = false;
     let hardKilled = false;
     const onAbort = () => {
       cancelled = true;
+      // A cell whose own timeout is at most the configured grace away (a caller whose deadline passed, the usual case since
+      // the timeout is fitted to the deadline) is left to stop at it and keeps the session's state; stopping
+      // any earlier takes disposing the isolate, which isolated-vm offers as its only way.
+      if (run.deadline - Date.now() <= this.engine.options.hardKillGraceMs) return;
+      discarded = true;
       this.discard("the previous cell was cancelled by its caller");
     };
     if (run.signal.aborted) onAbort();
@@ -154,7 +160,11 @@ export class EngineSession implements LanguageSession {
       return typeof result === "string" ? { result } : {};
     } catch (error) {
       if (cancelled) {
-        throw new DeadlineExceededError("the execution was cancelled by the caller; the session's state was lost");
+        throw new DeadlineExceededError(
+          discarded
+            ? "the execution was cancelled by the caller; the session's state was lost"
+            : "the execution was cancelled by the caller and stopped at its time limit; the session keeps its state",
+        );
       }
       if (hardKilled) {
         run.deadlineHit = true;
