@@ -49,7 +49,7 @@ export interface JavaScriptBackendOptions extends HostOptions {
    */
   hostDrainMs?: number;
   /** Called on events worth a log line (host crashes, retirements and restarts). */
-  onHostEvent?: (event: { kind: "exit" | "catastrophic" | "retired"; detail: string }) => void;
+  onHostEvent?: (event: { kind: "exit" | "retired"; detail: string }) => void;
   /** In-process only: what to do when isolated-vm loses an isolate. Default: abort the process. */
   onCatastrophicError?: EngineOptions["onCatastrophicError"];
 }

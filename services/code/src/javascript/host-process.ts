@@ -1,9 +1,10 @@
 /**
  * Entry point of a sandbox host process: an IsolateEngine served over the IPC
  * channel of its parent (the code service). isolated-vm cannot contain every
- * V8 heap exhaustion (some end in a "catastrophic" error after which the
- * process must die), so isolates live here and a crash costs this process, not
- * the service.
+ * V8 heap exhaustion (some end in a "catastrophic" error that parks the
+ * isolate's thread for good), so isolates live here, under a memory bound of
+ * their own: a lost isolate retires this process (it finishes serving its
+ * sessions, then ends), never the service.
  */
 import type { status } from "@grpc/grpc-js";
 import { asToolplaneError } from "../../../runtime/src/index.js";
