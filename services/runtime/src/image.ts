@@ -70,7 +70,9 @@ export async function probeImage(
 ): Promise<ProbedImage> {
   if (data.length === 0) throw new InvalidArgumentError(`${field} is empty; expected encoded image bytes`);
   if (!hasAcceptedSignature(data)) {
-    throw new InvalidArgumentError(`${field} does not start like an accepted image (its first bytes); ${ACCEPTED}`);
+    throw new InvalidArgumentError(
+      `${field} is not a decodable image (its first bytes match no accepted format); ${ACCEPTED}`,
+    );
   }
   // Loaded on first use: processes that never probe an image (run-all, the export CLI) do not load libvips.
   const { default: sharp } = await import("sharp");
