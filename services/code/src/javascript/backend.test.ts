@@ -651,6 +651,26 @@ describe("JavaScript backend, sandbox host processes", () => {
     await Promise.all([culprit.close(), fresh.close()]);
   });
 
+  it("ends the oldest retired host once more are retired than the cap, so lost heaps cannot pile up", async () => {
+    const bystanders: LanguageSession[] = [];
+    for (let round = 0; round < 2; round++) {
+      const bystander = await backend.createSession([], LIMITS);
+      await value(bystander, `let round = ${round}`);
+      bystanders.push(bystander);
+      const culprit = await backend.createSession([], LIMITS);
+      const outcome = await run(culprit, "new Array(2 ** 30).fill(0)", 60_000);
+      assert.equal(outcome.failure?.code, "RESOURCE_EXHAUSTED");
+      await culprit.close();
+    }
+    // hostProcesses is 1, so one retired host may drain: the first one was ended, the second still serves.
+    const [first, second] = bystanders as [LanguageSession, LanguageSession];
+    const lost = await run(first, "typeof round");
+    assert.equal(lost.result, '"undefined"');
+    assert.match(lost.stderr, /the JavaScript state was lost/);
+    assert.equal(await value(second, "round"), "1");
+    await Promise.all(bystanders.map((session) => session.close()));
+  });
+
   it("answers a cell stuck where isolated-vm cannot stop it as the model's timeout, inside the deadline", async () => {
     const culprit = await backend.createSession([], { ...LIMITS, memoryMb: 512 });
     const bystander = await backend.createSession([], LIMITS);

@@ -48,6 +48,8 @@ export interface JavaScriptBackendOptions extends HostOptions {
    * it is ended; it ends earlier when its last session closes.
    */
   hostDrainMs?: number;
+  /** Retired hosts kept draining at once (default: hostProcesses); past it the oldest ends at once. */
+  maxRetiredHosts?: number;
   /** Called on events worth a log line (host crashes, retirements and restarts). */
   onHostEvent?: (event: { kind: "exit" | "retired"; detail: string }) => void;
   /** In-process only: what to do when isolated-vm loses an isolate. Default: abort the process. */
@@ -159,9 +161,13 @@ class HostProcess {
   started = false;
   /** No longer given sessions: isolated-vm lost an isolate here (or a cell would not stop). */
   retired = false;
+  /** Being ended by us: no new call may start here (its sessions move to the slot's current host). */
+  ending = false;
   sessions = 0;
   readonly gone: Promise<void>;
   private drainTimer: NodeJS.Timeout | undefined;
+  /** Sessions whose isolate this host lost (each loss counted once). */
+  private readonly culprits = new Set<string>();
   private killWhenIdle = false;
 
   private constructor(
@@ -285,6 +291,7 @@ class HostProcess {
   /** Ends the host once no call is outstanding (a retired host's sessions keep their calls). */
   endWhenIdle(): void {
     if (this.exited) return;
+    this.ending = true;
     if (this.pending.size === 0) this.child.kill("SIGKILL");
     else this.killWhenIdle = true;
   }
@@ -296,9 +303,12 @@ class HostProcess {
   }
 
   private lostIsolate(sessionId: string | undefined, detail: string): void {
+    // The memory watch names a culprit before V8 gives up on its heap: that later catastrophic error is the same loss.
+    if (sessionId !== undefined && this.culprits.has(sessionId)) return;
     if (sessionId !== undefined) this.answerCulprit(sessionId, { cause: "catastrophic", detail });
     if (this.retired) {
       // Two lost heaps are as much memory as a host is sized for: the sessions left here lose their state.
+      this.ending = true;
       this.child.kill("SIGKILL");
       return;
     }
@@ -306,6 +316,7 @@ class HostProcess {
   }
 
   private answerCulprit(sessionId: string, culprit: Culprit): void {
+    this.culprits.add(sessionId);
     for (const [id, waiter] of this.pending) {
       if (waiter.sessionId !== sessionId) continue;
       this.pending.delete(id);
@@ -330,6 +341,8 @@ class ProcessBackend implements LanguageBackend {
   readonly language = Language.LANGUAGE_JAVASCRIPT;
   private hosts: Array<Promise<HostProcess>> = [];
   private stopping = false;
+  /** Hosts that lost an isolate and still serve their sessions, oldest first. */
+  private retired: HostProcess[] = [];
 
   constructor(private readonly options: JavaScriptBackendOptions) {}
 
@@ -352,6 +365,7 @@ class ProcessBackend implements LanguageBackend {
       this.options,
       (host, detail) => {
         this.options.onHostEvent?.({ kind: "exit", detail: host.retired ? `retired ${detail}` : detail });
+        this.retired = this.retired.filter((candidate) => candidate !== host);
         // A retired host's slot already has its successor; its remaining sessions re-create their state there.
         if (!host.retired) replace();
       },
@@ -359,6 +373,11 @@ class ProcessBackend implements LanguageBackend {
         this.options.onHostEvent?.({ kind: "retired", detail });
         replace();
         host.drainFor(this.options.hostDrainMs ?? DEFAULT_DRAIN_MS);
+        // Each retired host may hold a lost heap until it ends: past the cap, the oldest ends now (its sessions
+        // lose their state), so repeated bombs cannot pile up memory.
+        this.retired.push(host);
+        const excess = this.retired.length - (this.options.maxRetiredHosts ?? this.hosts.length);
+        for (const oldest of this.retired.slice(0, Math.max(0, excess))) oldest.endWhenIdle();
       },
     );
   }
@@ -394,7 +413,8 @@ class ProcessBackend implements LanguageBackend {
   async stop(): Promise<void> {
     this.stopping = true;
     const hosts = await Promise.all(this.hosts.map((host) => host.catch(() => undefined)));
-    await Promise.all(hosts.map((host) => host?.stop(5000)));
+    // A retired host may hold a parked isolate that would never finish a clean stop.
+    await Promise.all([...hosts.map((host) => host?.stop(5000)), ...this.retired.map((host) => host.stop(0))]);
   }
 
   /** Default grace after a cell's timeout before it is taken for stuck (the session manager may shorten it). */
@@ -436,7 +456,7 @@ class ProcessSession implements LanguageSession {
   async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
     if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
     let notice: string | undefined;
-    if (!this.host || this.host.exited) {
+    if (!this.host || this.host.exited || this.host.ending) {
       notice = `[toolplane] ${this.lostReason ?? "the JavaScript sandbox process was restarted"}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
       this.lostReason = undefined;
       await this.open();
@@ -515,7 +535,7 @@ class ProcessSession implements LanguageSession {
     if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
     const host = this.host;
     this.lostReason = undefined;
-    if (!host || host.exited) {
+    if (!host || host.exited || host.ending) {
       await this.open();
       return;
     }
