@@ -484,8 +484,7 @@ class Kernel:
             except Exception:  # noqa: BLE001 - a broken figure must not hide the original error
                 pass
         finally:
-            # Between cells nothing is anyone's output: a thread the cell left running writes into a sink,
-            # not into a buffer that the next cell would flush.
+            # Between cells a thread the cell left running writes nowhere (not into a buffer the next cell flushes).
             sys.stdout, sys.stderr = _between_cells_stream(saved[0]), _between_cells_stream(saved[1])
         if os.getpid() != self.main_pid:
             # A forked child finished the cell: it must never speak on the protocol pipe.
@@ -566,11 +565,33 @@ class Kernel:
         return {"code": code, "type": kind, "message": message, "traceback": formatted}
 
 
-_SINK = CappedText(0)
+class BetweenCells(io.TextIOBase):
+    """sys.stdout/sys.stderr between cells: the kernel's own writes (its main thread) go where they always went;
+    writes of threads a cell left running are dropped, so they never wait in a buffer that a later cell flushes."""
+
+    def __init__(self, target, main_ident):
+        super().__init__()
+        self.target = target
+        self.main_ident = main_ident
+
+    @property
+    def encoding(self):
+        return getattr(self.target, "encoding", "utf-8")
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if threading.get_ident() != self.main_ident:
+            return len(text)
+        return self.target.write(text)
+
+    def flush(self):
+        self.target.flush()
 
 
 def _between_cells_stream(saved):
-    return saved if isinstance(saved, CappedText) else _SINK
+    return saved if isinstance(saved, BetweenCells) else BetweenCells(saved, threading.get_ident())
 
 
 def _threads_of_earlier_cells():
