@@ -237,6 +237,10 @@ def main():
     if threads != 1 or threading.active_count() != 1:
         # fork() copies only the calling thread: a lock held by another one would stay locked in every kernel.
         raise RuntimeError(f"the zygote has {threads} threads after its imports; forking needs exactly one")
+    # SCHED_BATCH (inherited by every session): a kernel woken by the service's request does not preempt the
+    # service's event loop on its core (CFS skips wake-up preemption for batch tasks). In a burst of CreateSession the
+    # service writes to hundreds of kernels in a row; preempted at each write, its loop lost ~1/3 of its time.
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
