@@ -165,6 +165,37 @@ for (const start of ["zygote", "sandbox"] as const) {
       assert.match(next.stderr, /restarted/);
     });
 
+    it("a kernel that ends before it starts the model's code is UNAVAILABLE with a retry hint; one that ran the model's code before is the model's", async () => {
+      const options = { timeoutMs: LIMITS.timeoutMs, signal: new AbortController().signal };
+      const fresh = await backend.createSession([], LIMITS);
+      const kernelPid = () => {
+        const pid = (fresh as LanguageSession & { pid?: number }).pid;
+        assert.ok(pid, "the session's kernel pid is known");
+        return pid;
+      };
+      try {
+        // Killed from outside before its first cell, and the cell sent before the service heard of the death:
+        // no model code ever ran in that kernel.
+        process.kill(kernelPid(), "SIGKILL");
+        await assert.rejects(fresh.execute("print(1)", options), (error: ToolplaneError) => {
+          assert.ok(error instanceof UnavailableError, String(error));
+          assert.ok((error.retryAfterMs ?? 0) > 0, "a retry hint");
+          assert.match(error.message, /starting the code/);
+          return true;
+        });
+        const recovered = await fresh.execute("print(2)", options);
+        assert.equal(recovered.failure, undefined, recovered.stderr);
+        assert.equal(recovered.stdout, "2\n");
+        assert.doesNotMatch(recovered.stderr, /restarted/, "no state was lost: the model never used that kernel");
+        // The same death after the kernel ran the model's code (say, a thread it left) is the model's.
+        process.kill(kernelPid(), "SIGKILL");
+        const died = await fresh.execute("print(3)", options);
+        assert.equal(died.failure?.type, "InterpreterDied");
+      } finally {
+        await fresh.close();
+      }
+    });
+
     it("a thread left burning CPU between cells costs the interpreter, not the host", async () => {
       const started = await run(
         "import threading\ndef burn():\n    while True:\n        pass\nthreading.Thread(target=burn, daemon=True).start()",
