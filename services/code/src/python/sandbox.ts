@@ -23,7 +23,7 @@ export interface SandboxOptions {
   kernelPath: string;
   /** Host path of the compiled seccomp filter of session kernels (services/code/native/seccomp-policy.c). */
   seccompPath: string;
-  /** Host directory holding matplotlib's font cache, bound read-only (writable when building it). */
+  /** Host directory holding matplotlib's font cache: its files are copied in (bound writable when building it). */
   fontCacheDir: string;
   /** Host uid/gid bubblewrap runs as when the service runs as root (so rlimits bind); undefined = our own. */
   hostUid: number | undefined;
