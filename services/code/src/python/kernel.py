@@ -962,6 +962,9 @@ def serve(modules, ready):
                 else:
                     write_frame({"op": "bound"})
             elif op == "exec":
+                # Model code runs after this frame and never before: the service blames a kernel that ends before
+                # it on the system (a kernel that never started), one that ends after it on the code.
+                write_frame({"op": "started"})
                 kernel.execute(header)
             elif op == "checkpoint":
                 write_frame(*serve_checkpoint(kernel, header))
