@@ -255,7 +255,8 @@ export class SessionManager {
   }
 
   async execute(params: ExecuteParams): Promise<ExecuteResult> {
-    const session = await this.getOrRecover(params.sessionId, params.signal);
+    // A held session is taken synchronously: it counts as busy (never swept as idle) from the call's first tick.
+    const session = this.sessions.get(params.sessionId) ?? (await this.getOrRecover(params.sessionId, params.signal));
     const codeBytes = Buffer.byteLength(params.code, "utf8");
     if (codeBytes > this.config.maxCodeBytes) {
       throw new InvalidArgumentError(`code is ${codeBytes} bytes; the maximum is ${this.config.maxCodeBytes}`);
@@ -289,7 +290,7 @@ export class SessionManager {
   }
 
   async reset(sessionId: string, signal: AbortSignal): Promise<void> {
-    const session = await this.getOrRecover(sessionId, signal);
+    const session = this.sessions.get(sessionId) ?? (await this.getOrRecover(sessionId, signal));
     await this.exclusive(session, signal, () => session.backendSession.reset());
   }
 
