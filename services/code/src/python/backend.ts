@@ -9,6 +9,7 @@ import {
   InvalidArgumentError,
   type Logger,
   UnavailableError,
+  withStage,
 } from "../../../runtime/src/index.js";
 import type {
   CodeFailure,
@@ -427,7 +428,10 @@ class PythonSession implements LanguageSession {
       return undefined;
     }
     try {
-      const restored = await this.checkpoints.restore(this.kernel as Kernel, reason);
+      const checkpoints = this.checkpoints;
+      const restored = await withStage("restore", { "toolplane.restore_reason": reason }, () =>
+        checkpoints.restore(this.kernel as Kernel, reason),
+      );
       this.kernelRanCode = true;
       this.restartNote = false;
       return restored;
