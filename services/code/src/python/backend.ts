@@ -234,6 +234,11 @@ export class PythonBackend implements LanguageBackend {
     for (const session of candidates.slice(0, live.length - budget)) session.hibernate();
   }
 
+  /** Resolves when every checkpoint in progress has been written (for tests and benchmarks). */
+  async checkpointsSettled(): Promise<void> {
+    await Promise.all([...this.sessions].map((session) => session.checkpointSettled()));
+  }
+
   /** Sessions whose interpreter is alive, and all open sessions (for tests, metrics and benchmarks). */
   get kernelCounts(): { live: number; open: number } {
     return { live: [...this.sessions].filter((session) => session.live).length, open: this.sessions.size };
@@ -361,6 +366,10 @@ class PythonSession implements LanguageSession {
     /** Why the first call restores (a session recovered from the store has no interpreter yet). */
     private firstRestore?: RestoreReason,
   ) {}
+
+  checkpointSettled(): Promise<void> {
+    return this.checkpoints?.settled() ?? Promise.resolve();
+  }
 
   get live(): boolean {
     return this.kernel?.alive === true;

@@ -98,20 +98,19 @@ async function ok(replica: Replica, sessionId: string, code: string): Promise<Ex
   return outcome;
 }
 
-/** Checkpoints are taken after a cell's answer: this leaves them the moment they take. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 500));
-
 const STATE = [
   "import numpy as np",
   "crop = image_1.crop((0, 0, 20, 10))",
   "arrays = [np.arange(1000) * k for k in range(3)]",
+  "big = np.ones(262144)",
   "table = {'a': 1, 'nested': {'b': [1, 2, 3]}}",
   "square = lambda x: x * x",
   "handle = open('/tmp/notes.txt', 'w')",
   "def total(): return sum(int(a.sum()) for a in arrays) + table['a']",
 ].join("\n");
 
-const CHECK = "print(crop.size, arrays[2][10], table['nested']['b'], square(7), total(), 'handle' in globals())";
+const CHECK =
+  "print(crop.size, arrays[2][10] + int(big.sum()) - 262144, table['nested']['b'], square(7), total(), 'handle' in globals())";
 
 describe("Python checkpoints (real sandboxes)", () => {
   const dir = mkdtempSync(join(tmpdir(), "toolplane-checkpoints-test-"));
@@ -135,7 +134,7 @@ describe("Python checkpoints (real sandboxes)", () => {
       assert.match(expected, /\(20, 10\) 20 \[1, 2, 3\] 49 1498501 True/);
       // The checkpoint is taken after the answer: give it its moment, then kill the interpreter from outside.
       await ok(replica, id, "x = 1");
-      await settle();
+      await replica.backend.checkpointsSettled();
       const pids = replica.backend.sessionPids();
       assert.equal(pids.length, 1);
       process.kill(pids[0] as number, "SIGKILL");
@@ -242,7 +241,7 @@ describe("Python checkpoints (real sandboxes)", () => {
         ].join("\n"),
       );
       await ok(replica, id, "z = 2");
-      await settle();
+      await replica.backend.checkpointsSettled();
       process.kill(replica.backend.sessionPids()[0] as number, "SIGKILL");
       await new Promise((resolve) => setTimeout(resolve, 200));
       const restored = await ok(replica, id, "import os\nprint(marker, z, os.path.exists('/tmp/escaped-on-restore'))");
@@ -258,7 +257,7 @@ describe("Python checkpoints (real sandboxes)", () => {
         "import os\nclass Bomb:\n    def __reduce__(self):\n        return (os._exit, (3,))\nbomb = Bomb()\nkeep = 1",
       );
       await ok(replica, crashing, "w = 1");
-      await settle();
+      await replica.backend.checkpointsSettled();
       const pids = replica.backend.sessionPids();
       for (const pid of pids) process.kill(pid, "SIGKILL");
       await new Promise((resolve) => setTimeout(resolve, 200));

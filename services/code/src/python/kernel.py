@@ -678,11 +678,13 @@ class _CappedBuffer(io.RawIOBase):
         return True
 
     def write(self, data):
-        self.size += len(data)
+        # Protocol 5 writes large buffers (numpy arrays, images) as PickleBuffer objects, which have no len().
+        view = memoryview(data)
+        self.size += view.nbytes
         if self.size > self.limit:
             raise CheckpointTooLarge(self.size)
-        self.parts.append(bytes(data))
-        return len(data)
+        self.parts.append(view.tobytes())
+        return view.nbytes
 
 
 class _Checkpoints:
