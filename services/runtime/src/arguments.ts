@@ -63,3 +63,14 @@ export function requireInteger(field: string, value: number, min: number, max: n
   }
   return value;
 }
+
+/**
+ * Length in code points: how a model (and a person) counts characters. An emoji
+ * or a CJK extension character is one, where `String.length` counts two UTF-16
+ * units. Every "characters" limit is counted this way.
+ */
+export function codePointLength(text: string): number {
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+}

@@ -103,7 +103,20 @@ describe("SearchEngine validation", () => {
     const error = await rejection(engine.search(request({ query: "x".repeat(51) }), budget));
     assert.ok(error instanceof InvalidArgumentError);
     assert.equal(error.errorClass, "MODEL");
-    assert.equal(error.message, "query is 51 characters; the limit is 50");
+    assert.equal(
+      error.message,
+      "query has 51 characters, over the limit of 50 (TOOLPLANE_SEARCH_MAX_QUERY_CHARS)",
+    );
+  });
+
+  it("counts the query in code points: 50 astral-plane characters (100 UTF-16 units) are within a limit of 50", async () => {
+    const { engine } = setup();
+    const astral = "\u{1F600}".repeat(50);
+    assert.equal(astral.length, 100);
+    assert.ok((await engine.search(request({ query: astral }), budget)).results);
+    const error = await rejection(engine.search(request({ query: `${astral}\u{1F600}` }), budget));
+    assert.ok(error instanceof InvalidArgumentError);
+    assert.match(error.message, /^query has 51 characters, over the limit of 50/);
   });
 
   it("top_k above the maximum is INVALID_ARGUMENT/MODEL naming the range; 0 means 5", async () => {

@@ -1,8 +1,10 @@
 import { createHash } from "node:crypto";
 import sharp from "sharp";
 import {
+  codePointLength,
   FailedPreconditionError,
   InvalidArgumentError,
+  limitError,
   type Logger,
   UnavailableError,
   withStage,
@@ -103,10 +105,11 @@ export class SearchEngine {
     const started = performance.now();
     const query = request.query.trim();
     if (query === "") throw new InvalidArgumentError("query must not be empty");
-    if (query.length > this.settings.maxQueryChars)
-      throw new InvalidArgumentError(
-        `query is ${query.length} characters; the limit is ${this.settings.maxQueryChars}`,
-      );
+    const queryChars = codePointLength(query);
+    if (queryChars > this.settings.maxQueryChars)
+      throw limitError("query", queryChars, this.settings.maxQueryChars, "characters", undefined, {
+        variable: "TOOLPLANE_SEARCH_MAX_QUERY_CHARS",
+      });
     const topK = this.topK(request.topK);
     checkLocale("language", request.language);
     checkLocale("region", request.region);
