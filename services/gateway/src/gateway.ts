@@ -24,6 +24,7 @@ import {
   limitError,
   NotFoundError,
   overLimit,
+  requireSafeArguments,
   type ResultRecorder,
   sha256Hex,
   type ToolCallObserver,
@@ -37,7 +38,6 @@ import { Call, type CallOutcome, type CallRequest, type CallScope, type RenderTu
 import { CodeSessions } from "./code-sessions.js";
 import { CallEvents, callStatusName, loggingObserver } from "./events.js";
 import { parseStep, responseAfterCalls, responseWithoutCalls } from "./format-step.js";
-import { nestsDeeperThan } from "./formats/index.js";
 import { RecordReplay, recorderOff, recordKey } from "./record-replay.js";
 import { describeImage, failedOutcome, ResultRenderer, roundBudget } from "./rendering.js";
 import type { TrajectorySession } from "./sessions.js";
@@ -79,16 +79,9 @@ const MAX_BATCH_CALLS = 1024;
 /** Input images of one session (the code service binds at most 50 by default). */
 const MAX_SESSION_IMAGES = 50;
 
-function assertNestingWithin<T extends object>(value: T, maxDepth: number): T {
-  if (nestsDeeperThan(value, maxDepth)) {
-    throw new InvalidArgumentError(`call arguments nest deeper than the limit of ${maxDepth} levels`);
-  }
-  return value;
-}
-
 /** A call's arguments as an object: the raw JSON of Execute, or what Step parsed from the model's text. */
 function parseArguments(args: string | Record<string, unknown>): Record<string, unknown> {
-  if (typeof args !== "string") return assertNestingWithin(args, MAX_ARGUMENT_DEPTH);
+  if (typeof args !== "string") return requireSafeArguments(args, "arguments", MAX_ARGUMENT_DEPTH);
   if (args.trim() === "") return {};
   let parsed: unknown;
   try {
@@ -99,7 +92,7 @@ function parseArguments(args: string | Record<string, unknown>): Record<string, 
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new InvalidArgumentError("call.arguments_json must be a JSON object");
   }
-  return assertNestingWithin(parsed as Record<string, unknown>, MAX_ARGUMENT_DEPTH);
+  return requireSafeArguments(parsed as Record<string, unknown>, "call.arguments_json", MAX_ARGUMENT_DEPTH);
 }
 
 /** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
