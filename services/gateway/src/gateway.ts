@@ -24,8 +24,9 @@ import {
   limitError,
   NotFoundError,
   overLimit,
-  requireSafeArguments,
+  ResourceExhaustedError,
   type ResultRecorder,
+  requireSafeArguments,
   sha256Hex,
   type ToolCallObserver,
   type ToolplaneError,
@@ -38,8 +39,10 @@ import { Call, type CallOutcome, type CallRequest, type CallScope, type RenderTu
 import { CodeSessions } from "./code-sessions.js";
 import { CallEvents, callStatusName, loggingObserver } from "./events.js";
 import { parseStep, responseAfterCalls, responseWithoutCalls } from "./format-step.js";
+import type { ParsedCall } from "./formats/index.js";
 import { RecordReplay, recorderOff, recordKey } from "./record-replay.js";
 import { describeImage, failedOutcome, ResultRenderer, roundBudget } from "./rendering.js";
+import { SessionLanes } from "./session-lanes.js";
 import type { TrajectorySession } from "./sessions.js";
 import type { ImageStore, SessionStore, StoredImage } from "./stores.js";
 import {
@@ -70,7 +73,26 @@ export interface GatewayOptions {
   sweepIntervalMs: number;
   observer?: ToolCallObserver;
   recorder?: ResultRecorder;
+  /** Tool calls one Step runs; the rest of the turn's calls get one MODEL error. Default in GATEWAY_DEFAULTS. */
+  maxCallsPerTurn?: number;
+  /** Largest input image (width x height) CreateSession and PutImage accept. Default in GATEWAY_DEFAULTS. */
+  maxInputPixels?: number;
+  /** Code calls of one code session waiting for the one before them; more are refused (MODEL). */
+  maxQueuedPerCodeSession?: number;
 }
+
+/** The gateway's limits when the options leave them out; main.ts's environment defaults read these too. */
+export const GATEWAY_DEFAULTS = {
+  /**
+   * verl's agent loop keeps `tool_calls[:max_parallel_calls]` of a turn and drops the rest unseen; a
+   * turn of more calls than this is a degenerate one, and the model is told its excess did not run.
+   */
+  maxCallsPerTurn: 16,
+  /** The image service's own default input limit: an input it would refuse is refused at the door. */
+  maxInputPixels: 40_000_000,
+  /** A Step's worth of cells, twice. */
+  maxQueuedPerCodeSession: 32,
+} as const;
 
 /** No tool takes arguments nested this deep; deeper input is hostile and would overflow recursive walks. */
 const MAX_ARGUMENT_DEPTH = 32;
@@ -98,12 +120,27 @@ function parseArguments(args: string | Record<string, unknown>): Record<string, 
 /** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
 function explain(error: unknown, call: Call): ToolplaneError {
   const failure = asToolplaneError(error);
+  // Already the model's (its own cells kept the call waiting): keep the blame where it was put.
+  if (failure.errorClass === "MODEL") return failure;
   if (failure.code !== status.CANCELLED && failure.code !== status.DEADLINE_EXCEEDED) return failure;
   if (call.scope.signal.aborted) return new CancelledError("the caller cancelled the call", { cause: error });
   if (Date.now() >= call.deadlineMs) {
     return new DeadlineExceededError(`the call exceeded its deadline (${failure.message})`, { cause: error });
   }
   return failure;
+}
+
+/**
+ * The one result standing for the calls of a turn past the per-turn cap: the
+ * model's error (it wrote them), shown to it, naming the limit; none of them ran.
+ */
+function tooManyCalls(calls: ParsedCall[], cap: number): CallOutcome {
+  const first = calls[cap] as ParsedCall;
+  const failure = new ResourceExhaustedError(
+    `${overLimit(`the turn has ${calls.length} tool calls`, `${cap} per turn`, "TOOLPLANE_GATEWAY_MAX_CALLS_PER_TURN")}: the first ${cap} ran, the other ${calls.length - cap} (from call ${first.callId}) did not`,
+    { errorClass: "MODEL" },
+  );
+  return failedOutcome(first.callId, first.name, failure, undefined);
 }
 
 function callRequest(request: ExecuteRequest): CallRequest {
@@ -136,6 +173,7 @@ export class ToolGateway {
   private readonly recordReplay: RecordReplay;
   private readonly renderer: ResultRenderer;
   private readonly codeSessions: CodeSessions;
+  private readonly codeLanes: SessionLanes;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: GatewayOptions) {
@@ -143,6 +181,7 @@ export class ToolGateway {
     this.recordReplay = new RecordReplay(options.recorder ?? recorderOff, options.store, options.logger);
     this.renderer = new ResultRenderer(options.store);
     this.codeSessions = new CodeSessions(options.backends, options.store, options.logger);
+    this.codeLanes = new SessionLanes(options.maxQueuedPerCodeSession ?? GATEWAY_DEFAULTS.maxQueuedPerCodeSession);
   }
 
   /** Starts the idle-session sweeper. */
@@ -308,9 +347,11 @@ export class ToolGateway {
     const session = await this.options.sessions.get(request.sessionId);
     const parsed = parseStep(request);
     if (parsed.turn.kind !== "calls") return responseWithoutCalls(parsed.turn);
+    const cap = this.options.maxCallsPerTurn ?? GATEWAY_DEFAULTS.maxCallsPerTurn;
+    const calls = parsed.turn.calls;
     const outcomes = await this.runInTurns(
       session,
-      parsed.turn.calls.map((call) => ({
+      calls.slice(0, cap).map((call) => ({
         callId: call.callId,
         name: call.name,
         args: call.arguments,
@@ -321,6 +362,7 @@ export class ToolGateway {
       })),
       scope,
     );
+    if (calls.length > cap) outcomes.push(tooManyCalls(calls, cap));
     if (outcomes.every((outcome) => outcome.failure instanceof AdmissionRejectedError)) {
       // Nothing ran: the caller retries the whole step.
       throw outcomes[0]?.failure;
@@ -475,7 +517,7 @@ export class ToolGateway {
         permit.release();
       }
     };
-    const codeSessions = this.codeSessions;
+    const { codeSessions, codeLanes } = this;
     return {
       session,
       backends,
@@ -489,6 +531,18 @@ export class ToolGateway {
       call: admitted,
       codeSession: (language) => codeSessions.get(session, language, admitted, call.request.hints?.boundInputImages),
       dropCodeSession: (language) => codeSessions.drop(session, language),
+      inCodeSessionOrder: async (language, work) => {
+        const queued = performance.now();
+        return codeLanes.run(
+          `${session.id}/${language}`,
+          `the trajectory's ${language} session`,
+          () => callSignal.signal,
+          () => {
+            call.timing.queueMs += performance.now() - queued;
+            return work();
+          },
+        );
+      },
     };
   }
 }

@@ -103,10 +103,7 @@ describe("SearchEngine validation", () => {
     const error = await rejection(engine.search(request({ query: "x".repeat(51) }), budget));
     assert.ok(error instanceof InvalidArgumentError);
     assert.equal(error.errorClass, "MODEL");
-    assert.equal(
-      error.message,
-      "query has 51 characters, over the limit of 50 (TOOLPLANE_SEARCH_MAX_QUERY_CHARS)",
-    );
+    assert.equal(error.message, "query has 51 characters, over the limit of 50 (TOOLPLANE_SEARCH_MAX_QUERY_CHARS)");
   });
 
   it("counts the query in code points: 50 astral-plane characters (100 UTF-16 units) are within a limit of 50", async () => {

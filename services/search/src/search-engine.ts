@@ -4,8 +4,8 @@ import {
   codePointLength,
   FailedPreconditionError,
   InvalidArgumentError,
-  limitError,
   type Logger,
+  limitError,
   UnavailableError,
   withStage,
 } from "../../runtime/src/index.js";
