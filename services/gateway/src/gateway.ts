@@ -309,7 +309,10 @@ export class ToolGateway {
 
   // ---- tool calls ----
 
-  /** One call. A call the gateway's admission control refused fails as a whole (RESOURCE_EXHAUSTED). */
+  /**
+   * One call. A call the gateway's admission control refused for overload fails as a whole
+   * (RESOURCE_EXHAUSTED, INFRASTRUCTURE); one refused for its trajectory's flooding is the model's result.
+   */
   async execute(request: ExecuteRequest, scope: CallScope): Promise<ToolResult> {
     const session = await this.options.sessions.get(request.sessionId);
     if (!request.call) throw new InvalidArgumentError("call is required", { errorClass: "INFRASTRUCTURE" });
@@ -498,6 +501,7 @@ export class ToolGateway {
     const { admission, backends, store } = this.options;
     const { session, scope, deadlineMs } = call;
     const callSignal = call.signal;
+    const share = { clientId: scope.clientId, rolloutId: session.rolloutId, trajectoryId: session.id };
     const admitted = async <T>(
       backend: "image" | "code" | "search",
       request: (options: { deadlineMs: number; signal: AbortSignal }) => Promise<T>,
@@ -505,8 +509,8 @@ export class ToolGateway {
       const permit = await withStage("queue_wait", { "toolplane.backend": backend }, async (span) => {
         // A free slot needs no signal; only a call that has to wait (or is already over) makes one.
         const granted =
-          (callSignal.aborted ? undefined : admission.tryAcquire(backend)) ??
-          (await admission.acquire(backend, scope.clientId, callSignal.signal));
+          (callSignal.aborted ? undefined : admission.tryAcquire(backend, share)) ??
+          (await admission.acquire(backend, share, callSignal.signal));
         span.setAttribute("toolplane.queue_ms", granted.queuedMs);
         return granted;
       });
