@@ -1,5 +1,5 @@
 import sharp, { type Metadata } from "sharp";
-import { InvalidArgumentError } from "../../runtime/src/index.js";
+import { ACCEPTED_IMAGE_FORMATS, InvalidArgumentError, requireAcceptedSignature } from "../../runtime/src/index.js";
 import { type ImageLimits, limitText } from "./limits.js";
 import { decodeError, type Encoded } from "./raster.js";
 
@@ -8,8 +8,6 @@ import { decodeError, type Encoded } from "./raster.js";
  * (format, signature, truncation, pixel limit) so a bad input fails at the
  * door, and the first source of a pipeline made from it.
  */
-
-export const ACCEPTED_FORMATS = ["jpeg", "png", "webp", "gif", "tiff"] as const;
 
 /** The request's image known only by its sha256, with the header the decoded-image cache kept for it. */
 export function referenced(sha256: string, info: InputInfo): Encoded {
@@ -46,37 +44,18 @@ export interface InputInfo {
   pages: number;
 }
 
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-const TIFF_SIGNATURES = ["II*\0", "MM\0*", "II+\0", "MM\0+"];
-
-/** Whether the data starts like one of the accepted formats (the check libvips' loaders would make, done first). */
-function hasAcceptedSignature(data: Buffer): boolean {
-  const text = (start: number, end: number) => data.subarray(start, end).toString("latin1");
-  return (
-    (data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff) ||
-    data.subarray(0, 8).equals(PNG_SIGNATURE) ||
-    text(0, 4) === "GIF8" ||
-    (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") ||
-    TIFF_SIGNATURES.includes(text(0, 4))
-  );
-}
-
 /**
  * Reads only the header: format, size after orientation, channels. Refuses
- * empty and oversized data, and anything that does not start like an accepted
- * format, so libvips' other loaders (SVG, PDF, HEIF, ...) never parse
- * untrusted bytes.
+ * empty and oversized data, and anything that does not start like a format of
+ * the system's one whitelist (runtime's image module), so libvips' other
+ * loaders (SVG, PDF, HEIF, ...) never parse untrusted bytes.
  */
 export async function readHeader(data: Buffer, limits: ImageLimits): Promise<InputInfo> {
   if (data.length === 0) throw new InvalidArgumentError("image.data is empty");
   if (data.length > limits.maxInputBytes) {
     throw new InvalidArgumentError(`image.data is ${data.length} bytes, over ${limitText(limits, "maxInputBytes")}`);
   }
-  if (!hasAcceptedSignature(data)) {
-    throw new InvalidArgumentError(
-      `image.data is not a ${ACCEPTED_FORMATS.join(", ")} image (its first bytes match none of them)`,
-    );
-  }
+  requireAcceptedSignature(data, "image.data");
   let metadata: Metadata;
   try {
     metadata = await sharp(data, { limitInputPixels: false }).metadata();
@@ -144,8 +123,10 @@ export function truncation(data: Buffer, format: string): string | undefined {
  * first source of a pipeline.
  */
 export function decodable(data: Buffer, info: InputInfo, limits: ImageLimits): Encoded {
-  if (!(ACCEPTED_FORMATS as readonly string[]).includes(info.format)) {
-    throw new InvalidArgumentError(`image.data is ${info.format}; accepted formats are ${ACCEPTED_FORMATS.join(", ")}`);
+  if (!ACCEPTED_IMAGE_FORMATS.includes(info.format)) {
+    throw new InvalidArgumentError(
+      `image.data is ${info.format}; accepted formats are ${ACCEPTED_IMAGE_FORMATS.join(", ")}`,
+    );
   }
   const truncated = truncation(data, info.format);
   if (truncated !== undefined) throw new InvalidArgumentError(`image.data is truncated: ${truncated}`);

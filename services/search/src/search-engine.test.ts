@@ -166,7 +166,36 @@ describe("SearchEngine validation", () => {
     const garbage = await rejection(image(new TextEncoder().encode("definitely not an image")));
     assert.ok(garbage instanceof InvalidArgumentError);
     assert.equal(garbage.errorClass, "MODEL");
-    assert.match(garbage.message, /image\.data is not a decodable image/);
+    assert.match(garbage.message, /image\.data is not a jpeg, png, webp, gif, tiff image/);
+  });
+
+  it("image search takes only the system's whitelist, by signature: SVG and AVIF are never parsed, a cut JPEG is refused", async () => {
+    const { engine } = setup();
+    const image = (data: Uint8Array) =>
+      engine.searchImage({ data, sha256Reference: undefined, topK: 0, provider: "", cachePolicy: "default" }, budget);
+    const svgs = [
+      '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10"><image xlink:href="file:///etc/passwd" width="10" height="10"/></svg>',
+      '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><image href="http://127.0.0.1:1/x.png" width="10" height="10"/></svg>',
+      '<svg xmlns="http://www.w3.org/2000/svg" width="30000" height="30000"><filter id="f"><feTurbulence baseFrequency="0.9" numOctaves="100"/></filter><rect width="100%" height="100%" filter="url(#f)"/></svg>',
+    ];
+    const avif = await sharp({ create: { width: 16, height: 16, channels: 3, background: "#123456" } })
+      .avif()
+      .toBuffer();
+    for (const data of [...svgs.map((svg) => new TextEncoder().encode(svg)), new Uint8Array(avif)]) {
+      const refused = await rejection(image(data));
+      assert.ok(refused instanceof InvalidArgumentError, String(refused));
+      assert.equal(refused.errorClass, "MODEL");
+      assert.match(
+        refused.message,
+        /^image\.data is not a jpeg, png, webp, gif, tiff image \(its first bytes match none of them\)/,
+      );
+    }
+    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: "#884422" } })
+      .jpeg()
+      .toBuffer();
+    const cut = await rejection(image(new Uint8Array(jpeg.subarray(0, jpeg.length - 40))));
+    assert.ok(cut instanceof InvalidArgumentError, String(cut));
+    assert.match(cut.message, /^image\.data (does not decode completely|is not a decodable image)/);
   });
 
   it("image search on a provider without it is refused; the default falls back to local", async () => {
