@@ -30,6 +30,7 @@ import {
   sha256Hex,
   type ToolCallObserver,
   type ToolplaneError,
+  verifyImage,
   withStage,
   withToolCallSpan,
 } from "../../runtime/src/index.js";
@@ -209,7 +210,20 @@ export class ToolGateway {
   // ---- images ----
 
   async putImage(data: Buffer): Promise<Image> {
-    return describeImage(await this.options.store.put(data, { field: "data" }), ImageDelivery.IMAGE_DELIVERY_REFERENCE);
+    return describeImage(await this.putVerified(data, "data", false), ImageDelivery.IMAGE_DELIVERY_REFERENCE);
+  }
+
+  /**
+   * Stores a caller's image once it decodes completely (verifyImage): what the
+   * caller hands over is checked at the door, so no tool can fail on it later.
+   * An image the store already has was checked when it came in.
+   */
+  private async putVerified(data: Buffer, field: string, hold: boolean): Promise<StoredImage> {
+    const store = this.options.store;
+    if (await store.get(sha256Hex(data))) return store.put(data, { hold, field });
+    const maxPixels = this.options.maxInputPixels ?? GATEWAY_DEFAULTS.maxInputPixels;
+    const { mimeType, width, height } = await verifyImage(data, field, maxPixels);
+    return store.putProbed({ data, mimeType, width, height }, { hold });
   }
 
   async getImage(sha256: string): Promise<Image> {
@@ -265,9 +279,7 @@ export class ToolGateway {
   private async holdInput(image: Image, index: number): Promise<StoredImage> {
     const field = `images[${index}]`;
     const store = this.options.store;
-    if (image.data && image.data.length > 0) {
-      return store.put(Buffer.from(image.data), { hold: true, field: `${field}.data` });
-    }
+    if (image.data && image.data.length > 0) return this.putVerified(Buffer.from(image.data), `${field}.data`, true);
     if (image.sha256) {
       const stored = await store.require(image.sha256, `${field}.sha256`);
       await store.retain(stored.sha256);
