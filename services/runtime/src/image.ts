@@ -21,8 +21,6 @@ export const MIME_BY_FORMAT: Readonly<Record<string, string>> = {
 
 export const ACCEPTED_IMAGE_FORMATS = Object.keys(MIME_BY_FORMAT) as readonly string[];
 
-const ACCEPTED = "expected PNG, JPEG, WebP, GIF or TIFF";
-
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const TIFF_SIGNATURES = ["II*\0", "MM\0*", "II+\0", "MM\0+"];
 
@@ -87,14 +85,19 @@ export async function probeImage(
   const { default: sharp } = await import("sharp");
   let metadata: Metadata;
   try {
-    metadata = await sharp(data, { limitInputPixels: maxPixels }).metadata();
+    // The header only: the pixel limit is checked below, with a message naming the size and the limit.
+    metadata = await sharp(data, { limitInputPixels: false }).metadata();
   } catch (error) {
-    throw new InvalidArgumentError(`${field} is not a decodable image (${errorMessage(error)}); ${ACCEPTED}`);
+    throw new InvalidArgumentError(
+      `${field} is not a decodable image (${errorMessage(error)}); expected ${ACCEPTED_IMAGE_FORMATS.join(", ")}`,
+    );
   }
   const format = metadata.format ?? "";
   const mimeType = MIME_BY_FORMAT[format];
   if (mimeType === undefined || !metadata.width || !metadata.height) {
-    throw new InvalidArgumentError(`${field} has unsupported format "${metadata.format ?? "unknown"}"; ${ACCEPTED}`);
+    throw new InvalidArgumentError(
+      `${field} has unsupported format "${metadata.format ?? "unknown"}"; expected ${ACCEPTED_IMAGE_FORMATS.join(", ")}`,
+    );
   }
   const pixels = metadata.width * metadata.height;
   if (pixels > maxPixels) {
