@@ -552,7 +552,7 @@ export class ToolGateway {
         return codeLanes.run(
           `${session.id}/${language}`,
           `the trajectory's ${language} session`,
-          () => callSignal.signal,
+          { deadlineMs, signal: () => callSignal.signal },
           () => {
             call.timing.queueMs += performance.now() - queued;
             return work();

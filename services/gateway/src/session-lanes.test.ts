@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { DeadlineExceededError } from "../../runtime/src/index.js";
 import { SessionLanes } from "./session-lanes.js";
 
-const never = () => new AbortController().signal;
+const never = { deadlineMs: Number.POSITIVE_INFINITY, signal: () => new AbortController().signal };
 
 describe("session lanes", () => {
   it("runs one lane's calls one at a time in arrival order; other lanes run beside it", async () => {
@@ -63,7 +63,7 @@ describe("session lanes", () => {
       lanes.run(
         "s",
         "the trajectory's python session",
-        () => deadline.signal,
+        { deadlineMs: Date.now() + 60_000, signal: () => deadline.signal },
         async () => 1,
       ),
       (error: Error & { errorClass: string }) => {
@@ -76,12 +76,7 @@ describe("session lanes", () => {
     const gone = new AbortController();
     setTimeout(() => gone.abort(new Error("client left")), 5);
     await assert.rejects(
-      lanes.run(
-        "s",
-        "s",
-        () => gone.signal,
-        async () => 1,
-      ),
+      lanes.run("s", "s", { deadlineMs: Date.now() + 60_000, signal: () => gone.signal }, async () => 1),
       (error: Error & { errorClass: string }) => {
         assert.equal(error.name, "CancelledError");
         assert.equal(error.errorClass, "INFRASTRUCTURE");
@@ -91,5 +86,37 @@ describe("session lanes", () => {
     release();
     await running;
     assert.equal(await lanes.run("s", "s", never, async () => "free again"), "free again");
+  });
+
+  it("a call whose turn comes too close to its deadline does not start: the model's DEADLINE_EXCEEDED", async () => {
+    const lanes = new SessionLanes(5);
+    let release!: () => void;
+    const running = lanes.run("s", "s", never, () => new Promise<void>((r) => (release = r)));
+    let ran = false;
+    const late = lanes.run(
+      "s",
+      "the trajectory's python session",
+      { deadlineMs: Date.now() + 200, signal: never.signal },
+      async () => {
+        ran = true;
+      },
+    );
+    release();
+    await running;
+    await assert.rejects(late, (error: Error & { errorClass: string }) => {
+      assert.equal(error.name, "DeadlineExceededError");
+      assert.equal(error.errorClass, "MODEL");
+      assert.match(
+        error.message,
+        /once the earlier calls of the trajectory's python session had run, too little to start a cell/,
+      );
+      return true;
+    });
+    assert.equal(ran, false);
+    // A call that did not wait is the code service's to judge.
+    assert.equal(
+      await lanes.run("t", "t", { deadlineMs: Date.now() + 10, signal: never.signal }, async () => "ran"),
+      "ran",
+    );
   });
 });

@@ -6,6 +6,19 @@ import {
   type ToolplaneError,
 } from "../../runtime/src/index.js";
 
+/**
+ * Time a cell needs left once its turn comes: less, and the code service could
+ * only answer that the deadline passed before the cell ran (the
+ * infrastructure's error), although the model's own earlier cells used the time.
+ */
+export const MIN_TURN_REMAINING_MS = 250;
+
+/** The waiting call: its deadline, and its signal made on demand (only a call that has to wait needs one). */
+export interface LaneCall {
+  deadlineMs: number;
+  signal(): AbortSignal;
+}
+
 interface Lane {
   /** Calls waiting for the running one, oldest first. */
   waiting: Array<() => void>;
@@ -36,15 +49,24 @@ export class SessionLanes {
   }
 
   /**
-   * Runs `work` once every earlier call of lane `key` has finished. `what` names
-   * the lane in errors ("the trajectory's python session"); `signal` is made on
-   * demand, only when the call has to wait.
+   * Runs `work` once every earlier call of lane `key` has finished; `what` names
+   * the lane in errors ("the trajectory's python session"). A call whose turn
+   * comes with less than MIN_TURN_REMAINING_MS left is the model's
+   * DEADLINE_EXCEEDED, without running.
    */
-  async run<T>(key: string, what: string, signal: () => AbortSignal, work: () => Promise<T>): Promise<T> {
+  async run<T>(key: string, what: string, call: LaneCall, work: () => Promise<T>): Promise<T> {
     const lane = this.lanes.get(key);
     if (lane === undefined) this.lanes.set(key, { waiting: [] });
-    else await this.wait(lane, what, signal());
+    else await this.wait(lane, what, call.signal());
     try {
+      const waited = lane !== undefined;
+      const left = call.deadlineMs - Date.now();
+      if (waited && left < MIN_TURN_REMAINING_MS) {
+        throw new DeadlineExceededError(
+          `the call's deadline left ${Math.max(0, left)} ms once the earlier calls of ${what} had run, too little to start a cell (${MIN_TURN_REMAINING_MS} ms)`,
+          { errorClass: "MODEL" },
+        );
+      }
       return await work();
     } finally {
       this.next(key);
