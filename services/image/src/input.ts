@@ -1,5 +1,5 @@
 import sharp, { type Metadata } from "sharp";
-import { ACCEPTED_IMAGE_FORMATS, InvalidArgumentError, requireAcceptedSignature } from "../../runtime/src/index.js";
+import { ACCEPTED_FORMATS, hasAcceptedSignature, InvalidArgumentError } from "../../runtime/src/index.js";
 import { type ImageLimits, limitText } from "./limits.js";
 import { decodeError, type Encoded } from "./raster.js";
 
@@ -46,16 +46,20 @@ export interface InputInfo {
 
 /**
  * Reads only the header: format, size after orientation, channels. Refuses
- * empty and oversized data, and anything that does not start like a format of
- * the system's one whitelist (runtime's image module), so libvips' other
- * loaders (SVG, PDF, HEIF, ...) never parse untrusted bytes.
+ * empty and oversized data, and anything that does not start like an accepted
+ * format, so libvips' other loaders (SVG, PDF, HEIF, ...) never parse
+ * untrusted bytes.
  */
 export async function readHeader(data: Buffer, limits: ImageLimits): Promise<InputInfo> {
   if (data.length === 0) throw new InvalidArgumentError("image.data is empty");
   if (data.length > limits.maxInputBytes) {
     throw new InvalidArgumentError(`image.data is ${data.length} bytes, over ${limitText(limits, "maxInputBytes")}`);
   }
-  requireAcceptedSignature(data, "image.data");
+  if (!hasAcceptedSignature(data)) {
+    throw new InvalidArgumentError(
+      `image.data is not a ${ACCEPTED_FORMATS.join(", ")} image (its first bytes match none of them)`,
+    );
+  }
   let metadata: Metadata;
   try {
     metadata = await sharp(data, { limitInputPixels: false }).metadata();
@@ -123,10 +127,8 @@ export function truncation(data: Buffer, format: string): string | undefined {
  * first source of a pipeline.
  */
 export function decodable(data: Buffer, info: InputInfo, limits: ImageLimits): Encoded {
-  if (!ACCEPTED_IMAGE_FORMATS.includes(info.format)) {
-    throw new InvalidArgumentError(
-      `image.data is ${info.format}; accepted formats are ${ACCEPTED_IMAGE_FORMATS.join(", ")}`,
-    );
+  if (!(ACCEPTED_FORMATS as readonly string[]).includes(info.format)) {
+    throw new InvalidArgumentError(`image.data is ${info.format}; accepted formats are ${ACCEPTED_FORMATS.join(", ")}`);
   }
   const truncated = truncation(data, info.format);
   if (truncated !== undefined) throw new InvalidArgumentError(`image.data is truncated: ${truncated}`);

@@ -4,47 +4,37 @@ import type { Metadata } from "sharp";
 import { limitError, overLimit } from "./arguments.js";
 import { errorMessage, InvalidArgumentError } from "./errors.js";
 
-/**
- * The one image-format whitelist of the system: every service that decodes
- * bytes it did not make itself (gateway, image, code, search) accepts these and
- * nothing else, and checks the signature before libvips sees the data, so its
- * other loaders (SVG through librsvg, HEIF/AVIF through libheif, PDF, ...)
- * never parse untrusted bytes. MIME type by sharp's format name.
- */
+/** MIME type of each encoded format the system accepts, by sharp's format name. */
 export const MIME_BY_FORMAT: Readonly<Record<string, string>> = {
-  jpeg: "image/jpeg",
   png: "image/png",
+  jpeg: "image/jpeg",
   webp: "image/webp",
   gif: "image/gif",
   tiff: "image/tiff",
 };
 
-export const ACCEPTED_IMAGE_FORMATS = Object.keys(MIME_BY_FORMAT) as readonly string[];
+/** The one image-format whitelist: every service that decodes untrusted bytes takes these and nothing else. */
+export const ACCEPTED_FORMATS = ["jpeg", "png", "webp", "gif", "tiff"] as const;
+
+const ACCEPTED = "expected PNG, JPEG, WebP, GIF or TIFF";
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const TIFF_SIGNATURES = ["II*\0", "MM\0*", "II+\0", "MM\0+"];
 
-/** The whitelisted format the data starts like (its magic bytes), or undefined. */
-export function signatureFormat(data: Uint8Array): string | undefined {
+/**
+ * Whether the data starts like one of ACCEPTED_FORMATS: checked before libvips sees the bytes, so its
+ * other loaders (SVG via librsvg, HEIF/AVIF via libheif, PDF, ...) never parse untrusted input.
+ */
+export function hasAcceptedSignature(data: Uint8Array): boolean {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const text = (start: number, end: number) => bytes.subarray(start, end).toString("latin1");
-  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "jpeg";
-  if (bytes.subarray(0, 8).equals(PNG_SIGNATURE)) return "png";
-  if (text(0, 4) === "GIF8") return "gif";
-  if (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") return "webp";
-  if (TIFF_SIGNATURES.includes(text(0, 4))) return "tiff";
-  return undefined;
-}
-
-/** INVALID_ARGUMENT naming `field` unless the data starts like a whitelisted format. */
-export function requireAcceptedSignature(data: Uint8Array, field: string): string {
-  const format = signatureFormat(data);
-  if (format === undefined) {
-    throw new InvalidArgumentError(
-      `${field} is not a ${ACCEPTED_IMAGE_FORMATS.join(", ")} image (its first bytes match none of them)`,
-    );
-  }
-  return format;
+  return (
+    (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) ||
+    bytes.subarray(0, 8).equals(PNG_SIGNATURE) ||
+    text(0, 4) === "GIF8" ||
+    (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") ||
+    TIFF_SIGNATURES.includes(text(0, 4))
+  );
 }
 
 /** libvips' own default pixel limit (0x3FFF * 0x3FFF). */
@@ -80,7 +70,9 @@ export async function probeImage(
   maxPixels = DEFAULT_MAX_INPUT_PIXELS,
 ): Promise<ProbedImage> {
   if (data.length === 0) throw new InvalidArgumentError(`${field} is empty; expected encoded image bytes`);
-  requireAcceptedSignature(data, field);
+  if (!hasAcceptedSignature(data)) {
+    throw new InvalidArgumentError(`${field} does not start like an accepted image (its first bytes); ${ACCEPTED}`);
+  }
   // Loaded on first use: processes that never probe an image (run-all, the export CLI) do not load libvips.
   const { default: sharp } = await import("sharp");
   let metadata: Metadata;
@@ -88,16 +80,12 @@ export async function probeImage(
     // The header only: the pixel limit is checked below, with a message naming the size and the limit.
     metadata = await sharp(data, { limitInputPixels: false }).metadata();
   } catch (error) {
-    throw new InvalidArgumentError(
-      `${field} is not a decodable image (${errorMessage(error)}); expected ${ACCEPTED_IMAGE_FORMATS.join(", ")}`,
-    );
+    throw new InvalidArgumentError(`${field} is not a decodable image (${errorMessage(error)}); ${ACCEPTED}`);
   }
   const format = metadata.format ?? "";
   const mimeType = MIME_BY_FORMAT[format];
   if (mimeType === undefined || !metadata.width || !metadata.height) {
-    throw new InvalidArgumentError(
-      `${field} has unsupported format "${metadata.format ?? "unknown"}"; expected ${ACCEPTED_IMAGE_FORMATS.join(", ")}`,
-    );
+    throw new InvalidArgumentError(`${field} has unsupported format "${metadata.format ?? "unknown"}"; ${ACCEPTED}`);
   }
   const pixels = metadata.width * metadata.height;
   if (pixels > maxPixels) {

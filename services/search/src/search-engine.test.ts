@@ -166,7 +166,7 @@ describe("SearchEngine validation", () => {
     const garbage = await rejection(image(new TextEncoder().encode("definitely not an image")));
     assert.ok(garbage instanceof InvalidArgumentError);
     assert.equal(garbage.errorClass, "MODEL");
-    assert.match(garbage.message, /image\.data is not a jpeg, png, webp, gif, tiff image/);
+    assert.match(garbage.message, /image\.data does not start like an accepted image/);
   });
 
   it("image search takes only the system's whitelist, by signature: SVG and AVIF are never parsed, a cut JPEG is refused", async () => {
@@ -185,10 +185,7 @@ describe("SearchEngine validation", () => {
       const refused = await rejection(image(data));
       assert.ok(refused instanceof InvalidArgumentError, String(refused));
       assert.equal(refused.errorClass, "MODEL");
-      assert.match(
-        refused.message,
-        /^image\.data is not a jpeg, png, webp, gif, tiff image \(its first bytes match none of them\)/,
-      );
+      assert.match(refused.message, /^image\.data does not start like an accepted image \(its first bytes\)/);
     }
     const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: "#884422" } })
       .jpeg()
