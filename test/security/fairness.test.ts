@@ -24,7 +24,8 @@ import { type SpawnedService, spawnService } from "../support/processes.js";
  * failure the attacker gets is its own (class MODEL), none is the
  * infrastructure's.
  */
-const ROUNDS = 12;
+/** Victim rounds per measurement: with 100 samples the p99 is not simply the slowest one. */
+const ROUNDS = 100;
 const SEARCH = { query: "histogram equalization" };
 const ZOOM = { bbox_2d: [10, 10, 200, 150] };
 
@@ -162,14 +163,15 @@ describe("fairness: a flooding trajectory cannot hurt another", () => {
     );
   });
 
-  it("under an attacker's flood of code, search and Step calls the victim sees no error and keeps its latency", async () => {
-    await victimRounds(2);
+  /**
+   * One measurement: the victim unloaded, then under the attack. The attack runs for as long as the victim
+   * measures: a first burst, then every 250 ms 32 more searches (eight times the search slots) and a Step of a
+   * thousand zoom calls, with 70 one-second cells queued on its one code session. Paced, not a tight loop: on this
+   * 2-core box a loop of instant refusals saturates the CPU, which no admission policy can share (per-caller rate
+   * limits, TOOLPLANE_API_KEYS, are for that).
+   */
+  const measure = async () => {
     const unloaded = await victimRounds(ROUNDS);
-
-    // The attack runs for as long as the victim measures: a first burst, then every 250 ms 32 more searches (eight
-    // times the search slots) and a Step of a thousand zoom calls, with 70 one-second cells queued on its one code
-    // session throughout. Paced, not a tight loop: on this 2-core box a loop of instant refusals saturates the CPU,
-    // which no admission policy can share (per-caller rate limits, TOOLPLANE_API_KEYS, are for that).
     const flood = Array.from(
       { length: 1000 },
       (_, i) =>
@@ -178,7 +180,7 @@ describe("fairness: a flooding trajectory cannot hurt another", () => {
     const attack: Array<Promise<ToolResult[]>> = [
       // 70 one-second cells on the attacker's one code session: they queue on that session, not on the shared slots.
       Promise.all(
-        Array.from({ length: 70 }, () => execute(attacker, "code", { code: "import time\ntime.sleep(1)" }, 6000)),
+        Array.from({ length: 70 }, () => execute(attacker, "code", { code: "import time\ntime.sleep(1)" }, 8000)),
       ),
     ];
     let wave = 0;
@@ -198,25 +200,35 @@ describe("fairness: a flooding trajectory cannot hurt another", () => {
     const loaded = await victimRounds(ROUNDS);
     clearInterval(waves);
     const attackResults = (await Promise.all(attack)).flat();
-
-    const lines: string[] = [];
-    for (const tool of Object.keys(unloaded)) {
+    const verdicts = Object.keys(unloaded).map((tool) => {
       const before = percentile(unloaded[tool] as number[], 99);
       const during = percentile(loaded[tool] as number[], 99);
-      lines.push(`${tool}: unloaded p99 ${before.toFixed(1)} ms, under attack p99 ${during.toFixed(1)} ms`);
-      assert.ok(
-        during <= 2 * before + 50,
-        `victim ${tool} p99 ${during.toFixed(1)} ms > 2 x ${before.toFixed(1)} + 50 ms`,
-      );
-    }
+      return {
+        ok: during <= 2 * before + 50,
+        line: `${tool}: unloaded p99 ${before.toFixed(1)} ms, under attack p99 ${during.toFixed(1)} ms (bound ${(2 * before + 50).toFixed(1)})`,
+      };
+    });
+    return { verdicts, attackResults };
+  };
+
+  it("under an attacker's flood of code, search and Step calls the victim sees no error and keeps its latency", async () => {
+    await victimRounds(2);
+    // The box is shared (other test processes, other work): a measurement that misses the bound is taken once more,
+    // and both are printed; a victim that really waited behind the attacker misses it every time.
+    const attempts = [await measure()];
+    if (!attempts[0]?.verdicts.every((verdict) => verdict.ok)) attempts.push(await measure());
+    const attackResults = attempts.flatMap((attempt) => attempt.attackResults);
     const byOutcome = new Map<string, number>();
     for (const result of attackResults) {
       const key = `${result.name} ${result.error?.code ?? "OK"}`;
       byOutcome.set(key, (byOutcome.get(key) ?? 0) + 1);
     }
-    process.stdout.write(
-      `fairness: ${lines.join("; ")}; attacker outcomes ${JSON.stringify(Object.fromEntries(byOutcome))}\n`,
-    );
+    for (const [index, attempt] of attempts.entries()) {
+      process.stdout.write(`fairness, measurement ${index + 1}: ${attempt.verdicts.map((v) => v.line).join("; ")}\n`);
+    }
+    process.stdout.write(`fairness: attacker outcomes ${JSON.stringify(Object.fromEntries(byOutcome))}\n`);
+    const last = attempts.at(-1)?.verdicts ?? [];
+    for (const verdict of last) assert.ok(verdict.ok, `victim ${verdict.line}`);
     assertNoInfrastructure(attackResults, "attacker");
     // The cells beyond the session's lane were refused at once, the model's RESOURCE_EXHAUSTED; those that waited
     // past their deadline behind the attacker's own cells are its DEADLINE_EXCEEDED.
