@@ -13,7 +13,7 @@ import {
 } from "../../runtime/src/index.js";
 import { createJavaScriptBackend } from "./javascript/backend.js";
 import { PythonBackend } from "./python/backend.js";
-import { defaultKernelPath, defaultSessionInitPath } from "./python/sandbox.js";
+import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
 import { SessionManager } from "./sessions.js";
 
@@ -105,6 +105,7 @@ runMain("toolplane-code", async () => {
       start: config.TOOLPLANE_CODE_PYTHON_START,
       unsharePath: config.TOOLPLANE_CODE_UNSHARE_PATH,
       sessionInitPath: defaultSessionInitPath(),
+      seccompPath: defaultSeccompPath(),
       preload: config.TOOLPLANE_CODE_PRELOAD.split(","),
       poolSize: config.TOOLPLANE_CODE_POOL_SIZE,
       warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,

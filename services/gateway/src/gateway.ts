@@ -247,6 +247,7 @@ export class ToolGateway {
         trajectoryId: request.trajectoryId,
         inputImages: held.map((image) => image.sha256),
         idleTtlMs,
+        ...(request.seed === undefined ? {} : { seed: request.seed }),
       });
       // The session keeps one reference per distinct image; drop the build-time extras.
       const kept = new Set<string>();

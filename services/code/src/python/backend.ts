@@ -255,11 +255,13 @@ function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): E
       { cause: error, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
     );
   }
+  const hint = retryAfterMs === undefined ? {} : { retryAfterMs };
   if (error instanceof SandboxExitedError) {
-    return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error });
+    return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error, ...hint });
   }
   return new UnavailableError(`the Python sandbox failed while ${doing}: ${(error as Error).message}`, {
     cause: error,
+    ...hint,
   });
 }
 
@@ -270,6 +272,8 @@ function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): E
  */
 class PythonSession implements LanguageSession {
   private kernel: Kernel | undefined;
+  /** Whether the current kernel has started model code (a cell of this session) since it was taken from the pool. */
+  private kernelRanCode = false;
   private restartNote = false;
   private closed = false;
 
@@ -287,6 +291,7 @@ class PythonSession implements LanguageSession {
 
   async startKernel(): Promise<void> {
     this.kernel = await this.backend.boundKernel(this.images, this.limits, this.seed);
+    this.kernelRanCode = false;
     if (this.closed) this.kernel.kill("session closed");
   }
 
@@ -296,8 +301,10 @@ class PythonSession implements LanguageSession {
       if (this.kernel) {
         this.backend.log.info({ exit: await this.kernel.exited }, "restarting the lost interpreter of a session");
       }
+      // A kernel that never ran the model's code held no state of the model's: nothing to announce.
+      const stateLost = this.kernelRanCode;
       await this.startKernel();
-      this.restartNote = true;
+      this.restartNote ||= stateLost;
     }
     const kernel = this.kernel as Kernel;
     const note = this.restartNote ? RESTART_NOTE : "";
@@ -320,6 +327,10 @@ class PythonSession implements LanguageSession {
         },
         [],
       );
+      if (reply.header.op === "started") {
+        this.kernelRanCode = true;
+        reply = await kernel.next();
+      }
     } catch (error) {
       return this.lostKernel(error, options.timeoutMs, note);
     } finally {
@@ -339,6 +350,13 @@ class PythonSession implements LanguageSession {
   private lostKernel(error: unknown, timeoutMs: number, note: string): ExecutionOutcome {
     this.restartNote = true;
     const killedFor = error instanceof SandboxExitedError ? error.exit.killedFor : undefined;
+    const callerLeft = killedFor === "cancelled" || killedFor === "session closed" || this.closed;
+    if (!this.kernelRanCode && !callerLeft) {
+      // This kernel never started any of the model's code (it ended, or hung, before saying "started"):
+      // whatever stopped it, the model did not. The session's next call takes a fresh kernel.
+      this.restartNote = note !== "";
+      throw sandboxFailure(error, "starting the code", this.backend.retryAfterMs);
+    }
     if (killedFor === "timeout") {
       // The code ignored the in-sandbox timeout (e.g. stuck in C code): its time is up either way, a MODEL failure.
       const message = `execution exceeded the time limit of ${timeoutMs} ms and did not stop; the interpreter was killed and the session's state was lost`;
@@ -361,6 +379,7 @@ class PythonSession implements LanguageSession {
       );
     }
     if (killedFor === ZYGOTE_DIED) throw sandboxFailure(error, "running the code", this.backend.retryAfterMs);
+
     if (this.closed || killedFor === "session closed") {
       throw new FailedPreconditionError("the session was closed while its code was running", { cause: error });
     }

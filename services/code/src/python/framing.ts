@@ -21,7 +21,10 @@ export function encodeFrame(header: Record<string, unknown>, blobs: Buffer[] = [
   return Buffer.concat([prefix, json, ...blobs]);
 }
 
-export class FrameError extends Error {}
+export class FrameError extends Error {
+  /** The well-formed frames that came before the violation in the same push (the peer said them first). */
+  decoded: Frame[] = [];
+}
 
 /**
  * Reassembles frames from a byte stream delivered in arbitrary chunks. A frame
@@ -38,6 +41,15 @@ export class FrameDecoder {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: Frame[] = [];
+    try {
+      return this.decode(frames);
+    } catch (error) {
+      if (error instanceof FrameError) error.decoded = frames;
+      throw error;
+    }
+  }
+
+  private decode(frames: Frame[]): Frame[] {
     for (;;) {
       if (this.buffered < PREFIX_BYTES) return frames;
       const head = this.peek(PREFIX_BYTES);

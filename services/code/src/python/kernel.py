@@ -740,6 +740,9 @@ def serve(modules, ready):
                 else:
                     write_frame({"op": "bound"})
             elif op == "exec":
+                # Model code runs after this frame and never before: the service blames a kernel that ends before
+                # it on the system (a kernel that never started), one that ends after it on the code.
+                write_frame({"op": "started"})
                 kernel.execute(header)
             else:
                 write_frame({"op": "error", "message": f"unknown op {op!r}"})
