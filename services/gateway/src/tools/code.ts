@@ -90,25 +90,27 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
         run: async () => {
           const handle = await context.codeSession(language);
           try {
-            const response = await context.call("code", (options) => {
-              // Measured after admission and session creation: what is left is the cell's.
-              const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
-              if (timeoutMs < 0) {
-                throw new DeadlineExceededError(
-                  "the call's deadline passed before the cell could start (waiting for admission or for the code session)",
+            const response = await context.inCodeSessionOrder(language, () =>
+              context.call("code", (options) => {
+                // Measured after admission and session creation: what is left is the cell's.
+                const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
+                if (timeoutMs < 0) {
+                  throw new DeadlineExceededError(
+                    "the call's deadline passed before the cell could start (waiting for admission or for the code session)",
+                  );
+                }
+                return context.backends.code.execute(
+                  {
+                    sessionId: handle.id,
+                    code,
+                    timeoutMs,
+                    fixIndentation: language === "python",
+                    referenceIndentation: context.hints.referenceIndentation === true && language === "python",
+                  },
+                  options,
                 );
-              }
-              return context.backends.code.execute(
-                {
-                  sessionId: handle.id,
-                  code,
-                  timeoutMs,
-                  fixIndentation: language === "python",
-                  referenceIndentation: context.hints.referenceIndentation === true && language === "python",
-                },
-                options,
-              );
-            });
+              }),
+            );
             return codeOutput(response);
           } catch (error) {
             // The code service forgot the session (restarted, or its TTL fired): the
