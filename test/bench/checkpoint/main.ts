@@ -28,8 +28,8 @@ const quick = process.argv.includes("--quick");
 const MIB = 1024 * 1024;
 const CELLS = quick ? 5 : 60;
 const RESTORES = quick ? 3 : 30;
-const OPEN = quick ? 8 : 128;
-const LIVE = quick ? 2 : 16;
+const OPEN = quick ? 8 : 512;
+const LIVE = quick ? 2 : 64;
 const ROUNDS = 3;
 const THINK_MS = 200;
 
