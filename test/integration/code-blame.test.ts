@@ -111,8 +111,9 @@ describe("code service blame (issue #18)", () => {
       "k.images.append(b'\\x89PNG\\r\\n\\x1a\\n' + b'junk' * 100)",
       'k.images.append(b\'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>\')',
       "def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))",
-      "raw = zlib.compress(b'\\x00' * (16000 * 3 + 1) * 16000, 9)",
-      "k.images.append(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 16000, 16000, 8, 2, 0, 0, 0)) + chunk(b'IDAT', raw) + chunk(b'IEND', b''))",
+      "c = zlib.compressobj(1); row = b'\\x00' * (16000 // 8 + 1)",
+      "raw = b''.join(c.compress(row) for _ in range(16000)) + c.flush()",
+      "k.images.append(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 16000, 16000, 1, 0, 0, 0, 0)) + chunk(b'IDAT', raw) + chunk(b'IEND', b''))",
     ].join("\n");
     const response = await python.execute(session, code);
     assert.equal(response.error, undefined, JSON.stringify(response.error));
