@@ -1,6 +1,11 @@
-import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { CancelledError, DeadlineExceededError, stoppedError, type ToolplaneError } from "../../runtime/src/index.js";
+import {
+  CancelledError,
+  DeadlineExceededError,
+  sha256Hex,
+  stoppedError,
+  type ToolplaneError,
+} from "../../runtime/src/index.js";
 import type { InputInfo } from "./input.js";
 import type { Raster } from "./raster.js";
 
@@ -31,7 +36,7 @@ const SIGHTINGS_REMEMBERED = 4096;
  * pixels), the name the gateway's image store gives the same image, so a caller may send that instead.
  */
 export function decodedCacheKey(data: Buffer): string {
-  return createHash("sha256").update(data).digest("hex");
+  return sha256Hex(data);
 }
 
 function cancelledWhileWaiting(signal: AbortSignal): ToolplaneError {
