@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import {
   type ExecuteResponse as CodeExecuteResponse,
@@ -8,6 +7,7 @@ import {
   DeadlineExceededError,
   errorMessage,
   FailedPreconditionError,
+  sha256Hex,
   type ToolplaneError,
 } from "../../../runtime/src/index.js";
 import { codeObservation } from "../formats/index.js";
@@ -127,7 +127,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
           }
         },
         settled() {
-          context.session.codeHistory.set(language, [...history, createHash("sha256").update(code).digest("hex")]);
+          context.session.codeHistory.set(language, [...history, sha256Hex(code)]);
         },
       };
     },
