@@ -308,15 +308,15 @@ describe("cellBudget", () => {
 
   it("fits timeout plus kill grace inside the deadline, minus the margin", () => {
     const budget = cellBudget(5000, now + 5000, 2000, now);
-    assert.deepEqual(budget, { timeoutMs: 2900, killGraceMs: 2000 });
-    assert.ok(budget.timeoutMs + (budget.killGraceMs ?? 0) <= 5000 - 100);
+    assert.deepEqual(budget, { timeoutMs: 2750, killGraceMs: 2000 });
+    assert.ok(budget.timeoutMs + (budget.killGraceMs ?? 0) <= 5000 - 250);
     assert.deepEqual(cellBudget(1000, now + 60_000, 2000, now), { timeoutMs: 1000, killGraceMs: 2000 });
   });
 
   it("gives the grace at most half of a short deadline, and refuses a deadline already past", () => {
-    assert.deepEqual(cellBudget(5000, now + 900, 2000, now), { timeoutMs: 400, killGraceMs: 400 });
+    assert.deepEqual(cellBudget(5000, now + 900, 2000, now), { timeoutMs: 325, killGraceMs: 325 });
     assert.throws(
-      () => cellBudget(5000, now + 50, 2000, now),
+      () => cellBudget(5000, now + 200, 2000, now),
       (error: ToolplaneError) => error.code === status.DEADLINE_EXCEEDED,
     );
   });

@@ -77,10 +77,11 @@ export interface ExecuteParams {
 }
 
 /**
- * Time kept between the end of a cell and the caller's deadline, so a cell cut
- * short by the deadline still returns its output and keeps its session's state.
+ * Time kept between the end of a cell (its kill, at worst) and the caller's deadline, so a cell cut short by the
+ * deadline still returns its output as the model's timeout; 100 ms proved too little for a kill and its answer
+ * on a loaded 2-core box.
  */
-const DEADLINE_MARGIN_MS = 100;
+const DEADLINE_MARGIN_MS = 250;
 
 /**
  * The cell's timeout and kill grace, fitted inside the caller's deadline: the cell is interrupted at its
