@@ -33,6 +33,21 @@ export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | und
   return Math.max(1, budget);
 }
 
+/**
+ * The code service gets a deadline this much before the caller's, so a cell it stops at its own deadline (the
+ * model's timeout, answered as MODEL) still reaches the caller through the gateway in time: without it, a
+ * runaway cell's answer and the caller's deadline arrived together and the caller saw an INFRA deadline.
+ */
+const REPLY_RESERVE_MS = 500;
+const REPLY_RESERVE_FRACTION = 0.1;
+
+export function withReplyReserve<T extends { deadlineMs?: number }>(options: T, now = Date.now()): T {
+  if (options.deadlineMs === undefined) return options;
+  const remaining = options.deadlineMs - now;
+  const reserve = Math.max(0, Math.min(REPLY_RESERVE_MS, remaining * REPLY_RESERVE_FRACTION));
+  return { ...options, deadlineMs: options.deadlineMs - reserve };
+}
+
 const RESTORE_REASONS: Partial<Record<Restored_Reason, string>> = {
   [Restored_Reason.REASON_KERNEL_LOST]: "kernel_lost",
   [Restored_Reason.REASON_HIBERNATED]: "hibernated",
@@ -107,7 +122,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
                     fixIndentation: language === "python",
                     referenceIndentation: context.hints.referenceIndentation === true && language === "python",
                   },
-                  options,
+                  withReplyReserve(options),
                 );
               }),
             );
