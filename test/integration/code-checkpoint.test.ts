@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Objm } from "@nats-io/obj";
+import { connect } from "@nats-io/transport-node";
 import sharp from "sharp";
 import { Language, Restored_Reason } from "../../generated/toolplane/code/v1/code.js";
+import { NatsCheckpointStore } from "../../services/code/src/nats-checkpoint-store.js";
+import { sha256Hex } from "../../services/runtime/src/index.js";
 import { assertRpcError, codeClient } from "../support/code.js";
 import { type SpawnedNats, type SpawnedService, spawnNats, spawnService } from "../support/processes.js";
 
@@ -69,3 +74,44 @@ for (const storeKind of ["disk", "nats"] as const) {
     });
   });
 }
+
+describe("JetStream checkpoint store (real nats-server)", () => {
+  let nats: SpawnedNats | undefined;
+  let store: NatsCheckpointStore | undefined;
+  after(async () => {
+    await store?.close();
+    await nats?.stop();
+  });
+
+  it("stores an input image once for every session that binds it, and forgets only the session on delete", async () => {
+    nats = await spawnNats();
+    store = await NatsCheckpointStore.connect({ url: nats.url, bucket: "checkpoint_test", maxBytes: 64 * 1024 * 1024 });
+    const image = { name: "image_1", data: Buffer.alloc(300_000, 7), mimeType: "image/png", width: 1, height: 1 };
+    const record = {
+      version: 1 as const,
+      language: "python" as const,
+      limits: { timeoutMs: 1000, memoryMb: 256, maxOutputBytes: 100, maxImages: 1 },
+      idleTtlMs: 1000,
+      label: "t",
+      images: [{ name: "image_1", mimeType: "image/png", width: 1, height: 1 }],
+    };
+    const [first, second] = [randomUUID(), randomUUID()];
+    await store.save(first, record, [image], Buffer.from("one"));
+    await store.save(second, record, [image], Buffer.from("two"));
+    const observer = await connect({ servers: nats.url });
+    const objects = await new Objm(observer).open("checkpoint_test");
+    const names: string[] = [];
+    for (const info of await objects.list()) names.push(info.name);
+    await observer.close();
+    assert.deepEqual(
+      names.sort(),
+      [`checkpoint.${first}`, `checkpoint.${second}`, `image.${sha256Hex(image.data)}`].sort(),
+    );
+    const loaded = await store.load(second);
+    assert.equal(loaded?.checkpoint.toString(), "two");
+    assert.deepEqual(loaded?.images[0]?.data, image.data);
+    await store.delete(first);
+    assert.equal(await store.load(first), undefined);
+    assert.equal((await store.load(second))?.checkpoint.toString(), "two");
+  });
+});
