@@ -486,8 +486,23 @@ class PythonSession implements LanguageSession {
     this.restartNote = false;
     if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
 
-    const hardLimit = setTimeout(() => kernel.kill("timeout"), options.timeoutMs + this.backend.killGraceMs);
-    const onAbort = () => kernel.kill("cancelled");
+    const hardLimit = setTimeout(
+      () => kernel.kill("timeout"),
+      options.timeoutMs + (options.killGraceMs ?? this.backend.killGraceMs),
+    );
+    // A caller that goes away stops the cell the way its timeout would (the kernel's SIGALRM handler), so a
+    // cell that stops keeps the session's state; only one that ignores it is killed, after the grace.
+    let cancelKill: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      const pid = kernel.pythonPid;
+      if (pid === undefined) return kernel.kill("cancelled");
+      try {
+        process.kill(pid, "SIGALRM");
+      } catch {
+        return kernel.kill("cancelled");
+      }
+      cancelKill = setTimeout(() => kernel.kill("cancelled"), options.killGraceMs ?? this.backend.killGraceMs);
+    };
     options.signal.addEventListener("abort", onAbort, { once: true });
     let reply: Frame;
     let cellStarted = false;
@@ -522,7 +537,15 @@ class PythonSession implements LanguageSession {
       return this.lostKernel(error, options.timeoutMs, note);
     } finally {
       clearTimeout(hardLimit);
+      clearTimeout(cancelKill);
       options.signal.removeEventListener("abort", onAbort);
+    }
+    if (options.signal.aborted) {
+      // The interrupted cell may have changed the namespace before it stopped: the checkpoint follows it.
+      if (reply.header.op === "result") this.checkpoints?.schedule(kernel);
+      throw new DeadlineExceededError(
+        "the call was cancelled; the running code was interrupted (the session keeps its state)",
+      );
     }
     if (reply.header.op !== "result") {
       kernel.kill("kernel error");
