@@ -16,6 +16,7 @@ import {
 import { DiskCheckpointStore } from "./checkpoint-store.js";
 import { MAX_RETURNED_PIXELS } from "./images.js";
 import { createJavaScriptBackend } from "./javascript/backend.js";
+import { NatsCheckpointStore } from "./nats-checkpoint-store.js";
 import { PythonBackend } from "./python/backend.js";
 import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
@@ -77,6 +78,12 @@ const codeConfigShape = {
   // shared by replicas: a replica then continues any session of another. Empty = a directory under /tmp.
   TOOLPLANE_CODE_CHECKPOINTS: z.enum(["on", "off"]).default("on"),
   TOOLPLANE_CODE_CHECKPOINT_DIR: z.string().default(""),
+  /** Set: checkpoints go to JetStream (Object Store + KV bucket of this name), shared by every replica. */
+  TOOLPLANE_NATS_URL: z.string().min(1).optional(),
+  TOOLPLANE_CODE_CHECKPOINT_BUCKET: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("toolplane_code_checkpoints"),
   TOOLPLANE_CODE_CHECKPOINT_MAX_MB: positiveInt(64),
   TOOLPLANE_CODE_CHECKPOINT_STORE_MB: positiveInt(4096),
   TOOLPLANE_CODE_CHECKPOINT_TIMEOUT_MS: positiveInt(10_000),
@@ -118,6 +125,17 @@ runMain("toolplane-code", async () => {
   const config = loadConfig(codeConfigShape);
   checkDefaultsWithinMaxima(config);
   const logger = createLogger("code", config.TOOLPLANE_LOG_LEVEL);
+  const checkpointStore =
+    config.TOOLPLANE_NATS_URL === undefined
+      ? new DiskCheckpointStore(
+          config.TOOLPLANE_CODE_CHECKPOINT_DIR || join(tmpdir(), "toolplane-checkpoints"),
+          config.TOOLPLANE_CODE_CHECKPOINT_STORE_MB * MIB,
+        )
+      : await NatsCheckpointStore.connect({
+          url: config.TOOLPLANE_NATS_URL,
+          bucket: config.TOOLPLANE_CODE_CHECKPOINT_BUCKET,
+          maxBytes: config.TOOLPLANE_CODE_CHECKPOINT_STORE_MB * MIB,
+        });
   const python = new PythonBackend(
     {
       start: config.TOOLPLANE_CODE_PYTHON_START,
@@ -144,10 +162,7 @@ runMain("toolplane-code", async () => {
       ...(config.TOOLPLANE_CODE_CHECKPOINTS === "on"
         ? {
             checkpoints: {
-              store: new DiskCheckpointStore(
-                config.TOOLPLANE_CODE_CHECKPOINT_DIR || join(tmpdir(), "toolplane-checkpoints"),
-                config.TOOLPLANE_CODE_CHECKPOINT_STORE_MB * MIB,
-              ),
+              store: checkpointStore,
               maxBytes: config.TOOLPLANE_CODE_CHECKPOINT_MAX_MB * MIB,
               timeoutMs: config.TOOLPLANE_CODE_CHECKPOINT_TIMEOUT_MS,
               maxLiveKernels: config.TOOLPLANE_CODE_MAX_LIVE_KERNELS,
@@ -234,6 +249,7 @@ runMain("toolplane-code", async () => {
       stop: async () => {
         await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
         await manager.stop();
+        if (checkpointStore instanceof NatsCheckpointStore) await checkpointStore.close();
       },
     },
   };
