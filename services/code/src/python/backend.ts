@@ -183,7 +183,7 @@ export class PythonBackend implements LanguageBackend {
     const config = this.options.checkpoints;
     if (!config) return undefined;
     const stored = await config.store.load(sessionId);
-    if (!stored || stored.record.language !== "python") return undefined;
+    if (stored?.record.language !== "python") return undefined;
     const { record, images } = stored;
     const checkpoints = new SessionCheckpoints(
       sessionId,
