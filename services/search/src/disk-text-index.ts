@@ -123,9 +123,7 @@ export class DiskTextIndex implements TextIndex {
   search(query: string, count: number): ProviderResult[] {
     const terms = queryTerms(query);
     if (terms.length === 0) return [];
-    const byBound = terms
-      .map((term) => ({ term, bound: this.idf(term) * (K1 + 1) }))
-      .sort((a, b) => a.bound - b.bound);
+    const byBound = terms.map((term) => ({ term, bound: this.idf(term) * (K1 + 1) })).sort((a, b) => a.bound - b.bound);
     const all = matchAny(terms);
     const rarest = byBound[byBound.length - 1]?.bound ?? 0;
     // First guess: leave out the common terms whose bounds add up to less than half the rarest term's bound;
