@@ -131,6 +131,35 @@ describe("helm chart helm/toolplane", () => {
       });
     });
 
+    it("serves the search service's /retrieve port only when set: container port, env and Service port", () => {
+      const searchOf = (manifests: Manifest[]) => {
+        const container = deploymentOf(manifests, "search").spec?.template.spec?.containers[0];
+        assert.ok(container);
+        const service = ofKind<IService>(manifests, "Service").find(
+          (item) => item.metadata?.labels?.["app.kubernetes.io/component"] === "search",
+        );
+        assert.ok(service);
+        return { container, env: containerEnv(manifests, container), ports: service.spec?.ports ?? [] };
+      };
+      const off = searchOf(render([]));
+      assert.equal(off.env.TOOLPLANE_SEARCH_RETRIEVE_PORT, undefined);
+      assert.ok(!off.ports.some((port) => port.name === "retrieve"));
+      const on = searchOf(render(["--set", "services.search.retrievePort=8000"]));
+      assert.equal(on.env.TOOLPLANE_SEARCH_RETRIEVE_PORT, "8000");
+      assert.ok(on.container.ports?.some((port) => port.name === "retrieve" && port.containerPort === 8000));
+      assert.ok(
+        on.ports.some((port) => port.name === "retrieve" && port.port === 8000 && port.targetPort === "retrieve"),
+      );
+      assert.throws(
+        () => render(["--set", "services.search.retrievePort=50054"]),
+        /retrievePort 50054 must differ from services.search.port/,
+      );
+      assert.throws(
+        () => render(["--set", "services.search.retrievePort=http"]),
+        /services\.search\.retrievePort: Invalid type/,
+      );
+    });
+
     it("routes the Ingress to the gateway's gRPC port", () => {
       const manifests = render(["--set", "ingress.enabled=true"]);
       const [ingress] = ofKind<IIngress>(manifests, "Ingress");

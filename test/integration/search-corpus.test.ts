@@ -183,6 +183,40 @@ describe("a real corpus: build-index CLI, replicas sharing the index, the retrie
     assert.equal(response.status, 405);
   });
 
+  it("checks every field like Search-R1's QueryRequest, each error naming the field and the limit", async () => {
+    const details = async (body: unknown) => {
+      const response = await fetch(retrieveUrl, { method: "POST", body: JSON.stringify(body) });
+      assert.equal(response.status, 422, JSON.stringify(body));
+      return ((await response.json()) as { detail: Array<{ loc: unknown[]; msg: string }> }).detail.map((detail) => [
+        detail.loc.join("."),
+        detail.msg,
+      ]);
+    };
+    assert.deepEqual(await details([]), [["body", "the body must be a JSON object {queries, topk, return_scores}"]]);
+    assert.deepEqual(await details({ queries: "capital of France" }), [
+      ["body.queries", 'queries must be a list of strings; got "capital of France"'],
+    ]);
+    assert.deepEqual(await details({ queries: ["ok", 7] }), [["body.queries.1", "each query must be a string"]]);
+    assert.deepEqual(await details({ queries: Array(65).fill("x") }), [
+      ["body.queries", "queries must hold at most 64 queries; got 65"],
+    ]);
+    assert.deepEqual(await details({ queries: ["x"], topk: -1 }), [
+      ["body.topk", "topk must be between 1 and 10 (null or 0 means 3); got -1"],
+    ]);
+    assert.deepEqual(await details({ queries: ["x"], topk: 2.5 }), [
+      ["body.topk", "topk must be an integer or null; got 2.5"],
+    ]);
+    assert.deepEqual(await details({ queries: ["x"], return_scores: "yes" }), [
+      ["body.return_scores", 'return_scores must be true or false; got "yes"'],
+    ]);
+    const empty = await fetch(retrieveUrl, { method: "POST", body: JSON.stringify({ queries: [], topk: null }) });
+    assert.equal(empty.status, 200);
+    assert.deepEqual(await empty.json(), { result: [] });
+    const huge = await fetch(retrieveUrl, { method: "POST", body: "x".repeat(1024 * 1024 + 1) });
+    assert.equal(huge.status, 413);
+    assert.match(((await huge.json()) as { detail: string }).detail, /the limit is 1048576/);
+  });
+
   it("the retrieval provider calls a Search-R1 server (here toolplane's own endpoint)", async () => {
     viaRetrieval = await spawnService("search", {
       TOOLPLANE_SEARCH_RETRIEVAL_URL: retrieveUrl.replace(/\/retrieve$/, ""),

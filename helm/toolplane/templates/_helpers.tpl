@@ -114,6 +114,20 @@ annotations:
 {{- end -}}
 {{- end -}}
 
+{{/* The search service's /retrieve port, or "" when it is not served; a clash with another port of the pod fails. */}}
+{{- define "toolplane.searchRetrievePort" -}}
+{{- $search := .Values.services.search -}}
+{{- with $search.retrievePort -}}
+{{- if eq (int .) (int $search.port) -}}
+{{- fail (printf "services.search.retrievePort %v must differ from services.search.port" .) -}}
+{{- end -}}
+{{- if and $.Values.metrics.enabled (eq (int .) (int $.Values.metrics.port)) -}}
+{{- fail (printf "services.search.retrievePort %v must differ from metrics.port" .) -}}
+{{- end -}}
+{{- int . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Seconds the kubelet waits after starting termination: preStop sleep + the services' drain + a margin. */}}
 {{- define "toolplane.terminationGracePeriodSeconds" -}}
 {{- $s := .Values.shutdown -}}

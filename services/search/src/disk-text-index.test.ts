@@ -5,10 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
+import Database from "better-sqlite3";
 import { joinContents, parseCorpusLine, readCorpusLines } from "./corpus.js";
 import { DiskIndexPool } from "./disk-index-pool.js";
-import { DiskTextIndex, IndexFileError, matchExpressions } from "./disk-text-index.js";
+import { DiskTextIndex, IndexFileError, matchAny } from "./disk-text-index.js";
 import { buildIndex } from "./index-build.js";
+import { queryTerms } from "./query-terms.js";
 import { sampleCorpus } from "./sample-corpus.js";
 
 let dir: string;
@@ -104,7 +106,45 @@ describe("disk index (SQLite FTS5)", () => {
       assert.doesNotThrow(() => index.search(query, 5), query);
     assert.deepEqual(index.search("the of and", 5), []);
     assert.deepEqual(index.search("xylophonequark", 5), []);
-    assert.deepEqual(matchExpressions('say "hi" OR'), { all: '"say" AND "hi"', any: '"say" OR "hi"' });
+    assert.equal(matchAny(queryTerms('say "hi" OR')), '"say" OR "hi"');
+  });
+
+  it("the pruned ranking is the exact BM25 ranking of the terms ORed, common terms included", async () => {
+    // Words 0-2 are in nearly every document, 3-9 in many, the rest rare: the pruning leaves the common ones out
+    // of the candidates, and must still give what ranking every match gives.
+    const words = Array.from({ length: 60 }, (_, i) => `w${i}x`);
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const pick = () => words[Math.min(words.length - 1, Math.floor(1 / (next() + 0.016)) - 1)] as string;
+    const rows = Array.from({ length: 3_000 }, (_, i) => ({
+      title: `${pick()} ${pick()}`,
+      url: `https://x.test/${i}`,
+      text: Array.from({ length: 8 + Math.floor(next() * 30) }, pick).join(" "),
+    }));
+    const source = join(dir, "zipf.jsonl");
+    writeFileSync(source, jsonl(rows));
+    const path = join(dir, "zipf.sqlite");
+    await buildIndex({ source, index: path });
+    const pruned = new DiskTextIndex(path);
+    const db = new Database(path, { readonly: true });
+    const exact = db.prepare<[string, number], { url: string }>(
+      "SELECT d.url FROM fts JOIN docs AS d ON d.id = fts.rowid WHERE fts MATCH ? ORDER BY bm25(fts, 2.0, 1.0) LIMIT ?",
+    );
+    try {
+      const queries = ["w0x w1x", "w0x w30x", "w1x w2x w45x", "w5x w20x w59x", "w0x w1x w2x", "w12x", "w3x w40x"];
+      for (const query of queries)
+        assert.deepEqual(
+          pruned.search(query, 10).map((result) => result.url),
+          exact.all(matchAny(queryTerms(query)), 10).map((row) => row.url),
+          query,
+        );
+    } finally {
+      db.close();
+      await pruned.close();
+    }
   });
 
   it("is opened read-only: searching never changes the file", () => {

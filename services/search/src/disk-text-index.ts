@@ -49,18 +49,15 @@ interface Row {
 /** Why an index file cannot be served, in words an operator can act on. */
 export class IndexFileError extends Error {}
 
-/**
- * Most postings one stage of a query scores. FTS5 has no dynamic pruning (WAND): ranking an OR of common
- * terms scores every document holding any of them (~1 µs each), so a stage scores the first MAX_SCORED
- * matches in document order and ranks those. Queries with a rare term never reach the cap.
- */
-export const MAX_SCORED = 20_000;
+/** FTS5's bm25() saturation constant: a term adds at most idf * (K1 + 1) to a document's score, whatever its frequency. */
+const K1 = 1.2;
 
-/** FTS5 MATCH expressions for a query: its terms ANDed and ORed, each quoted so none is read as query syntax. */
-export function matchExpressions(query: string): { all: string; any: string } | undefined {
-  const terms = queryTerms(query).map((term) => `"${term}"`);
-  if (terms.length === 0) return undefined;
-  return { all: terms.join(" AND "), any: terms.join(" OR ") };
+/** Document frequencies kept per connection: the file never changes, so a cached frequency never goes stale. */
+const MAX_CACHED_FREQUENCIES = 50_000;
+
+/** One query term quoted as an FTS5 string, so no term is read as query syntax; `OR` joins them. */
+export function matchAny(terms: readonly string[]): string {
+  return terms.map((term) => `"${term}"`).join(" OR ");
 }
 
 /**
@@ -70,7 +67,10 @@ export function matchExpressions(query: string): { all: string; any: string } | 
 export class DiskTextIndex implements TextIndex {
   readonly size: number;
   private readonly db: Database.Database;
-  private readonly query: Database.Statement<[string, number, number], Row>;
+  private readonly ranked: Database.Statement<[string, number], Row>;
+  private readonly pruned: Database.Statement<[string, string, number], Row>;
+  private readonly frequency: Database.Statement<[string], { n: number }>;
+  private readonly frequencies = new Map<string, number>();
 
   constructor(path: string) {
     try {
@@ -95,13 +95,16 @@ export class DiskTextIndex implements TextIndex {
         );
       this.size = Number(meta.get("documents"));
       this.db.pragma(`cache_size = -${CACHE_KIB}`);
-      this.query = this.db.prepare(
+      const ranking = (filter: string) =>
         `SELECT d.id, d.title, d.url, d.text, d.snippet, d.date, -r.score AS score
-           FROM (SELECT rowid, score FROM (SELECT rowid, ${BM25} AS score FROM fts WHERE fts MATCH ? LIMIT ?)
-                  ORDER BY score LIMIT ?) AS r
+           FROM (SELECT rowid, ${BM25} AS score FROM fts WHERE fts MATCH ? ${filter} ORDER BY score LIMIT ?) AS r
            JOIN docs AS d ON d.id = r.rowid
-          ORDER BY r.score`,
-      );
+          ORDER BY r.score`;
+      this.ranked = this.db.prepare(ranking(""));
+      // The unary + keeps SQLite from driving the scan by the candidate list: each rowid lookup would re-open
+      // every term's postings (and recount bm25's idf); as a filter it is a Bloom/B-tree probe per posting.
+      this.pruned = this.db.prepare(ranking("AND +rowid IN (SELECT rowid FROM fts WHERE fts MATCH ?)"));
+      this.frequency = this.db.prepare("SELECT count(*) AS n FROM fts WHERE fts MATCH ?");
     } catch (error) {
       this.db.close();
       if (error instanceof IndexFileError) throw error;
@@ -110,22 +113,35 @@ export class DiskTextIndex implements TextIndex {
   }
 
   /**
-   * Documents holding every term first (cheap: FTS5 intersects posting lists by skipping), then, when they
-   * are fewer than asked, documents holding any term. BM25 ranks each stage: a document with all the
-   * query's terms almost always outranks one missing a term, so this matches a full OR ranking's top.
+   * The exact BM25 top `count` of the query's terms ORed, pruned like MaxScore (Turtle & Flood 1995). Ranking
+   * costs one bm25() per matching posting, and the common terms hold most postings; a term can add at most
+   * idf * (K1 + 1) to any score. So the commonest terms are first left out of the candidates (their postings
+   * are still walked, which is cheap, but a document holding only them is never scored): when the `count`-th
+   * score found exceeds the sum of their bounds, no document holding only them could have entered the top, and
+   * the answer is exact. Otherwise one more common term joins the candidates, down to the plain full ranking.
    */
   search(query: string, count: number): ProviderResult[] {
-    const expressions = matchExpressions(query);
-    if (expressions === undefined) return [];
-    const rows = this.query.all(expressions.all, MAX_SCORED, count);
-    if (rows.length < count && expressions.any !== expressions.all) {
-      const seen = new Set(rows.map((row) => row.id));
-      for (const row of this.query.all(expressions.any, MAX_SCORED, count)) {
-        if (rows.length === count) break;
-        if (!seen.has(row.id)) rows.push(row);
-      }
+    const terms = queryTerms(query);
+    if (terms.length === 0) return [];
+    const byBound = terms.map((term) => ({ term, bound: this.idf(term) * (K1 + 1) })).sort((a, b) => a.bound - b.bound);
+    const all = matchAny(terms);
+    const rarest = byBound[byBound.length - 1]?.bound ?? 0;
+    // First guess: leave out the common terms whose bounds add up to less than half the rarest term's bound;
+    // a top document usually holds the rarest term, so its score clears that and one pass suffices.
+    let omitted = 0;
+    let omittedBound = 0;
+    while (omitted < byBound.length - 1 && omittedBound + (byBound[omitted]?.bound ?? 0) < rarest / 2) {
+      omittedBound += byBound[omitted]?.bound ?? 0;
+      omitted += 1;
     }
-    return rows.map((row) => ({
+    let rows: Row[] | undefined;
+    for (; omitted > 0 && rows === undefined; omitted -= 1) {
+      const candidates = this.pruned.all(all, matchAny(byBound.slice(omitted).map(({ term }) => term)), count);
+      const threshold = candidates.length === count ? (candidates[count - 1]?.score ?? 0) : 0;
+      if (threshold > omittedBound) rows = candidates;
+      omittedBound -= byBound[omitted - 1]?.bound ?? 0;
+    }
+    return (rows ?? this.ranked.all(all, count)).map((row) => ({
       title: row.title,
       url: row.url,
       text: row.text,
@@ -133,6 +149,17 @@ export class DiskTextIndex implements TextIndex {
       date: row.date ?? "",
       score: row.score,
     }));
+  }
+
+  /** FTS5 bm25()'s idf of a term: log((N - df + 0.5) / (df + 0.5)), floored at 1e-6 as FTS5 does. */
+  private idf(term: string): number {
+    let df = this.frequencies.get(term);
+    if (df === undefined) {
+      df = this.frequency.get(`"${term}"`)?.n ?? 0;
+      if (this.frequencies.size >= MAX_CACHED_FREQUENCIES) this.frequencies.clear();
+      this.frequencies.set(term, df);
+    }
+    return Math.max(1e-6, Math.log((this.size - df + 0.5) / (df + 0.5)));
   }
 
   async close(): Promise<void> {

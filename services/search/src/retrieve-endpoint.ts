@@ -33,11 +33,25 @@ const MAX_BODY_BYTES = 1024 * 1024;
 /** Queries one request may carry: each is a search, and verl puts the model's whole query_list in one request. */
 export const MAX_QUERIES = 64;
 
-const requestShape = z.object({
-  queries: z.array(z.string()).max(MAX_QUERIES),
-  topk: z.number().int().min(0).nullish(),
-  return_scores: z.boolean().default(false),
-});
+const required = (what: string) => (issue: { input: unknown }) =>
+  issue.input === undefined
+    ? `${what} is required`
+    : `${what}; got ${JSON.stringify(issue.input) ?? typeof issue.input}`;
+
+/** The types of Search-R1's QueryRequest (pydantic); the limits are checked after, with the figures in the message. */
+const requestShape = z.object(
+  {
+    queries: z.array(z.string({ error: "each query must be a string" }), {
+      error: required("queries must be a list of strings"),
+    }),
+    topk: z
+      .number({ error: required("topk must be an integer or null") })
+      .int({ error: required("topk must be an integer or null") })
+      .nullish(),
+    return_scores: z.boolean({ error: required("return_scores must be true or false") }).default(false),
+  },
+  { error: "the body must be a JSON object {queries, topk, return_scores}" },
+);
 
 interface Detail {
   loc: Array<string | number>;
@@ -173,14 +187,20 @@ async function handle(
         })),
       );
     const { queries, topk, return_scores: withScores } = parsed.data;
-    if (topk && topk > options.maxTopK)
-      throw new RequestError(422, [
-        {
-          loc: ["body", "topk"],
-          msg: `topk must be between 1 and ${options.maxTopK} (null or 0 means ${options.defaultTopK}); got ${topk}`,
-          type: "less_than_equal",
-        },
-      ]);
+    const limits: Detail[] = [];
+    if (queries.length > MAX_QUERIES)
+      limits.push({
+        loc: ["body", "queries"],
+        msg: `queries must hold at most ${MAX_QUERIES} queries; got ${queries.length}`,
+        type: "too_long",
+      });
+    if (topk && (topk < 0 || topk > options.maxTopK))
+      limits.push({
+        loc: ["body", "topk"],
+        msg: `topk must be between 1 and ${options.maxTopK} (null or 0 means ${options.defaultTopK}); got ${topk}`,
+        type: topk < 0 ? "greater_than_equal" : "less_than_equal",
+      });
+    if (limits.length > 0) throw new RequestError(422, limits);
     const topK = topk || options.defaultTopK;
     const provider = url.searchParams.get("provider") ?? "";
     const answers = await Promise.all(
