@@ -18,6 +18,7 @@ import {
 } from "../../runtime/src/index.js";
 import { AdmissionController, exportAdmissionGauges } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
+import { codeTargetProblem } from "./code-replicas.js";
 import { ToolGateway } from "./gateway.js";
 import { MemoryImageStore } from "./image-store.js";
 import { createToolGatewayImplementation } from "./server.js";
@@ -30,7 +31,16 @@ const gatewayConfigShape = {
   ...recorderConfigShape,
   TOOLPLANE_GRPC_PORT: port(50051),
   TOOLPLANE_IMAGE_ADDR: address("127.0.0.1:50052"),
-  TOOLPLANE_CODE_ADDR: address("127.0.0.1:50053"),
+  // Every code replica: comma-separated addresses and/or dns:///name:port (re-resolved; a headless Service).
+  TOOLPLANE_CODE_ADDR: z
+    .string()
+    .superRefine((value, context) => {
+      const problem = codeTargetProblem(value);
+      if (problem) context.addIssue({ code: "custom", message: problem });
+    })
+    .default("127.0.0.1:50053"),
+  TOOLPLANE_GATEWAY_CODE_RESOLVE_INTERVAL_MS: positiveInt(5000),
+  TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS: positiveInt(1000),
   TOOLPLANE_SEARCH_ADDR: address("127.0.0.1:50054"),
   TOOLPLANE_GATEWAY_IMAGE_STORE_MB: positiveInt(512),
   TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS: positiveInt(900),
@@ -58,7 +68,13 @@ runMain("toolplane-gateway", async () => {
       search: config.TOOLPLANE_SEARCH_ADDR,
     },
     config.TOOLPLANE_GATEWAY_IMAGE_BYTES_BEFORE_REFERENCE,
+    logger,
+    {
+      resolveIntervalMs: config.TOOLPLANE_GATEWAY_CODE_RESOLVE_INTERVAL_MS,
+      loadIntervalMs: config.TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS,
+    },
   );
+  await backends.codeReplicas.start();
   // Events (NATS or log), tool metrics, and the trajectory journal when recording locally.
   const { recorder, journal } = createRecorder(config, logger);
   const observer = combineObservers(

@@ -89,6 +89,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
                   referenceIndentation: context.hints.referenceIndentation === true && language === "python",
                 },
                 options,
+                handle.replica,
               );
             });
             return codeOutput(response);
