@@ -87,7 +87,7 @@ export function createGrpcBackends(
     try {
       return await run(codeReplicas.replica(address).client);
     } catch (error) {
-      throw codeReplicas.replaceSession(address, sessionId, error);
+      throw await codeReplicas.replaceSession(address, sessionId, error);
     }
   };
   const search = createClient(SearchServiceClient, addresses.search, security);
@@ -102,10 +102,17 @@ export function createGrpcBackends(
     codeReplicas,
     code: {
       async createSession(request, options) {
-        const replica = codeReplicas.place();
-        const response = await invoke(replica.client, replica.client.createSession, request, options);
-        codeReplicas.countSession(replica.address, 1);
-        return { ...response, replica: replica.address };
+        // A replica that went away since its last load report is skipped: the session holds no state yet.
+        for (;;) {
+          const replica = codeReplicas.place();
+          try {
+            const response = await invoke(replica.client, replica.client.createSession, request, options);
+            codeReplicas.countSession(replica.address, 1);
+            return { ...response, replica: replica.address };
+          } catch (error) {
+            if (!(await codeReplicas.unreachable(replica.address, error))) throw error;
+          }
+        }
       },
       execute: (request, options, replica) =>
         onReplica(replica, request.sessionId, (code) => invoke(code, code.execute, request, options)),

@@ -203,16 +203,33 @@ export class CodeReplicaPool {
   }
 
   /**
+   * True when `error` is UNAVAILABLE and the replica does not answer a load probe either: it is gone (a code
+   * service that answers UNAVAILABLE itself, e.g. a crashed kernel, still answers the probe). It is then
+   * marked down and gets no new sessions until a load poll answers again.
+   */
+  async unreachable(address: string, error: unknown): Promise<boolean> {
+    const failure = asToolplaneError(error);
+    if (failure.code !== status.UNAVAILABLE || failure.errorClass !== "INFRASTRUCTURE") return false;
+    const replica = this.replicas.get(address);
+    if (!replica) return true;
+    try {
+      await this.report(replica);
+      return false;
+    } catch {
+      replica.healthy = false;
+      return true;
+    }
+  }
+
+  /**
    * What a call of a session placed on `address` answers when that replica failed the call. The one place a
    * session's replica is given up on: today an unreachable replica means the kernel (and the trajectory's
    * state) is gone, an INFRASTRUCTURE error the trainer drops. Once sessions can be restored from a shared
    * checkpoint, this is where the session gets placed again and the call retried on the new replica.
    */
-  replaceSession(address: string, sessionId: string, error: unknown): ToolplaneError {
+  async replaceSession(address: string, sessionId: string, error: unknown): Promise<ToolplaneError> {
     const failure = asToolplaneError(error);
-    if (failure.code !== status.UNAVAILABLE || failure.errorClass !== "INFRASTRUCTURE") return failure;
-    const replica = this.replicas.get(address);
-    if (replica) replica.healthy = false;
+    if (!(await this.unreachable(address, error))) return failure;
     return new FailedPreconditionError(
       `code replica ${address} holding code session ${sessionId} is unreachable (${failure.message}); ` +
         "the session's kernel state is gone with it, drop this trajectory",
@@ -258,20 +275,18 @@ export class CodeReplicaPool {
     }
   }
 
+  /** Asks the replica for its load; throws when it does not answer. */
+  private async report(replica: CodeReplica): Promise<void> {
+    const report = await invoke(replica.client, replica.client.load, {}, { deadlineMs: Date.now() + LOAD_TIMEOUT_MS });
+    replica.load = { openSessions: report.openSessions, inFlightCells: report.inFlightCells };
+    replica.placedSinceReport = 0;
+  }
+
   private async pollLoads(): Promise<void> {
     await Promise.all(
       this.list().map(async (replica) => {
         try {
-          const report = await invoke(
-            replica.client,
-            replica.client.load,
-            {},
-            {
-              deadlineMs: Date.now() + LOAD_TIMEOUT_MS,
-            },
-          );
-          replica.load = { openSessions: report.openSessions, inFlightCells: report.inFlightCells };
-          replica.placedSinceReport = 0;
+          await this.report(replica);
           if (!replica.healthy) this.options.logger.info({ replica: replica.address }, "code replica healthy again");
           replica.healthy = true;
         } catch (error) {
