@@ -3,10 +3,12 @@
  * sessions, which start in milliseconds, so the test measures placement rather than kernel start-up).
  * Trajectories run state-dependent cells; their code sessions spread evenly over the replicas; a replica
  * stopped with SIGTERM fails its sessions' next calls with a clear INFRASTRUCTURE error while the others go
- * on; and, through the placement pool itself, a replica that appears in DNS receives new sessions.
+ * on; through the placement pool itself, a replica that appears in DNS receives new sessions; and two gateways
+ * sharing NATS serve one trajectory call by call, alternately, even after one of them is SIGKILLed.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import sharp from "sharp";
 import { CodeServiceClient, Language } from "../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
 import {
@@ -18,7 +20,7 @@ import {
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import { createGrpcBackends } from "../../services/gateway/src/backends.js";
 import { createClient, createLogger, invoke } from "../../services/runtime/src/index.js";
-import { freePort, type SpawnedService, spawnService } from "../support/processes.js";
+import { freePort, type SpawnedNats, type SpawnedService, spawnNats, spawnService } from "../support/processes.js";
 
 const JS_ONLY = {
   TOOLPLANE_CODE_POOL_SIZE: "0",
@@ -195,5 +197,106 @@ describe("scale-out: replicas named by DNS", () => {
     } finally {
       backends.close();
     }
+  });
+});
+
+describe("scale-out: two gateways sharing sessions through NATS", () => {
+  const codes: SpawnedService[] = [];
+  const gateways: SpawnedService[] = [];
+  let nats: SpawnedNats;
+  let clients: ToolGatewayClient[] = [];
+
+  before(async () => {
+    nats = await spawnNats();
+    codes.push(...(await Promise.all([0, 1, 2].map(() => spawnService("code", JS_ONLY)))));
+    const env = {
+      TOOLPLANE_CODE_ADDR: codes.map((code) => code.address).join(","),
+      TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_SEARCH_ADDR: `127.0.0.1:${await freePort()}`,
+      TOOLPLANE_NATS_URL: nats.url,
+      TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS: "200",
+    };
+    gateways.push(...(await Promise.all([0, 1].map(() => spawnService("gateway", env)))));
+    clients = gateways.map((gateway) => createClient(ToolGatewayClient, gateway.address));
+  });
+
+  after(async () => {
+    for (const client of clients) client.close();
+    await Promise.all(gateways.map((gateway) => gateway.stop()));
+    await Promise.all(codes.map((code) => code.stop()));
+    await nats?.stop();
+  });
+
+  it("serves 96 trajectories alternating gateways call by call, images and kernel state included", async () => {
+    const trajectories = 96;
+    const gateway = (index: number) => clients[index % 2] as ToolGatewayClient;
+    const run = (index: number, request: ExecuteRequest): Promise<ToolResult> => {
+      const client = gateway(index);
+      return invoke(client, client.execute, request, { deadlineMs: Date.now() + 30_000 }).then(
+        (response) => response.result as ToolResult,
+      );
+    };
+    const sessions: string[] = [];
+    for (let start = 0; start < trajectories; start += 16) {
+      const batch = await Promise.all(
+        Array.from({ length: 16 }, async (_, offset) => {
+          const index = start + offset;
+          // image_1 is put through one gateway, bound through the other, used through the first.
+          const png = await sharp({
+            create: { width: 10 + index, height: 7, channels: 3, background: "#336699" },
+          })
+            .png()
+            .toBuffer();
+          const put = await invoke(gateway(index), gateway(index).putImage, { data: png });
+          const { sessionId } = await invoke(gateway(index + 1), gateway(index + 1).createSession, {
+            rolloutId: "shared",
+            trajectoryId: `s${index}`,
+            images: [{ sha256: put.image?.sha256 ?? "", mimeType: "", width: 0, height: 0 }],
+            idleTtlSeconds: 0,
+          });
+          const first = await run(
+            index,
+            cell(sessionId, `globalThis.v = ${index} * 3; console.log("w=" + image_1.width)`, 1),
+          );
+          assert.equal(first.status, ResultStatus.RESULT_STATUS_OK, first.error?.message);
+          assert.match(first.text, new RegExp(`w=${10 + index}\\b`), "image_1 put through the other gateway");
+          const second = await run(index + 1, cell(sessionId, "console.log(v + 1000)", 2));
+          assert.equal(second.status, ResultStatus.RESULT_STATUS_OK, second.error?.message);
+          assert.match(second.text, new RegExp(`\\b${index * 3 + 1000}\\b`), "cell 2 reads what cell 1 set");
+          return sessionId;
+        }),
+      );
+      sessions.push(...batch);
+    }
+
+    const counts = await Promise.all(codes.map((code) => openSessions(code.address)));
+    assert.equal(
+      counts.reduce((sum, count) => sum + count, 0),
+      trajectories,
+      `one code session per trajectory: ${counts.join("/")}`,
+    );
+    const even = trajectories / codes.length;
+    for (const count of counts) {
+      assert.ok(
+        Math.abs(count - even) <= even * 0.25,
+        `sessions per replica ${counts.join("/")} within 25 % of ${even}`,
+      );
+    }
+
+    // SIGKILL the second gateway: the first serves every session on the next call.
+    await (gateways[1] as SpawnedService).stop("SIGKILL");
+    const third = await Promise.all(sessions.map((sessionId) => run(0, cell(sessionId, "console.log(v)", 3))));
+    third.forEach((result, index) => {
+      assert.equal(result.status, ResultStatus.RESULT_STATUS_OK, result.error?.message);
+      assert.match(result.text, new RegExp(`\\b${index * 3}\\b`));
+    });
+
+    // CloseRollout through the gateway left closes every code session, whichever gateway opened it.
+    const closed = await invoke(clients[0] as ToolGatewayClient, (clients[0] as ToolGatewayClient).closeRollout, {
+      rolloutId: "shared",
+    });
+    assert.equal(closed.closedSessions, trajectories);
+    const after = await Promise.all(codes.map((code) => openSessions(code.address)));
+    assert.deepEqual(after, [0, 0, 0]);
   });
 });

@@ -21,6 +21,7 @@ import { createGrpcBackends } from "./backends.js";
 import { codeTargetProblem } from "./code-replicas.js";
 import { ToolGateway } from "./gateway.js";
 import { MemoryImageStore } from "./image-store.js";
+import { openNatsStores } from "./nats-stores.js";
 import { createToolGatewayImplementation } from "./server.js";
 import { MemorySessionStore } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
@@ -39,6 +40,15 @@ const gatewayConfigShape = {
       if (problem) context.addIssue({ code: "custom", message: problem });
     })
     .default("127.0.0.1:50053"),
+  // With TOOLPLANE_NATS_URL: where the shared session records and images live (nats-stores.ts).
+  TOOLPLANE_GATEWAY_SESSION_BUCKET: z
+    .string()
+    .regex(/^[-\w]+$/)
+    .default("toolplane_sessions"),
+  TOOLPLANE_GATEWAY_IMAGE_BUCKET: z
+    .string()
+    .regex(/^[-\w]+$/)
+    .default("toolplane_images"),
   TOOLPLANE_GATEWAY_CODE_RESOLVE_INTERVAL_MS: positiveInt(5000),
   TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS: positiveInt(1000),
   TOOLPLANE_SEARCH_ADDR: address("127.0.0.1:50054"),
@@ -93,10 +103,21 @@ runMain("toolplane-gateway", async () => {
     },
   });
   exportAdmissionGauges(admission);
+  // With NATS, session records and images are shared by every gateway replica; without, they stay in memory.
+  const shared =
+    config.TOOLPLANE_NATS_URL === undefined
+      ? undefined
+      : await openNatsStores({
+          url: config.TOOLPLANE_NATS_URL,
+          sessionBucket: config.TOOLPLANE_GATEWAY_SESSION_BUCKET,
+          imageBucket: config.TOOLPLANE_GATEWAY_IMAGE_BUCKET,
+          imageMaxAgeMs: (config.TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS + 3600) * 1000,
+          cacheBytes: config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024,
+        });
   const gateway = new ToolGateway({
     backends,
-    store: new MemoryImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
-    sessions: new MemorySessionStore(),
+    store: shared?.images ?? new MemoryImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
+    sessions: shared?.sessions ?? new MemorySessionStore(),
     admission,
     observer,
     recorder,
@@ -132,6 +153,7 @@ runMain("toolplane-gateway", async () => {
       stop: async () => {
         await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
         await gateway.stop();
+        await shared?.close();
         backends.close();
         await observer.stop();
         await recorder.close();
