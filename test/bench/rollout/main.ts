@@ -35,7 +35,8 @@ const TRAJECTORIES = trajectoriesArg ? Number(trajectoriesArg.split("=")[1]) : q
 const aloneArg = process.argv.find((arg) => arg.startsWith("--alone="));
 const ALONE = aloneArg ? Number(aloneArg.split("=")[1]) : quick ? 1 : 8;
 const replicasArg = process.argv.find((arg) => arg.startsWith("--replicas="));
-const REPLICAS = replicasArg ? Number(replicasArg.split("=")[1]) : 1;
+// `make bench` compares one replica with two; the quick run (in `make test`) keeps to one.
+const REPLICAS = replicasArg ? Number(replicasArg.split("=")[1]) : quick ? 1 : 2;
 
 const TURNS: { tool: string; text: string }[] = [
   {
