@@ -20,7 +20,15 @@ import {
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import { createGrpcBackends } from "../../services/gateway/src/backends.js";
 import { createClient, createLogger, invoke } from "../../services/runtime/src/index.js";
-import { freePort, type SpawnedNats, type SpawnedService, spawnNats, spawnService } from "../support/processes.js";
+import {
+  freePort,
+  metricValue,
+  type SpawnedNats,
+  type SpawnedService,
+  scrapeMetrics,
+  spawnNats,
+  spawnService,
+} from "../support/processes.js";
 
 const JS_ONLY = {
   TOOLPLANE_CODE_POOL_SIZE: "0",
@@ -59,6 +67,7 @@ describe("scale-out: one gateway, three code replicas", () => {
       TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
       TOOLPLANE_SEARCH_ADDR: `127.0.0.1:${await freePort()}`,
       TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS: "200",
+      TOOLPLANE_METRICS_PORT: "0",
     });
     client = createClient(ToolGatewayClient, gateway.address);
   });
@@ -111,6 +120,18 @@ describe("scale-out: one gateway, three code replicas", () => {
         `sessions per replica ${counts.join("/")} within 25 % of ${even}`,
       );
     }
+
+    // The gateway's /metrics show the same spread, and the load each replica reported.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const metrics = await scrapeMetrics(gateway);
+    codes.forEach((code, index) => {
+      assert.equal(metricValue(metrics, `toolplane_gateway_code_sessions{replica="${code.address}"}`), counts[index]);
+      assert.equal(
+        metricValue(metrics, `toolplane_code_replica_load{replica="${code.address}",kind="open_sessions"}`),
+        counts[index],
+      );
+      assert.equal(metricValue(metrics, `toolplane_code_replica_up{replica="${code.address}"}`), 1);
+    });
 
     // SIGTERM one replica: its sessions' next call fails as INFRASTRUCTURE naming the replica, promptly.
     const stopped = codes[2] as SpawnedService;
