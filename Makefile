@@ -28,7 +28,8 @@ generated/.stamp: $(PROTOS) proto/buf.yaml proto/buf.gen.yaml | install
 gen: generated/.stamp
 
 # The image service's native bicubic resampler (Node-API, plain C: no node-gyp, only the running Node's headers), and
-# the code service's session init (pid 1 of each forked Python session; plain C, no dependencies).
+# the code service's session init (pid 1 of each forked Python session; plain C, no dependencies) and the seccomp
+# filter of its Python kernels (compiled to BPF here with libseccomp; nothing links libseccomp at run time).
 NODE_HEADERS := $(shell node -p "require('path').join(process.execPath, '../../include/node')")
 NATIVE_CFLAGS := -O3 -std=c11 -fPIC -shared -Wall -Wextra -Werror
 
@@ -39,6 +40,8 @@ build: gen
 	$(CC) $(NATIVE_CFLAGS) -I$(NODE_HEADERS) services/image/native/resample.c -o dist/services/image/native/resample.node
 	mkdir -p dist/services/code/native
 	$(CC) -O2 -std=c11 -Wall -Wextra -Werror services/code/native/session-init.c -o dist/services/code/native/session-init
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror services/code/native/seccomp-policy.c -lseccomp -o dist/services/code/native/seccomp-policy
+	dist/services/code/native/seccomp-policy dist/services/code/native/python-seccomp.bpf
 
 typecheck: gen
 	$(BIN)/tsc -p tsconfig.json --noEmit

@@ -8,8 +8,8 @@
 set -euo pipefail
 
 RUN_PACKAGES=(
-  gcc g++ make libc6-dev
-  bubblewrap python3-numpy python3-pil python3-matplotlib python3-opencv python3-scipy python3-autopep8
+  gcc g++ make libc6-dev libseccomp-dev
+  bubblewrap python3-numpy python3-pil python3-matplotlib python3-opencv python3-scipy python3-autopep8 python3-cloudpickle
 )
 TEST_PACKAGES=(
   protobuf-compiler nats-server

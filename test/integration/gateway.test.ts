@@ -64,6 +64,7 @@ describe("gateway mechanics against controlled backends", () => {
   let gateway: SpawnedService;
   let client: ToolGatewayClient;
   let sessionId = "";
+  const others: string[] = [];
 
   before(async () => {
     searchPort = await freePort();
@@ -84,6 +85,17 @@ describe("gateway mechanics against controlled backends", () => {
       idleTtlSeconds: 0,
     });
     sessionId = created.sessionId;
+    // A trajectory holds at most a quarter of the backend's slots (here 1 of 2): calls meant to run side by side
+    // come from different trajectories.
+    for (let i = 0; i < 4; i++) {
+      const other = await invoke(client, client.createSession, {
+        rolloutId: "mechanics",
+        trajectoryId: "",
+        images: [],
+        idleTtlSeconds: 0,
+      });
+      others.push(other.sessionId);
+    }
   });
 
   after(async () => {
@@ -109,6 +121,20 @@ describe("gateway mechanics against controlled backends", () => {
   });
 
   it("a full queue answers RESOURCE_EXHAUSTED with a retry hint; admitted calls still succeed", async () => {
+    // One trajectory per call: a queue full of one trajectory's calls is that trajectory's (the model's) doing,
+    // shown to it (test/security/fairness.test.ts); an overload is a queue full of everyone's.
+    const trajectories: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const created = await invoke(client, client.createSession, {
+        rolloutId: "mechanics",
+        trajectoryId: "",
+        images: [],
+        idleTtlSeconds: 0,
+      });
+      trajectories.push(created.sessionId);
+    }
+    let next = 0;
+    const fresh = () => trajectories[next++] as string;
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -118,14 +144,14 @@ describe("gateway mechanics against controlled backends", () => {
       return searchAnswer(request.query);
     };
     const admitted = ["q1", "q2", "q3", "q4"].map((query) =>
-      invoke(client, client.execute, searchCall(sessionId, query, 10_000)),
+      invoke(client, client.execute, searchCall(fresh(), query, 10_000)),
     );
     // 2 run and 2 wait. Probe until the gateway refuses: a probe still pending after a while was
     // queued instead (its siblings had not all arrived yet) and completes with them.
     while (search.calls < 2) await sleep(10);
     let refusal: ToolplaneError | undefined;
     for (let probe = 0; probe < 5 && refusal === undefined; probe++) {
-      const attempt = invoke(client, client.execute, searchCall(sessionId, `probe-${probe}`, 10_000));
+      const attempt = invoke(client, client.execute, searchCall(fresh(), `probe-${probe}`, 10_000));
       refusal = await Promise.race([
         attempt.then(
           () => undefined,
@@ -140,7 +166,7 @@ describe("gateway mechanics against controlled backends", () => {
     assert.equal(refusal.errorClass, "INFRASTRUCTURE");
     assert.ok((refusal.retryAfterMs ?? 0) > 0, "carries toolplane-retry-after-ms");
     assert.match(refusal.message, /search service overloaded/);
-    const batch = await invoke(client, client.executeBatch, { calls: [searchCall(sessionId, "b1", 10_000)] });
+    const batch = await invoke(client, client.executeBatch, { calls: [searchCall(fresh(), "b1", 10_000)] });
     assert.equal(batch.results[0]?.error?.code, "RESOURCE_EXHAUSTED", "a batch reports it per item");
     release();
     // Exactly the 4 calls that got a slot or a queue place succeed (whichever of them arrived first).
@@ -208,7 +234,7 @@ describe("gateway mechanics against controlled backends", () => {
       stream.on("error", reject);
     });
     stream.write({ requestId: "r-slow", execute: searchCall(sessionId, "slow") });
-    stream.write({ requestId: "r-fast", execute: searchCall(sessionId, "fast") });
+    stream.write({ requestId: "r-fast", execute: searchCall(others[0] as string, "fast") });
     stream.write({ requestId: "r-bad", execute: searchCall("no-such-session", "x") });
     stream.write({ requestId: "r-empty" });
     stream.end();
@@ -235,7 +261,9 @@ describe("gateway mechanics against controlled backends", () => {
       stream.on("end", resolve);
       stream.on("error", reject);
     });
-    for (let i = 0; i < 12; i++) stream.write({ requestId: `r${i}`, execute: searchCall(sessionId, `s${i}`, 10_000) });
+    for (let i = 0; i < 12; i++) {
+      stream.write({ requestId: `r${i}`, execute: searchCall(others[i % 4] as string, `s${i}`, 10_000) });
+    }
     stream.end();
     await done;
     assert.equal(replies.length, 12);
@@ -249,7 +277,7 @@ describe("gateway mechanics against controlled backends", () => {
     const stream = client.connect();
     stream.on("error", () => undefined);
     stream.write({ requestId: "r1", execute: searchCall(sessionId, "held-1") });
-    stream.write({ requestId: "r2", execute: searchCall(sessionId, "held-2") });
+    stream.write({ requestId: "r2", execute: searchCall(others[1] as string, "held-2") });
     while (search.calls < callsBefore + 2) await sleep(10);
     stream.cancel();
     while (search.cancelled < cancelledBefore + 2) await sleep(10);

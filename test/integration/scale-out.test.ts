@@ -7,6 +7,9 @@
  * sharing NATS serve one trajectory call by call, alternately, even after one of them is SIGKILLed.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import { CodeServiceClient, Language } from "../../generated/toolplane/code/v1/code.js";
@@ -211,7 +214,7 @@ describe("scale-out: replicas named by DNS", () => {
         const response = await backends.code.execute(
           { sessionId: created.sessionId, code: "2 * 21", timeoutMs: 5000, fixIndentation: false },
           { deadlineMs: Date.now() + 10_000 },
-          created.replica,
+          created,
         );
         assert.equal(response.result, "42");
       }
@@ -319,5 +322,51 @@ describe("scale-out: two gateways sharing sessions through NATS", () => {
     assert.equal(closed.closedSessions, trajectories);
     const after = await Promise.all(codes.map((code) => openSessions(code.address)));
     assert.deepEqual(after, [0, 0, 0]);
+  });
+});
+
+describe("scale-out: a session whose replica is gone moves", () => {
+  const codes: SpawnedService[] = [];
+  let checkpoints = "";
+
+  after(async () => {
+    await Promise.all(codes.map((code) => code.stop()));
+    if (checkpoints) rmSync(checkpoints, { recursive: true, force: true });
+  });
+
+  it("continues on another replica from the shared checkpoint, and records the new replica", async () => {
+    checkpoints = mkdtempSync(join(tmpdir(), "toolplane-scale-out-"));
+    const env = { TOOLPLANE_CODE_POOL_SIZE: "1", TOOLPLANE_CODE_CHECKPOINT_DIR: checkpoints };
+    codes.push(...(await Promise.all([0, 1].map(() => spawnService("code", env)))));
+    const backends = createGrpcBackends(
+      { image: "127.0.0.1:1", code: codes.map((code) => code.address).join(","), search: "127.0.0.1:1" },
+      2,
+      createLogger("test", "silent"),
+      { loadIntervalMs: 100 },
+    );
+    try {
+      await backends.codeReplicas.start();
+      const created = await backends.code.createSession(
+        { language: Language.LANGUAGE_PYTHON, images: [], limits: undefined, idleTtlSeconds: 0, label: "move" },
+        { deadlineMs: Date.now() + 30_000 },
+      );
+      const placement = { replica: created.replica };
+      const execute = (code: string) =>
+        backends.code.execute(
+          { sessionId: created.sessionId, code, timeoutMs: 10_000, fixIndentation: false },
+          { deadlineMs: Date.now() + 30_000 },
+          placement,
+        );
+      await execute("x = 41");
+      // The checkpoint is written after the answer; the next call on the same replica waits for it.
+      await execute("x");
+      const holder = codes.find((code) => code.address === created.replica) as SpawnedService;
+      await holder.stop("SIGTERM");
+      const moved = await execute("x + 1");
+      assert.equal(moved.result, "42", moved.stderr);
+      assert.notEqual(placement.replica, created.replica, "the session's record names its new replica");
+    } finally {
+      backends.close();
+    }
   });
 });

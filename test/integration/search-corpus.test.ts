@@ -166,7 +166,7 @@ describe("a real corpus: build-index CLI, replicas sharing the index, the retrie
     assert.equal(response.status, 422);
     const detail = ((await response.json()) as { detail: Array<{ loc: unknown[]; msg: string }> }).detail[0];
     assert.deepEqual(detail?.loc, ["body", "queries", 1]);
-    assert.match(detail?.msg ?? "", /query is 600 characters; the limit is 512/);
+    assert.match(detail?.msg ?? "", /query has 600 characters, over the limit of 512/);
     response = await post({ queries: ["x"], topk: 11 });
     assert.equal(response.status, 422);
     assert.deepEqual(((await response.json()) as { detail: Array<{ loc: unknown[] }> }).detail[0]?.loc, [

@@ -24,6 +24,9 @@ const EXECUTE_CASES: Record<string, string> = {
   "not an object": '"hello"',
   "not JSON": "{query: 'x'",
   "prototype key": '{"__proto__": {"query": "x"}}',
+  "prototype key beside a valid query": '{"query": "x", "__proto__": {"polluted": true}}',
+  "constructor key": '{"query": "x", "constructor": {"prototype": {"polluted": true}}}',
+  "nested prototype key": '{"query": "x", "options": [{"prototype": 1}]}',
   "array instead of string": '{"query": ["a", "b"]}',
 };
 
@@ -79,6 +82,36 @@ describe("hostile arguments through the gateway", () => {
     assert.notEqual(response.status, ResultStatus.RESULT_STATUS_INFRA_ERROR, JSON.stringify(response.error));
     assert.notEqual(response.status, ResultStatus.RESULT_STATUS_OK);
   });
+
+  for (const key of ["__proto__", "constructor", "prototype"]) {
+    it(`Execute with a "${key}" key: INVALID_ARGUMENT naming the key, before any backend`, async () => {
+      const argumentsJson = `{"query": "x", "${key}": {"polluted": true}}`;
+      const response = await invoke(
+        client,
+        client.execute,
+        ExecuteRequest.fromPartial({ sessionId, call: { callId: key, name: "search", argumentsJson } }),
+      );
+      assert.equal(response.result?.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
+      assert.equal(response.result?.error?.code, "INVALID_ARGUMENT");
+      assert.equal(
+        response.result?.error?.message,
+        `call.arguments_json has the key "${key}", which is not allowed in arguments`,
+      );
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    });
+
+    it(`Step with a "${key}" key in a Hermes tool call: the model's INVALID_ARGUMENT, shown to it`, async () => {
+      const text = `<tool_call>{"name": "search", "arguments": {"query": "x", "${key}": {"polluted": true}}}</tool_call>`;
+      const response = await invoke(
+        client,
+        client.step,
+        StepRequest.fromPartial({ sessionId, format: ModelFormat.MODEL_FORMAT_HERMES, text }),
+      );
+      assert.equal(response.status, ResultStatus.RESULT_STATUS_MODEL_ERROR, JSON.stringify(response.error));
+      assert.equal(response.results[0]?.error?.code, "INVALID_ARGUMENT");
+      assert.match(response.observation, new RegExp(`has the key "${key}"`));
+    });
+  }
 
   it("the gateway still serves after all of it", async () => {
     const tools = await invoke(client, client.listTools, { names: [] });

@@ -17,10 +17,12 @@ import { distRoot, type SpawnedService, spawnService } from "../support/processe
  *   model-error A|B       an in-band error of class MODEL with one of these codes
  *   truncated             output cut at the cap with the marker
  *   failure               anything but a silent success (the interpreter died)
- * After every program the service must stay healthy: a canary session keeps its
+ * A program may name {{LISTENER_PORT}} (a host listener it must not reach) and {{REPO_ROOT}} (the host path of
+ * this repository, which it must not find). After every program the service must stay healthy: a canary session keeps its
  * state, a new session works, and nothing connected to a host listener.
  */
-const corpusRoot = join(distRoot, "..", "test", "security", "corpus");
+const repoRoot = join(distRoot, "..");
+const corpusRoot = join(repoRoot, "test", "security", "corpus");
 const TIMEOUT_MS = 4000;
 
 interface Expectation {
@@ -105,7 +107,7 @@ describe("hostile code corpus", () => {
 
       const folder = join(corpusRoot, spec.folder);
       for (const file of readdirSync(folder).sort()) {
-        const source = readFileSync(join(folder, file), "utf8").replaceAll("{{LISTENER_PORT}}", String(listenerPort));
+        const source = readFileSync(join(folder, file), "utf8").replaceAll("{{REPO_ROOT}}", repoRoot);
         const expectation = expectationOf(source, file);
 
         it(`${file} is ${expectation.kind}${expectation.codes.length ? ` (${expectation.codes.join("|")})` : ""}`, async () => {
@@ -113,6 +115,7 @@ describe("hostile code corpus", () => {
           let response: ExecuteResponse | undefined;
           let rpcError: ToolplaneError | undefined;
           try {
+            // The listener's port is known only once it listens (before()), after the tests were declared.
             response = await execute(sessionId, source.replaceAll("{{LISTENER_PORT}}", String(listenerPort)));
           } catch (error) {
             if (!(error instanceof ToolplaneError)) throw error;

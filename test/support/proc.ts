@@ -63,3 +63,17 @@ export function treeCpuSeconds(root: number): number {
 
 /** USER_HZ: what /proc/<pid>/stat counts in (100 on every Linux Node runs on). */
 const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU seconds one process (not its children) has used so far, 0 once it is gone. */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat
+      .slice(stat.lastIndexOf(")") + 2)
+      .split(" ")
+      .map(Number);
+    return ((fields[11] ?? 0) + (fields[12] ?? 0)) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}

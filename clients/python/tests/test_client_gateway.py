@@ -169,6 +169,25 @@ def test_stored_images_are_addressed_by_sha256_and_usable_as_inputs(client, pict
     assert "(320, 240)" in result.text
 
 
+def test_a_seed_makes_code_sessions_draw_the_same_numbers(client):
+    draw = "import random\nimport numpy as np\nprint(random.random(), np.random.randint(0, 2**31), np.random.rand())"
+
+    def numbers(seed):
+        with client.session(seed=seed) as session:
+            result = session.execute("code", {"code": draw})
+            assert result.ok, result.text
+            return result.text
+
+    first, again = numbers(1234), numbers(1234)
+    assert first == again
+    assert numbers(1235) != first
+    assert numbers(None) != numbers(None)
+    with pytest.raises(ValueError, match="seed"):
+        client.create_session(seed=-1)
+    with pytest.raises(ValueError, match="seed"):
+        client.create_session(seed=2**32)
+
+
 def test_batch_runs_calls_of_several_sessions_each_with_its_own_status(client, picture):
     with client.session([picture]) as first, client.session([picture]) as second:
         results = client.execute_batch(

@@ -153,13 +153,16 @@ def execute_request(call: Call, delivery: str) -> Any:
 
 
 def create_session_request(
-    images: Iterable[Any], rollout_id: str, trajectory_id: str, idle_ttl: Optional[float]
+    images: Iterable[Any], rollout_id: str, trajectory_id: str, idle_ttl: Optional[float], seed: Optional[int] = None
 ) -> Any:
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**32):
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     return gateway_pb2.CreateSessionRequest(
         rollout_id=rollout_id,
         trajectory_id=trajectory_id,
         images=[to_proto_image(image) for image in images],
         idle_ttl_seconds=0 if idle_ttl is None else max(1, round(idle_ttl)),
+        seed=seed,
     )
 
 

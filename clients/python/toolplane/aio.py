@@ -94,11 +94,12 @@ class AsyncToolplaneClient:
         rollout_id: str = "",
         trajectory_id: str = "",
         idle_ttl: Optional[float] = None,
+        seed: Optional[int] = None,
         format: Union[str, int] = "deepeyes-v2",
         timeout: Optional[float] = None,
     ) -> "AsyncSession":
         """Opens a trajectory; the i-th image becomes image_i."""
-        request = create_session_request(images, rollout_id, trajectory_id, idle_ttl)
+        request = create_session_request(images, rollout_id, trajectory_id, idle_ttl, seed)
         response = await self._invoke("CreateSession", request, timeout)
         return AsyncSession(self, response.session_id, list(response.image_sha256), format)
 

@@ -117,11 +117,16 @@ class ToolplaneClient:
         rollout_id: str = "",
         trajectory_id: str = "",
         idle_ttl: Optional[float] = None,
+        seed: Optional[int] = None,
         format: Union[str, int] = "deepeyes-v2",
         timeout: Optional[float] = None,
     ) -> "Session":
-        """Opens a trajectory; the i-th image becomes image_i. Use as a context manager to close it."""
-        request = create_session_request(images, rollout_id, trajectory_id, idle_ttl)
+        """Opens a trajectory; the i-th image becomes image_i. Use as a context manager to close it.
+
+        `seed` (0 <= seed < 2**32) seeds the random streams of the trajectory's code sessions, so a replay draws
+        the same numbers; without it each code session draws fresh entropy.
+        """
+        request = create_session_request(images, rollout_id, trajectory_id, idle_ttl, seed)
         response = self._invoke("CreateSession", request, timeout)
         return Session(self, response.session_id, list(response.image_sha256), format)
 

@@ -43,6 +43,22 @@ export interface ExecutionOutcome {
   images: Buffer[];
   imagesTruncated: boolean;
   failure?: CodeFailure;
+  /** Set when the session's state was restored from its checkpoint before this cell ran. */
+  restored?: Restored;
+}
+
+/** Why a session's interpreter was gone when a call came (see python/checkpoints.ts). */
+export type RestoreReason = "kernel_lost" | "hibernated" | "moved";
+
+export interface Restored {
+  reason: RestoreReason;
+  /** Names that could not be saved (open files, sockets, generators, ...), sorted. */
+  lostNames: string[];
+  restoreMs: number;
+  /** False when the checkpoint could not be loaded: the interpreter is fresh. */
+  complete: boolean;
+  /** Why it could not be loaded. */
+  problem?: string;
 }
 
 export interface ExecuteOptions {
@@ -62,14 +78,19 @@ export type IndentationFix = boolean | "reference";
 export interface CreateOptions {
   /** Seeds the session's random streams (Python: `random` and numpy's global generator); absent = fresh entropy. */
   seed?: number;
+  /** The session's id and what a replica needs to recreate it from a checkpoint (backends that checkpoint). */
+  identity?: { sessionId: string; idleTtlMs: number; label: string };
 }
 
 export interface LanguageSession {
   execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome>;
   /** Drops all state and re-binds the input images. */
   reset(): Promise<void>;
-  /** Frees everything the session holds; idempotent. */
-  close(): Promise<void>;
+  /**
+   * Frees everything the session holds; idempotent. `keepState`: the service is stopping, not the session
+   * ending: what lets another replica continue it (its checkpoint) stays.
+   */
+  close(options?: { keepState?: boolean }): Promise<void>;
 }
 
 export interface LanguageBackend {
@@ -79,8 +100,20 @@ export interface LanguageBackend {
   createSession(images: InputImage[], limits: ResolvedLimits, options?: CreateOptions): Promise<LanguageSession>;
   /** Closes every session and pool. */
   stop(): Promise<void>;
+  /**
+   * A session this replica does not hold, recreated from its checkpoint in the shared store (it lived on
+   * another replica, or this one restarted); undefined when the store has none. Its first call restores it.
+   */
+  recover?(sessionId: string): Promise<RecoveredSession | undefined>;
   /** Warm sandboxes ready, being started, and session creations waiting for one; absent when not kept here. */
   poolStats?(): PoolStats;
+}
+
+export interface RecoveredSession {
+  session: LanguageSession;
+  limits: ResolvedLimits;
+  idleTtlMs: number;
+  label: string;
 }
 
 export interface PoolStats {

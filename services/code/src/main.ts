@@ -1,3 +1,5 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { z } from "zod";
 import { CodeServiceService } from "../../../generated/toolplane/code/v1/code.js";
 import {
@@ -11,9 +13,10 @@ import {
   runMain,
   startGrpcServer,
 } from "../../runtime/src/index.js";
+import { DiskCheckpointStore } from "./checkpoint-store.js";
 import { createJavaScriptBackend } from "./javascript/backend.js";
 import { PythonBackend } from "./python/backend.js";
-import { defaultKernelPath, defaultSessionInitPath } from "./python/sandbox.js";
+import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
 import { SessionManager } from "./sessions.js";
 
@@ -69,6 +72,14 @@ const codeConfigShape = {
   TOOLPLANE_CODE_MAX_OPEN_FILES: positiveInt(256),
   TOOLPLANE_CODE_TMP_MB: positiveInt(64),
   TOOLPLANE_CODE_KILL_GRACE_MS: positiveInt(2000),
+  // Checkpoints of Python sessions' state (docs/code-python.md, Checkpoints). The directory may be a volume
+  // shared by replicas: a replica then continues any session of another. Empty = a directory under /tmp.
+  TOOLPLANE_CODE_CHECKPOINTS: z.enum(["on", "off"]).default("on"),
+  TOOLPLANE_CODE_CHECKPOINT_DIR: z.string().default(""),
+  TOOLPLANE_CODE_CHECKPOINT_MAX_MB: positiveInt(64),
+  TOOLPLANE_CODE_CHECKPOINT_STORE_MB: positiveInt(4096),
+  TOOLPLANE_CODE_CHECKPOINT_TIMEOUT_MS: positiveInt(10_000),
+  TOOLPLANE_CODE_MAX_LIVE_KERNELS: positiveInt(256),
   /** JavaScript (see docs/code-js.md): warm isolates per sandbox host process. */
   TOOLPLANE_CODE_JS_POOL_SIZE: z.coerce.number().int().min(0).max(256).default(8),
   TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
@@ -105,6 +116,7 @@ runMain("toolplane-code", async () => {
       start: config.TOOLPLANE_CODE_PYTHON_START,
       unsharePath: config.TOOLPLANE_CODE_UNSHARE_PATH,
       sessionInitPath: defaultSessionInitPath(),
+      seccompPath: defaultSeccompPath(),
       preload: config.TOOLPLANE_CODE_PRELOAD.split(","),
       poolSize: config.TOOLPLANE_CODE_POOL_SIZE,
       warmupConcurrency: config.TOOLPLANE_CODE_POOL_WARMUP_CONCURRENCY,
@@ -122,6 +134,19 @@ runMain("toolplane-code", async () => {
       maxFileBytes: config.TOOLPLANE_CODE_MAX_FILE_MB * MIB,
       maxOpenFiles: config.TOOLPLANE_CODE_MAX_OPEN_FILES,
       killGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
+      ...(config.TOOLPLANE_CODE_CHECKPOINTS === "on"
+        ? {
+            checkpoints: {
+              store: new DiskCheckpointStore(
+                config.TOOLPLANE_CODE_CHECKPOINT_DIR || join(tmpdir(), "toolplane-checkpoints"),
+                config.TOOLPLANE_CODE_CHECKPOINT_STORE_MB * MIB,
+              ),
+              maxBytes: config.TOOLPLANE_CODE_CHECKPOINT_MAX_MB * MIB,
+              timeoutMs: config.TOOLPLANE_CODE_CHECKPOINT_TIMEOUT_MS,
+              maxLiveKernels: config.TOOLPLANE_CODE_MAX_LIVE_KERNELS,
+            },
+          }
+        : {}),
     },
     logger.child({ language: "python" }),
   );

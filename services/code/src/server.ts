@@ -11,10 +11,18 @@ import type {
   ResetSessionRequest,
   ResetSessionResponse,
 } from "../../../generated/toolplane/code/v1/code.js";
+import { Restored_Reason } from "../../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
 import { type Logger, unary } from "../../runtime/src/index.js";
+import type { RestoreReason } from "./backend.js";
 import { type InputImageLimits, pngSize, toInputImages } from "./images.js";
 import type { SessionManager } from "./sessions.js";
+
+const RESTORE_REASONS: Record<RestoreReason, Restored_Reason> = {
+  kernel_lost: Restored_Reason.REASON_KERNEL_LOST,
+  hibernated: Restored_Reason.REASON_HIBERNATED,
+  moved: Restored_Reason.REASON_MOVED,
+};
 
 /** Maps the CodeService RPCs onto the session manager; every error is mapped to a status by `unary`. */
 export function createCodeServiceImplementation(
@@ -82,6 +90,12 @@ export function createCodeServiceImplementation(
           traceback: failure.traceback,
         },
         timing: { queueMs, executeMs, totalMs: performance.now() - started },
+        restored: outcome.restored && {
+          reason: RESTORE_REASONS[outcome.restored.reason],
+          lostNames: outcome.restored.lostNames,
+          restoreMs: outcome.restored.restoreMs,
+          complete: outcome.restored.complete,
+        },
       };
     }),
 

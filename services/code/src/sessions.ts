@@ -118,6 +118,8 @@ export class SessionManager {
   private readonly sessions = new Map<string, Session>();
   /** Slots taken by creations in progress (counted with the open sessions against max_sessions). */
   private creating = 0;
+  /** Recoveries from the checkpoint store in progress, so concurrent calls of one session share one. */
+  private readonly recovering = new Map<string, Promise<Session | undefined>>();
   /** CreateSession calls waiting for a slot, served in arrival order. */
   private readonly waiting: Array<() => void> = [];
   private sweeper: NodeJS.Timeout | undefined;
@@ -148,7 +150,8 @@ export class SessionManager {
     clearInterval(this.sweeper);
     const open = [...this.sessions.values()];
     this.sessions.clear();
-    await Promise.allSettled(open.map((session) => session.backendSession.close()));
+    // The sessions outlive this process: a replica sharing the checkpoint store continues them.
+    await Promise.allSettled(open.map((session) => session.backendSession.close({ keepState: true })));
     await Promise.allSettled([...this.backends.values()].map((backend) => backend.stop()));
   }
 
@@ -208,13 +211,14 @@ export class SessionManager {
     const queued = performance.now();
     await this.takeSlot(params.signal);
     const started = performance.now();
+    // The id exists before the interpreter: a backend that checkpoints files the session's state under it.
+    const id = randomUUID();
     let backendSession: LanguageSession;
     try {
-      backendSession = await backend.createSession(
-        params.images,
-        limits,
-        params.seed === undefined ? {} : { seed: params.seed },
-      );
+      backendSession = await backend.createSession(params.images, limits, {
+        ...(params.seed === undefined ? {} : { seed: params.seed }),
+        identity: { sessionId: id, idleTtlMs: idleTtlSeconds * 1000, label: params.label },
+      });
     } catch (error) {
       this.releaseSlot();
       throw error;
@@ -229,7 +233,6 @@ export class SessionManager {
       throw new DeadlineExceededError("the call was cancelled while its session was being created");
     }
     this.creating -= 1;
-    const id = randomUUID();
     this.sessions.set(id, {
       id,
       label: params.label,
@@ -252,7 +255,8 @@ export class SessionManager {
   }
 
   async execute(params: ExecuteParams): Promise<ExecuteResult> {
-    const session = this.get(params.sessionId);
+    // A held session is taken synchronously: it counts as busy (never swept as idle) from the call's first tick.
+    const session = this.sessions.get(params.sessionId) ?? (await this.getOrRecover(params.sessionId, params.signal));
     const codeBytes = Buffer.byteLength(params.code, "utf8");
     if (codeBytes > this.config.maxCodeBytes) {
       throw new InvalidArgumentError(`code is ${codeBytes} bytes; the maximum is ${this.config.maxCodeBytes}`);
@@ -286,7 +290,7 @@ export class SessionManager {
   }
 
   async reset(sessionId: string, signal: AbortSignal): Promise<void> {
-    const session = this.get(sessionId);
+    const session = this.sessions.get(sessionId) ?? (await this.getOrRecover(sessionId, signal));
     await this.exclusive(session, signal, () => session.backendSession.reset());
   }
 
@@ -367,6 +371,55 @@ export class SessionManager {
     const known = [...this.backends.keys()].map((value) => Language[value]).join(", ");
     const name = Language[language] ?? String(language);
     throw new InvalidArgumentError(`language ${name} is not served by this code service (available: ${known})`);
+  }
+
+  /**
+   * The session, or, when this replica does not hold it, the session recreated from its checkpoint in the
+   * shared store (it lived on another replica, or this one restarted); NOT_FOUND when neither has it.
+   */
+  private async getOrRecover(sessionId: string, signal: AbortSignal): Promise<Session> {
+    const held = this.sessions.get(sessionId);
+    if (held || sessionId === "") return this.get(sessionId);
+    let recovering = this.recovering.get(sessionId);
+    if (!recovering) {
+      recovering = this.recover(sessionId, signal).finally(() => this.recovering.delete(sessionId));
+      this.recovering.set(sessionId, recovering);
+    }
+    return (await recovering) ?? this.get(sessionId);
+  }
+
+  private async recover(sessionId: string, signal: AbortSignal): Promise<Session | undefined> {
+    for (const [language, backend] of this.backends) {
+      if (!backend.recover) continue;
+      await this.takeSlot(signal);
+      let recovered: Awaited<ReturnType<NonNullable<LanguageBackend["recover"]>>>;
+      try {
+        recovered = await backend.recover(sessionId);
+      } catch (error) {
+        this.releaseSlot();
+        throw error;
+      }
+      if (!recovered) {
+        this.releaseSlot();
+        continue;
+      }
+      this.creating -= 1;
+      const session: Session = {
+        id: sessionId,
+        label: recovered.label,
+        language,
+        limits: recovered.limits,
+        idleTtlMs: recovered.idleTtlMs,
+        backendSession: recovered.session,
+        lastUsed: Date.now(),
+        active: 0,
+        tail: Promise.resolve(),
+      };
+      this.sessions.set(sessionId, session);
+      this.logger.info({ sessionId, label: recovered.label }, "session recovered from its checkpoint");
+      return session;
+    }
+    return undefined;
   }
 
   private get(sessionId: string): Session {

@@ -47,7 +47,12 @@ export interface Backends {
       request: CodeCreateSessionRequest,
       options: InvokeOptions,
     ): Promise<CodeCreateSessionResponse & { replica?: string }>;
-    execute(request: CodeExecuteRequest, options: InvokeOptions, replica?: string): Promise<CodeExecuteResponse>;
+    /** `placement.replica` is updated when the session had to move to another replica (code-replicas.ts). */
+    execute(
+      request: CodeExecuteRequest,
+      options: InvokeOptions,
+      placement?: { replica?: string },
+    ): Promise<CodeExecuteResponse>;
     closeSession(request: CodeCloseSessionRequest, options: InvokeOptions, replica?: string): Promise<unknown>;
   };
   search: {
@@ -79,15 +84,25 @@ export function createGrpcBackends(
   const image = createClient(ImageServiceClient, addresses.image, security);
   const codeReplicas = new CodeReplicaPool(addresses.code, { ...placement, security, logger });
   const onReplica = async <T>(
-    replica: string | undefined,
+    placement: { replica?: string } | undefined,
     sessionId: string,
     run: (client: CodeServiceClient) => Promise<T>,
+    moveOnLoss: boolean,
   ): Promise<T> => {
-    const address = replica ?? codeReplicas.place().address;
+    const address = placement?.replica ?? codeReplicas.place().address;
     try {
       return await run(codeReplicas.replica(address).client);
     } catch (error) {
-      throw await codeReplicas.replaceSession(address, sessionId, error);
+      const moved = await codeReplicas.replaceSession(
+        address,
+        sessionId,
+        error,
+        moveOnLoss && placement ? (replica) => run(replica.client) : undefined,
+      );
+      if (placement) placement.replica = moved.replica;
+      codeReplicas.countSession(address, -1);
+      codeReplicas.countSession(moved.replica, 1);
+      return moved.value;
     }
   };
   const search = createClient(SearchServiceClient, addresses.search, security);
@@ -114,11 +129,14 @@ export function createGrpcBackends(
           }
         }
       },
-      execute: (request, options, replica) =>
-        onReplica(replica, request.sessionId, (code) => invoke(code, code.execute, request, options)),
+      execute: (request, options, placement) =>
+        onReplica(placement, request.sessionId, (code) => invoke(code, code.execute, request, options), true),
       async closeSession(request, options, replica) {
-        const closed = await onReplica(replica, request.sessionId, (code) =>
-          invoke(code, code.closeSession, request, options),
+        const closed = await onReplica(
+          replica === undefined ? undefined : { replica },
+          request.sessionId,
+          (code) => invoke(code, code.closeSession, request, options),
+          false,
         );
         if (replica) codeReplicas.countSession(replica, -1);
         return closed;

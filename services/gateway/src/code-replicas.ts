@@ -13,7 +13,6 @@ import {
   type Logger,
   metricsRegistry,
   type SecurityConfig,
-  type ToolplaneError,
   UnavailableError,
 } from "../../runtime/src/index.js";
 
@@ -222,19 +221,41 @@ export class CodeReplicaPool {
   }
 
   /**
-   * What a call of a session placed on `address` answers when that replica failed the call. The one place a
-   * session's replica is given up on: today an unreachable replica means the kernel (and the trajectory's
-   * state) is gone, an INFRASTRUCTURE error the trainer drops. Once sessions can be restored from a shared
-   * checkpoint, this is where the session gets placed again and the call retried on the new replica.
+   * The one place a session's replica is given up on, when a call of a session placed on `address` failed there.
+   * A refusal by a live replica is passed on as it is. An unreachable replica: the session is placed again and
+   * the call retried on the new replica (`retry`), which restores the session from the shared checkpoint store
+   * (the code service's MOVED restore, docs/code-python.md); the new replica is returned for the caller to
+   * record. When the new replica does not know the session either (no shared checkpoint, a JavaScript session),
+   * the answer is an INFRASTRUCTURE error saying the kernel state went with the replica: drop the trajectory.
    */
-  async replaceSession(address: string, sessionId: string, error: unknown): Promise<ToolplaneError> {
+  async replaceSession<T>(
+    address: string,
+    sessionId: string,
+    error: unknown,
+    retry?: (replica: CodeReplica) => Promise<T>,
+  ): Promise<{ value: T; replica: string }> {
     const failure = asToolplaneError(error);
-    if (!(await this.unreachable(address, error))) return failure;
-    return new FailedPreconditionError(
+    if (!(await this.unreachable(address, error))) throw failure;
+    const lost = new FailedPreconditionError(
       `code replica ${address} holding code session ${sessionId} is unreachable (${failure.message}); ` +
         "the session's kernel state is gone with it, drop this trajectory",
       { cause: error },
     );
+    if (!retry) throw lost;
+    let next: CodeReplica;
+    try {
+      next = this.place();
+    } catch {
+      throw lost;
+    }
+    try {
+      const value = await retry(next);
+      this.options.logger.info({ sessionId, from: address, to: next.address }, "code session moved to another replica");
+      return { value, replica: next.address };
+    } catch (retryError) {
+      const retried = asToolplaneError(retryError);
+      throw retried.code === status.NOT_FOUND ? lost : retried;
+    }
   }
 
   close(): void {

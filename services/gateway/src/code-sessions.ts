@@ -113,6 +113,7 @@ export class CodeSessions {
             limits: undefined,
             idleTtlSeconds: Math.ceil(session.idleTtlMs / 1000) + CODE_SESSION_TTL_SLACK_SECONDS,
             label: session.id,
+            ...(session.seed === undefined ? {} : { seed: session.seed }),
           },
           options,
         );

@@ -12,6 +12,7 @@ import {
   ToolResult,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { FakeSearch, searchAnswer } from "../../../test/support/fake-search.js";
+import { hostileImages, hugePng } from "../../../test/support/hostile-images.js";
 import {
   canonicalJson,
   createLogger,
@@ -137,6 +138,34 @@ describe("trajectory sessions", () => {
     close();
   });
 
+  it("decodes a caller's images fully at CreateSession and PutImage: cut, corrupt, bombs and oversize are INVALID_ARGUMENT there", async () => {
+    const { gateway, store, close } = setup();
+    const good = await png(10, 10);
+    const cases = { ...(await hostileImages()), "a 48-megapixel PNG": await hugePng(8000, 6000) };
+    for (const [name, data] of Object.entries(cases)) {
+      await assert.rejects(
+        gateway.createSession({
+          rolloutId: "",
+          trajectoryId: "",
+          images: [
+            { data: good, mimeType: "", width: 0, height: 0 },
+            { data, mimeType: "", width: 0, height: 0 },
+          ],
+          idleTtlSeconds: 0,
+        }),
+        (error: Error & { errorClass?: string; code?: number }) => {
+          assert.equal(error.name, "InvalidArgumentError", `${name}: ${error.message}`);
+          assert.match(error.message, /^images\[1\]\.data /, name);
+          return true;
+        },
+      );
+      await assert.rejects(gateway.putImage(data), /^InvalidArgumentError: data /, name);
+    }
+    assert.equal(store.size.heldBytes, 0, "nothing held");
+    assert.equal(store.size.images, 1, "only the good image was stored");
+    close();
+  });
+
   it("refuses bad images and TTLs, naming the field, and leaves nothing held", async () => {
     const { gateway, store, close } = setup();
     const good = await png(10, 10);
@@ -150,7 +179,7 @@ describe("trajectory sessions", () => {
         ],
         idleTtlSeconds: 0,
       }),
-      /images\[1\]\.data is not a decodable image/,
+      /images\[1\]\.data does not start like an accepted image/,
     );
     assert.equal(store.size.heldBytes, 0);
     await assert.rejects(

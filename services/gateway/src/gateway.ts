@@ -24,10 +24,13 @@ import {
   limitError,
   NotFoundError,
   overLimit,
+  ResourceExhaustedError,
   type ResultRecorder,
+  requireSafeArguments,
   sha256Hex,
   type ToolCallObserver,
   type ToolplaneError,
+  verifyImage,
   withStage,
   withToolCallSpan,
 } from "../../runtime/src/index.js";
@@ -37,9 +40,10 @@ import { Call, type CallOutcome, type CallRequest, type CallScope, type RenderTu
 import { CodeSessions } from "./code-sessions.js";
 import { CallEvents, callStatusName, loggingObserver } from "./events.js";
 import { parseStep, responseAfterCalls, responseWithoutCalls } from "./format-step.js";
-import { nestsDeeperThan } from "./formats/index.js";
+import type { ParsedCall } from "./formats/index.js";
 import { RecordReplay, recorderOff, recordKey } from "./record-replay.js";
 import { describeImage, failedOutcome, ResultRenderer, roundBudget } from "./rendering.js";
+import { SessionLanes } from "./session-lanes.js";
 import type { TrajectorySession } from "./sessions.js";
 import type { ImageStore, SessionStore, StoredImage } from "./stores.js";
 import {
@@ -70,7 +74,26 @@ export interface GatewayOptions {
   sweepIntervalMs: number;
   observer?: ToolCallObserver;
   recorder?: ResultRecorder;
+  /** Tool calls one Step runs; the rest of the turn's calls get one MODEL error. Default in GATEWAY_DEFAULTS. */
+  maxCallsPerTurn?: number;
+  /** Largest input image (width x height) CreateSession and PutImage accept. Default in GATEWAY_DEFAULTS. */
+  maxInputPixels?: number;
+  /** Code calls of one code session waiting for the one before them; more are refused (MODEL). */
+  maxQueuedPerCodeSession?: number;
 }
+
+/** The gateway's limits when the options leave them out; main.ts's environment defaults read these too. */
+export const GATEWAY_DEFAULTS = {
+  /**
+   * verl's agent loop keeps `tool_calls[:max_parallel_calls]` of a turn and drops the rest unseen; a
+   * turn of more calls than this is a degenerate one, and the model is told its excess did not run.
+   */
+  maxCallsPerTurn: 16,
+  /** The image service's own default input limit: an input it would refuse is refused at the door. */
+  maxInputPixels: 40_000_000,
+  /** A Step's worth of cells, twice. */
+  maxQueuedPerCodeSession: 32,
+} as const;
 
 /** No tool takes arguments nested this deep; deeper input is hostile and would overflow recursive walks. */
 const MAX_ARGUMENT_DEPTH = 32;
@@ -79,16 +102,9 @@ const MAX_BATCH_CALLS = 1024;
 /** Input images of one session (the code service binds at most 50 by default). */
 const MAX_SESSION_IMAGES = 50;
 
-function assertNestingWithin<T extends object>(value: T, maxDepth: number): T {
-  if (nestsDeeperThan(value, maxDepth)) {
-    throw new InvalidArgumentError(`call arguments nest deeper than the limit of ${maxDepth} levels`);
-  }
-  return value;
-}
-
 /** A call's arguments as an object: the raw JSON of Execute, or what Step parsed from the model's text. */
 function parseArguments(args: string | Record<string, unknown>): Record<string, unknown> {
-  if (typeof args !== "string") return assertNestingWithin(args, MAX_ARGUMENT_DEPTH);
+  if (typeof args !== "string") return requireSafeArguments(args, "arguments", MAX_ARGUMENT_DEPTH);
   if (args.trim() === "") return {};
   let parsed: unknown;
   try {
@@ -99,18 +115,33 @@ function parseArguments(args: string | Record<string, unknown>): Record<string, 
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new InvalidArgumentError("call.arguments_json must be a JSON object");
   }
-  return assertNestingWithin(parsed as Record<string, unknown>, MAX_ARGUMENT_DEPTH);
+  return requireSafeArguments(parsed as Record<string, unknown>, "call.arguments_json", MAX_ARGUMENT_DEPTH);
 }
 
 /** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
 function explain(error: unknown, call: Call): ToolplaneError {
   const failure = asToolplaneError(error);
+  // Already the model's (its own cells kept the call waiting): keep the blame where it was put.
+  if (failure.errorClass === "MODEL") return failure;
   if (failure.code !== status.CANCELLED && failure.code !== status.DEADLINE_EXCEEDED) return failure;
   if (call.scope.signal.aborted) return new CancelledError("the caller cancelled the call", { cause: error });
   if (Date.now() >= call.deadlineMs) {
     return new DeadlineExceededError(`the call exceeded its deadline (${failure.message})`, { cause: error });
   }
   return failure;
+}
+
+/**
+ * The one result standing for the calls of a turn past the per-turn cap: the
+ * model's error (it wrote them), shown to it, naming the limit; none of them ran.
+ */
+function tooManyCalls(calls: ParsedCall[], cap: number): CallOutcome {
+  const first = calls[cap] as ParsedCall;
+  const failure = new ResourceExhaustedError(
+    `${overLimit(`the turn has ${calls.length} tool calls`, `${cap} per turn`, "TOOLPLANE_GATEWAY_MAX_CALLS_PER_TURN")}: the first ${cap} ran, the other ${calls.length - cap} (from call ${first.callId}) did not`,
+    { errorClass: "MODEL" },
+  );
+  return failedOutcome(first.callId, first.name, failure, undefined);
 }
 
 function callRequest(request: ExecuteRequest): CallRequest {
@@ -143,6 +174,7 @@ export class ToolGateway {
   private readonly recordReplay: RecordReplay;
   private readonly renderer: ResultRenderer;
   private readonly codeSessions: CodeSessions;
+  private readonly codeLanes: SessionLanes;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: GatewayOptions) {
@@ -150,6 +182,7 @@ export class ToolGateway {
     this.recordReplay = new RecordReplay(options.recorder ?? recorderOff, options.store, options.logger);
     this.renderer = new ResultRenderer(options.store);
     this.codeSessions = new CodeSessions(options.backends, options.store, options.logger);
+    this.codeLanes = new SessionLanes(options.maxQueuedPerCodeSession ?? GATEWAY_DEFAULTS.maxQueuedPerCodeSession);
   }
 
   /** Starts the idle-session sweeper. */
@@ -177,7 +210,20 @@ export class ToolGateway {
   // ---- images ----
 
   async putImage(data: Buffer): Promise<Image> {
-    return describeImage(await this.options.store.put(data, { field: "data" }), ImageDelivery.IMAGE_DELIVERY_REFERENCE);
+    return describeImage(await this.putVerified(data, "data", false), ImageDelivery.IMAGE_DELIVERY_REFERENCE);
+  }
+
+  /**
+   * Stores a caller's image once it decodes completely (verifyImage): what the
+   * caller hands over is checked at the door, so no tool can fail on it later.
+   * An image the store already has was checked when it came in.
+   */
+  private async putVerified(data: Buffer, field: string, hold: boolean): Promise<StoredImage> {
+    const store = this.options.store;
+    if (await store.get(sha256Hex(data))) return store.put(data, { hold, field });
+    const maxPixels = this.options.maxInputPixels ?? GATEWAY_DEFAULTS.maxInputPixels;
+    const { mimeType, width, height } = await verifyImage(data, field, maxPixels);
+    return store.putProbed({ data, mimeType, width, height }, { hold });
   }
 
   async getImage(sha256: string): Promise<Image> {
@@ -201,6 +247,7 @@ export class ToolGateway {
         trajectoryId: request.trajectoryId,
         inputImages: held.map((image) => image.sha256),
         idleTtlMs,
+        ...(request.seed === undefined ? {} : { seed: request.seed }),
       });
       // The session keeps one reference per distinct image; drop the build-time extras.
       const kept = new Set<string>();
@@ -233,9 +280,7 @@ export class ToolGateway {
   private async holdInput(image: Image, index: number): Promise<StoredImage> {
     const field = `images[${index}]`;
     const store = this.options.store;
-    if (image.data && image.data.length > 0) {
-      return store.put(Buffer.from(image.data), { hold: true, field: `${field}.data` });
-    }
+    if (image.data && image.data.length > 0) return this.putVerified(Buffer.from(image.data), `${field}.data`, true);
     if (image.sha256) {
       const stored = await store.require(image.sha256, `${field}.sha256`);
       await store.retain(stored.sha256);
@@ -277,7 +322,10 @@ export class ToolGateway {
 
   // ---- tool calls ----
 
-  /** One call. A call the gateway's admission control refused fails as a whole (RESOURCE_EXHAUSTED). */
+  /**
+   * One call. A call the gateway's admission control refused for overload fails as a whole
+   * (RESOURCE_EXHAUSTED, INFRASTRUCTURE); one refused for its trajectory's flooding is the model's result.
+   */
   async execute(request: ExecuteRequest, scope: CallScope): Promise<ToolResult> {
     const session = await this.options.sessions.get(request.sessionId);
     if (!request.call) throw new InvalidArgumentError("call is required", { errorClass: "INFRASTRUCTURE" });
@@ -315,9 +363,11 @@ export class ToolGateway {
     const session = await this.options.sessions.get(request.sessionId);
     const parsed = parseStep(request);
     if (parsed.turn.kind !== "calls") return responseWithoutCalls(parsed.turn);
+    const cap = this.options.maxCallsPerTurn ?? GATEWAY_DEFAULTS.maxCallsPerTurn;
+    const calls = parsed.turn.calls;
     const outcomes = await this.runInTurns(
       session,
-      parsed.turn.calls.map((call) => ({
+      calls.slice(0, cap).map((call) => ({
         callId: call.callId,
         name: call.name,
         args: call.arguments,
@@ -328,6 +378,7 @@ export class ToolGateway {
       })),
       scope,
     );
+    if (calls.length > cap) outcomes.push(tooManyCalls(calls, cap));
     if (outcomes.every((outcome) => outcome.failure instanceof AdmissionRejectedError)) {
       // Nothing ran: the caller retries the whole step.
       throw outcomes[0]?.failure;
@@ -463,6 +514,7 @@ export class ToolGateway {
     const { admission, backends, store } = this.options;
     const { session, scope, deadlineMs } = call;
     const callSignal = call.signal;
+    const share = { clientId: scope.clientId, rolloutId: session.rolloutId, trajectoryId: session.id };
     const admitted = async <T>(
       backend: "image" | "code" | "search",
       request: (options: { deadlineMs: number; signal: AbortSignal }) => Promise<T>,
@@ -470,8 +522,8 @@ export class ToolGateway {
       const permit = await withStage("queue_wait", { "toolplane.backend": backend }, async (span) => {
         // A free slot needs no signal; only a call that has to wait (or is already over) makes one.
         const granted =
-          (callSignal.aborted ? undefined : admission.tryAcquire(backend)) ??
-          (await admission.acquire(backend, scope.clientId, callSignal.signal));
+          (callSignal.aborted ? undefined : admission.tryAcquire(backend, share)) ??
+          (await admission.acquire(backend, share, callSignal.signal));
         span.setAttribute("toolplane.queue_ms", granted.queuedMs);
         return granted;
       });
@@ -482,7 +534,7 @@ export class ToolGateway {
         permit.release();
       }
     };
-    const codeSessions = this.codeSessions;
+    const { codeSessions, codeLanes } = this;
     return {
       session,
       backends,
@@ -496,6 +548,18 @@ export class ToolGateway {
       call: admitted,
       codeSession: (language) => codeSessions.get(session, language, admitted, call.request.hints?.boundInputImages),
       dropCodeSession: (language) => codeSessions.drop(session, language),
+      inCodeSessionOrder: async (language, work) => {
+        const queued = performance.now();
+        return codeLanes.run(
+          `${session.id}/${language}`,
+          `the trajectory's ${language} session`,
+          { deadlineMs, signal: () => callSignal.signal },
+          () => {
+            call.timing.queueMs += performance.now() - queued;
+            return work();
+          },
+        );
+      },
     };
   }
 }

@@ -26,7 +26,7 @@ describe("image store", () => {
     const store = new MemoryImageStore(1000);
     await assert.rejects(
       store.put(Buffer.from("hello"), { field: "images[0].data" }),
-      /images\[0\]\.data is not a decodable image/,
+      /images\[0\]\.data does not start like an accepted image/,
     );
     await assert.rejects(store.put(Buffer.alloc(0), { field: "data" }), /data is empty/);
   });

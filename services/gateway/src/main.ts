@@ -19,7 +19,7 @@ import {
 import { AdmissionController, exportAdmissionGauges } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
 import { codeTargetProblem } from "./code-replicas.js";
-import { ToolGateway } from "./gateway.js";
+import { GATEWAY_DEFAULTS, ToolGateway } from "./gateway.js";
 import { MemoryImageStore } from "./image-store.js";
 import { openNatsStores } from "./nats-stores.js";
 import { createToolGatewayImplementation } from "./server.js";
@@ -64,6 +64,9 @@ const gatewayConfigShape = {
   TOOLPLANE_GATEWAY_SEARCH_CONCURRENCY: positiveInt(64),
   TOOLPLANE_GATEWAY_SEARCH_QUEUE: positiveInt(1024),
   TOOLPLANE_GATEWAY_STREAM_MAX_IN_FLIGHT: positiveInt(256),
+  TOOLPLANE_GATEWAY_MAX_CALLS_PER_TURN: positiveInt(GATEWAY_DEFAULTS.maxCallsPerTurn),
+  TOOLPLANE_GATEWAY_MAX_INPUT_PIXELS: positiveInt(GATEWAY_DEFAULTS.maxInputPixels),
+  TOOLPLANE_GATEWAY_MAX_QUEUED_PER_CODE_SESSION: positiveInt(GATEWAY_DEFAULTS.maxQueuedPerCodeSession),
   // Matches the image service's TOOLPLANE_IMAGE_DECODED_CACHE_ADMIT_ON: after that many sends it holds the image.
   TOOLPLANE_GATEWAY_IMAGE_BYTES_BEFORE_REFERENCE: z.coerce.number().int().min(0).max(1000).default(2),
 };
@@ -126,6 +129,9 @@ runMain("toolplane-gateway", async () => {
     defaultIdleTtlMs: config.TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS * 1000,
     maxIdleTtlMs: config.TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS * 1000,
     sweepIntervalMs: config.TOOLPLANE_GATEWAY_SWEEP_INTERVAL_MS,
+    maxCallsPerTurn: config.TOOLPLANE_GATEWAY_MAX_CALLS_PER_TURN,
+    maxInputPixels: config.TOOLPLANE_GATEWAY_MAX_INPUT_PIXELS,
+    maxQueuedPerCodeSession: config.TOOLPLANE_GATEWAY_MAX_QUEUED_PER_CODE_SESSION,
   });
   gateway.start();
   const server = await startGrpcServer({

@@ -35,6 +35,8 @@ interface SessionRecord {
   codeHistory: Partial<Record<CodeLanguage, string[]>>;
   imagesShown: number;
   idleTtlMs: number;
+  /** Absent = fresh entropy per code session (JSON has no undefined). */
+  seed?: number;
   lastUsedMs: number;
 }
 
@@ -62,6 +64,7 @@ async function toRecord(session: TrajectorySession): Promise<SessionRecord> {
     codeHistory: Object.fromEntries(session.codeHistory),
     imagesShown: session.imagesShown,
     idleTtlMs: session.idleTtlMs,
+    ...(session.seed === undefined ? {} : { seed: session.seed }),
     lastUsedMs: session.lastUsedMs,
   };
 }
@@ -81,6 +84,7 @@ function fromRecord(record: SessionRecord): TrajectorySession {
     codeHistory: new Map(Object.entries(record.codeHistory) as Array<[CodeLanguage, string[]]>),
     imagesShown: record.imagesShown,
     idleTtlMs: record.idleTtlMs,
+    seed: record.seed,
     lastUsedMs: record.lastUsedMs,
     activeCalls: 0,
     closed: false,
@@ -123,6 +127,7 @@ export class NatsSessionStore implements SessionStore {
       codeHistory: {},
       imagesShown: 0,
       idleTtlMs: request.idleTtlMs,
+      ...(request.seed === undefined ? {} : { seed: request.seed }),
       lastUsedMs: this.now(),
     });
     let revision: number;

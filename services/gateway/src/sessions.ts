@@ -28,6 +28,8 @@ export interface TrajectorySession {
   /** Images shown to the model so far (the per-trajectory cap). */
   imagesShown: number;
   readonly idleTtlMs: number;
+  /** The caller's seed for the trajectory's code sessions; undefined = fresh entropy each. */
+  readonly seed: number | undefined;
   lastUsedMs: number;
   activeCalls: number;
   closed: boolean;
@@ -39,6 +41,7 @@ export interface NewSession {
   trajectoryId: string;
   inputImages: string[];
   idleTtlMs: number;
+  seed?: number;
 }
 
 /**
@@ -70,6 +73,7 @@ export class MemorySessionStore implements SessionStore {
       codeHistory: new Map(),
       imagesShown: 0,
       idleTtlMs: request.idleTtlMs,
+      seed: request.seed,
       lastUsedMs: this.now(),
       activeCalls: 0,
       closed: false,

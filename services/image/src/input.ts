@@ -1,5 +1,5 @@
 import sharp, { type Metadata } from "sharp";
-import { InvalidArgumentError } from "../../runtime/src/index.js";
+import { ACCEPTED_FORMATS, hasAcceptedSignature, InvalidArgumentError } from "../../runtime/src/index.js";
 import { type ImageLimits, limitText } from "./limits.js";
 import { decodeError, type Encoded } from "./raster.js";
 
@@ -8,8 +8,6 @@ import { decodeError, type Encoded } from "./raster.js";
  * (format, signature, truncation, pixel limit) so a bad input fails at the
  * door, and the first source of a pipeline made from it.
  */
-
-export const ACCEPTED_FORMATS = ["jpeg", "png", "webp", "gif", "tiff"] as const;
 
 /** The request's image known only by its sha256, with the header the decoded-image cache kept for it. */
 export function referenced(sha256: string, info: InputInfo): Encoded {
@@ -44,21 +42,6 @@ export interface InputInfo {
   orientation: number;
   sizeBytes: number;
   pages: number;
-}
-
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-const TIFF_SIGNATURES = ["II*\0", "MM\0*", "II+\0", "MM\0+"];
-
-/** Whether the data starts like one of the accepted formats (the check libvips' loaders would make, done first). */
-function hasAcceptedSignature(data: Buffer): boolean {
-  const text = (start: number, end: number) => data.subarray(start, end).toString("latin1");
-  return (
-    (data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff) ||
-    data.subarray(0, 8).equals(PNG_SIGNATURE) ||
-    text(0, 4) === "GIF8" ||
-    (text(0, 4) === "RIFF" && text(8, 12) === "WEBP") ||
-    TIFF_SIGNATURES.includes(text(0, 4))
-  );
 }
 
 /**

@@ -411,6 +411,28 @@ describe("annotate", () => {
     assert.ok(labelPixels > 100, `label area has ${labelPixels} drawn pixels`);
   });
 
+  it("draws labels holding characters XML forbids (U+FFFF, U+FFFE, lone surrogates, C0 controls) as U+FFFD", async () => {
+    const input = await solid(200, 100, WHITE).png().toBuffer();
+    for (const label of ["\uFFFF", "a\uFFFEb", "\uD800x\uDFFF", "\u0000\u001B[31m", "ok \u{1F600}\uFFFF"]) {
+      const { pixels } = await run(input, [
+        { annotate: { annotations: [annotation({ box: pixelBox(20, 30, 120, 90), label })] } },
+      ]);
+      let labelPixels = 0;
+      for (let x = 20; x < 120; x++) for (let y = 12; y < 30; y++) if (!near(pixels.at(x, y), WHITE, 5)) labelPixels++;
+      assert.ok(labelPixels > 20, `label ${JSON.stringify(label)} drawn: ${labelPixels} pixels`);
+    }
+  });
+
+  it("counts a label's length in code points: 256 emoji are within the limit of 256, 257 are not", async () => {
+    const input = await solid(50, 50, WHITE).png().toBuffer();
+    const box = pixelBox(0, 0, 10, 10);
+    await run(input, [{ annotate: { annotations: [annotation({ box, label: "\u{1F600}".repeat(256) })] } }]);
+    await invalid(
+      run(input, [{ annotate: { annotations: [annotation({ box, label: "\u{1F600}".repeat(257) })] } }]),
+      /operations\[0\]\.annotate\.annotations\[0\]\.label has 257 characters, over the limit of 256/,
+    );
+  });
+
   it("turns a grey image into colour to draw on it", async () => {
     const input = await solid(50, 50, [128, 128, 128]).greyscale().png().toBuffer();
     const { pixels } = await run(input, [

@@ -63,3 +63,45 @@ export function requireInteger(field: string, value: number, min: number, max: n
   }
   return value;
 }
+
+/**
+ * Length in code points: how a model (and a person) counts characters. An emoji
+ * or a CJK extension character is one, where `String.length` counts two UTF-16
+ * units. Every "characters" limit is counted this way.
+ */
+export function codePointLength(text: string): number {
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+}
+
+/** Keys that name or reach an object's prototype: refused in arguments (docs/security.md, "Hostile input"). */
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/**
+ * Checks a tool call's arguments, as JSON.parse (or a format's parser) built
+ * them, before any code reads them: INVALID_ARGUMENT naming the path when they
+ * nest deeper than `maxDepth`, when a key is `__proto__`, `constructor` or
+ * `prototype`, or when an object is not a plain one (its prototype was set).
+ * Iterative, so hostile nesting cannot overflow the stack.
+ */
+export function requireSafeArguments<T extends object>(value: T, field: string, maxDepth: number): T {
+  const pending: Array<[unknown, string, number]> = [[value, field, 1]];
+  while (pending.length > 0) {
+    const [item, path, depth] = pending.pop() as [unknown, string, number];
+    if (typeof item !== "object" || item === null) continue;
+    if (depth > maxDepth) throw new InvalidArgumentError(`${field} nests deeper than the limit of ${maxDepth} levels`);
+    const isArray = Array.isArray(item);
+    const prototype = Object.getPrototypeOf(item);
+    if (prototype !== null && prototype !== (isArray ? Array.prototype : Object.prototype)) {
+      throw new InvalidArgumentError(`${path} is not a plain JSON ${isArray ? "array" : "object"}`);
+    }
+    for (const [key, child] of Object.entries(item)) {
+      if (!isArray && PROTOTYPE_KEYS.has(key)) {
+        throw new InvalidArgumentError(`${path} has the key "${key}", which is not allowed in arguments`);
+      }
+      pending.push([child, isArray ? `${path}[${key}]` : `${path}.${key}`, depth + 1]);
+    }
+  }
+  return value;
+}

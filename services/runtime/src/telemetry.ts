@@ -23,7 +23,14 @@ export const SpanAttribute = {
 } as const;
 
 /** Stages a service reports as child spans of the call's server span. */
-export type Stage = "queue_wait" | "sandbox_execute" | "provider_request" | "cache" | "image_decode" | "image_pipeline";
+export type Stage =
+  | "queue_wait"
+  | "sandbox_execute"
+  | "restore"
+  | "provider_request"
+  | "cache"
+  | "image_decode"
+  | "image_pipeline";
 
 export interface CallSpanAttributes {
   tool?: string;

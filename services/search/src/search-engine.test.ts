@@ -103,7 +103,17 @@ describe("SearchEngine validation", () => {
     const error = await rejection(engine.search(request({ query: "x".repeat(51) }), budget));
     assert.ok(error instanceof InvalidArgumentError);
     assert.equal(error.errorClass, "MODEL");
-    assert.equal(error.message, "query is 51 characters; the limit is 50");
+    assert.equal(error.message, "query has 51 characters, over the limit of 50 (TOOLPLANE_SEARCH_MAX_QUERY_CHARS)");
+  });
+
+  it("counts the query in code points: 50 astral-plane characters (100 UTF-16 units) are within a limit of 50", async () => {
+    const { engine } = setup();
+    const astral = "\u{1F600}".repeat(50);
+    assert.equal(astral.length, 100);
+    assert.ok((await engine.search(request({ query: astral }), budget)).results);
+    const error = await rejection(engine.search(request({ query: `${astral}\u{1F600}` }), budget));
+    assert.ok(error instanceof InvalidArgumentError);
+    assert.match(error.message, /^query has 51 characters, over the limit of 50/);
   });
 
   it("top_k above the maximum is INVALID_ARGUMENT/MODEL naming the range; 0 means 5", async () => {
@@ -156,7 +166,33 @@ describe("SearchEngine validation", () => {
     const garbage = await rejection(image(new TextEncoder().encode("definitely not an image")));
     assert.ok(garbage instanceof InvalidArgumentError);
     assert.equal(garbage.errorClass, "MODEL");
-    assert.match(garbage.message, /image\.data is not a decodable image/);
+    assert.match(garbage.message, /image\.data does not start like an accepted image/);
+  });
+
+  it("image search takes only the system's whitelist, by signature: SVG and AVIF are never parsed, a cut JPEG is refused", async () => {
+    const { engine } = setup();
+    const image = (data: Uint8Array) =>
+      engine.searchImage({ data, sha256Reference: undefined, topK: 0, provider: "", cachePolicy: "default" }, budget);
+    const svgs = [
+      '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10"><image xlink:href="file:///etc/passwd" width="10" height="10"/></svg>',
+      '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><image href="http://127.0.0.1:1/x.png" width="10" height="10"/></svg>',
+      '<svg xmlns="http://www.w3.org/2000/svg" width="30000" height="30000"><filter id="f"><feTurbulence baseFrequency="0.9" numOctaves="100"/></filter><rect width="100%" height="100%" filter="url(#f)"/></svg>',
+    ];
+    const avif = await sharp({ create: { width: 16, height: 16, channels: 3, background: "#123456" } })
+      .avif()
+      .toBuffer();
+    for (const data of [...svgs.map((svg) => new TextEncoder().encode(svg)), new Uint8Array(avif)]) {
+      const refused = await rejection(image(data));
+      assert.ok(refused instanceof InvalidArgumentError, String(refused));
+      assert.equal(refused.errorClass, "MODEL");
+      assert.match(refused.message, /^image\.data does not start like an accepted image \(its first bytes\)/);
+    }
+    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: "#884422" } })
+      .jpeg()
+      .toBuffer();
+    const cut = await rejection(image(new Uint8Array(jpeg.subarray(0, jpeg.length - 40))));
+    assert.ok(cut instanceof InvalidArgumentError, String(cut));
+    assert.match(cut.message, /^image\.data (does not decode completely|is not a decodable image)/);
   });
 
   it("image search on a provider without it is refused; the default falls back to local", async () => {

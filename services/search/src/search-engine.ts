@@ -1,10 +1,12 @@
 import { createHash } from "node:crypto";
-import sharp from "sharp";
 import {
+  codePointLength,
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
+  limitError,
   UnavailableError,
+  verifyImage,
   withStage,
 } from "../../runtime/src/index.js";
 import { type CachedAnswer, imageCacheKey, type ResultCache, textCacheKey } from "./cache.js";
@@ -103,10 +105,11 @@ export class SearchEngine {
     const started = performance.now();
     const query = request.query.trim();
     if (query === "") throw new InvalidArgumentError("query must not be empty");
-    if (query.length > this.settings.maxQueryChars)
-      throw new InvalidArgumentError(
-        `query is ${query.length} characters; the limit is ${this.settings.maxQueryChars}`,
-      );
+    const queryChars = codePointLength(query);
+    if (queryChars > this.settings.maxQueryChars)
+      throw limitError("query", queryChars, this.settings.maxQueryChars, "characters", undefined, {
+        variable: "TOOLPLANE_SEARCH_MAX_QUERY_CHARS",
+      });
     const topK = this.topK(request.topK);
     checkLocale("language", request.language);
     checkLocale("region", request.region);
@@ -134,7 +137,9 @@ export class SearchEngine {
       throw new InvalidArgumentError(
         `image.data is ${data.byteLength} bytes; the limit is ${this.settings.maxImageBytes}`,
       );
-    const mimeType = await decodableMimeType(data);
+    // The system's one whitelist, checked by signature before libvips parses anything (no SVG, no HEIF/AVIF),
+    // and a full decode: a truncated or corrupt image is the caller's INVALID_ARGUMENT here, not a failure later.
+    const { mimeType } = await verifyImage(data, "image.data", MAX_INPUT_PIXELS);
     const topK = this.topK(request.topK);
     const provider = this.provider(request.provider, "image");
     const sha256 = createHash("sha256").update(data).digest("hex");
@@ -243,16 +248,4 @@ function checkLocale(field: "language" | "region", value: string): void {
       // Set from the caller's configuration, not by the model's tool call.
       { errorClass: "INFRASTRUCTURE" },
     );
-}
-
-async function decodableMimeType(data: Uint8Array): Promise<string> {
-  try {
-    const metadata = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
-    if (!metadata.width || !metadata.height) throw new Error("no dimensions");
-    if (metadata.width * metadata.height > MAX_INPUT_PIXELS)
-      throw new Error(`${metadata.width}x${metadata.height} pixels; the limit is ${MAX_INPUT_PIXELS}`);
-    return `image/${metadata.format === "jpeg" ? "jpeg" : metadata.format}`;
-  } catch (error) {
-    throw new InvalidArgumentError(`image.data is not a decodable image (${(error as Error).message})`);
-  }
 }

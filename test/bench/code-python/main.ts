@@ -14,9 +14,10 @@
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import sharp from "sharp";
-import { treeCpuSeconds } from "../../support/proc.js";
+import { processCpuSeconds, treeCpuSeconds } from "../../support/proc.js";
 import { metricValue, type SpawnedService, scrapeMetrics } from "../../support/processes.js";
 import {
+  type BurstCall,
   burst,
   inBatches,
   type Latencies,
@@ -164,20 +165,33 @@ async function sessionScale(): Promise<void> {
     TOOLPLANE_CODE_MAX_SESSIONS: String(scale.open + 64),
     TOOLPLANE_METRICS_PORT: "0",
   });
-  let zygote: { burst: Latencies; burstCpuMsPerCreate: number; memory: SessionMemory; open: OpenSessions };
+  let zygote: { burst: Latencies; stages: BurstStages; memory: SessionMemory; open: OpenSessions };
   try {
     // One call first, so the burst does not also measure the client's connection set-up; then the pool fills in
     // the background and the burst meets a full one, as after an idle spell.
     await forked.close((await forked.create()).sessionId);
     await poolFilled(forked.service, Number(scale.forkPool));
-    const cpuBefore = treeCpuSeconds(forked.service.child.pid as number);
+    const servicePid = forked.service.child.pid as number;
+    const before = {
+      tree: treeCpuSeconds(servicePid),
+      loop: processCpuSeconds(servicePid),
+      client: process.cpuUsage(),
+    };
+    const logMark = forked.service.output.length;
     const first = await burst(forked, scale.burst);
-    const burstCpuMsPerCreate = ((treeCpuSeconds(forked.service.child.pid as number) - cpuBefore) * 1000) / scale.burst;
+    const cpu = {
+      treeMs: (treeCpuSeconds(servicePid) - before.tree) * 1000,
+      serviceLoopMs: (processCpuSeconds(servicePid) - before.loop) * 1000,
+      clientMs: cpuMs(process.cpuUsage(before.client)),
+    };
+    // The service's "session created" lines of the burst: when each answer left the handler.
+    await sleep(200);
+    const stages = burstStages(first.calls, forked.service.output.slice(logMark), cpu);
     await inBatches(first.sessions, 32, (id) => forked.close(id));
     await poolFilled(forked.service, Number(scale.forkPool));
     const memory = sessionMemory(forked.service);
     const open = await openSessions(forked, scale.open);
-    zygote = { burst: first.latency, burstCpuMsPerCreate, memory, open };
+    zygote = { burst: first.latency, stages, memory, open };
   } finally {
     await forked.stop();
   }
@@ -210,9 +224,20 @@ async function sessionScale(): Promise<void> {
   line(
     `    -> baseline p50 / zygote p50 = ${(baseline.burst.p50 / zygote.burst.p50).toFixed(1)}x (the baseline burst is ${baseline.burst.n}, not ${zygote.burst.n}: ~1 s of imports per sandbox on 2 cores)`,
   );
-  const boundMs = (zygote.burstCpuMsPerCreate * zygote.burst.n) / cpus().length;
+  const stages = zygote.stages;
+  const spread = (figures: Spread) =>
+    `first ${figures.first.toFixed(0)}, p50 ${figures.p50.toFixed(0)}, last ${figures.last.toFixed(0)} ms`;
+  line(`    stages of the zygote burst, ms after the first call was sent:`);
+  line(`      service handler started (CreateSession received):  ${spread(stages.received)}`);
+  line(`      service answered (kernel taken from the pool and bound): ${spread(stages.answered)}`);
+  line(`      client got the answer:                            ${spread(stages.delivered)}`);
   line(
-    `    physical bound: the burst cost ${zygote.burstCpuMsPerCreate.toFixed(1)} ms of CPU per CreateSession in the code service (bind, gRPC, the pool's refill forks); ${zygote.burst.n} of them on ${cpus().length} cores need ${boundMs.toFixed(0)} ms, so the last answer cannot come sooner (p50 >= ~${(boundMs / 2).toFixed(0)} ms, p99 >= ~${boundMs.toFixed(0)} ms)`,
+    `    CPU of the burst: service event loop ${stages.cpu.serviceLoopMs.toFixed(0)} ms (${(stages.cpu.serviceLoopMs / zygote.burst.n).toFixed(2)} per create), its sandboxes (kernels binding, the zygote refilling the pool) ${(stages.cpu.treeMs - stages.cpu.serviceLoopMs).toFixed(0)} ms, this client's event loop ${stages.cpu.clientMs.toFixed(0)} ms`,
+  );
+  const allCoresMs = (stages.cpu.treeMs + stages.cpu.clientMs) / cpus().length;
+  const chainMs = stages.cpu.serviceLoopMs + stages.cpu.clientMs;
+  line(
+    `    physical bound: every call of the burst passes through one client event loop and one service event loop (one thread each, one HTTP/2 connection), which take the whole burst in one batch: the last answer cannot come before their CPU, ~${chainMs.toFixed(0)} ms back to back (and not before ${allCoresMs.toFixed(0)} ms = all the burst's CPU on ${cpus().length} cores); p50 >= ~${(chainMs / 2).toFixed(0)} ms if answers left one by one -> p99 / bound = ${(zygote.burst.p99 / chainMs).toFixed(2)}`,
   );
   line(
     `  PSS per idle session: zygote ${zygote.memory.pssPerSessionMb.toFixed(1)} MB (of ${zygote.memory.kernels} kernels; the zygote itself ${zygote.memory.zygotePssMb.toFixed(1)} MB once), baseline ${baseline.memory.pssPerSessionMb.toFixed(1)} MB (of ${baseline.memory.kernels}) -> ${(baseline.memory.pssPerSessionMb / zygote.memory.pssPerSessionMb).toFixed(1)}x less`,
@@ -221,6 +246,60 @@ async function sessionScale(): Promise<void> {
     `  ${zygote.open.sessions} open sessions, each ran a cell: opened in ${(zygote.open.openMs / 1000).toFixed(1)} s, one cell each in ${(zygote.open.cellMs / 1000).toFixed(1)} s, PSS per session ${zygote.open.memory.pssPerSessionMb.toFixed(1)} MB, node MemAvailable fell ${zygote.open.memAvailableDropMb.toFixed(0)} MB (${(zygote.open.memAvailableDropMb / zygote.open.sessions).toFixed(1)} MB per session), errors ${zygote.open.errors}`,
   );
   process.stdout.write(`${JSON.stringify({ bench: "code-python-scale", quick, zygote, baseline })}\n`);
+}
+
+function cpuMs(usage: NodeJS.CpuUsage): number {
+  return (usage.user + usage.system) / 1000;
+}
+
+interface Spread {
+  first: number;
+  p50: number;
+  last: number;
+}
+
+interface BurstStages {
+  received: Spread;
+  answered: Spread;
+  delivered: Spread;
+  cpu: { treeMs: number; serviceLoopMs: number; clientMs: number };
+}
+
+/**
+ * Where a burst's time went: when the service started each call's handler and answered it (its "session created"
+ * log line, minus the call's Timing.total_ms for the start; the log has millisecond times), and when the client
+ * got each answer.
+ */
+function burstStages(calls: BurstCall[], log: string[], cpu: BurstStages["cpu"]): BurstStages {
+  const start = Math.min(...calls.map((call) => call.sentAt));
+  const createdAt = new Map<string, number>();
+  for (const entry of log) {
+    if (!entry.includes('"session created"')) continue;
+    const parsed = JSON.parse(entry) as { sessionId: string; time: string };
+    createdAt.set(parsed.sessionId, Date.parse(parsed.time));
+  }
+  const received: number[] = [];
+  const answered: number[] = [];
+  for (const call of calls) {
+    const at = createdAt.get(call.sessionId);
+    if (at === undefined) continue;
+    answered.push(at - start);
+    received.push(at - call.serverMs - start);
+  }
+  const spreadOf = (values: number[]): Spread => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return {
+      first: sorted[0] ?? Number.NaN,
+      p50: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN,
+      last: sorted.at(-1) ?? Number.NaN,
+    };
+  };
+  return {
+    received: spreadOf(received),
+    answered: spreadOf(answered),
+    delivered: spreadOf(calls.map((call) => call.answeredAt - start)),
+    cpu,
+  };
 }
 
 interface OpenSessions {

@@ -57,18 +57,35 @@ export async function sessionService(env: Record<string, string>) {
 
 export type SessionService = Awaited<ReturnType<typeof sessionService>>;
 
-/** `n` CreateSession calls at the same moment; each call's latency as the caller sees it. */
-export async function burst(api: SessionService, n: number): Promise<{ latency: Latencies; sessions: string[] }> {
-  const samples: number[] = [];
+/** One CreateSession of a burst, in epoch ms (comparable with the service's log times) and server-side ms. */
+export interface BurstCall {
+  sessionId: string;
+  sentAt: number;
+  answeredAt: number;
+  /** Timing.total_ms: from the service's handler start to its answer. */
+  serverMs: number;
+}
+
+/** `n` CreateSession calls at the same moment; each call's latency as the caller sees it, and its times. */
+export async function burst(
+  api: SessionService,
+  n: number,
+): Promise<{ latency: Latencies; sessions: string[]; calls: BurstCall[] }> {
+  const calls: BurstCall[] = [];
   const sessions = await Promise.all(
     Array.from({ length: n }, async () => {
-      const started = performance.now();
-      const { sessionId } = await api.create();
-      samples.push(performance.now() - started);
+      const sentAt = performance.timeOrigin + performance.now();
+      const { sessionId, timing } = await api.create();
+      calls.push({
+        sessionId,
+        sentAt,
+        answeredAt: performance.timeOrigin + performance.now(),
+        serverMs: timing?.totalMs ?? 0,
+      });
       return sessionId;
     }),
   );
-  return { latency: latencies(samples), sessions };
+  return { latency: latencies(calls.map((call) => call.answeredAt - call.sentAt)), sessions, calls };
 }
 
 /** Runs `work` over `items` with at most `limit` in flight. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import {
@@ -12,9 +13,14 @@ import {
 } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome, LanguageSession, ResolvedLimits } from "../backend.js";
 import { PythonBackend, type PythonBackendOptions, type PythonStart } from "./backend.js";
-import { defaultKernelPath, defaultSessionInitPath } from "./sandbox.js";
+import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./sandbox.js";
 
 const MIB = 1024 * 1024;
+
+/** The repository this test runs from (kernel.py is in services/code/src/python): no sandbox may see its path. */
+function repoRoot(): string {
+  return dirname(dirname(dirname(dirname(dirname(defaultKernelPath())))));
+}
 const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes: 2000, maxImages: 2 };
 
 function backendOptions(start: PythonStart = "zygote"): PythonBackendOptions {
@@ -22,6 +28,7 @@ function backendOptions(start: PythonStart = "zygote"): PythonBackendOptions {
     start,
     unsharePath: process.env.TOOLPLANE_CODE_UNSHARE_PATH ?? "/usr/bin/unshare",
     sessionInitPath: defaultSessionInitPath(),
+    seccompPath: defaultSeccompPath(),
     preload: ["numpy", "PIL.Image", "PIL.ImageOps", "cv2", "matplotlib.pyplot"],
     poolSize: 1,
     warmupConcurrency: 1,
@@ -163,6 +170,66 @@ for (const start of ["zygote", "sandbox"] as const) {
       const next = await run("1 + 1");
       assert.equal(next.result, "2");
       assert.match(next.stderr, /restarted/);
+    });
+
+    it("a kernel that ends before it starts the model's code is UNAVAILABLE with a retry hint; one that ran the model's code before is the model's", async () => {
+      const options = { timeoutMs: LIMITS.timeoutMs, signal: new AbortController().signal };
+      const fresh = await backend.createSession([], LIMITS);
+      // The Python process itself, so that it dies before it can read the cell (a sandbox's pid is bubblewrap's
+      // init, whose end takes the interpreter down only a moment later).
+      const kernelPid = () => {
+        const pid = (fresh as LanguageSession & { pid?: number }).pid;
+        assert.ok(pid, "the session's kernel pid is known");
+        if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "bwrap") return pid;
+        const [python] = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+        assert.ok(python, "bubblewrap's init has the interpreter as its child");
+        return python;
+      };
+      try {
+        // Killed from outside before its first cell, and the cell sent before the service heard of the death:
+        // no model code ever ran in that kernel.
+        process.kill(kernelPid(), "SIGKILL");
+        await assert.rejects(fresh.execute("print(1)", options), (error: ToolplaneError) => {
+          assert.ok(error instanceof UnavailableError, String(error));
+          assert.ok((error.retryAfterMs ?? 0) > 0, "a retry hint");
+          assert.match(error.message, /starting the code/);
+          return true;
+        });
+        const recovered = await fresh.execute("print(2)", options);
+        assert.equal(recovered.failure, undefined, recovered.stderr);
+        assert.equal(recovered.stdout, "2\n");
+        assert.doesNotMatch(recovered.stderr, /restarted/, "no state was lost: the model never used that kernel");
+        // The same death after the kernel ran the model's code (say, a thread it left) is the model's.
+        process.kill(kernelPid(), "SIGKILL");
+        const died = await fresh.execute("print(3)", options);
+        assert.equal(died.failure?.type, "InterpreterDied");
+      } finally {
+        await fresh.close();
+      }
+    });
+
+    it("the seccomp filter answers ptrace, unshare, bpf and personality changes with EPERM, and /proc names no host path", async () => {
+      const probe = await run(
+        [
+          "import ctypes, os, platform",
+          "libc = ctypes.CDLL(None, use_errno=True)",
+          "calls = {'ptrace': (101, 16, 1, 0, 0), 'unshare': (272, 0x10000000), 'bpf': (321, 0, 0, 0), 'personality': (135, 0x0040000)}",
+          "if platform.machine() == 'x86_64':",
+          "    for name, (nr, *args) in calls.items():",
+          "        print(name, libc.syscall(nr, *args), ctypes.get_errno())",
+          "seen = b''",
+          "for path in ('/proc/1/cmdline', '/proc/1/environ', '/proc/self/mountinfo'):",
+          "    try: seen += open(path, 'rb').read()",
+          "    except PermissionError: pass  # a session's init is not dumpable",
+          `print('repo path visible:', ${JSON.stringify(repoRoot())}.encode() in seen)`,
+        ].join("\n"),
+      );
+      assert.equal(probe.failure, undefined, probe.stderr);
+      if (process.arch === "x64") {
+        for (const name of ["ptrace", "unshare", "bpf", "personality"])
+          assert.match(probe.stdout, new RegExp(`${name} -1 1\\n`));
+      }
+      assert.match(probe.stdout, /repo path visible: False/);
     });
 
     it("a thread left burning CPU between cells costs the interpreter, not the host", async () => {

@@ -9,6 +9,7 @@ import {
   InvalidArgumentError,
   type Logger,
   UnavailableError,
+  withStage,
 } from "../../../runtime/src/index.js";
 import type {
   CodeFailure,
@@ -19,9 +20,14 @@ import type {
   LanguageBackend,
   LanguageSession,
   PoolStats,
+  RecoveredSession,
   ResolvedLimits,
+  Restored,
+  RestoreReason,
 } from "../backend.js";
+import type { SessionRecord } from "../checkpoint-store.js";
 import { type Kernel, SandboxExitedError } from "./channel.js";
+import { type CheckpointConfig, restoredNote, SessionCheckpoints } from "./checkpoints.js";
 import type { Frame } from "./framing.js";
 import { KernelPool } from "./pool.js";
 import { buildFontCache, SandboxedKernel, type SandboxOptions } from "./sandbox.js";
@@ -50,6 +56,8 @@ export interface PythonBackendOptions extends Omit<SandboxOptions, "fontCacheDir
   maxOpenFiles: number;
   /** How long past its timeout a cell may take to stop by itself before the sandbox is killed. */
   killGraceMs: number;
+  /** Checkpoints of sessions' state, when configured (docs/code-python.md, Checkpoints). */
+  checkpoints?: CheckpointConfig;
 }
 
 const RESTART_NOTE =
@@ -163,14 +171,81 @@ export class PythonBackend implements LanguageBackend {
         `limits.memory_mb=${limits.memoryMb} is below the minimum of ${MIN_MEMORY_MB} for Python sessions`,
       );
     }
-    const session = new PythonSession(this, images, limits, options.seed);
+    const session = new PythonSession(this, images, limits, options.seed, this.checkpointsFor(images, limits, options));
     await session.startKernel();
     this.sessions.add(session);
+    this.enforceLiveBudget(session);
     return session;
   }
 
+  /** A session of another replica (or of this one before a restart), from its checkpoint; restored on its first call. */
+  async recover(sessionId: string): Promise<RecoveredSession | undefined> {
+    const config = this.options.checkpoints;
+    if (!config) return undefined;
+    const stored = await config.store.load(sessionId);
+    if (!stored || stored.record.language !== "python") return undefined;
+    const { record, images } = stored;
+    const checkpoints = new SessionCheckpoints(
+      sessionId,
+      record,
+      images,
+      config,
+      this.options.killGraceMs,
+      this.logger,
+    );
+    checkpoints.markStored();
+    const session = new PythonSession(this, images, record.limits, record.seed, checkpoints, "moved");
+    this.sessions.add(session);
+    return { session, limits: record.limits, idleTtlMs: record.idleTtlMs, label: record.label };
+  }
+
+  private checkpointsFor(
+    images: InputImage[],
+    limits: ResolvedLimits,
+    options: CreateOptions,
+  ): SessionCheckpoints | undefined {
+    const config = this.options.checkpoints;
+    const identity = options.identity;
+    if (!config || !identity) return undefined;
+    const record: SessionRecord = {
+      version: 1,
+      language: "python",
+      limits,
+      ...(options.seed === undefined ? {} : { seed: options.seed }),
+      idleTtlMs: identity.idleTtlMs,
+      label: identity.label,
+      images: images.map(({ name, mimeType, width, height }) => ({ name, mimeType, width, height })),
+    };
+    return new SessionCheckpoints(identity.sessionId, record, images, config, this.options.killGraceMs, this.logger);
+  }
+
+  /**
+   * Hibernation: above the budget of live interpreters, the least recently used idle sessions whose state is
+   * in the store (or who have none yet) give up their interpreter; their next call restores them.
+   */
+  enforceLiveBudget(keep: PythonSession): void {
+    const budget = this.options.checkpoints?.maxLiveKernels;
+    if (budget === undefined) return;
+    const live = [...this.sessions].filter((session) => session.live);
+    if (live.length <= budget) return;
+    const candidates = live
+      .filter((session) => session !== keep && session.canHibernate())
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const session of candidates.slice(0, live.length - budget)) session.hibernate();
+  }
+
+  /** Resolves when every checkpoint in progress has been written (for tests and benchmarks). */
+  async checkpointsSettled(): Promise<void> {
+    await Promise.all([...this.sessions].map((session) => session.checkpointSettled()));
+  }
+
+  /** Sessions whose interpreter is alive, and all open sessions (for tests, metrics and benchmarks). */
+  get kernelCounts(): { live: number; open: number } {
+    return { live: [...this.sessions].filter((session) => session.live).length, open: this.sessions.size };
+  }
+
   async stop(): Promise<void> {
-    await Promise.all([...this.sessions].map((session) => session.close()));
+    await Promise.all([...this.sessions].map((session) => session.close({ keepState: true })));
     await this.pool?.stop();
     await this.zygote?.stop();
     if (this.fontCacheDir) rmSync(this.fontCacheDir, { recursive: true, force: true });
@@ -255,11 +330,13 @@ function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): E
       { cause: error, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
     );
   }
+  const hint = retryAfterMs === undefined ? {} : { retryAfterMs };
   if (error instanceof SandboxExitedError) {
-    return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error });
+    return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error, ...hint });
   }
   return new UnavailableError(`the Python sandbox failed while ${doing}: ${(error as Error).message}`, {
     cause: error,
+    ...hint,
   });
 }
 
@@ -270,15 +347,46 @@ function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): E
  */
 class PythonSession implements LanguageSession {
   private kernel: Kernel | undefined;
+  /** Whether the current kernel has started model code (a cell of this session) since it was taken from the pool. */
+  private kernelRanCode = false;
   private restartNote = false;
   private closed = false;
+  /** Its interpreter was freed by hibernation (the next call restores it). */
+  private hibernated = false;
+  /** A cell or a restore is running. */
+  private busy = false;
+  lastUsed = Date.now();
 
   constructor(
     private readonly backend: PythonBackend,
     private readonly images: InputImage[],
     private readonly limits: ResolvedLimits,
     private readonly seed: number | undefined,
+    private readonly checkpoints: SessionCheckpoints | undefined,
+    /** Why the first call restores (a session recovered from the store has no interpreter yet). */
+    private firstRestore?: RestoreReason,
   ) {}
+
+  checkpointSettled(): Promise<void> {
+    return this.checkpoints?.settled() ?? Promise.resolve();
+  }
+
+  get live(): boolean {
+    return this.kernel?.alive === true;
+  }
+
+  canHibernate(): boolean {
+    if (this.busy || this.closed || !this.live || !this.checkpoints?.current) return false;
+    return this.checkpoints.hasCheckpoint || !this.kernelRanCode;
+  }
+
+  hibernate(): void {
+    this.hibernated = true;
+    // Forgotten at once: a kernel being killed is still "alive" until its exit is seen.
+    const kernel = this.kernel;
+    this.kernel = undefined;
+    kernel?.kill("hibernated");
+  }
 
   /** The host pid of the session's interpreter while it is alive (a dead one is not reported as the session's). */
   get pid(): number | undefined {
@@ -287,20 +395,77 @@ class PythonSession implements LanguageSession {
 
   async startKernel(): Promise<void> {
     this.kernel = await this.backend.boundKernel(this.images, this.limits, this.seed);
+    this.kernelRanCode = false;
     if (this.closed) this.kernel.kill("session closed");
   }
 
   async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
     if (this.closed) throw new FailedPreconditionError("the session is closed");
-    if (!this.kernel?.alive) {
-      if (this.kernel) {
-        this.backend.log.info({ exit: await this.kernel.exited }, "restarting the lost interpreter of a session");
+    this.busy = true;
+    try {
+      // The previous cell's checkpoint finishes first: the kernel answers one request at a time.
+      await this.checkpoints?.settled();
+      const restored = await this.ensureKernel();
+      const outcome = await this.runCell(code, options, restored);
+      if (restored) outcome.restored = restored;
+      return outcome;
+    } finally {
+      this.busy = false;
+      this.lastUsed = Date.now();
+    }
+  }
+
+  /**
+   * A live interpreter for the next cell. A lost one (killed, its zygote died, hibernated, or on another
+   * replica) comes back from the session's checkpoint when there is one; otherwise the session starts
+   * fresh and the cell's stderr says so.
+   */
+  private async ensureKernel(): Promise<Restored | undefined> {
+    if (this.kernel?.alive) return undefined;
+    const reason: RestoreReason = this.firstRestore ?? (this.hibernated ? "hibernated" : "kernel_lost");
+    this.firstRestore = undefined;
+    this.hibernated = false;
+    if (this.kernel && reason === "kernel_lost") {
+      this.backend.log.info({ exit: await this.kernel.exited }, "restarting the lost interpreter of a session");
+    }
+    // A kernel that never ran the model's code held no state of the model's: nothing to announce.
+    const stateLost = this.kernelRanCode;
+    await this.startKernel();
+    this.backend.enforceLiveBudget(this);
+    if (!this.checkpoints?.hasCheckpoint) {
+      this.restartNote ||= stateLost;
+      return undefined;
+    }
+    try {
+      const checkpoints = this.checkpoints;
+      const restored = await withStage("restore", { "toolplane.restore_reason": reason }, () =>
+        checkpoints.restore(this.kernel as Kernel, reason),
+      );
+      this.kernelRanCode = true;
+      this.restartNote = false;
+      return restored;
+    } catch (error) {
+      if (!(error instanceof SandboxExitedError)) {
+        throw sandboxFailure(error, "restoring the session's checkpoint", this.backend.retryAfterMs);
       }
+      // The model's own unpickling code ended the interpreter: that state must not come back (it would again).
+      this.backend.log.info({ exit: error.exit }, "restoring a checkpoint ended the interpreter; starting fresh");
+      await this.checkpoints.drop();
       await this.startKernel();
       this.restartNote = true;
+      return undefined;
     }
+  }
+
+  private async runCell(
+    code: string,
+    options: ExecuteOptions,
+    restored: Restored | undefined,
+  ): Promise<ExecutionOutcome> {
     const kernel = this.kernel as Kernel;
-    const note = this.restartNote ? RESTART_NOTE : "";
+    const note =
+      (restored ? restoredNote(restored) : this.restartNote ? RESTART_NOTE : "") +
+      (this.checkpoints?.takeNotice() ?? "");
     this.restartNote = false;
     if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
 
@@ -320,6 +485,10 @@ class PythonSession implements LanguageSession {
         },
         [],
       );
+      if (reply.header.op === "started") {
+        this.kernelRanCode = true;
+        reply = await kernel.next();
+      }
     } catch (error) {
       return this.lostKernel(error, options.timeoutMs, note);
     } finally {
@@ -333,12 +502,25 @@ class PythonSession implements LanguageSession {
         `the Python kernel failed: ${String(reply.header.message ?? JSON.stringify(reply.header))}`,
       );
     }
-    return toOutcome(reply, note);
+    const outcome = toOutcome(reply, note);
+    this.checkpoints?.schedule(kernel);
+    return outcome;
   }
 
   private lostKernel(error: unknown, timeoutMs: number, note: string): ExecutionOutcome {
     this.restartNote = true;
     const killedFor = error instanceof SandboxExitedError ? error.exit.killedFor : undefined;
+    const callerLeft = killedFor === "cancelled" || killedFor === "session closed" || this.closed;
+    if (!this.kernelRanCode && !callerLeft) {
+      // This kernel never started any of the model's code (it ended, or hung, before saying "started"):
+      // whatever stopped it, the model did not. The session's next call takes a fresh kernel.
+      this.restartNote = note !== "";
+      throw sandboxFailure(error, "starting the code", this.backend.retryAfterMs);
+    }
+    if (killedFor === "timeout" || (error instanceof SandboxExitedError && !callerLeft && killedFor !== ZYGOTE_DIED)) {
+      // The cell's own code ended its interpreter: the state before it must not come back.
+      void this.checkpoints?.drop();
+    }
     if (killedFor === "timeout") {
       // The code ignored the in-sandbox timeout (e.g. stuck in C code): its time is up either way, a MODEL failure.
       const message = `execution exceeded the time limit of ${timeoutMs} ms and did not stop; the interpreter was killed and the session's state was lost`;
@@ -361,6 +543,7 @@ class PythonSession implements LanguageSession {
       );
     }
     if (killedFor === ZYGOTE_DIED) throw sandboxFailure(error, "running the code", this.backend.retryAfterMs);
+
     if (this.closed || killedFor === "session closed") {
       throw new FailedPreconditionError("the session was closed while its code was running", { cause: error });
     }
@@ -395,13 +578,19 @@ class PythonSession implements LanguageSession {
     this.kernel?.kill("reset");
     this.kernel = undefined;
     this.restartNote = false;
+    this.firstRestore = undefined;
+    this.hibernated = false;
+    await this.checkpoints?.drop();
     await this.startKernel();
+    this.backend.enforceLiveBudget(this);
   }
 
-  async close(): Promise<void> {
+  async close(options: { keepState?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.backend.forget(this);
+    if (options.keepState) await this.checkpoints?.settled();
+    else await this.checkpoints?.drop();
     const kernel = this.kernel;
     if (!kernel) return;
     kernel.kill("session closed");

@@ -25,6 +25,8 @@ export interface Kernel {
   /** Host pid of the Python process running model code, for memory accounting and tests. */
   readonly pythonPid: number | undefined;
   request(header: Record<string, unknown>, blobs?: Buffer[]): Promise<Frame>;
+  /** The kernel's next frame (a request can have more than one answer: "started", then the result). */
+  next(): Promise<Frame>;
   kill(reason: string): void;
 }
 
@@ -86,10 +88,16 @@ export abstract class FramedKernel implements Kernel {
     try {
       frames = this.decoder.push(chunk);
     } catch (error) {
-      // A kernel that breaks the protocol is not trusted any further.
+      // A kernel that breaks the protocol is not trusted any further; what it said before still counts
+      // (its "started" tells whose code broke it).
+      if (error instanceof FrameError) this.deliver(error.decoded);
       this.kill(error instanceof FrameError ? `protocol violation: ${error.message}` : String(error));
       return;
     }
+    this.deliver(frames);
+  }
+
+  private deliver(frames: Frame[]): void {
     for (const frame of frames) {
       if (this.pending) {
         const { resolve } = this.pending;

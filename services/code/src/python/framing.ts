@@ -21,7 +21,10 @@ export function encodeFrame(header: Record<string, unknown>, blobs: Buffer[] = [
   return Buffer.concat([prefix, json, ...blobs]);
 }
 
-export class FrameError extends Error {}
+export class FrameError extends Error {
+  /** The well-formed frames that came before the violation in the same push (the peer said them first). */
+  decoded: Frame[] = [];
+}
 
 /**
  * Reassembles frames from a byte stream delivered in arbitrary chunks. A frame
@@ -31,6 +34,8 @@ export class FrameError extends Error {}
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** Size of the frame being assembled, once its prefix is here; 0 = not known yet. */
+  private expected = 0;
 
   constructor(private readonly maxFrameBytes: number) {}
 
@@ -38,23 +43,38 @@ export class FrameDecoder {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: Frame[] = [];
+    try {
+      return this.decode(frames);
+    } catch (error) {
+      if (error instanceof FrameError) error.decoded = frames;
+      throw error;
+    }
+  }
+
+  private decode(frames: Frame[]): Frame[] {
     for (;;) {
-      if (this.buffered < PREFIX_BYTES) return frames;
-      const head = this.peek(PREFIX_BYTES);
-      const jsonLength = head.readUInt32BE(0);
-      const binaryLength = head.readUInt32BE(4);
-      const total = PREFIX_BYTES + jsonLength + binaryLength;
-      if (total > this.maxFrameBytes) {
-        throw new FrameError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes} bytes`);
+      if (this.expected === 0) {
+        if (this.buffered < PREFIX_BYTES) return frames;
+        const head = this.peek(PREFIX_BYTES);
+        const total = PREFIX_BYTES + head.readUInt32BE(0) + head.readUInt32BE(4);
+        if (total > this.maxFrameBytes) {
+          throw new FrameError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes} bytes`);
+        }
+        this.expected = total;
       }
-      if (this.buffered < total) return frames;
-      const bytes = this.take(total);
-      frames.push(parseFrame(bytes, jsonLength, binaryLength));
+      // A large frame arrives in many chunks: they are joined once, when all are here (joining on every
+      // chunk made a frame of n chunks cost n^2/2 chunk copies).
+      if (this.buffered < this.expected) return frames;
+      const bytes = this.take(this.expected);
+      this.expected = 0;
+      frames.push(parseFrame(bytes, bytes.readUInt32BE(0), bytes.readUInt32BE(4)));
     }
   }
 
   private peek(size: number): Buffer {
-    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    const first = this.chunks[0] as Buffer;
+    if (first.length >= size) return first.subarray(0, size);
+    this.chunks = [Buffer.concat(this.chunks)];
     return (this.chunks[0] as Buffer).subarray(0, size);
   }
 

@@ -243,6 +243,7 @@ class Kernel:
         self.max_images = 0
         self.images_dropped = False
         self.pumps = (FdPump(1), FdPump(2))
+        self.checkpoints = _Checkpoints(self)
         self._patch_display_hooks()
         signal.signal(signal.SIGALRM, self._on_time_limit)
 
@@ -646,6 +647,229 @@ def _compiles(code):
     return True
 
 
+# ---- checkpoints ------------------------------------------------------------------
+#
+# A session's state as data (docs/code-python.md, Checkpoints). After a cell, the service asks for a checkpoint:
+# the user namespace is pickled here, inside the sandbox (it is the model's objects, and their __reduce__ is the
+# model's code), with cloudpickle so lambdas, functions and classes defined in cells travel by value. Input images
+# the code left untouched travel by name and modules by import name, as persistent references; names that cannot
+# be pickled (open files, sockets, generators, ...) are listed and left out. Restoring unpickles, here again, into
+# a fresh interpreter that already has the images bound. To the service a checkpoint is opaque bytes.
+
+CHECKPOINT_VERSION = 1
+# Module attributes of __main__ that every fresh namespace has anyway.
+_NAMESPACE_DUNDERS = frozenset(("__name__", "__doc__", "__package__", "__loader__", "__spec__", "__builtins__"))
+
+
+class CheckpointTooLarge(Exception):
+    pass
+
+
+class _CappedBuffer(io.RawIOBase):
+    """Collects pickle output and gives up as soon as it passes the session's checkpoint size limit."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+        self.parts = []
+        self.size = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        # Protocol 5 writes large buffers (numpy arrays, images) as PickleBuffer objects, which have no len().
+        view = memoryview(data)
+        self.size += view.nbytes
+        if self.size > self.limit:
+            raise CheckpointTooLarge(self.size)
+        self.parts.append(view.tobytes())
+        return view.nbytes
+
+
+class _Checkpoints:
+    """Pickles and unpickles one kernel's namespace; remembers the digest of the last checkpoint."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.last_digest = None
+        self._images = {}
+        self._namespace_marker = {}
+
+    def _pickler_class(self):
+        import cloudpickle
+
+        checkpoints = self
+
+        class Pickler(cloudpickle.CloudPickler):
+            def persistent_id(self, obj):
+                return checkpoints._reference(obj)
+
+        return Pickler
+
+    def _untouched_images(self):
+        """Input images still bound as they were: {id(obj): name}, stored by name instead of by value."""
+        kernel = self.kernel
+        untouched = {}
+        for name, original in kernel.bound_images.items():
+            current = kernel.namespace.get(name)
+            if (
+                isinstance(current, kernel.Image.Image)
+                and current.size == original.size
+                and current.mode == original.mode
+                and current.tobytes() == original.tobytes()
+            ):
+                untouched[id(current)] = name
+        return untouched
+
+    def _reference(self, obj):
+        if obj is self._namespace_marker:
+            return ("namespace",)
+        if isinstance(obj, types.ModuleType):
+            name = getattr(obj, "__name__", None)
+            if isinstance(name, str) and sys.modules.get(name) is obj:
+                return ("module", name)
+            return None
+        name = self._images.get(id(obj))
+        if name is not None:
+            return ("image", name)
+        return None
+
+    def _dump(self, value, limit):
+        buffer = _CappedBuffer(limit)
+        pickler = self._pickler_class()(buffer, protocol=5)
+        # Functions defined in cells keep the session's namespace as their globals after a restore, instead of
+        # a private copy of the names they used (cloudpickle's default for functions pickled by value).
+        pickler.globals_ref[id(self.kernel.namespace)] = self._namespace_marker
+        pickler.dump(value)
+        return b"".join(buffer.parts)
+
+    def _user_names(self):
+        kernel = self.kernel
+        names = {}
+        for name, value in kernel.namespace.items():
+            if name in _NAMESPACE_DUNDERS or (name == "display" and value == kernel.display):
+                continue
+            names[name] = value
+        return names
+
+    def checkpoint(self, header):
+        import hashlib
+
+        limit = header["max_bytes"]
+        self._images = self._untouched_images()
+        self._namespace_marker = {}
+        names = self._user_names()
+        lost = {}
+        payload = None
+        try:
+            try:
+                payload = self._dump(self._payload(names, lost), limit)
+            except CheckpointTooLarge:
+                raise
+            except Exception:  # noqa: BLE001 - some name cannot be pickled: find which, drop them, try again
+                for name, value in names.items():
+                    try:
+                        self._dump(value, limit)
+                    except CheckpointTooLarge:
+                        pass
+                    except Exception:  # noqa: BLE001 - any failure to pickle a name makes it lost
+                        lost[name] = type(value).__name__
+                kept = {name: value for name, value in names.items() if name not in lost}
+                payload = self._dump(self._payload(kept, lost), limit)
+        except CheckpointTooLarge as error:
+            self.last_digest = None
+            return {"op": "checkpoint_too_large", "size": error.args[0], "limit": limit}, []
+        except (Exception, CellTimeout) as error:  # noqa: BLE001 - the namespace's own objects failed to pickle
+            self.last_digest = None
+            return {"op": "checkpoint_failed", "message": f"{type(error).__name__}: {error}"[:500]}, []
+        finally:
+            self._images = {}
+            # What the model's __reduce__ code may have started ends with the checkpoint, as after a cell.
+            _reap_stray_processes()
+        digest = hashlib.sha256(payload).digest()
+        if digest == self.last_digest:
+            return {"op": "checkpoint_unchanged"}, []
+        self.last_digest = digest
+        return {"op": "checkpointed", "size": len(payload), "lost": sorted(lost)}, [payload]
+
+    def _payload(self, names, lost):
+        import random
+
+        return {
+            "version": CHECKPOINT_VERSION,
+            "names": names,
+            "lost": lost,
+            "random": (random.getstate(), self.kernel.np.random.get_state()),
+        }
+
+    def restore(self, blob):
+        """Loads a checkpoint into the (fresh, images bound) namespace; returns the names that are lost."""
+        import importlib
+        import pickle
+        import random
+
+        kernel = self.kernel
+        namespace = kernel.namespace
+
+        class Unpickler(pickle.Unpickler):
+            def persistent_load(self, pid):
+                kind = pid[0]
+                if kind == "namespace":
+                    return namespace
+                if kind == "module":
+                    return importlib.import_module(pid[1])
+                if kind == "image":
+                    return namespace[pid[1]]
+                raise pickle.UnpicklingError(f"unknown reference {kind!r}")
+
+        payload = Unpickler(io.BytesIO(blob)).load()
+        if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+            raise ValueError("not a checkpoint of this kernel version")
+        namespace.update(payload["names"])
+        random_state, numpy_state = payload["random"]
+        random.setstate(random_state)
+        kernel.np.random.set_state(numpy_state)
+        self.last_digest = None
+        return sorted(payload["lost"])
+
+
+def _guarded(kernel, timeout_ms, work):
+    """Runs checkpoint work (the model's own __reduce__/__setstate__ code) under the cell's timer."""
+    kernel.timeout_ms = timeout_ms
+    kernel.timed_out = False
+    kernel._arm_timer()
+    kernel.in_user_code = True
+    try:
+        return work()
+    finally:
+        kernel.in_user_code = False
+        kernel._disarm_timer()
+
+
+def serve_checkpoint(kernel, header):
+    checkpoints = kernel.checkpoints
+    reply = _guarded(kernel, header["timeout_ms"], lambda: checkpoints.checkpoint(header))
+    if os.getpid() != kernel.main_pid:
+        # A process the model's pickling code forked must never speak on the protocol channel.
+        os._exit(0)
+    return reply
+
+
+def serve_restore(kernel, header, blobs):
+    try:
+        lost = _guarded(kernel, header["timeout_ms"], lambda: kernel.checkpoints.restore(blobs[0]))
+    except BaseException as error:  # noqa: BLE001 - a checkpoint is the model's data: any failure is reported
+        if os.getpid() != kernel.main_pid:
+            os._exit(1)
+        kernel.reset_namespace()
+        return {"op": "restore_failed", "message": f"{type(error).__name__}: {error}"[:500]}, []
+    if os.getpid() != kernel.main_pid:
+        os._exit(0)
+    _reap_stray_processes()
+    return {"op": "restored", "lost": lost}, []
+
+
 def _prepare_matplotlib(build_cache):
     if build_cache:
         os.environ["MPLCONFIGDIR"] = FONT_CACHE_SOURCE
@@ -740,7 +964,14 @@ def serve(modules, ready):
                 else:
                     write_frame({"op": "bound"})
             elif op == "exec":
+                # Model code runs after this frame and never before: the service blames a kernel that ends before
+                # it on the system (a kernel that never started), one that ends after it on the code.
+                write_frame({"op": "started"})
                 kernel.execute(header)
+            elif op == "checkpoint":
+                write_frame(*serve_checkpoint(kernel, header))
+            elif op == "restore":
+                write_frame(*serve_restore(kernel, header, blobs))
             else:
                 write_frame({"op": "error", "message": f"unknown op {op!r}"})
         except Exception as error:  # noqa: BLE001 - reported to the service as a kernel fault

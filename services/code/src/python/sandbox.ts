@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FramedKernel } from "./channel.js";
@@ -10,14 +10,20 @@ const ZYGOTE_IN_SANDBOX = "/opt/toolplane/zygote.py";
 const FONT_CACHE_IN_SANDBOX = "/opt/toolplane/mplcache";
 const SOCKET_DIR_IN_SANDBOX = "/opt/toolplane/socket";
 const SESSION_INIT_IN_SANDBOX = "/opt/toolplane/session-init";
+const SECCOMP_IN_SANDBOX = "/opt/toolplane/seccomp.bpf";
+/** Descriptor bubblewrap reports the sandbox's pid on (kernel mode); the files it copies in come after it. */
+const INFO_FD = 3;
+const FIRST_FILE_FD = 4;
 const STDERR_TAIL_BYTES = 8 * 1024;
 
 export interface SandboxOptions {
   bwrapPath: string;
   pythonPath: string;
-  /** Host path of kernel.py, bound read-only (zygote.py is beside it). */
+  /** Host path of kernel.py, copied into the sandbox (zygote.py is beside it). */
   kernelPath: string;
-  /** Host directory holding matplotlib's font cache, bound read-only (writable when building it). */
+  /** Host path of the compiled seccomp filter of session kernels (services/code/native/seccomp-policy.c). */
+  seccompPath: string;
+  /** Host directory holding matplotlib's font cache: its files are copied in (bound writable when building it). */
   fontCacheDir: string;
   /** Host uid/gid bubblewrap runs as when the service runs as root (so rlimits bind); undefined = our own. */
   hostUid: number | undefined;
@@ -48,16 +54,84 @@ export function defaultKernelPath(): string {
 
 /** The compiled session init (`make build` puts it in dist/services/code/native), found from this module. */
 export function defaultSessionInitPath(): string {
+  return nativeArtifact("session-init");
+}
+
+/** The seccomp filter `make build` writes (dist/services/code/native/python-seccomp.bpf), found from this module. */
+export function defaultSeccompPath(): string {
+  return nativeArtifact("python-seccomp.bpf");
+}
+
+function nativeArtifact(name: string): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    const candidate = join(dir, "dist", "services", "code", "native", "session-init");
+    const candidate = join(dir, "dist", "services", "code", "native", name);
     if (existsSync(candidate)) return candidate;
-    const inDist = join(dir, "native", "session-init");
+    const inDist = join(dir, "native", name);
     if (existsSync(inDist)) return inDist;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error("cannot find the session init: run `make build` (services/code/native)");
+    if (parent === dir) throw new Error(`cannot find ${name}: run \`make build\` (services/code/native)`);
     dir = parent;
   }
+}
+
+/**
+ * A host file the sandbox gets a copy of. Copies (bubblewrap's --file from a descriptor), not bind
+ * mounts: a bind mount names its host source in /proc/self/mountinfo, and the sandbox's pid 1 shows
+ * bubblewrap's arguments in /proc/1/cmdline; neither may tell model code where the service lives.
+ */
+interface SandboxFile {
+  hostPath: string;
+  inSandbox: string;
+  perms: string;
+}
+
+function sandboxFiles(options: SandboxOptions, mode: SandboxMode): SandboxFile[] {
+  const files: SandboxFile[] = [{ hostPath: options.kernelPath, inSandbox: KERNEL_IN_SANDBOX, perms: "0444" }];
+  if (mode !== "build-font-cache") {
+    // The font cache, read-only here: the kernel copies it to a writable place.
+    for (const name of readdirSync(options.fontCacheDir).filter((entry) => entry.endsWith(".json"))) {
+      files.push({
+        hostPath: join(options.fontCacheDir, name),
+        inSandbox: `${FONT_CACHE_IN_SANDBOX}/${name}`,
+        perms: "0444",
+      });
+    }
+  }
+  if (typeof mode === "object") {
+    files.push(
+      { hostPath: join(dirname(options.kernelPath), "zygote.py"), inSandbox: ZYGOTE_IN_SANDBOX, perms: "0444" },
+      { hostPath: mode.sessionInitPath, inSandbox: SESSION_INIT_IN_SANDBOX, perms: "0555" },
+      { hostPath: options.seccompPath, inSandbox: SECCOMP_IN_SANDBOX, perms: "0444" },
+    );
+  }
+  return files;
+}
+
+/** The descriptors a sandbox's files are read from, from FIRST_FILE_FD on; closed with closeSandboxFiles after spawn. */
+function openSandboxFiles(options: SandboxOptions, mode: SandboxMode): number[] {
+  const files = sandboxFiles(options, mode).map((file) => file.hostPath);
+  // A kernel without the zygote installs its seccomp filter through bubblewrap (--seccomp): one more descriptor.
+  if (mode === "kernel") files.push(options.seccompPath);
+  const fds: number[] = [];
+  try {
+    for (const path of files) fds.push(openSync(path, "r"));
+  } catch (error) {
+    closeSandboxFiles(fds);
+    throw error;
+  }
+  return fds;
+}
+
+function closeSandboxFiles(fds: number[]): void {
+  for (const fd of fds) closeSync(fd);
+}
+
+type StdioEntry = "pipe" | "ignore" | number;
+
+/** stdio for a spawn: the first three, bubblewrap's info descriptor (or nothing), then the files' descriptors. */
+function sandboxStdio(first: StdioEntry[], info: "pipe" | "ignore", fds: number[]): StdioOptions {
+  return [...first, info, ...fds];
 }
 
 /**
@@ -71,7 +145,6 @@ export function defaultSessionInitPath(): string {
  */
 export function bwrapArguments(options: SandboxOptions, mode: SandboxMode): string[] {
   const zygote = typeof mode === "object";
-  const fontBind = mode === "build-font-cache" ? "--bind" : "--ro-bind";
   const namespaces = zygote
     ? ["--unshare-user", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     : ["--unshare-all"];
@@ -122,25 +195,19 @@ export function bwrapArguments(options: SandboxOptions, mode: SandboxMode): stri
     "--ro-bind-try",
     "/etc/matplotlibrc",
     "/etc/matplotlibrc",
-    "--ro-bind",
-    options.kernelPath,
-    KERNEL_IN_SANDBOX,
-    fontBind,
-    options.fontCacheDir,
-    FONT_CACHE_IN_SANDBOX,
-    ...(zygote
-      ? [
-          "--ro-bind",
-          join(dirname(options.kernelPath), "zygote.py"),
-          ZYGOTE_IN_SANDBOX,
-          "--ro-bind",
-          mode.zygoteSocketDir,
-          SOCKET_DIR_IN_SANDBOX,
-          "--ro-bind",
-          mode.sessionInitPath,
-          SESSION_INIT_IN_SANDBOX,
-        ]
-      : []),
+    "--dir",
+    "/opt/toolplane",
+    ...sandboxFiles(options, mode).flatMap((file, index) => [
+      "--perms",
+      file.perms,
+      "--file",
+      String(FIRST_FILE_FD + index),
+      file.inSandbox,
+    ]),
+    // Building the font cache writes it to the host; no model code runs in that sandbox.
+    ...(mode === "build-font-cache" ? ["--bind", options.fontCacheDir, FONT_CACHE_IN_SANDBOX] : []),
+    // The kernels' way back to the service (a Unix socket); each session covers it before model code runs.
+    ...(zygote ? ["--ro-bind", mode.zygoteSocketDir, SOCKET_DIR_IN_SANDBOX] : []),
     ...proc,
     "--dev",
     "/dev",
@@ -168,7 +235,10 @@ export function bwrapArguments(options: SandboxOptions, mode: SandboxMode): stri
     "--cap-drop",
     "ALL",
   ];
-  if (mode === "kernel") args.push("--info-fd", "3");
+  if (mode === "kernel") {
+    args.push("--info-fd", String(INFO_FD));
+    args.push("--seccomp", String(FIRST_FILE_FD + sandboxFiles(options, mode).length));
+  }
   const preload = ["--preload", options.preload.join(",")];
   if (zygote) {
     args.push(options.pythonPath, "-I", "-B", ZYGOTE_IN_SANDBOX, "--tmp-bytes", String(options.tmpBytes), ...preload);
@@ -206,13 +276,41 @@ export function zygoteCommand(
 }
 
 function spawnSandbox(options: SandboxOptions, mode: "kernel" | "build-font-cache"): ChildProcess {
-  return spawn(options.bwrapPath, bwrapArguments(options, mode), {
-    stdio: mode === "kernel" ? ["pipe", "pipe", "pipe", "pipe"] : ["ignore", "ignore", "pipe"],
-    // Own process group, so a kill reaches bwrap and everything it started.
-    detached: true,
-    env: {},
-    ...(options.hostUid === undefined ? {} : { uid: options.hostUid, gid: options.hostUid }),
-  });
+  const fds = openSandboxFiles(options, mode);
+  try {
+    return spawn(options.bwrapPath, bwrapArguments(options, mode), {
+      stdio:
+        mode === "kernel"
+          ? sandboxStdio(["pipe", "pipe", "pipe"], "pipe", fds)
+          : sandboxStdio(["ignore", "ignore", "pipe"], "ignore", fds),
+      // Own process group, so a kill reaches bwrap and everything it started.
+      detached: true,
+      env: {},
+      ...(options.hostUid === undefined ? {} : { uid: options.hostUid, gid: options.hostUid }),
+    });
+  } finally {
+    closeSandboxFiles(fds);
+  }
+}
+
+/** Spawns the zygote's command (zygoteCommand) with the descriptors of the files its sandbox copies in. */
+export function spawnZygote(
+  options: SandboxOptions & { unsharePath: string; sessionInitPath: string },
+  socketDir: string,
+): ChildProcess {
+  const [command, ...args] = zygoteCommand(options, socketDir) as [string, ...string[]];
+  const fds = openSandboxFiles(options, { zygoteSocketDir: socketDir, sessionInitPath: options.sessionInitPath });
+  try {
+    return spawn(command, args, {
+      stdio: sandboxStdio(["pipe", "pipe", "pipe"], "ignore", fds),
+      // Own process group, so a kill reaches unshare, bubblewrap and the zygote.
+      detached: true,
+      env: {},
+      ...(options.hostUid === undefined ? {} : { uid: options.hostUid, gid: options.hostUid }),
+    });
+  } finally {
+    closeSandboxFiles(fds);
+  }
 }
 
 /** Runs matplotlib's font scan once in a sandbox that may write the cache directory. */

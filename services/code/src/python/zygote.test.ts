@@ -5,7 +5,7 @@ import { pino } from "pino";
 import { createLogger, type ToolplaneError, UnavailableError } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome, LanguageSession, ResolvedLimits } from "../backend.js";
 import { PythonBackend, type PythonBackendOptions } from "./backend.js";
-import { defaultKernelPath, defaultSessionInitPath } from "./sandbox.js";
+import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./sandbox.js";
 
 const MIB = 1024 * 1024;
 const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes: 8000, maxImages: 2 };
@@ -15,6 +15,7 @@ function options(overrides: Partial<PythonBackendOptions> = {}): PythonBackendOp
     start: "zygote",
     unsharePath: process.env.TOOLPLANE_CODE_UNSHARE_PATH ?? "/usr/bin/unshare",
     sessionInitPath: defaultSessionInitPath(),
+    seccompPath: defaultSeccompPath(),
     preload: ["numpy", "PIL.Image", "matplotlib.pyplot"],
     poolSize: 1,
     warmupConcurrency: 1,

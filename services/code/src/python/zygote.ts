@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { type Logger, UnavailableError } from "../../../runtime/src/index.js";
 import { FramedKernel } from "./channel.js";
 import { encodeFrame, type Frame, FrameDecoder, FrameError } from "./framing.js";
-import { type SandboxOptions, zygoteCommand } from "./sandbox.js";
+import { type SandboxOptions, spawnZygote } from "./sandbox.js";
 
 export interface ZygoteOptions extends SandboxOptions {
   /** util-linux `unshare`, which builds the zygote's outer namespaces. */
@@ -130,14 +130,7 @@ export class ZygoteProcess {
     socketDir: string,
     onSessionExit: (token: string) => void,
   ): Promise<ZygoteProcess> {
-    const [command, ...args] = zygoteCommand(options, socketDir) as [string, ...string[]];
-    const child = spawn(command, args, {
-      stdio: ["pipe", "pipe", "pipe"],
-      // Own process group, so a kill reaches unshare, bubblewrap and the zygote.
-      detached: true,
-      env: {},
-      ...(options.hostUid === undefined ? {} : { uid: options.hostUid, gid: options.hostUid }),
-    });
+    const child = spawnZygote(options, socketDir);
     const zygote = new ZygoteProcess(child, options.maxFrameBytes, onSessionExit);
     const ready = new Promise<Frame>((resolve) => {
       zygote.ready = resolve;

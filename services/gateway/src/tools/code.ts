@@ -1,6 +1,9 @@
 import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
-import type { ExecuteResponse as CodeExecuteResponse } from "../../../../generated/toolplane/code/v1/code.js";
+import {
+  type ExecuteResponse as CodeExecuteResponse,
+  Restored_Reason,
+} from "../../../../generated/toolplane/code/v1/code.js";
 import {
   DeadlineExceededError,
   errorMessage,
@@ -30,6 +33,12 @@ export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | und
   return Math.max(1, budget);
 }
 
+const RESTORE_REASONS: Partial<Record<Restored_Reason, string>> = {
+  [Restored_Reason.REASON_KERNEL_LOST]: "kernel_lost",
+  [Restored_Reason.REASON_HIBERNATED]: "hibernated",
+  [Restored_Reason.REASON_MOVED]: "moved",
+};
+
 function codeOutput(response: CodeExecuteResponse): ToolOutput {
   const images = response.images.flatMap((image) => (image.data ? [Buffer.from(image.data)] : []));
   const error = response.error;
@@ -44,6 +53,15 @@ function codeOutput(response: CodeExecuteResponse): ToolOutput {
       result: response.hasResult ? response.result : undefined,
       imagesTruncated: response.imagesTruncated,
       error: error ? { code: error.code, type: error.type, message: error.message } : undefined,
+      // The session's state came back from its checkpoint before this cell (its stderr's first line says so).
+      restored: response.restored
+        ? {
+            reason: RESTORE_REASONS[response.restored.reason] ?? "unspecified",
+            lostNames: response.restored.lostNames,
+            restoreMs: response.restored.restoreMs,
+            complete: response.restored.complete,
+          }
+        : undefined,
     },
     failure: error ? { code: error.code || "ABORTED", message: `${error.type}: ${error.message}` } : undefined,
   };
@@ -72,26 +90,29 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
         run: async () => {
           const handle = await context.codeSession(language);
           try {
-            const response = await context.call("code", (options) => {
-              // Measured after admission and session creation: what is left is the cell's.
-              const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
-              if (timeoutMs < 0) {
-                throw new DeadlineExceededError(
-                  "the call's deadline passed before the cell could start (waiting for admission or for the code session)",
+            const response = await context.inCodeSessionOrder(language, () =>
+              context.call("code", (options) => {
+                // Measured after admission and session creation: what is left is the cell's.
+                const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
+                if (timeoutMs < 0) {
+                  throw new DeadlineExceededError(
+                    "the call's deadline passed before the cell could start (waiting for admission or for the code session)",
+                  );
+                }
+                return context.backends.code.execute(
+                  {
+                    sessionId: handle.id,
+                    code,
+                    timeoutMs,
+                    fixIndentation: language === "python",
+                    referenceIndentation: context.hints.referenceIndentation === true && language === "python",
+                  },
+                  options,
+                  // Updated in place when the session moves to another replica, so the record keeps up.
+                  handle,
                 );
-              }
-              return context.backends.code.execute(
-                {
-                  sessionId: handle.id,
-                  code,
-                  timeoutMs,
-                  fixIndentation: language === "python",
-                  referenceIndentation: context.hints.referenceIndentation === true && language === "python",
-                },
-                options,
-                handle.replica,
-              );
-            });
+              }),
+            );
             return codeOutput(response);
           } catch (error) {
             // The code service forgot the session (restarted, or its TTL fired): the

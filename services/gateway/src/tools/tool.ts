@@ -29,6 +29,11 @@ export interface ToolContext {
   codeSession(language: CodeLanguage): Promise<CodeSessionHandle>;
   /** Forgets a code session the code service no longer knows. */
   dropCodeSession(language: CodeLanguage): void;
+  /**
+   * Runs `work` after the earlier calls of the trajectory's code session for the language
+   * (one cell at a time, in order), waiting without holding an admission slot.
+   */
+  inCodeSessionOrder<T>(language: CodeLanguage, work: () => Promise<T>): Promise<T>;
 }
 
 /** A tool's raw result, before the gateway post-processes and caps its images. */

@@ -1,7 +1,7 @@
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import sharp from "sharp";
 import type { AnnotateOp, Annotation } from "../../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError, requireInteger } from "../../../runtime/src/index.js";
+import { codePointLength, InvalidArgumentError, limitError, requireInteger } from "../../../runtime/src/index.js";
 import { requireColour } from "../colour.js";
 import { type ImageLimits, limitText } from "../limits.js";
 import { type Raster, runStep, type StepContext, toRaster, writableRaster } from "../raster.js";
@@ -19,15 +19,23 @@ interface CheckedAnnotation {
   label: string;
 }
 
-/** Labels go into SVG text: escape markup and drop the control characters XML forbids. */
-function escapeXml(text: string): string {
-  const allowed = Array.from(text)
-    .filter((char) => {
-      const code = char.codePointAt(0) ?? 0;
-      return code >= 0x20 || code === 0x09 || code === 0x0a || code === 0x0d;
-    })
-    .join("");
-  return allowed
+/**
+ * XML 1.0's Char production: tab, newline, carriage return, and the planes
+ * without surrogates, U+FFFE and U+FFFF. `u` flag: a lone surrogate is one
+ * code point of its own, and matches.
+ */
+const NOT_XML_CHAR = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu;
+
+/**
+ * Labels go into SVG text, parsed by librsvg as XML: markup is escaped, and a
+ * character XML forbids (C0 controls, lone surrogates, U+FFFE, U+FFFF) is drawn
+ * as U+FFFD, the replacement character, as a browser shows undecodable text.
+ * Replacing rather than refusing: the label is the model's free text, and one
+ * odd character is no reason to lose the drawing (docs/security.md, "Blame").
+ */
+export function escapeXml(text: string): string {
+  return text
+    .replace(NOT_XML_CHAR, "\uFFFD")
     .replace(/&/g, "&amp;")
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")
@@ -39,10 +47,9 @@ function checkAnnotation(annotation: Annotation, field: string): CheckedAnnotati
   if (annotation.box === undefined && annotation.point === undefined) {
     throw new InvalidArgumentError(`${field} needs a box or a point`);
   }
-  if (annotation.label.length > MAX_LABEL_CHARS) {
-    throw new InvalidArgumentError(
-      `${field}.label is ${annotation.label.length} characters; at most ${MAX_LABEL_CHARS} are allowed`,
-    );
+  const labelChars = codePointLength(annotation.label);
+  if (labelChars > MAX_LABEL_CHARS) {
+    throw limitError(`${field}.label`, labelChars, MAX_LABEL_CHARS, "characters");
   }
   requireInteger(`${field}.line_width`, annotation.lineWidth, 0, MAX_LINE_WIDTH);
   return {
@@ -139,7 +146,7 @@ export function layoutAnnotations(items: CheckedAnnotation[], size: Size): Mark[
       labelY = point.y - fontSize / 2 - 2;
     }
     if (item.label !== "") {
-      const width = Math.min(size.width, Math.ceil(item.annotation.label.length * fontSize * 0.62) + 6);
+      const width = Math.min(size.width, Math.ceil(codePointLength(item.annotation.label) * fontSize * 0.62) + 6);
       const height = fontSize + 4;
       const x = Math.max(0, Math.min(labelX, size.width - width));
       const y = Math.max(0, Math.min(labelY, size.height - height));

@@ -1,0 +1,272 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import sharp from "sharp";
+import { Language } from "../../../../generated/toolplane/code/v1/code.js";
+import { createLogger, NotFoundError } from "../../../runtime/src/index.js";
+import type { ExecutionOutcome } from "../backend.js";
+import { DiskCheckpointStore } from "../checkpoint-store.js";
+import { SessionManager, type SessionManagerConfig } from "../sessions.js";
+import { PythonBackend, type PythonBackendOptions } from "./backend.js";
+import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./sandbox.js";
+
+const MIB = 1024 * 1024;
+
+const MANAGER: SessionManagerConfig = {
+  defaults: { timeoutMs: 10_000, memoryMb: 512, maxOutputBytes: 8192, maxImages: 4, idleTtlSeconds: 600 },
+  maxima: { timeoutMs: 30_000, memoryMb: 1024, maxOutputBytes: 65536, maxImages: 8, idleTtlSeconds: 3600 },
+  maxSessions: 64,
+  maxWaitingCreates: 64,
+  retryAfterMs: 100,
+  sweepIntervalMs: 60_000,
+  maxCodeBytes: MIB,
+};
+
+function backendOptions(store: DiskCheckpointStore, maxLiveKernels: number, maxBytes = 16 * MIB): PythonBackendOptions {
+  return {
+    start: "auto",
+    unsharePath: process.env.TOOLPLANE_CODE_UNSHARE_PATH ?? "/usr/bin/unshare",
+    sessionInitPath: defaultSessionInitPath(),
+    seccompPath: defaultSeccompPath(),
+    preload: ["numpy", "PIL.Image", "PIL.ImageOps", "matplotlib.pyplot"],
+    poolSize: 1,
+    warmupConcurrency: 1,
+    forkPoolSize: 2,
+    forkConcurrency: 1,
+    retryAfterMs: 500,
+    bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
+    pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
+    kernelPath: defaultKernelPath(),
+    hostUid: process.getuid?.() === 0 ? 65534 : undefined,
+    tmpBytes: 32 * MIB,
+    maxFrameBytes: 64 * MIB,
+    maxProcesses: 32,
+    maxFileBytes: 4 * MIB,
+    maxOpenFiles: 128,
+    killGraceMs: 500,
+    checkpoints: { store, maxBytes, timeoutMs: 5000, maxLiveKernels },
+  };
+}
+
+/** One code service's worth of Python sessions on a shared checkpoint directory. */
+class Replica {
+  readonly backend: PythonBackend;
+  readonly manager: SessionManager;
+
+  constructor(dir: string, maxLiveKernels = 64, maxBytes?: number) {
+    const logger = createLogger("test", "silent");
+    this.backend = new PythonBackend(
+      backendOptions(new DiskCheckpointStore(dir, 512 * MIB), maxLiveKernels, maxBytes),
+      logger,
+    );
+    this.manager = new SessionManager([this.backend], MANAGER, logger);
+  }
+
+  start = () => this.manager.start();
+  stop = () => this.manager.stop();
+
+  async create(images: Array<{ name: string; data: Buffer; mimeType: string; width: number; height: number }> = []) {
+    const created = await this.manager.create({
+      language: Language.LANGUAGE_PYTHON,
+      images,
+      limits: {},
+      idleTtlSeconds: 0,
+      label: "checkpoint-test",
+      signal: new AbortController().signal,
+    });
+    return created.sessionId;
+  }
+
+  async run(sessionId: string, code: string): Promise<ExecutionOutcome> {
+    const { outcome } = await this.manager.execute({
+      sessionId,
+      code,
+      timeoutMs: 0,
+      fixIndentation: false,
+      signal: new AbortController().signal,
+    });
+    return outcome;
+  }
+}
+
+/** Runs a cell and returns its stdout, failing on a model error. */
+async function ok(replica: Replica, sessionId: string, code: string): Promise<ExecutionOutcome> {
+  const outcome = await replica.run(sessionId, code);
+  assert.equal(outcome.failure, undefined, `${code}\n${outcome.stderr}`);
+  return outcome;
+}
+
+const STATE = [
+  "import numpy as np",
+  "crop = image_1.crop((0, 0, 20, 10))",
+  "arrays = [np.arange(1000) * k for k in range(3)]",
+  "big = np.ones(262144)",
+  "table = {'a': 1, 'nested': {'b': [1, 2, 3]}}",
+  "square = lambda x: x * x",
+  "handle = open('/tmp/notes.txt', 'w')",
+  "def total(): return sum(int(a.sum()) for a in arrays) + table['a']",
+].join("\n");
+
+const CHECK =
+  "print(crop.size, arrays[2][10] + int(big.sum()) - 262144, table['nested']['b'], square(7), total(), 'handle' in globals())";
+
+describe("Python checkpoints (real sandboxes)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "toolplane-checkpoints-test-"));
+  let png: Buffer;
+  const image = () => [{ name: "image_1", data: png, mimeType: "image/png", width: 40, height: 30 }];
+
+  before(async () => {
+    png = await sharp({ create: { width: 40, height: 30, channels: 3, background: "#00ff00" } })
+      .png()
+      .toBuffer();
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("a session whose interpreter is killed between cells comes back from its checkpoint, minus the open file", async () => {
+    const replica = new Replica(dir);
+    await replica.start();
+    try {
+      const id = await replica.create(image());
+      await ok(replica, id, STATE);
+      const expected = (await ok(replica, id, CHECK)).stdout;
+      assert.match(expected, /\(20, 10\) 20 \[1, 2, 3\] 49 1498501 True/);
+      // The checkpoint is taken after the answer: give it its moment, then kill the interpreter from outside.
+      await ok(replica, id, "x = 1");
+      await replica.backend.checkpointsSettled();
+      const pids = replica.backend.sessionPids();
+      assert.equal(pids.length, 1);
+      process.kill(pids[0] as number, "SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      const after = await ok(replica, id, CHECK.replace("'handle' in globals()", "x"));
+      assert.match(after.stdout, /\(20, 10\) 20 \[1, 2, 3\] 49 1498501 1/);
+      assert.equal(after.restored?.reason, "kernel_lost");
+      assert.equal(after.restored?.complete, true);
+      assert.deepEqual(after.restored?.lostNames, ["handle"]);
+      assert.match(
+        after.stderr,
+        /restored from its last checkpoint; these names could not be saved and are gone: handle/,
+      );
+      // The next cell runs on the restored interpreter without another note.
+      const next = await ok(replica, id, "print(square(3))");
+      assert.equal(next.stdout, "9\n");
+      assert.equal(next.restored, undefined);
+      assert.equal(next.stderr, "");
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  it("another replica on the same store continues a session it never held (restarted or moved)", async () => {
+    const first = new Replica(dir);
+    await first.start();
+    let id: string;
+    try {
+      id = await first.create(image());
+      await ok(first, id, STATE);
+      await ok(first, id, "y = total()");
+    } finally {
+      // A replica that stops (rolled out, scaled in) leaves its sessions' checkpoints for the others.
+      await first.stop();
+    }
+    const second = new Replica(dir);
+    await second.start();
+    try {
+      const moved = await ok(second, id, "print(y, crop.size, square(5))");
+      assert.equal(moved.stdout, "1498501 (20, 10) 25\n");
+      assert.equal(moved.restored?.reason, "moved");
+      await assert.rejects(second.run("00000000-0000-4000-8000-000000000000", "1"), NotFoundError);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it("above the live-interpreter budget, idle sessions hibernate and come back on their next call", async () => {
+    const replica = new Replica(dir, 2);
+    await replica.start();
+    try {
+      const ids = [];
+      for (let i = 0; i < 4; i++) {
+        const id = await replica.create();
+        await ok(replica, id, `n = ${i}\nhistory = [n]`);
+        ids.push(id);
+      }
+      const counts = replica.backend.kernelCounts;
+      assert.equal(counts.open, 4);
+      assert.ok(counts.live <= 3, `live kernels ${counts.live}`);
+      const reasons = [];
+      for (const [i, id] of ids.entries()) {
+        const outcome = await ok(replica, id, "history.append(n * 10)\nprint(history)");
+        assert.equal(outcome.stdout, `[${i}, ${i * 10}]\n`);
+        reasons.push(outcome.restored?.reason);
+      }
+      assert.ok(reasons.includes("hibernated"), `reasons ${reasons.join(",")}`);
+      assert.ok(replica.backend.kernelCounts.live <= 3);
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  it("a namespace over the size limit is not saved and the model is told, without failing the cell", async () => {
+    const replica = new Replica(dir, 64, 256 * 1024);
+    await replica.start();
+    try {
+      const id = await replica.create();
+      await ok(replica, id, "big = bytes(1024 * 1024)");
+      const next = await ok(replica, id, "print(len(big))");
+      assert.equal(next.stdout, "1048576\n");
+      assert.match(next.stderr, /too large to save \(over the checkpoint limit of 262144 bytes\)/);
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  it("a pickle that runs code on restore runs it only inside the sandbox, and a crashing one starts fresh", async () => {
+    const replica = new Replica(dir);
+    await replica.start();
+    try {
+      const id = await replica.create();
+      await ok(
+        replica,
+        id,
+        [
+          "import os",
+          "class Trap:",
+          "    def __reduce__(self):",
+          "        return (os.system, ('touch /tmp/escaped-on-restore',))",
+          "trap = Trap()",
+          "marker = 'kept'",
+        ].join("\n"),
+      );
+      await ok(replica, id, "z = 2");
+      await replica.backend.checkpointsSettled();
+      process.kill(replica.backend.sessionPids()[0] as number, "SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const restored = await ok(replica, id, "import os\nprint(marker, z, os.path.exists('/tmp/escaped-on-restore'))");
+      // The payload ran in the fresh sandbox's own /tmp, never on the host.
+      assert.equal(restored.stdout, "kept 2 True\n");
+      assert.equal(restored.restored?.complete, true);
+      assert.equal(await import("node:fs").then((fs) => fs.existsSync("/tmp/escaped-on-restore")), false);
+
+      const crashing = await replica.create();
+      await ok(
+        replica,
+        crashing,
+        "import os\nclass Bomb:\n    def __reduce__(self):\n        return (os._exit, (3,))\nbomb = Bomb()\nkeep = 1",
+      );
+      await ok(replica, crashing, "w = 1");
+      await replica.backend.checkpointsSettled();
+      const pids = replica.backend.sessionPids();
+      for (const pid of pids) process.kill(pid, "SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const fresh = await replica.run(crashing, "print('keep' in globals())");
+      assert.equal(fresh.failure, undefined, fresh.stderr);
+      assert.equal(fresh.stdout, "False\n");
+      assert.match(fresh.stderr, /restarted: variables and imports from earlier cells are lost/);
+    } finally {
+      await replica.stop();
+    }
+  });
+});
