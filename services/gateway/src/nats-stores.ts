@@ -25,6 +25,9 @@ import type { ImageStore, SessionStore, StoredImage } from "./stores.js";
  * two gateways may each create a kernel, and the merge keeps one of them.
  */
 
+/** How often a gateway scans the shared records for expired sessions (a TTL is enforced within this). */
+const SWEEP_SCAN_MS = 5000;
+
 /** The serialisable form of a TrajectorySession (its live maps and promises resolved). */
 interface SessionRecord {
   id: string;
@@ -110,6 +113,7 @@ function merge(mine: SessionRecord, theirs: SessionRecord): SessionRecord {
 export class NatsSessionStore implements SessionStore {
   /** KV revision each session object was read at, for compare-and-set on write-back. */
   private readonly revisions = new WeakMap<TrajectorySession, number>();
+  private lastScanMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly kv: KV,
@@ -216,6 +220,9 @@ export class NatsSessionStore implements SessionStore {
    */
   async removeExpired(): Promise<TrajectorySession[]> {
     const now = this.now();
+    // Every gateway sweeps and a sweep reads every record: at most one scan per SWEEP_SCAN_MS per gateway.
+    if (now - this.lastScanMs < SWEEP_SCAN_MS) return [];
+    this.lastScanMs = now;
     const expired: TrajectorySession[] = [];
     for (const id of await this.ids()) {
       const entry = await this.kv.get(keyOf(id));
