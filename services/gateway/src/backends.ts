@@ -117,15 +117,19 @@ export function createGrpcBackends(
     codeReplicas,
     code: {
       async createSession(request, options) {
-        // A replica that went away since its last load report is skipped: the session holds no state yet.
+        // A replica that went away since its last load report is skipped (each tried once): the session holds
+        // no state yet.
+        const tried = new Set<string>();
         for (;;) {
-          const replica = codeReplicas.place();
+          const replica = codeReplicas.place(tried);
           try {
             const response = await invoke(replica.client, replica.client.createSession, request, options);
+            codeReplicas.markUp(replica.address);
             codeReplicas.countSession(replica.address, 1);
             return { ...response, replica: replica.address };
           } catch (error) {
             if (!(await codeReplicas.unreachable(replica.address, error))) throw error;
+            tried.add(replica.address);
           }
         }
       },

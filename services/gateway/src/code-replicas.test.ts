@@ -44,7 +44,7 @@ describe("placement", () => {
     }
   });
 
-  it("skips replicas that are down or unlisted, and says so when none is left", () => {
+  it("skips replicas that are down or unlisted, and says so when none is left to try", () => {
     const pool = new CodeReplicaPool("a:1,b:2", options());
     try {
       const [a, b] = pool.list();
@@ -52,8 +52,10 @@ describe("placement", () => {
       a.healthy = false;
       for (let n = 0; n < 10; n++) assert.equal(pool.place().address, "b:2");
       b.listed = false;
+      // Every listed replica down: try one rather than refuse, unless a creation already failed there.
+      assert.equal(pool.place().address, "a:1");
       assert.throws(
-        () => pool.place(),
+        () => pool.place(new Set(["a:1"])),
         (error: ToolplaneError) =>
           error.code === status.UNAVAILABLE &&
           error.errorClass === "INFRASTRUCTURE" &&

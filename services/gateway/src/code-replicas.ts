@@ -83,7 +83,7 @@ export function parseCodeTarget(target: string): TargetEntry[] {
   // ipv4:/ipv6: targets already list their endpoints with commas: each endpoint is a replica.
   if (target.startsWith("ipv4:") || target.startsWith("ipv6:")) {
     const problem = addressProblem(target);
-    if (problem) throw new Error(`TOOLPLANE_CODE_ADDR: ${problem}`);
+    if (problem) throw new Error(problem);
     return target
       .slice(5)
       .split(",")
@@ -91,7 +91,7 @@ export function parseCodeTarget(target: string): TargetEntry[] {
   }
   return target.split(",").map((entry): TargetEntry => {
     const problem = addressProblem(entry);
-    if (problem) throw new Error(`TOOLPLANE_CODE_ADDR entry ${JSON.stringify(entry)}: ${problem}`);
+    if (problem) throw new Error(`entry ${JSON.stringify(entry)}: ${problem}`);
     if (!entry.startsWith("dns:")) return { kind: "fixed", address: entry };
     const rest = entry.slice("dns:".length);
     const endpoint = rest.startsWith("//") ? rest.slice(rest.indexOf("/", 2) + 1) : rest;
@@ -175,11 +175,15 @@ export class CodeReplicaPool {
 
   /**
    * Picks the replica for a new session: the less loaded of two listed, healthy replicas drawn at random
-   * (open sessions + sessions placed since its last report + in-flight cells). Two random choices instead of
+   * (open sessions + sessions placed since its last report + in-flight cells); when none is healthy, any listed
+   * one not in `exclude` (those a creation already failed on). Two random choices instead of
    * the global minimum keep several gateways, each with a slightly stale view, from all piling onto one replica.
    */
-  place(): CodeReplica {
-    const eligible = this.list().filter((replica) => replica.listed && replica.healthy);
+  place(exclude: ReadonlySet<string> = new Set()): CodeReplica {
+    const listed = this.list().filter((replica) => replica.listed && !exclude.has(replica.address));
+    const up = listed.filter((replica) => replica.healthy);
+    // With every replica down, trying one beats refusing outright: it may be back before its next load poll.
+    const eligible = up.length > 0 ? up : listed;
     if (eligible.length === 0) {
       const known = this.list().map((replica) => `${replica.address}${replica.healthy ? "" : " (down)"}`);
       throw new UnavailableError(
@@ -194,6 +198,12 @@ export class CodeReplicaPool {
     const chosen = score(second) < score(first) ? second : first;
     chosen.placedSinceReport++;
     return chosen;
+  }
+
+  /** A call just succeeded on the replica: it is up, whatever its last load poll said. */
+  markUp(address: string): void {
+    const replica = this.replicas.get(address);
+    if (replica) replica.healthy = true;
   }
 
   /** Counts a session this gateway opened on (+1) or closed on (-1) a replica, for /metrics. */

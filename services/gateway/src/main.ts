@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ToolGatewayService } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
+  ADDRESS_FORMS,
   address,
   baseConfigShape,
   combineObservers,
@@ -37,7 +38,8 @@ const gatewayConfigShape = {
     .string()
     .superRefine((value, context) => {
       const problem = codeTargetProblem(value);
-      if (problem) context.addIssue({ code: "custom", message: problem });
+      if (problem)
+        context.addIssue({ code: "custom", message: `expected ${ADDRESS_FORMS}, comma-separated: ${problem}` });
     })
     .default("127.0.0.1:50053"),
   // With TOOLPLANE_NATS_URL: where the shared session records and images live (nats-stores.ts).
