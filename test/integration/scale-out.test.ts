@@ -238,6 +238,7 @@ describe("scale-out: two gateways sharing sessions through NATS", () => {
       TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
       TOOLPLANE_SEARCH_ADDR: `127.0.0.1:${await freePort()}`,
       TOOLPLANE_NATS_URL: nats.url,
+      TOOLPLANE_GATEWAY_SHARED_SESSIONS: "true",
       TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS: "200",
     };
     gateways.push(...(await Promise.all([0, 1].map(() => spawnService("gateway", env)))));

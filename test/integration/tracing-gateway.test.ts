@@ -329,8 +329,6 @@ describe("client -> gateway -> search: trace, events, metrics, record and replay
       TOOLPLANE_IMAGE_ADDR: `127.0.0.1:${await freePort()}`,
       TOOLPLANE_CODE_ADDR: `127.0.0.1:${await freePort()}`,
       TOOLPLANE_NATS_URL: nats.url,
-      // Another deployment than the recording gateway: its own sessions (the recorded trajectory is still open there).
-      TOOLPLANE_GATEWAY_SESSION_BUCKET: "replay_sessions",
       TOOLPLANE_RECORD_MODE: "replay",
     });
     try {

@@ -281,6 +281,7 @@ if (REPLICAS >= 2) {
         TOOLPLANE_CODE_ADDR: codes.map((code) => code.address).join(","),
         TOOLPLANE_SEARCH_ADDR: search.address,
         TOOLPLANE_NATS_URL: nats.url,
+        TOOLPLANE_GATEWAY_SHARED_SESSIONS: "true",
       }),
     ),
   );
