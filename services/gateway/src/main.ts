@@ -4,6 +4,7 @@ import {
   ADDRESS_FORMS,
   address,
   baseConfigShape,
+  boolean,
   combineObservers,
   createCallObserver,
   createLogger,
@@ -42,7 +43,9 @@ const gatewayConfigShape = {
         context.addIssue({ code: "custom", message: `expected ${ADDRESS_FORMS}, comma-separated: ${problem}` });
     })
     .default("127.0.0.1:50053"),
-  // With TOOLPLANE_NATS_URL: where the shared session records and images live (nats-stores.ts).
+  // With TOOLPLANE_NATS_URL: session records and images in JetStream, shared by every gateway (nats-stores.ts).
+  // Opt-in: NATS then carries every call (a NATS outage fails calls), not only the events.
+  TOOLPLANE_GATEWAY_SHARED_SESSIONS: boolean(false),
   TOOLPLANE_GATEWAY_SESSION_BUCKET: z
     .string()
     .regex(/^[-\w]+$/)
@@ -110,7 +113,7 @@ runMain("toolplane-gateway", async () => {
   exportAdmissionGauges(admission);
   // With NATS, session records and images are shared by every gateway replica; without, they stay in memory.
   const shared =
-    config.TOOLPLANE_NATS_URL === undefined
+    config.TOOLPLANE_NATS_URL === undefined || !config.TOOLPLANE_GATEWAY_SHARED_SESSIONS
       ? undefined
       : await openNatsStores({
           url: config.TOOLPLANE_NATS_URL,
