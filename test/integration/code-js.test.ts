@@ -134,7 +134,7 @@ describe("code service, JavaScript, over a real socket", () => {
     await stillServes();
   });
 
-  it("contains a heap exhaustion that kills the sandbox host: RESOURCE_EXHAUSTED for the culprit only", async () => {
+  it("contains a heap exhaustion V8 cannot stop: RESOURCE_EXHAUSTED for the culprit only, the bystander keeps its state", async () => {
     const bystander = (await api.create()).sessionId;
     await api.execute(bystander, "let mine = 1");
     const { sessionId } = await api.create();
@@ -142,8 +142,8 @@ describe("code service, JavaScript, over a real socket", () => {
     assertModelFailure(bomb, "RESOURCE_EXHAUSTED", /^MemoryLimitError$/);
     const after = await api.execute(bystander, "typeof mine");
     assert.equal(after.error, undefined, after.stderr);
-    assert.equal(after.result, '"undefined"');
-    assert.match(after.stderr, /sandbox process was restarted/);
+    assert.equal(after.result, '"number"');
+    assert.equal(after.stderr, "");
     await api.close(sessionId);
     await api.close(bystander);
     await stillServes();

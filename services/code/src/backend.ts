@@ -63,6 +63,12 @@ export interface Restored {
 
 export interface ExecuteOptions {
   timeoutMs: number;
+  /**
+   * Time after timeoutMs the backend may take to stop a cell that ignores its timeout (interrupt, then kill).
+   * The session manager sets it so that timeoutMs plus this grace ends before the caller's deadline: a runaway
+   * cell is then always the model's timeout. Absent = the backend's configured grace.
+   */
+  killGraceMs?: number;
   /** Aborted when the caller goes away; the execution must be stopped. */
   signal: AbortSignal;
   /**
@@ -95,6 +101,8 @@ export interface LanguageSession {
 
 export interface LanguageBackend {
   readonly language: Language;
+  /** Time after a cell's timeout this backend takes at most to stop it (interrupt, then kill). */
+  readonly killGraceMs?: number;
   /** Pre-starts pools; called once before the server accepts calls. */
   start(): Promise<void>;
   createSession(images: InputImage[], limits: ResolvedLimits, options?: CreateOptions): Promise<LanguageSession>;

@@ -1,5 +1,13 @@
+import sharp from "sharp";
 import type { NamedImage } from "../../../generated/toolplane/code/v1/code.js";
-import { InvalidArgumentError, limitError, probeImage } from "../../runtime/src/index.js";
+import {
+  errorMessage,
+  hasAcceptedSignature,
+  InvalidArgumentError,
+  limitError,
+  MIME_BY_FORMAT,
+  probeImage,
+} from "../../runtime/src/index.js";
 import type { InputImage } from "./backend.js";
 
 export interface InputImageLimits {
@@ -49,8 +57,55 @@ export async function toInputImages(images: NamedImage[], limits: InputImageLimi
   return result;
 }
 
-/** Width and height from a PNG's IHDR chunk (the kernel only returns PNGs). */
-export function pngSize(png: Buffer): { width: number; height: number } {
-  if (png.length < 24 || png.readUInt32BE(12) !== 0x49484452) return { width: 0, height: 0 };
-  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+/** Pixels one image returned by model code may have (the kernel refuses larger figures before rendering them). */
+export const MAX_RETURNED_PIXELS = 50_000_000;
+
+export interface ReturnedImage {
+  data: Buffer;
+  mimeType: string;
+  width: number;
+  height: number;
+}
+
+/**
+ * Checks every image a sandbox returned, whatever produced it (a figure, display(), or model code that
+ * reached into the kernel's own image list): an accepted format by its first bytes, real header dimensions
+ * within the pixel cap, and a full decode (streamed, to an 8x8 thumbnail, so memory stays small). An image
+ * that fails is dropped with a line on stderr for the model; the call itself still succeeds, because the
+ * image is the model's code's product and never an infrastructure failure.
+ */
+export async function screenReturnedImages(
+  images: Buffer[],
+  maxPixels = MAX_RETURNED_PIXELS,
+): Promise<{ images: ReturnedImage[]; notes: string }> {
+  const kept: ReturnedImage[] = [];
+  let notes = "";
+  for (const [index, data] of images.entries()) {
+    const problem = await returnedImageProblem(data, maxPixels);
+    if (typeof problem === "string") notes += `[image ${index + 1} dropped: ${problem}]\n`;
+    else kept.push({ data, ...problem });
+  }
+  return { images: kept, notes };
+}
+
+async function returnedImageProblem(
+  data: Buffer,
+  maxPixels: number,
+): Promise<string | { mimeType: string; width: number; height: number }> {
+  if (!hasAcceptedSignature(data)) return "its bytes are not a PNG, JPEG, WebP, GIF or TIFF image";
+  try {
+    const metadata = await sharp(data, { limitInputPixels: false }).metadata();
+    const width = metadata.width ?? 0;
+    const height = metadata.height ?? 0;
+    if (width * height > maxPixels) {
+      return `${width}x${height} is above the ${maxPixels} pixel limit of returned images`;
+    }
+    await sharp(data, { limitInputPixels: maxPixels, failOn: "error", sequentialRead: true })
+      .resize(8, 8, { fit: "fill" })
+      .raw()
+      .toBuffer();
+    return { mimeType: MIME_BY_FORMAT[metadata.format ?? ""] ?? "image/png", width, height };
+  } catch (error) {
+    return `it does not decode (${errorMessage(error).slice(0, 200)})`;
+  }
 }

@@ -14,7 +14,9 @@ import {
   startGrpcServer,
 } from "../../runtime/src/index.js";
 import { DiskCheckpointStore } from "./checkpoint-store.js";
+import { MAX_RETURNED_PIXELS } from "./images.js";
 import { createJavaScriptBackend } from "./javascript/backend.js";
+import { NatsCheckpointStore } from "./nats-checkpoint-store.js";
 import { PythonBackend } from "./python/backend.js";
 import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./python/sandbox.js";
 import { createCodeServiceImplementation } from "./server.js";
@@ -76,6 +78,12 @@ const codeConfigShape = {
   // shared by replicas: a replica then continues any session of another. Empty = a directory under /tmp.
   TOOLPLANE_CODE_CHECKPOINTS: z.enum(["on", "off"]).default("on"),
   TOOLPLANE_CODE_CHECKPOINT_DIR: z.string().default(""),
+  /** Set: checkpoints go to JetStream (Object Store + KV bucket of this name), shared by every replica. */
+  TOOLPLANE_NATS_URL: z.string().min(1).optional(),
+  TOOLPLANE_CODE_CHECKPOINT_BUCKET: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("toolplane_code_checkpoints"),
   TOOLPLANE_CODE_CHECKPOINT_MAX_MB: positiveInt(64),
   TOOLPLANE_CODE_CHECKPOINT_STORE_MB: positiveInt(4096),
   TOOLPLANE_CODE_CHECKPOINT_TIMEOUT_MS: positiveInt(10_000),
@@ -84,6 +92,12 @@ const codeConfigShape = {
   TOOLPLANE_CODE_JS_POOL_SIZE: z.coerce.number().int().min(0).max(256).default(8),
   TOOLPLANE_CODE_JS_HOST_PROCESSES: z.coerce.number().int().min(1).max(32).default(2),
   TOOLPLANE_CODE_JS_ISOLATION: z.enum(["process", "in-process"]).default("process"),
+  /**
+   * Memory one JavaScript host process may commit (RLIMIT_DATA; 0 = unbounded): room for one lost isolate of
+   * the largest memory_mb beside the host's live sessions, so a heap bomb ends in its host's bound.
+   */
+  TOOLPLANE_CODE_JS_HOST_MEMORY_MB: z.coerce.number().int().min(0).default(8192),
+  TOOLPLANE_CODE_PRLIMIT_PATH: z.string().min(1).default("/usr/bin/prlimit"),
   /** Image service for JavaScript's image.process(); empty = the helper is absent. */
   TOOLPLANE_IMAGE_ADDR: address("", { optional: true }),
 };
@@ -111,6 +125,17 @@ runMain("toolplane-code", async () => {
   const config = loadConfig(codeConfigShape);
   checkDefaultsWithinMaxima(config);
   const logger = createLogger("code", config.TOOLPLANE_LOG_LEVEL);
+  const checkpointStore =
+    config.TOOLPLANE_NATS_URL === undefined
+      ? new DiskCheckpointStore(
+          config.TOOLPLANE_CODE_CHECKPOINT_DIR || join(tmpdir(), "toolplane-checkpoints"),
+          config.TOOLPLANE_CODE_CHECKPOINT_STORE_MB * MIB,
+        )
+      : await NatsCheckpointStore.connect({
+          url: config.TOOLPLANE_NATS_URL,
+          bucket: config.TOOLPLANE_CODE_CHECKPOINT_BUCKET,
+          maxBytes: config.TOOLPLANE_CODE_CHECKPOINT_STORE_MB * MIB,
+        });
   const python = new PythonBackend(
     {
       start: config.TOOLPLANE_CODE_PYTHON_START,
@@ -137,10 +162,7 @@ runMain("toolplane-code", async () => {
       ...(config.TOOLPLANE_CODE_CHECKPOINTS === "on"
         ? {
             checkpoints: {
-              store: new DiskCheckpointStore(
-                config.TOOLPLANE_CODE_CHECKPOINT_DIR || join(tmpdir(), "toolplane-checkpoints"),
-                config.TOOLPLANE_CODE_CHECKPOINT_STORE_MB * MIB,
-              ),
+              store: checkpointStore,
               maxBytes: config.TOOLPLANE_CODE_CHECKPOINT_MAX_MB * MIB,
               timeoutMs: config.TOOLPLANE_CODE_CHECKPOINT_TIMEOUT_MS,
               maxLiveKernels: config.TOOLPLANE_CODE_MAX_LIVE_KERNELS,
@@ -159,8 +181,13 @@ runMain("toolplane-code", async () => {
     ...(config.TOOLPLANE_IMAGE_ADDR === "" ? {} : { imageServiceAddress: config.TOOLPLANE_IMAGE_ADDR }),
     imageServiceHint: "TOOLPLANE_IMAGE_ADDR",
     maxDisplayBytes: 32 * MIB,
-    maxDisplayPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS,
+    // A displayed image is returned to the model: decoding one the return screen would drop is wasted host memory.
+    maxDisplayPixels: Math.min(config.TOOLPLANE_CODE_MAX_INPUT_PIXELS, MAX_RETURNED_PIXELS),
     hardKillGraceMs: config.TOOLPLANE_CODE_KILL_GRACE_MS,
+    hostMemoryMb: config.TOOLPLANE_CODE_JS_HOST_MEMORY_MB,
+    prlimitPath: config.TOOLPLANE_CODE_PRLIMIT_PATH,
+    // A retired host serves its sessions for as long as an idle session of the default TTL would live.
+    hostDrainMs: config.TOOLPLANE_CODE_DEFAULT_IDLE_TTL_SECONDS * 1000,
     onHostEvent: (event) => jsLogger.warn({ event: event.kind, detail: event.detail }, "javascript sandbox host event"),
   });
   const manager = new SessionManager(
@@ -223,6 +250,7 @@ runMain("toolplane-code", async () => {
       stop: async () => {
         await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
         await manager.stop();
+        if (checkpointStore instanceof NatsCheckpointStore) await checkpointStore.close();
       },
     },
   };

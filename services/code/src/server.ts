@@ -15,7 +15,7 @@ import { Restored_Reason } from "../../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../../generated/toolplane/common/v1/common.js";
 import { type Logger, unary } from "../../runtime/src/index.js";
 import type { RestoreReason } from "./backend.js";
-import { type InputImageLimits, pngSize, toInputImages } from "./images.js";
+import { type InputImageLimits, screenReturnedImages, toInputImages } from "./images.js";
 import type { SessionManager } from "./sessions.js";
 
 const RESTORE_REASONS: Record<RestoreReason, Restored_Reason> = {
@@ -72,14 +72,15 @@ export function createCodeServiceImplementation(
         })
         .finally(() => inFlightCells--);
       const failure = outcome.failure;
+      const screened = await screenReturnedImages(outcome.images);
       return {
         stdout: outcome.stdout,
-        stderr: outcome.stderr,
+        stderr: outcome.stderr + screened.notes,
         stdoutTruncated: outcome.stdoutTruncated,
         stderrTruncated: outcome.stderrTruncated,
         result: outcome.result ?? "",
         hasResult: outcome.result !== undefined,
-        images: outcome.images.map((data) => ({ data, mimeType: "image/png", ...pngSize(data) })),
+        images: screened.images,
         imagesTruncated: outcome.imagesTruncated,
         // A failure of the model's code is a successful RPC carrying a MODEL error: the code ran and failed.
         error: failure && {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { status } from "@grpc/grpc-js";
 import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import {
   createLogger,
@@ -10,7 +11,7 @@ import {
   type ToolplaneError,
 } from "../../runtime/src/index.js";
 import type { CreateOptions, ExecuteOptions, ExecutionOutcome, LanguageBackend, LanguageSession } from "./backend.js";
-import { type CreateSessionParams, SessionManager, type SessionManagerConfig } from "./sessions.js";
+import { type CreateSessionParams, cellBudget, SessionManager, type SessionManagerConfig } from "./sessions.js";
 
 /**
  * A scripted in-memory language, so the manager's own rules (limits, TTL, cap,
@@ -296,5 +297,27 @@ describe("SessionManager", () => {
     await sessions.close(sessionId);
     assert.equal(backend.closed, 1);
     await assert.rejects(sessions.close(sessionId), NotFoundError);
+  });
+});
+
+describe("cellBudget", () => {
+  const now = 1_000_000;
+  it("keeps the requested timeout without a caller deadline", () => {
+    assert.deepEqual(cellBudget(5000, undefined, 2000, now), { timeoutMs: 5000 });
+  });
+
+  it("fits timeout plus kill grace inside the deadline, minus the margin", () => {
+    const budget = cellBudget(5000, now + 5000, 2000, now);
+    assert.deepEqual(budget, { timeoutMs: 2750, killGraceMs: 2000 });
+    assert.ok(budget.timeoutMs + (budget.killGraceMs ?? 0) <= 5000 - 250);
+    assert.deepEqual(cellBudget(1000, now + 60_000, 2000, now), { timeoutMs: 1000, killGraceMs: 2000 });
+  });
+
+  it("gives the grace at most half of a short deadline, and refuses a deadline already past", () => {
+    assert.deepEqual(cellBudget(5000, now + 900, 2000, now), { timeoutMs: 325, killGraceMs: 325 });
+    assert.throws(
+      () => cellBudget(5000, now + 200, 2000, now),
+      (error: ToolplaneError) => error.code === status.DEADLINE_EXCEEDED,
+    );
   });
 });

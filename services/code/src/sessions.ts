@@ -77,10 +77,30 @@ export interface ExecuteParams {
 }
 
 /**
- * Time kept between the end of a cell and the caller's deadline, so a cell cut
- * short by the deadline still returns its output and keeps its session's state.
+ * Time kept between the end of a cell (its kill, at worst) and the caller's deadline, so a cell cut short by the
+ * deadline still returns its output as the model's timeout; 100 ms proved too little for a kill and its answer
+ * on a loaded 2-core box.
  */
-const DEADLINE_MARGIN_MS = 100;
+const DEADLINE_MARGIN_MS = 250;
+
+/**
+ * The cell's timeout and kill grace, fitted inside the caller's deadline: the cell is interrupted at its
+ * timeout and killed at most a grace later, both before the deadline, so a runaway cell is always the model's
+ * timeout (MODEL DEADLINE_EXCEEDED) and never the caller's deadline (INFRASTRUCTURE). Under a short deadline
+ * the grace gets at most half of what is left.
+ */
+export function cellBudget(
+  requestedMs: number,
+  deadlineMs: number | undefined,
+  backendGraceMs: number | undefined,
+  now = Date.now(),
+): { timeoutMs: number; killGraceMs?: number } {
+  if (deadlineMs === undefined) return { timeoutMs: requestedMs };
+  const leftMs = Math.floor(deadlineMs - now - DEADLINE_MARGIN_MS);
+  if (leftMs <= 0) throw new DeadlineExceededError("the caller's deadline passed before the code could run");
+  const killGraceMs = Math.min(backendGraceMs ?? 0, Math.floor(leftMs / 2));
+  return { timeoutMs: Math.max(1, Math.min(requestedMs, leftMs - killGraceMs)), killGraceMs };
+}
 
 export interface ExecuteResult {
   outcome: ExecutionOutcome;
@@ -257,6 +277,7 @@ export class SessionManager {
   async execute(params: ExecuteParams): Promise<ExecuteResult> {
     // A held session is taken synchronously: it counts as busy (never swept as idle) from the call's first tick.
     const session = this.sessions.get(params.sessionId) ?? (await this.getOrRecover(params.sessionId, params.signal));
+    const backend = this.backendFor(session.language);
     const codeBytes = Buffer.byteLength(params.code, "utf8");
     if (codeBytes > this.config.maxCodeBytes) {
       throw new InvalidArgumentError(`code is ${codeBytes} bytes; the maximum is ${this.config.maxCodeBytes}`);
@@ -268,12 +289,7 @@ export class SessionManager {
     }
     const requestedMs = params.timeoutMs === 0 ? session.limits.timeoutMs : params.timeoutMs;
     return this.exclusive(session, params.signal, async (queueMs) => {
-      let timeoutMs = requestedMs;
-      if (params.deadlineMs !== undefined) {
-        const leftMs = Math.floor(params.deadlineMs - Date.now() - DEADLINE_MARGIN_MS);
-        if (leftMs <= 0) throw new DeadlineExceededError("the caller's deadline passed before the code could run");
-        timeoutMs = Math.min(timeoutMs, leftMs);
-      }
+      const { timeoutMs, killGraceMs } = cellBudget(requestedMs, params.deadlineMs, backend.killGraceMs);
       const started = performance.now();
       const outcome = await withStage(
         "sandbox_execute",
@@ -281,6 +297,7 @@ export class SessionManager {
         () =>
           session.backendSession.execute(params.code, {
             timeoutMs,
+            ...(killGraceMs === undefined ? {} : { killGraceMs }),
             signal: params.signal,
             fixIndentation: params.fixIndentation,
           }),

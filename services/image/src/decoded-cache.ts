@@ -1,6 +1,11 @@
-import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { DeadlineExceededError } from "../../runtime/src/index.js";
+import {
+  CancelledError,
+  DeadlineExceededError,
+  sha256Hex,
+  stoppedError,
+  type ToolplaneError,
+} from "../../runtime/src/index.js";
 import type { InputInfo } from "./input.js";
 import type { Raster } from "./raster.js";
 
@@ -31,18 +36,18 @@ const SIGHTINGS_REMEMBERED = 4096;
  * pixels), the name the gateway's image store gives the same image, so a caller may send that instead.
  */
 export function decodedCacheKey(data: Buffer): string {
-  return createHash("sha256").update(data).digest("hex");
+  return sha256Hex(data);
 }
 
-function cancelledWhileWaiting(): DeadlineExceededError {
-  return new DeadlineExceededError("deadline passed or call cancelled while another call decoded the same image");
+function cancelledWhileWaiting(signal: AbortSignal): ToolplaneError {
+  return stoppedError(signal, "stopped while another call decoded the same image");
 }
 
 /** `pending`, or a rejection as soon as `signal` aborts: a caller that has gone stops waiting for someone else's work. */
 function untilAborted<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(cancelledWhileWaiting());
+  if (signal.aborted) return Promise.reject(cancelledWhileWaiting(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(cancelledWhileWaiting());
+    const onAbort = () => reject(cancelledWhileWaiting(signal));
     signal.addEventListener("abort", onAbort, { once: true });
     pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
@@ -127,7 +132,9 @@ export class DecodedCache {
         this.hits += 1;
         return image;
       } catch (error) {
-        if (!(error instanceof DeadlineExceededError) || signal.aborted) throw error;
+        // The decoding call stopped (its own deadline or caller): this one, still wanted, decodes itself.
+        const ownerStopped = error instanceof DeadlineExceededError || error instanceof CancelledError;
+        if (!ownerStopped || signal.aborted) throw error;
       }
     }
   }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DeadlineExceededError, ResourceExhaustedError } from "../../runtime/src/index.js";
+import { CancelledError, ResourceExhaustedError } from "../../runtime/src/index.js";
 import { WorkQueue } from "./limits.js";
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -65,7 +65,7 @@ describe("WorkQueue", () => {
     const controller = new AbortController();
     const waiting = queue.run(async () => "must not run", controller.signal);
     controller.abort();
-    await assert.rejects(waiting, DeadlineExceededError);
+    await assert.rejects(waiting, CancelledError);
     const next = queue.run(async () => "next ran", never);
     gate.resolve();
     await first;

@@ -1,4 +1,4 @@
-import { DeadlineExceededError, ResourceExhaustedError } from "../../runtime/src/index.js";
+import { ResourceExhaustedError, stoppedError, type ToolplaneError } from "../../runtime/src/index.js";
 
 /** What one request may cost. Each limit names the environment variable that sets it, for error messages. */
 export interface ImageLimits {
@@ -69,7 +69,7 @@ export class WorkQueue {
   }
 
   private acquire(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(abortedWhileWaiting());
+    if (signal.aborted) return Promise.reject(abortedWhileWaiting(signal));
     if (this.running < this.maxRunning) {
       this.running += 1;
       return Promise.resolve();
@@ -90,7 +90,7 @@ export class WorkQueue {
       const onAbort = () => {
         const index = this.waiting.indexOf(start);
         if (index >= 0) this.waiting.splice(index, 1);
-        reject(abortedWhileWaiting());
+        reject(abortedWhileWaiting(signal));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       this.waiting.push(start);
@@ -105,6 +105,7 @@ export class WorkQueue {
   }
 }
 
-function abortedWhileWaiting(): DeadlineExceededError {
-  return new DeadlineExceededError("deadline passed or call cancelled while waiting for a free image worker");
+/** DEADLINE_EXCEEDED when the signal's reason is the deadline, CANCELLED when the caller left. */
+function abortedWhileWaiting(signal: AbortSignal): ToolplaneError {
+  return stoppedError(signal, "stopped while waiting for a free image worker");
 }

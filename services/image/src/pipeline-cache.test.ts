@@ -9,7 +9,7 @@ import {
   ResizeOp_Fit,
 } from "../../../generated/toolplane/image/v1/image.js";
 import { photoJpeg, pixelBox, quadrants, resizeOp, zoomOp } from "../../../test/fixtures/image/generate.js";
-import { DeadlineExceededError, InvalidArgumentError } from "../../runtime/src/index.js";
+import { CancelledError, DeadlineExceededError, InvalidArgumentError } from "../../runtime/src/index.js";
 import { DecodedCache } from "./decoded-cache.js";
 import { DEFAULT_LIMITS, type ImageLimits, WorkQueue } from "./limits.js";
 import { ImagePipeline } from "./pipeline.js";
@@ -185,7 +185,7 @@ describe("pipeline with the decoded-image cache", () => {
     cancelled.abort();
     await assert.rejects(
       cached.process(photo, [], png, { signal: cancelled.signal, deadlineMs: undefined }),
-      DeadlineExceededError,
+      CancelledError,
     );
     await assert.rejects(
       cached.process(photo, [{ invert: {} }], png, { signal: live.signal, deadlineMs: Date.now() - 1 }),

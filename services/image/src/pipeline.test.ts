@@ -24,7 +24,12 @@ import {
   WHITE,
   zoomOp,
 } from "../../../test/fixtures/image/generate.js";
-import { DeadlineExceededError, InvalidArgumentError, type ToolplaneError } from "../../runtime/src/index.js";
+import {
+  CancelledError,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  type ToolplaneError,
+} from "../../runtime/src/index.js";
 import { DEFAULT_LIMITS, type ImageLimits, WorkQueue } from "./limits.js";
 import { ImagePipeline, type ProcessResult } from "./pipeline.js";
 
@@ -701,21 +706,29 @@ describe("bad inputs and limits", () => {
     );
   });
 
-  it("a cancelled call or a passed deadline stops with DEADLINE_EXCEEDED", async () => {
+  it("a cancelled call stops with CANCELLED, a passed deadline with DEADLINE_EXCEEDED", async () => {
     const input = await quadrantPng;
     const controller = new AbortController();
     controller.abort();
     await rejectsWith(
       pipeline().process(input, [], png, { signal: controller.signal, deadlineMs: undefined }),
+      CancelledError,
+      "INFRASTRUCTURE",
+      /stopped (before|while waiting)/,
+    );
+    const timedOut = new AbortController();
+    timedOut.abort(new DeadlineExceededError("the call's deadline passed"));
+    await rejectsWith(
+      pipeline().process(input, [], png, { signal: timedOut.signal, deadlineMs: undefined }),
       DeadlineExceededError,
       "INFRASTRUCTURE",
-      /deadline passed or call cancelled/,
+      /stopped (before|while waiting)/,
     );
     await rejectsWith(
       pipeline().process(input, [{ invert: {} }], png, { signal: live.signal, deadlineMs: Date.now() - 1 }),
       DeadlineExceededError,
       "INFRASTRUCTURE",
-      /deadline passed or call cancelled/,
+      /deadline passed before/,
     );
   });
 });

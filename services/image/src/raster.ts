@@ -5,6 +5,7 @@ import {
   InternalError,
   InvalidArgumentError,
   NotFoundError,
+  stoppedError,
 } from "../../runtime/src/index.js";
 import type { InputInfo } from "./input.js";
 import { type ImageLimits, limitText } from "./limits.js";
@@ -64,12 +65,12 @@ export interface StepContext {
   deadlineMs: number | undefined;
 }
 
-/** Throws DEADLINE_EXCEEDED when the caller has gone or its deadline has passed. */
+/** Throws DEADLINE_EXCEEDED when the deadline has passed, CANCELLED when the caller has gone. */
 export function ensureTimeLeft(context: StepContext, during: string): void {
-  const expired = context.deadlineMs !== undefined && Date.now() >= context.deadlineMs;
-  if (context.signal.aborted || expired) {
-    throw new DeadlineExceededError(`deadline passed or call cancelled before ${during}`);
+  if (context.deadlineMs !== undefined && Date.now() >= context.deadlineMs) {
+    throw new DeadlineExceededError(`deadline passed before ${during}`);
   }
+  if (context.signal.aborted) throw stoppedError(context.signal, `stopped before ${during}`);
 }
 
 /** libvips' own timeout for one pass, so even a single slow pass stops near the deadline (whole seconds, as sharp takes them). */

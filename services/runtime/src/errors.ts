@@ -1,5 +1,6 @@
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { ErrorClass, type ToolError } from "../../../generated/toolplane/common/v1/common.js";
+import { errorMessage } from "./error-message.js";
 
 /** Trailing-metadata keys that carry the error class across process boundaries. */
 export const ERROR_CLASS_KEY = "toolplane-error-class";
@@ -7,10 +8,7 @@ export const RETRY_AFTER_KEY = "toolplane-retry-after-ms";
 
 export type ErrorClassName = "MODEL" | "INFRASTRUCTURE";
 
-/** The message of any thrown value (as grpc-js `getErrorMessage`). */
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+export { errorMessage };
 
 /** Error class <-> wire enum, in one table. */
 const ERROR_CLASS_WIRE: Record<ErrorClassName, ErrorClass> = {

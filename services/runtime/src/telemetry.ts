@@ -1,4 +1,5 @@
 import { type Attributes, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
+import { errorMessage } from "./error-message.js";
 
 /**
  * Tracing. Off unless an OTLP endpoint is configured with the standard
@@ -112,7 +113,7 @@ function errorClassOf(error: unknown): string {
 export function recordSpanError(span: Span, error: unknown): void {
   span.recordException(error instanceof Error ? error : new Error(String(error)));
   span.setAttribute(SpanAttribute.errorClass, errorClassOf(error));
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+  span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
 }
 
 /**

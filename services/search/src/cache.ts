@@ -1,8 +1,7 @@
-import { createHash } from "node:crypto";
 import { type KV, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { LRUCache } from "lru-cache";
-import type { Logger } from "../../runtime/src/index.js";
+import { type Logger, sha256Hex } from "../../runtime/src/index.js";
 import type { ProviderResult } from "./types.js";
 
 /** A provider's answer as stored: the results and when they were fetched. */
@@ -47,13 +46,11 @@ export function textCacheKey(parts: TextKeyParts): string {
     parts.language.toLowerCase(),
     parts.region.toLowerCase(),
   ]);
-  return createHash("sha256").update(canonical).digest("hex");
+  return sha256Hex(canonical);
 }
 
 export function imageCacheKey(provider: string, imageSha256: string): string {
-  return createHash("sha256")
-    .update(JSON.stringify(["image/v1", provider, imageSha256]))
-    .digest("hex");
+  return sha256Hex(JSON.stringify(["image/v1", provider, imageSha256]));
 }
 
 /** Thumbnails are bytes; JSON carries them as base64. */

@@ -1,10 +1,10 @@
-import { createHash } from "node:crypto";
 import {
   codePointLength,
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
   limitError,
+  sha256Hex,
   UnavailableError,
   verifyImage,
   withStage,
@@ -142,7 +142,7 @@ export class SearchEngine {
     const { mimeType } = await verifyImage(data, "image.data", MAX_INPUT_PIXELS);
     const topK = this.topK(request.topK);
     const provider = this.provider(request.provider, "image");
-    const sha256 = createHash("sha256").update(data).digest("hex");
+    const sha256 = sha256Hex(data);
     return this.cached(provider.name, imageCacheKey(provider.name, sha256), request.cachePolicy, topK, started, () =>
       provider.searchImage({ data, sha256, mimeType, count: this.settings.maxTopK }, budget),
     );

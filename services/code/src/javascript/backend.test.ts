@@ -7,6 +7,7 @@ import {
   type ProcessRequest,
   type ProcessResponse,
 } from "../../../../generated/toolplane/image/v1/image.js";
+import { waitFor } from "../../../../test/support/processes.js";
 import {
   createLogger,
   InvalidArgumentError,
@@ -351,11 +352,16 @@ describe("JavaScript backend, in process", () => {
     assert.equal(capped.imagesTruncated, true);
     const garbage = await run(session, "display(new Uint8Array([1, 2, 3]), 'image/png')");
     assert.equal(garbage.failure?.type, "TypeError");
-    assert.match(garbage.failure?.message ?? "", /not a decodable image/);
+    assert.match(
+      garbage.failure?.message ?? "",
+      /not an image of an accepted type \(image\/jpeg, image\/png, image\/webp, image\/gif, image\/tiff\) by their first bytes/,
+    );
+    const truncated = await run(session, "display(image_1.bytes.slice(0, 200), 'image/jpeg')");
+    assert.match(truncated.failure?.message ?? "", /not a decodable image/);
     const mismatch = await run(session, "display(image_1, 'image/png')");
     assert.match(mismatch.failure?.message ?? "", /mime is image\/png but the bytes are image\/jpeg/);
     const badMime = await run(session, "display(image_1.bytes, 'text/html')");
-    assert.match(badMime.failure?.message ?? "", /use image\/png, image\/jpeg or image\/webp/);
+    assert.match(badMime.failure?.message ?? "", /use one of image\/jpeg, image\/png, image\/webp/);
     const notBytes = await run(session, "display('a string')");
     assert.match(notBytes.failure?.message ?? "", /expected an image object/);
     const caught = await run(session, `try { display(new Uint8Array(4)) } catch (e) { 'caught ' + e.name }`);
@@ -560,6 +566,7 @@ describe("JavaScript backend, sandbox host processes", () => {
       ...BASE,
       isolation: "process",
       hostProcesses: 1,
+      hostMemoryMb: 2048,
       onHostEvent: (event) => events.push(event.detail),
     });
     await backend.start();
@@ -606,27 +613,77 @@ describe("JavaScript backend, sandbox host processes", () => {
     await session.close();
   });
 
-  it("contains a heap exhaustion isolated-vm cannot handle: the culprit gets RESOURCE_EXHAUSTED, others a notice", async () => {
+  it("contains a heap exhaustion isolated-vm cannot handle: the culprit alone gets RESOURCE_EXHAUSTED, others keep their state", async () => {
     const culprit = await backend.createSession([], LIMITS);
     const bystander = await backend.createSession([], LIMITS);
-    await value(bystander, "let mine = 'kept?'");
-    const outcome = await run(culprit, "new Array(2 ** 30).fill(0)", 60_000);
-    assert.equal(outcome.failure?.code, "RESOURCE_EXHAUSTED");
+    await value(bystander, "let mine = 'kept'");
+    const started = performance.now();
+    // A bystander cell runs on the same host while the bomb goes off.
+    const [outcome, during] = await Promise.all([
+      run(culprit, "new Array(2 ** 30).fill(0)", 60_000),
+      run(bystander, "let spins = 0; const until = Date.now() + 300; while (Date.now() < until) spins++; mine", 5000),
+    ]);
+    const elapsedMs = performance.now() - started;
+    assert.equal(outcome.failure?.code, "RESOURCE_EXHAUSTED", JSON.stringify(outcome));
     assert.equal(outcome.failure?.type, "MemoryLimitError");
     assert.match(outcome.failure?.message ?? "", /the session's state was lost/);
+    assert.equal(during.result, '"kept"');
     assert.ok(
-      events.some((detail) => detail.includes("sandbox host process exited")),
+      events.some((detail) => detail.includes("lost an isolate")),
       events.join("; "),
     );
-    // The host was replaced; both sessions carry on in fresh contexts and are told why.
+    process.stdout.write(`heap bomb (memory_mb ${LIMITS.memoryMb}) answered in ${Math.round(elapsedMs)} ms\n`);
+    // The culprit carries on in a fresh context and is told why; the bystander keeps its variables.
     const next = await run(culprit, "1 + 1");
     assert.equal(next.result, "2");
     assert.match(next.stderr, /previous cell exhausted the JavaScript heap/);
-    const other = await run(bystander, "typeof mine");
-    assert.equal(other.result, '"undefined"');
-    assert.match(other.stderr, /sandbox process was restarted/);
+    const other = await run(bystander, "mine");
+    assert.equal(other.result, '"kept"');
+    assert.equal(other.stderr, "");
     const fresh = await backend.createSession([], LIMITS);
     assert.equal(await value(fresh, "'serving'"), '"serving"');
-    await Promise.all([culprit.close(), bystander.close(), fresh.close()]);
+    // The retired host ends when its last session leaves.
+    await bystander.close();
+    await waitFor(
+      () => events.some((detail) => detail.startsWith("retired sandbox host process exited")),
+      "the retired host to exit",
+    );
+    await Promise.all([culprit.close(), fresh.close()]);
+  });
+
+  it("ends the oldest retired host once more are retired than the cap, so lost heaps cannot pile up", async () => {
+    const bystanders: LanguageSession[] = [];
+    for (let round = 0; round < 2; round++) {
+      const bystander = await backend.createSession([], LIMITS);
+      await value(bystander, `let round = ${round}`);
+      bystanders.push(bystander);
+      const culprit = await backend.createSession([], LIMITS);
+      const outcome = await run(culprit, "new Array(2 ** 30).fill(0)", 60_000);
+      assert.equal(outcome.failure?.code, "RESOURCE_EXHAUSTED");
+      await culprit.close();
+    }
+    // hostProcesses is 1, so one retired host may drain: the first one was ended, the second still serves.
+    const [first, second] = bystanders as [LanguageSession, LanguageSession];
+    const lost = await run(first, "typeof round");
+    assert.equal(lost.result, '"undefined"');
+    assert.match(lost.stderr, /the JavaScript state was lost/);
+    assert.equal(await value(second, "round"), "1");
+    await Promise.all(bystanders.map((session) => session.close()));
+  });
+
+  it("answers a cell stuck where isolated-vm cannot stop it as the model's timeout, inside the deadline", async () => {
+    const culprit = await backend.createSession([], { ...LIMITS, memoryMb: 512 });
+    const bystander = await backend.createSession([], LIMITS);
+    await value(bystander, "let mine = 'still here'");
+    const outcome = await culprit.execute("new Array(2 ** 30).fill(0)", {
+      timeoutMs: 300,
+      killGraceMs: 400,
+      signal: new AbortController().signal,
+    });
+    assert.equal(outcome.failure?.code, "DEADLINE_EXCEEDED", JSON.stringify(outcome));
+    assert.equal(await value(bystander, "mine"), '"still here"');
+    const next = await run(culprit, "'fresh'");
+    assert.equal(next.result, '"fresh"');
+    await Promise.all([culprit.close(), bystander.close()]);
   });
 });

@@ -35,8 +35,23 @@ export interface JavaScriptBackendOptions extends HostOptions {
   hostProcesses?: number;
   /** Time a host process gets to start (node boot and the warm pool). */
   hostStartTimeoutMs?: number;
-  /** Called on events worth a log line (host crashes and restarts). */
-  onHostEvent?: (event: { kind: "exit" | "catastrophic"; detail: string }) => void;
+  /**
+   * Memory a host process may commit (RLIMIT_DATA, set through prlimit): a bomb that V8 cannot stop ends in
+   * that host's bound, never the machine's. 0 = unbounded. Counts committed memory only, so V8's large
+   * reservations (WebAssembly guard regions) still work.
+   */
+  hostMemoryMb?: number;
+  /** util-linux prlimit, which applies hostMemoryMb before node starts. */
+  prlimitPath?: string;
+  /**
+   * How long a retired host (one whose isolate isolated-vm lost) keeps serving the sessions it holds before
+   * it is ended; it ends earlier when its last session closes.
+   */
+  hostDrainMs?: number;
+  /** Retired hosts kept draining at once (default: hostProcesses); past it the oldest ends at once. */
+  maxRetiredHosts?: number;
+  /** Called on events worth a log line (host crashes, retirements and restarts). */
+  onHostEvent?: (event: { kind: "exit" | "retired"; detail: string }) => void;
   /** In-process only: what to do when isolated-vm loses an isolate. Default: abort the process. */
   onCatastrophicError?: EngineOptions["onCatastrophicError"];
 }
@@ -48,9 +63,11 @@ export function createJavaScriptBackend(options: JavaScriptBackendOptions): Lang
 /** Runs isolates in this process: a catastrophic isolated-vm error takes the process down. */
 class InProcessBackend implements LanguageBackend {
   readonly language = Language.LANGUAGE_JAVASCRIPT;
+  readonly killGraceMs: number;
   private readonly engine: IsolateEngine;
 
   constructor(options: JavaScriptBackendOptions) {
+    this.killGraceMs = options.hardKillGraceMs;
     this.engine = new IsolateEngine({
       ...engineOptions(options),
       onCatastrophicError:
@@ -121,39 +138,53 @@ class HostExited extends Error {
   }
 }
 
-/** One sandbox host process and the requests waiting on it. */
+/** Why a host stopped serving one session's cell: the session's own code, never a neighbour's. */
+type Culprit = { cause: "catastrophic" | "killed"; detail: string };
+
+/**
+ * One sandbox host process and the requests waiting on it.
+ *
+ * When isolated-vm loses an isolate (a V8 heap exhaustion inside a C++ builtin, e.g.
+ * `new Array(2**30).fill(0)`, which no termination request interrupts) or a cell will not stop, the thread
+ * running it is lost for good, but the other isolates of the host are unaffected (isolated-vm's own advice:
+ * stop serving requests, finish outstanding work, then end the process). So the culprit's call is answered at
+ * once, the host is retired (no new sessions; its slot gets a fresh host) and it keeps serving the sessions
+ * it holds, with their state, until the last one closes or the drain time ends.
+ */
 class HostProcess {
   private readonly pending = new Map<
     number,
     { resolve: (value: unknown) => void; reject: (error: Error) => void; sessionId: string | undefined }
   >();
   private nextId = 1;
-  /** Sessions whose code made this host die, and how. */
-  private readonly culprits = new Map<string, { cause: "catastrophic" | "killed"; detail: string }>();
   exited = false;
   started = false;
+  /** No longer given sessions: isolated-vm lost an isolate here (or a cell would not stop). */
+  retired = false;
+  /** Being ended by us: no new call may start here (its sessions move to the slot's current host). */
+  ending = false;
   sessions = 0;
   readonly gone: Promise<void>;
+  private drainTimer: NodeJS.Timeout | undefined;
+  /** Sessions whose isolate this host lost (each loss counted once). */
+  private readonly culprits = new Set<string>();
+  private killWhenIdle = false;
 
   private constructor(
     private readonly child: ChildProcess,
-    onExit: (detail: string) => void,
+    private readonly onExit: (host: HostProcess, detail: string) => void,
+    private readonly onRetire: (host: HostProcess, detail: string) => void,
   ) {
     this.gone = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
         this.exited = true;
+        clearTimeout(this.drainTimer);
         const detail = `sandbox host process exited (${signal ?? `code ${code}`})`;
-        for (const [, waiter] of this.pending) {
-          const culprit = waiter.sessionId === undefined ? undefined : this.culprits.get(waiter.sessionId);
-          waiter.reject(
-            culprit
-              ? new HostExited(culprit.cause, culprit.detail)
-              : new HostExited("crashed", `${detail} while this call ran`),
-          );
-        }
+        for (const [, waiter] of this.pending)
+          waiter.reject(new HostExited("crashed", `${detail} while this call ran`));
         this.pending.clear();
         // A host that died while starting is reported by start(); restarting it here could loop forever.
-        if (this.started) onExit(detail);
+        if (this.started) this.onExit(this, detail);
         resolve();
       });
     });
@@ -161,12 +192,7 @@ class HostProcess {
     child.on("error", () => undefined);
     child.on("message", (message: HostMessage) => {
       if ("event" in message) {
-        if (message.event === "catastrophic") {
-          if (message.sessionId !== undefined) {
-            this.culprits.set(message.sessionId, { cause: "catastrophic", detail: message.message });
-          }
-          this.child.kill("SIGKILL");
-        }
+        if (message.event === "catastrophic") this.lostIsolate(message.sessionId, message.message);
         return;
       }
       const waiter = this.pending.get(message.id);
@@ -174,18 +200,28 @@ class HostProcess {
       this.pending.delete(message.id);
       if (message.ok) waiter.resolve(message.value);
       else waiter.reject(fromHostFailure(message.error));
+      if (this.killWhenIdle && this.pending.size === 0) this.child.kill("SIGKILL");
     });
   }
 
   static async start(
-    options: HostOptions,
-    startTimeoutMs: number,
-    onExit: (detail: string) => void,
+    options: JavaScriptBackendOptions,
+    onExit: (host: HostProcess, detail: string) => void,
+    onRetire: (host: HostProcess, detail: string) => void,
   ): Promise<HostProcess> {
     const entry = fileURLToPath(new URL("./host-process.js", import.meta.url));
-    const child = fork(entry, [JSON.stringify(options)], {
+    const startTimeoutMs = options.hostStartTimeoutMs ?? 30_000;
+    const bounded = (options.hostMemoryMb ?? 0) > 0;
+    const child = fork(entry, [JSON.stringify(engineOptions(options))], {
       serialization: "advanced",
       stdio: ["ignore", "ignore", "inherit", "ipc"],
+      // prlimit sets the bound, then execs node with the IPC channel still open.
+      ...(bounded
+        ? {
+            execPath: options.prlimitPath ?? "/usr/bin/prlimit",
+            execArgv: [`--data=${(options.hostMemoryMb ?? 0) * 1024 * 1024}`, "--", process.execPath],
+          }
+        : {}),
     });
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -207,7 +243,7 @@ class HostProcess {
         reject(new UnavailableError(`the JavaScript sandbox host could not be started: ${error.message}`));
       });
     });
-    const host = new HostProcess(child, onExit);
+    const host = new HostProcess(child, onExit, onRetire);
     await ready;
     host.started = true;
     return host;
@@ -232,10 +268,16 @@ class HostProcess {
     if (!this.exited) this.child.send({ op: "cancel", sessionId } satisfies HostRequest, () => undefined);
   }
 
-  /** Ends the host because a session's cell would not stop; that session is the culprit. */
-  killFor(sessionId: string, detail: string): void {
-    this.culprits.set(sessionId, { cause: "killed", detail });
-    this.child.kill("SIGKILL");
+  /** A session's cell would not stop: it is answered as the culprit and the host retired (its thread is lost). */
+  abandon(sessionId: string, detail: string): void {
+    this.answerCulprit(sessionId, { cause: "killed", detail });
+    this.retire(`a cell of session ${sessionId} did not stop (${detail})`);
+  }
+
+  /** The session no longer lives here (closed, or its isolate was lost); the last one out ends a retired host. */
+  release(): void {
+    this.sessions -= 1;
+    if (this.retired && this.sessions <= 0) this.endWhenIdle();
   }
 
   async stop(graceMs: number): Promise<void> {
@@ -245,7 +287,52 @@ class HostProcess {
     await this.gone;
     clearTimeout(timer);
   }
+
+  /** Ends the host once no call is outstanding (a retired host's sessions keep their calls). */
+  endWhenIdle(): void {
+    if (this.exited) return;
+    this.ending = true;
+    if (this.pending.size === 0) this.child.kill("SIGKILL");
+    else this.killWhenIdle = true;
+  }
+
+  /** Stops giving this host sessions and ends it after drainMs at the latest. */
+  drainFor(drainMs: number): void {
+    if (this.sessions <= 0) this.endWhenIdle();
+    else this.drainTimer = setTimeout(() => this.endWhenIdle(), drainMs);
+  }
+
+  private lostIsolate(sessionId: string | undefined, detail: string): void {
+    // The memory watch names a culprit before V8 gives up on its heap: that later catastrophic error is the same loss.
+    if (sessionId !== undefined && this.culprits.has(sessionId)) return;
+    if (sessionId !== undefined) this.answerCulprit(sessionId, { cause: "catastrophic", detail });
+    if (this.retired) {
+      // Two lost heaps are as much memory as a host is sized for: the sessions left here lose their state.
+      this.ending = true;
+      this.child.kill("SIGKILL");
+      return;
+    }
+    this.retire(`isolated-vm lost an isolate${sessionId === undefined ? "" : ` of session ${sessionId}`} (${detail})`);
+  }
+
+  private answerCulprit(sessionId: string, culprit: Culprit): void {
+    this.culprits.add(sessionId);
+    for (const [id, waiter] of this.pending) {
+      if (waiter.sessionId !== sessionId) continue;
+      this.pending.delete(id);
+      waiter.reject(new HostExited(culprit.cause, culprit.detail));
+    }
+  }
+
+  private retire(detail: string): void {
+    if (this.retired) return;
+    this.retired = true;
+    this.onRetire(this, detail);
+  }
 }
+
+/** A retired host serves its sessions this long at most (an idle session's TTL by default). */
+const DEFAULT_DRAIN_MS = 600_000;
 
 const STATE_LOST = "the session's state was lost and the next cell starts in a fresh context";
 
@@ -254,6 +341,8 @@ class ProcessBackend implements LanguageBackend {
   readonly language = Language.LANGUAGE_JAVASCRIPT;
   private hosts: Array<Promise<HostProcess>> = [];
   private stopping = false;
+  /** Hosts that lost an isolate and still serve their sessions, oldest first. */
+  private retired: HostProcess[] = [];
 
   constructor(private readonly options: JavaScriptBackendOptions) {}
 
@@ -265,15 +354,32 @@ class ProcessBackend implements LanguageBackend {
   }
 
   private spawn(index: number): Promise<HostProcess> {
-    return HostProcess.start(engineOptions(this.options), this.options.hostStartTimeoutMs ?? 30_000, (detail) => {
-      this.options.onHostEvent?.({ kind: "exit", detail });
+    const replace = () => {
       if (this.stopping) return;
-      // Replace a dead host at once; its sessions re-create their state there on their next call.
       this.hosts[index] = this.spawn(index);
       this.hosts[index]?.catch((error: unknown) =>
         this.options.onHostEvent?.({ kind: "exit", detail: `restart failed: ${String(error)}` }),
       );
-    });
+    };
+    return HostProcess.start(
+      this.options,
+      (host, detail) => {
+        this.options.onHostEvent?.({ kind: "exit", detail: host.retired ? `retired ${detail}` : detail });
+        this.retired = this.retired.filter((candidate) => candidate !== host);
+        // A retired host's slot already has its successor; its remaining sessions re-create their state there.
+        if (!host.retired) replace();
+      },
+      (host, detail) => {
+        this.options.onHostEvent?.({ kind: "retired", detail });
+        replace();
+        host.drainFor(this.options.hostDrainMs ?? DEFAULT_DRAIN_MS);
+        // Each retired host may hold a lost heap until it ends: past the cap, the oldest ends now (its sessions
+        // lose their state), so repeated bombs cannot pile up memory.
+        this.retired.push(host);
+        const excess = this.retired.length - (this.options.maxRetiredHosts ?? this.hosts.length);
+        for (const oldest of this.retired.slice(0, Math.max(0, excess))) oldest.endWhenIdle();
+      },
+    );
   }
 
   /** @internal The live host at a slot (waiting for a restart if one is under way). */
@@ -295,7 +401,8 @@ class ProcessBackend implements LanguageBackend {
     const settled = await Promise.all(this.hosts.map((_host, index) => this.host(index).catch(() => undefined)));
     let index = -1;
     for (const [candidate, host] of settled.entries()) {
-      if (host && !host.exited && (index === -1 || host.sessions < (settled[index]?.sessions ?? 0))) index = candidate;
+      if (host && !host.exited && !host.retired && (index === -1 || host.sessions < (settled[index]?.sessions ?? 0)))
+        index = candidate;
     }
     if (index === -1) throw new UnavailableError("no JavaScript sandbox host is running", { retryAfterMs: 1000 });
     const session = new ProcessSession(this, index, images, limits);
@@ -306,11 +413,12 @@ class ProcessBackend implements LanguageBackend {
   async stop(): Promise<void> {
     this.stopping = true;
     const hosts = await Promise.all(this.hosts.map((host) => host.catch(() => undefined)));
-    await Promise.all(hosts.map((host) => host?.stop(5000)));
+    // A retired host may hold a parked isolate that would never finish a clean stop.
+    await Promise.all([...hosts.map((host) => host?.stop(5000)), ...this.retired.map((host) => host.stop(0))]);
   }
 
-  /** @internal */
-  get hardKillGraceMs(): number {
+  /** Default grace after a cell's timeout before it is taken for stuck (the session manager may shorten it). */
+  get killGraceMs(): number {
     return this.options.hardKillGraceMs;
   }
 }
@@ -348,7 +456,7 @@ class ProcessSession implements LanguageSession {
   async execute(code: string, options: ExecuteOptions): Promise<ExecutionOutcome> {
     if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
     let notice: string | undefined;
-    if (!this.host || this.host.exited) {
+    if (!this.host || this.host.exited || this.host.ending) {
       notice = `[toolplane] ${this.lostReason ?? "the JavaScript sandbox process was restarted"}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
       this.lostReason = undefined;
       await this.open();
@@ -356,14 +464,16 @@ class ProcessSession implements LanguageSession {
     const host = this.host as HostProcess;
     const onAbort = () => host.cancel(this.id);
     options.signal.addEventListener("abort", onAbort, { once: true });
-    // The host disposes a stuck isolate itself after hardKillGraceMs; this is for a host that cannot.
+    // The host disposes a stuck isolate itself within the first half of the grace; at its end the cell's thread
+    // is taken for lost (a C++ builtin that ignores termination) and the host retired, all inside the deadline.
+    const graceMs = options.killGraceMs ?? this.backend.killGraceMs;
     const watchdog = setTimeout(
-      () => host.killFor(this.id, `the cell did not stop within ${options.timeoutMs} ms`),
-      options.timeoutMs + this.backend.hardKillGraceMs + 5000,
+      () => host.abandon(this.id, `the cell did not stop within ${options.timeoutMs} ms`),
+      options.timeoutMs + graceMs,
     );
     try {
       const outcome = (await host.request(
-        { op: "execute", sessionId: this.id, code, timeoutMs: options.timeoutMs },
+        { op: "execute", sessionId: this.id, code, timeoutMs: options.timeoutMs, hardKillGraceMs: graceMs / 2 },
         this.id,
       )) as ExecutionOutcome;
       outcome.images = outcome.images.map((image) => Buffer.from(image.buffer, image.byteOffset, image.byteLength));
@@ -388,6 +498,11 @@ class ProcessSession implements LanguageSession {
       imagesTruncated: false,
       failure,
     });
+    if (error.reason !== "crashed") {
+      // The culprit's isolate is lost with its thread; the next cell starts in the slot's current host.
+      this.host?.release();
+      this.host = undefined;
+    }
     if (error.reason === "catastrophic") {
       this.lostReason = `the previous cell exhausted the JavaScript heap (memory limit ${this.limits.memoryMb} MB)`;
       const message = `JavaScript heap exhausted (memory limit ${this.limits.memoryMb} MB: ${error.message}); ${STATE_LOST}`;
@@ -420,7 +535,7 @@ class ProcessSession implements LanguageSession {
     if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
     const host = this.host;
     this.lostReason = undefined;
-    if (!host || host.exited) {
+    if (!host || host.exited || host.ending) {
       await this.open();
       return;
     }
@@ -433,7 +548,7 @@ class ProcessSession implements LanguageSession {
     const host = this.host;
     this.host = undefined;
     if (!host || host.exited) return;
-    host.sessions -= 1;
+    host.release();
     await host.request({ op: "close", sessionId: this.id }, this.id).catch(() => undefined);
   }
 }

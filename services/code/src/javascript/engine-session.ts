@@ -76,7 +76,8 @@ export class EngineSession implements LanguageSession {
     }
     this.run = run;
     try {
-      const { result, failure } = await this.runCell(code, run, options.timeoutMs);
+      const graceMs = options.killGraceMs ?? this.engine.options.hardKillGraceMs;
+      const { result, failure } = await this.runCell(code, run, options.timeoutMs, graceMs);
       if (run.infrastructureError) throw run.infrastructureError;
       return run.outcome(result, failure);
     } finally {
@@ -116,6 +117,7 @@ export class EngineSession implements LanguageSession {
     code: string,
     run: RunState,
     timeoutMs: number,
+    graceMs: number,
   ): Promise<{ result?: string; failure?: CodeFailure }> {
     const ready = this.ready as ReadyIsolate;
     const { isolate } = ready;
@@ -129,9 +131,15 @@ export class EngineSession implements LanguageSession {
       return { failure: { ...failure, code: "INVALID_ARGUMENT", traceback: failure.traceback.split("\n")[0] ?? "" } };
     }
     let cancelled = false;
+    let discarded = false;
     let hardKilled = false;
     const onAbort = () => {
       cancelled = true;
+      // A cell whose own timeout is at most the configured grace away (a caller whose deadline passed, the usual case since
+      // the timeout is fitted to the deadline) is left to stop at it and keeps the session's state; stopping
+      // any earlier takes disposing the isolate, which isolated-vm offers as its only way.
+      if (run.deadline - Date.now() <= this.engine.options.hardKillGraceMs) return;
+      discarded = true;
       this.discard("the previous cell was cancelled by its caller");
     };
     if (run.signal.aborted) onAbort();
@@ -139,7 +147,7 @@ export class EngineSession implements LanguageSession {
     const watchdog = setTimeout(() => {
       hardKilled = true;
       this.discard(`the previous cell did not stop at its time limit of ${timeoutMs} ms and was killed`);
-    }, timeoutMs + this.engine.options.hardKillGraceMs);
+    }, timeoutMs + graceMs);
     const cpuBefore = isolate.cpuTime;
     try {
       const value = await script.run(ready.context, { timeout: timeoutMs, reference: true, release: true });
@@ -152,7 +160,11 @@ export class EngineSession implements LanguageSession {
       return typeof result === "string" ? { result } : {};
     } catch (error) {
       if (cancelled) {
-        throw new DeadlineExceededError("the execution was cancelled by the caller; the session's state was lost");
+        throw new DeadlineExceededError(
+          discarded
+            ? "the execution was cancelled by the caller; the session's state was lost"
+            : "the execution was cancelled by the caller and stopped at its time limit; the session keeps its state",
+        );
       }
       if (hardKilled) {
         run.deadlineHit = true;

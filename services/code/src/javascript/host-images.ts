@@ -6,9 +6,12 @@ import type {
   ProcessResponse,
 } from "../../../../generated/toolplane/image/v1/image.js";
 import {
+  ACCEPTED_FORMATS,
   asToolplaneError,
   errorMessage,
+  hasAcceptedSignature,
   invoke,
+  MIME_BY_FORMAT,
   parseOperation,
   parseOutputOptions,
 } from "../../../runtime/src/index.js";
@@ -22,8 +25,12 @@ export type HostReply =
   | { ok: true; bytes?: Uint8Array; width?: number; height?: number; mime?: string }
   | { ok: false; type: string; message: string };
 
-const DISPLAY_FORMATS: Record<string, string> = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
+/** display() takes the system's one whitelist (ACCEPTED_FORMATS) and nothing else. */
+const DISPLAY_FORMATS: Record<string, string> = Object.fromEntries(
+  ACCEPTED_FORMATS.map((format) => [format, MIME_BY_FORMAT[format] as string]),
+);
 const DISPLAY_MIMES = new Set(Object.values(DISPLAY_FORMATS));
+const DISPLAY_MIME_LIST = [...DISPLAY_MIMES].join(", ");
 
 export interface DisplayLimits {
   maxBytes: number;
@@ -47,7 +54,15 @@ export async function toDisplayPng(
   if (mime !== "" && !DISPLAY_MIMES.has(mime)) {
     return fail(
       "TypeError",
-      `display(bytes, mime): mime ${JSON.stringify(mime)} is not supported; use image/png, image/jpeg or image/webp`,
+      `display(bytes, mime): mime ${JSON.stringify(mime)} is not supported; use one of ${DISPLAY_MIME_LIST}`,
+    );
+  }
+  // The system's one format whitelist, by the first bytes, before libvips sees them (no SVG to librsvg, no
+  // AVIF/HEIF to libheif).
+  if (!hasAcceptedSignature(bytes)) {
+    return fail(
+      "TypeError",
+      `display(bytes, mime): bytes are not an image of an accepted type (${DISPLAY_MIME_LIST}) by their first bytes`,
     );
   }
   try {
@@ -57,7 +72,7 @@ export async function toDisplayPng(
     if (detected === undefined) {
       return fail(
         "TypeError",
-        `display(bytes, mime): bytes are ${metadata.format ?? "an unknown format"}; only PNG, JPEG and WebP are accepted`,
+        `display(bytes, mime): bytes are ${metadata.format ?? "an unknown format"}; accepted are ${DISPLAY_MIME_LIST}`,
       );
     }
     if (mime !== "" && mime !== detected) {

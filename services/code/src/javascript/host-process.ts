@@ -1,20 +1,22 @@
 /**
  * Entry point of a sandbox host process: an IsolateEngine served over the IPC
  * channel of its parent (the code service). isolated-vm cannot contain every
- * V8 heap exhaustion (some end in a "catastrophic" error after which the
- * process must die), so isolates live here and a crash costs this process, not
- * the service.
+ * V8 heap exhaustion (some end in a "catastrophic" error that parks the
+ * isolate's thread for good), so isolates live here, under a memory bound of
+ * their own: a lost isolate retires this process (it finishes serving its
+ * sessions, then ends), never the service.
  */
 import type { status } from "@grpc/grpc-js";
 import { asToolplaneError } from "../../../runtime/src/index.js";
 import type { InputImage, ResolvedLimits } from "../backend.js";
 import { type EngineOptions, type EngineSession, IsolateEngine } from "./engine.js";
+import { MemoryWatch } from "./memory-watch.js";
 
 export type HostOptions = Omit<EngineOptions, "onCatastrophicError">;
 
 export type HostRequest =
   | { id: number; op: "create"; sessionId: string; images: InputImage[]; limits: ResolvedLimits }
-  | { id: number; op: "execute"; sessionId: string; code: string; timeoutMs: number }
+  | { id: number; op: "execute"; sessionId: string; code: string; timeoutMs: number; hardKillGraceMs: number }
   | { id: number; op: "reset"; sessionId: string }
   | { id: number; op: "close"; sessionId: string }
   | { id: number; op: "stop" }
@@ -45,11 +47,20 @@ function serve(options: HostOptions): void {
     ...options,
     onCatastrophicError(session, message) {
       const sessionId = [...sessions].find(([, candidate]) => candidate === session)?.[0];
-      // The parent kills this process on receipt. Exiting at once could let the exit overtake the message
-      // (and the culprit go unnamed), so exiting here is only the fallback.
-      send({ event: "catastrophic", sessionId, message }, () => setTimeout(() => process.exit(70), 5000));
+      // isolated-vm parks the lost isolate's thread for good; the other isolates keep working. The parent
+      // answers the culprit, gives this process no new sessions and ends it once its sessions are done.
+      send({ event: "catastrophic", sessionId, message });
     },
   });
+
+  // The same outcome as a catastrophic error, seconds earlier: the parent answers the culprit and retires this host.
+  const memoryWatch = new MemoryWatch((sessionId, grownMb, limitMb) =>
+    send({
+      event: "catastrophic",
+      sessionId,
+      message: `the cell grew its host's memory by ${grownMb} MB, past its limit of ${limitMb} MB, where V8 could not stop it`,
+    }),
+  );
 
   const sessionFor = (sessionId: string): EngineSession => {
     const session = sessions.get(sessionId);
@@ -66,13 +77,17 @@ function serve(options: HostOptions): void {
       }
       case "execute": {
         const controller = new AbortController();
+        const session = sessionFor(request.sessionId);
         cancels.set(request.sessionId, controller);
+        memoryWatch.begin(request.sessionId, session.limits.memoryMb);
         try {
-          return await sessionFor(request.sessionId).execute(request.code, {
+          return await session.execute(request.code, {
             timeoutMs: request.timeoutMs,
+            killGraceMs: request.hardKillGraceMs,
             signal: controller.signal,
           });
         } finally {
+          memoryWatch.end(request.sessionId);
           cancels.delete(request.sessionId);
         }
       }

@@ -183,7 +183,7 @@ export class PythonBackend implements LanguageBackend {
     const config = this.options.checkpoints;
     if (!config) return undefined;
     const stored = await config.store.load(sessionId);
-    if (!stored || stored.record.language !== "python") return undefined;
+    if (stored?.record.language !== "python") return undefined;
     const { record, images } = stored;
     const checkpoints = new SessionCheckpoints(
       sessionId,
@@ -323,6 +323,13 @@ export class PythonBackend implements LanguageBackend {
   }
 }
 
+/** The session's interpreter ended before it started the cell it was sent (so the cell is not to blame). */
+class GoneBeforeCell extends Error {
+  constructor(readonly exit: SandboxExitedError["exit"]) {
+    super("the interpreter ended before the cell started");
+  }
+}
+
 function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): Error {
   if (error instanceof SandboxExitedError && error.exit.killedFor === ZYGOTE_DIED) {
     return new UnavailableError(
@@ -405,8 +412,18 @@ class PythonSession implements LanguageSession {
     try {
       // The previous cell's checkpoint finishes first: the kernel answers one request at a time.
       await this.checkpoints?.settled();
-      const restored = await this.ensureKernel();
-      const outcome = await this.runCell(code, options, restored);
+      let restored = await this.ensureKernel();
+      let outcome: ExecutionOutcome;
+      try {
+        outcome = await this.runCell(code, options, restored);
+      } catch (error) {
+        if (!(error instanceof GoneBeforeCell)) throw error;
+        // The interpreter was gone before this cell started (killed between cells; its end had not reached us
+        // yet): nothing of the model's ran, so this is the between-cells case: restore, then run the cell once.
+        this.backend.log.info({ exit: error.exit }, "the interpreter was gone before the cell started");
+        restored = await this.ensureKernel();
+        outcome = await this.runCell(code, options, restored);
+      }
       if (restored) outcome.restored = restored;
       return outcome;
     } finally {
@@ -469,10 +486,26 @@ class PythonSession implements LanguageSession {
     this.restartNote = false;
     if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
 
-    const hardLimit = setTimeout(() => kernel.kill("timeout"), options.timeoutMs + this.backend.killGraceMs);
-    const onAbort = () => kernel.kill("cancelled");
+    const hardLimit = setTimeout(
+      () => kernel.kill("timeout"),
+      options.timeoutMs + (options.killGraceMs ?? this.backend.killGraceMs),
+    );
+    // A caller that goes away stops the cell the way its timeout would (the kernel's SIGALRM handler), so a
+    // cell that stops keeps the session's state; only one that ignores it is killed, after the grace.
+    let cancelKill: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      const pid = kernel.pythonPid;
+      if (pid === undefined) return kernel.kill("cancelled");
+      try {
+        process.kill(pid, "SIGALRM");
+      } catch {
+        return kernel.kill("cancelled");
+      }
+      cancelKill = setTimeout(() => kernel.kill("cancelled"), options.killGraceMs ?? this.backend.killGraceMs);
+    };
     options.signal.addEventListener("abort", onAbort, { once: true });
     let reply: Frame;
+    let cellStarted = false;
     try {
       reply = await kernel.request(
         {
@@ -486,14 +519,33 @@ class PythonSession implements LanguageSession {
         [],
       );
       if (reply.header.op === "started") {
+        cellStarted = true;
         this.kernelRanCode = true;
         reply = await kernel.next();
       }
     } catch (error) {
+      if (
+        !cellStarted &&
+        this.kernelRanCode &&
+        error instanceof SandboxExitedError &&
+        error.exit.killedFor === undefined &&
+        !this.closed &&
+        !options.signal.aborted
+      ) {
+        throw new GoneBeforeCell(error.exit);
+      }
       return this.lostKernel(error, options.timeoutMs, note);
     } finally {
       clearTimeout(hardLimit);
+      clearTimeout(cancelKill);
       options.signal.removeEventListener("abort", onAbort);
+    }
+    if (options.signal.aborted) {
+      // The interrupted cell may have changed the namespace before it stopped: the checkpoint follows it.
+      if (reply.header.op === "result") this.checkpoints?.schedule(kernel);
+      throw new DeadlineExceededError(
+        "the call was cancelled; the running code was interrupted (the session keeps its state)",
+      );
     }
     if (reply.header.op !== "result") {
       kernel.kill("kernel error");

@@ -163,14 +163,21 @@ class FdPump:
 
 
 class CappedText(io.TextIOBase):
-    """A text stream that keeps the first `cap` UTF-8 bytes and counts the rest."""
+    """A text stream that keeps the first `cap` UTF-8 bytes and counts the rest.
 
-    def __init__(self, cap):
+    Output belongs to the cell that produced it: Python-level writes (print, sys.stdout.write) from threads
+    that were already running when the cell began (threads an earlier cell left behind) are dropped, so a
+    background thread cannot write into a later cell's output. Writes through descriptors 1 and 2 (C code,
+    os.write) cannot be told apart by thread and go to the running cell.
+    """
+
+    def __init__(self, cap, foreign_threads=frozenset()):
         super().__init__()
         self.cap = cap
         self.parts = []
         self.size = 0
         self.dropped = 0
+        self.foreign_threads = foreign_threads
 
     @property
     def encoding(self):
@@ -185,6 +192,8 @@ class CappedText(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if threading.get_ident() in self.foreign_threads:
+            return len(text)
         self.write_bytes(text.encode("utf-8", "replace"))
         return len(text)
 
@@ -316,11 +325,38 @@ class Kernel:
         self._keep(buffer.getvalue())
 
     def add_figure(self, fig):
-        width, height = (fig.get_size_inches() * fig.dpi).round().astype(int).tolist()
-        if self._room_for_image(width, height):
-            buffer = io.BytesIO()
+        size = self._figure_output_size(fig)
+        if size is None or not self._room_for_image(*size):
+            return
+        buffer = io.BytesIO()
+        try:
             fig.savefig(buffer, format="png")
-            self._keep(buffer.getvalue())
+        except MemoryError:
+            self.images_dropped = True
+            sys.stderr.write(f"[image dropped: rendering the {size[0]}x{size[1]} figure ran out of memory]\n")
+            return
+        self._keep(buffer.getvalue())
+
+    def _figure_output_size(self, fig):
+        """The PNG size savefig will produce, known before rendering: the effective savefig dpi (rcParams may
+        say something else than fig.dpi) and, for bbox "tight", the tight box. None (with a note) when even
+        laying the figure out would be over the pixel limit."""
+        canvas_size = (fig.get_size_inches() * fig.dpi).round().astype(int).tolist()
+        if not self._room_for_image(*canvas_size):
+            return None
+        rc = self.plt.rcParams
+        dpi = rc["savefig.dpi"]
+        dpi = fig.dpi if dpi == "figure" else float(dpi)
+        inches = fig.get_size_inches()
+        if rc["savefig.bbox"] == "tight":
+            try:
+                box = fig.get_tightbbox(fig.canvas.get_renderer())
+                pad = float(rc["savefig.pad_inches"])
+                inches = (box.width + 2 * pad, box.height + 2 * pad)
+            except Exception:
+                inches = fig.get_size_inches()
+        width, height = (round(inches[0] * dpi), round(inches[1] * dpi))
+        return (width, height)
 
     def capture_figures(self):
         plt = self.plt
@@ -407,8 +443,9 @@ class Kernel:
         self.image_bytes = 0
         self.images_dropped = False
         self.timed_out = False
-        stdout = CappedText(cap)
-        stderr = CappedText(cap)
+        foreign = _threads_of_earlier_cells()
+        stdout = CappedText(cap, foreign)
+        stderr = CappedText(cap, foreign)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = stdout, stderr
         for pump, capture in zip(self.pumps, (stdout, stderr)):
@@ -448,7 +485,8 @@ class Kernel:
             except Exception:  # noqa: BLE001 - a broken figure must not hide the original error
                 pass
         finally:
-            sys.stdout, sys.stderr = saved
+            # Between cells a thread the cell left running writes nowhere (not into a buffer the next cell flushes).
+            sys.stdout, sys.stderr = _between_cells_stream(saved[0]), _between_cells_stream(saved[1])
         if os.getpid() != self.main_pid:
             # A forked child finished the cell: it must never speak on the protocol pipe.
             os._exit(0)
@@ -526,6 +564,40 @@ class Kernel:
             )
             formatted = "".join(summary.format())
         return {"code": code, "type": kind, "message": message, "traceback": formatted}
+
+
+class BetweenCells(io.TextIOBase):
+    """sys.stdout/sys.stderr between cells: the kernel's own writes (its main thread) go where they always went;
+    writes of threads a cell left running are dropped, so they never wait in a buffer that a later cell flushes."""
+
+    def __init__(self, target, main_ident):
+        super().__init__()
+        self.target = target
+        self.main_ident = main_ident
+
+    @property
+    def encoding(self):
+        return getattr(self.target, "encoding", "utf-8")
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if threading.get_ident() != self.main_ident:
+            return len(text)
+        return self.target.write(text)
+
+    def flush(self):
+        self.target.flush()
+
+
+def _between_cells_stream(saved):
+    return saved if isinstance(saved, BetweenCells) else BetweenCells(saved, threading.get_ident())
+
+
+def _threads_of_earlier_cells():
+    """Idents of the threads alive as a cell begins, except the one running it: their writes are not its."""
+    return frozenset(sys._current_frames()) - {threading.get_ident()}
 
 
 def _is_resource_exhaustion(error):
@@ -657,6 +729,12 @@ def _compiles(code):
 # a fresh interpreter that already has the images bound. To the service a checkpoint is opaque bytes.
 
 CHECKPOINT_VERSION = 1
+
+try:
+    # Imported once in the zygote: forked kernels checkpoint and restore without paying its import (~5 ms).
+    import cloudpickle  # noqa: F401
+except ImportError:  # pragma: no cover - a checkpoint then reports checkpoint_failed naming the module
+    pass
 # Module attributes of __main__ that every fresh namespace has anyway.
 _NAMESPACE_DUNDERS = frozenset(("__name__", "__doc__", "__package__", "__loader__", "__spec__", "__builtins__"))
 

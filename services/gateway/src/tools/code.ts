@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import {
   type ExecuteResponse as CodeExecuteResponse,
@@ -8,6 +7,7 @@ import {
   DeadlineExceededError,
   errorMessage,
   FailedPreconditionError,
+  sha256Hex,
   type ToolplaneError,
 } from "../../../runtime/src/index.js";
 import { codeObservation } from "../formats/index.js";
@@ -31,6 +31,21 @@ export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | und
   const budget = Math.floor(remaining - Math.min(CODE_TIMEOUT_MARGIN_MS, remaining * CODE_TIMEOUT_MARGIN_FRACTION));
   if (sessionTimeoutMs && budget >= sessionTimeoutMs) return 0;
   return Math.max(1, budget);
+}
+
+/**
+ * The code service gets a deadline this much before the caller's, so a cell it stops at its own deadline (the
+ * model's timeout, answered as MODEL) still reaches the caller through the gateway in time: without it, a
+ * runaway cell's answer and the caller's deadline arrived together and the caller saw an INFRA deadline.
+ */
+const REPLY_RESERVE_MS = 500;
+const REPLY_RESERVE_FRACTION = 0.1;
+
+export function withReplyReserve<T extends { deadlineMs?: number }>(options: T, now = Date.now()): T {
+  if (options.deadlineMs === undefined) return options;
+  const remaining = options.deadlineMs - now;
+  const reserve = Math.max(0, Math.min(REPLY_RESERVE_MS, remaining * REPLY_RESERVE_FRACTION));
+  return { ...options, deadlineMs: options.deadlineMs - reserve };
 }
 
 const RESTORE_REASONS: Partial<Record<Restored_Reason, string>> = {
@@ -107,7 +122,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
                     fixIndentation: language === "python",
                     referenceIndentation: context.hints.referenceIndentation === true && language === "python",
                   },
-                  options,
+                  withReplyReserve(options),
                   // Updated in place when the session moves to another replica, so the record keeps up.
                   handle,
                 );
@@ -129,7 +144,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
           }
         },
         settled() {
-          context.session.codeHistory.set(language, [...history, createHash("sha256").update(code).digest("hex")]);
+          context.session.codeHistory.set(language, [...history, sha256Hex(code)]);
         },
       };
     },
