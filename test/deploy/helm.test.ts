@@ -71,10 +71,10 @@ describe("helm chart helm/toolplane", () => {
         assert.deepEqual(codeEgressProblems(manifests), []);
       });
 
-      it("points the gateway at every backend Service by name and port", () => {
+      it("points the gateway at every backend Service by name and port, and at every code pod through DNS", () => {
         const env = gatewayEnv(manifests);
         const services = ofKind<IService>(manifests, "Service");
-        for (const backend of ["image", "code", "search"] as const) {
+        for (const backend of ["image", "search"] as const) {
           const address = env[`TOOLPLANE_${backend.toUpperCase()}_ADDR`];
           const service = services.find(
             (candidate) => candidate.metadata.labels?.["app.kubernetes.io/component"] === backend,
@@ -82,6 +82,14 @@ describe("helm chart helm/toolplane", () => {
           assert.ok(service, `a Service for ${backend}`);
           assert.equal(address, `${service.metadata.name}:${SERVICES[backend].port}`);
         }
+        // The code tier is one pool: a headless Service (one DNS record per code pod) selecting the code pods.
+        const headless = services.find(
+          (candidate) => candidate.metadata.labels?.["app.kubernetes.io/component"] === "code-replicas",
+        );
+        assert.ok(headless, "a headless Service for the code pods");
+        assert.equal(headless.spec?.clusterIP, "None");
+        assert.equal(headless.spec?.selector?.["app.kubernetes.io/component"], "code");
+        assert.equal(env.TOOLPLANE_CODE_ADDR, `dns:///${headless.metadata.name}:${SERVICES.code.port}`);
       });
 
       it("every Deployment's selector matches its pod labels", () => {

@@ -36,6 +36,11 @@ gateway image code search
 {{- printf "%s-%s" (include "toolplane.fullname" $root | trunc 50 | trimSuffix "-") (index . 1) -}}
 {{- end -}}
 
+{{/* The headless Service listing every code pod (one DNS record each), which the gateway places sessions over. */}}
+{{- define "toolplane.codeReplicasName" -}}
+{{- printf "%s-replicas" (include "toolplane.componentName" (list . "code")) -}}
+{{- end -}}
+
 {{- define "toolplane.selectorLabels" -}}
 {{- $root := index . 0 -}}
 app.kubernetes.io/name: {{ include "toolplane.name" $root }}

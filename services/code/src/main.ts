@@ -237,6 +237,7 @@ runMain("toolplane-code", async () => {
           manager,
           { maxImages: config.TOOLPLANE_CODE_MAX_INPUT_IMAGES, maxPixels: config.TOOLPLANE_CODE_MAX_INPUT_PIXELS },
           logger,
+          config.TOOLPLANE_CODE_MAX_SESSIONS,
         ),
       },
     ],

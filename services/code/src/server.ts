@@ -6,6 +6,8 @@ import type {
   CreateSessionResponse,
   ExecuteRequest,
   ExecuteResponse,
+  LoadRequest,
+  LoadResponse,
   ResetSessionRequest,
   ResetSessionResponse,
 } from "../../../generated/toolplane/code/v1/code.js";
@@ -27,7 +29,10 @@ export function createCodeServiceImplementation(
   manager: SessionManager,
   imageLimits: InputImageLimits,
   logger: Logger,
+  maxSessions = 0,
 ): CodeServiceServer {
+  // Execute calls running or queued here: with open sessions, what the gateways place new sessions by.
+  let inFlightCells = 0;
   return {
     createSession: unary<CreateSessionRequest, CreateSessionResponse>(
       "CreateSession",
@@ -55,14 +60,17 @@ export function createCodeServiceImplementation(
 
     execute: unary<ExecuteRequest, ExecuteResponse>("Execute", logger, async (request, context) => {
       const started = performance.now();
-      const { outcome, queueMs, executeMs } = await manager.execute({
-        sessionId: request.sessionId,
-        code: request.code,
-        timeoutMs: request.timeoutMs,
-        fixIndentation: request.referenceIndentation ? "reference" : request.fixIndentation,
-        signal: context.signal,
-        deadlineMs: context.deadlineMs,
-      });
+      inFlightCells++;
+      const { outcome, queueMs, executeMs } = await manager
+        .execute({
+          sessionId: request.sessionId,
+          code: request.code,
+          timeoutMs: request.timeoutMs,
+          fixIndentation: request.referenceIndentation ? "reference" : request.fixIndentation,
+          signal: context.signal,
+          deadlineMs: context.deadlineMs,
+        })
+        .finally(() => inFlightCells--);
       const failure = outcome.failure;
       const screened = await screenReturnedImages(outcome.images);
       return {
@@ -96,6 +104,12 @@ export function createCodeServiceImplementation(
       await manager.reset(request.sessionId, context.signal);
       return {};
     }),
+
+    load: unary<LoadRequest, LoadResponse>("Load", logger, async () => ({
+      openSessions: manager.openSessions,
+      inFlightCells,
+      maxSessions,
+    })),
 
     closeSession: unary<CloseSessionRequest, CloseSessionResponse>("CloseSession", logger, async (request) => {
       await manager.close(request.sessionId);

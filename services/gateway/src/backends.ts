@@ -1,9 +1,9 @@
-import {
-  type CloseSessionRequest as CodeCloseSessionRequest,
-  type CreateSessionRequest as CodeCreateSessionRequest,
-  type CreateSessionResponse as CodeCreateSessionResponse,
-  type ExecuteRequest as CodeExecuteRequest,
-  type ExecuteResponse as CodeExecuteResponse,
+import type {
+  CloseSessionRequest as CodeCloseSessionRequest,
+  CreateSessionRequest as CodeCreateSessionRequest,
+  CreateSessionResponse as CodeCreateSessionResponse,
+  ExecuteRequest as CodeExecuteRequest,
+  ExecuteResponse as CodeExecuteResponse,
   CodeServiceClient,
 } from "../../../generated/toolplane/code/v1/code.js";
 import {
@@ -17,7 +17,15 @@ import {
   type SearchResponse,
   SearchServiceClient,
 } from "../../../generated/toolplane/search/v1/search.js";
-import { createClient, type InvokeOptions, invoke, loadSecurityConfig } from "../../runtime/src/index.js";
+import {
+  createClient,
+  createLogger,
+  type InvokeOptions,
+  invoke,
+  type Logger,
+  loadSecurityConfig,
+} from "../../runtime/src/index.js";
+import { CodeReplicaPool, type CodeReplicaPoolOptions } from "./code-replicas.js";
 import { ImageReferences } from "./image-references.js";
 
 /**
@@ -30,10 +38,22 @@ export interface Backends {
     /** An image with both `data` and `sha256` may go by reference alone (image-references.ts). */
     process(request: ProcessRequest, options: InvokeOptions): Promise<ProcessResponse>;
   };
+  /**
+   * A code session lives on one code replica: createSession places it and answers which (`replica`), and
+   * every later call names that replica (code-replicas.ts). Without `replica`, one fixed code service.
+   */
   code: {
-    createSession(request: CodeCreateSessionRequest, options: InvokeOptions): Promise<CodeCreateSessionResponse>;
-    execute(request: CodeExecuteRequest, options: InvokeOptions): Promise<CodeExecuteResponse>;
-    closeSession(request: CodeCloseSessionRequest, options: InvokeOptions): Promise<unknown>;
+    createSession(
+      request: CodeCreateSessionRequest,
+      options: InvokeOptions,
+    ): Promise<CodeCreateSessionResponse & { replica?: string }>;
+    /** `placement.replica` is updated when the session had to move to another replica (code-replicas.ts). */
+    execute(
+      request: CodeExecuteRequest,
+      options: InvokeOptions,
+      placement?: { replica?: string },
+    ): Promise<CodeExecuteResponse>;
+    closeSession(request: CodeCloseSessionRequest, options: InvokeOptions, replica?: string): Promise<unknown>;
   };
   search: {
     search(request: SearchRequest, options: InvokeOptions): Promise<SearchResponse>;
@@ -44,6 +64,7 @@ export interface Backends {
 
 export interface BackendAddresses {
   image: string;
+  /** Every code replica: comma-separated addresses and/or `dns:///name:port` (code-replicas.ts). */
   code: string;
   search: string;
 }
@@ -52,11 +73,38 @@ export interface BackendAddresses {
  * gRPC clients for the three services (one HTTP/2 channel each, multiplexed). `imageBytesBeforeReference`: how
  * often an image's bytes go to the image service before calls name it by its sha256 (0 = always the bytes).
  */
-export function createGrpcBackends(addresses: BackendAddresses, imageBytesBeforeReference = 2): Backends {
-  // Read once: the TLS files and service token are the same for all three channels.
+export function createGrpcBackends(
+  addresses: BackendAddresses,
+  imageBytesBeforeReference = 2,
+  logger: Logger = createLogger("gateway", "silent"),
+  placement: Omit<CodeReplicaPoolOptions, "security" | "logger"> = {},
+): Backends & { codeReplicas: CodeReplicaPool } {
+  // Read once: the TLS files and service token are the same for all channels.
   const security = loadSecurityConfig();
   const image = createClient(ImageServiceClient, addresses.image, security);
-  const code = createClient(CodeServiceClient, addresses.code, security);
+  const codeReplicas = new CodeReplicaPool(addresses.code, { ...placement, security, logger });
+  const onReplica = async <T>(
+    placement: { replica?: string } | undefined,
+    sessionId: string,
+    run: (client: CodeServiceClient) => Promise<T>,
+    moveOnLoss: boolean,
+  ): Promise<T> => {
+    const address = placement?.replica ?? codeReplicas.place().address;
+    try {
+      return await run(codeReplicas.replica(address).client);
+    } catch (error) {
+      const moved = await codeReplicas.replaceSession(
+        address,
+        sessionId,
+        error,
+        moveOnLoss && placement ? (replica) => run(replica.client) : undefined,
+      );
+      if (placement) placement.replica = moved.replica;
+      codeReplicas.countSession(address, -1);
+      codeReplicas.countSession(moved.replica, 1);
+      return moved.value;
+    }
+  };
   const search = createClient(SearchServiceClient, addresses.search, security);
   const references = new ImageReferences(
     (request, options) => invoke(image, image.process, request, options),
@@ -66,10 +114,37 @@ export function createGrpcBackends(addresses: BackendAddresses, imageBytesBefore
     image: {
       process: (request, options) => references.call(request, options),
     },
+    codeReplicas,
     code: {
-      createSession: (request, options) => invoke(code, code.createSession, request, options),
-      execute: (request, options) => invoke(code, code.execute, request, options),
-      closeSession: (request, options) => invoke(code, code.closeSession, request, options),
+      async createSession(request, options) {
+        // A replica that went away since its last load report is skipped (each tried once): the session holds
+        // no state yet.
+        const tried = new Set<string>();
+        for (;;) {
+          const replica = codeReplicas.place(tried);
+          try {
+            const response = await invoke(replica.client, replica.client.createSession, request, options);
+            codeReplicas.markUp(replica.address);
+            codeReplicas.countSession(replica.address, 1);
+            return { ...response, replica: replica.address };
+          } catch (error) {
+            if (!(await codeReplicas.unreachable(replica.address, error))) throw error;
+            tried.add(replica.address);
+          }
+        }
+      },
+      execute: (request, options, placement) =>
+        onReplica(placement, request.sessionId, (code) => invoke(code, code.execute, request, options), true),
+      async closeSession(request, options, replica) {
+        const closed = await onReplica(
+          replica === undefined ? undefined : { replica },
+          request.sessionId,
+          (code) => invoke(code, code.closeSession, request, options),
+          false,
+        );
+        if (replica) codeReplicas.countSession(replica, -1);
+        return closed;
+      },
     },
     search: {
       search: (request, options) => invoke(search, search.search, request, options),
@@ -77,7 +152,7 @@ export function createGrpcBackends(addresses: BackendAddresses, imageBytesBefore
     },
     close() {
       image.close();
-      code.close();
+      codeReplicas.close();
       search.close();
     },
   };

@@ -75,7 +75,11 @@ export class CodeSessions {
       return;
     }
     try {
-      await this.backends.code.closeSession({ sessionId: handle.id }, { deadlineMs: Date.now() + RELEASE_TIMEOUT_MS });
+      await this.backends.code.closeSession(
+        { sessionId: handle.id },
+        { deadlineMs: Date.now() + RELEASE_TIMEOUT_MS },
+        handle.replica,
+      );
     } catch (error) {
       // The code service reclaims it with its own TTL; the gateway session is gone either way.
       this.logger.warn(
@@ -124,6 +128,10 @@ export class CodeSessions {
       }
     });
     // A session closed meanwhile still had this creation in its map: release() awaits and closes it.
-    return { id: response.sessionId, limits: response.limits };
+    return {
+      id: response.sessionId,
+      limits: response.limits,
+      ...(response.replica === undefined ? {} : { replica: response.replica }),
+    };
   }
 }

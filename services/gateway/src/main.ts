@@ -1,8 +1,10 @@
 import { z } from "zod";
 import { ToolGatewayService } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
+  ADDRESS_FORMS,
   address,
   baseConfigShape,
+  boolean,
   combineObservers,
   createCallObserver,
   createLogger,
@@ -18,8 +20,10 @@ import {
 } from "../../runtime/src/index.js";
 import { AdmissionController, exportAdmissionGauges } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
+import { codeTargetProblem } from "./code-replicas.js";
 import { GATEWAY_DEFAULTS, ToolGateway } from "./gateway.js";
 import { MemoryImageStore } from "./image-store.js";
+import { openNatsStores } from "./nats-stores.js";
 import { createToolGatewayImplementation } from "./server.js";
 import { MemorySessionStore } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
@@ -30,7 +34,28 @@ const gatewayConfigShape = {
   ...recorderConfigShape,
   TOOLPLANE_GRPC_PORT: port(50051),
   TOOLPLANE_IMAGE_ADDR: address("127.0.0.1:50052"),
-  TOOLPLANE_CODE_ADDR: address("127.0.0.1:50053"),
+  // Every code replica: comma-separated addresses and/or dns:///name:port (re-resolved; a headless Service).
+  TOOLPLANE_CODE_ADDR: z
+    .string()
+    .superRefine((value, context) => {
+      const problem = codeTargetProblem(value);
+      if (problem)
+        context.addIssue({ code: "custom", message: `expected ${ADDRESS_FORMS}, comma-separated: ${problem}` });
+    })
+    .default("127.0.0.1:50053"),
+  // With TOOLPLANE_NATS_URL: session records and images in JetStream, shared by every gateway (nats-stores.ts).
+  // Opt-in: NATS then carries every call (a NATS outage fails calls), not only the events.
+  TOOLPLANE_GATEWAY_SHARED_SESSIONS: boolean(false),
+  TOOLPLANE_GATEWAY_SESSION_BUCKET: z
+    .string()
+    .regex(/^[-\w]+$/)
+    .default("toolplane_sessions"),
+  TOOLPLANE_GATEWAY_IMAGE_BUCKET: z
+    .string()
+    .regex(/^[-\w]+$/)
+    .default("toolplane_images"),
+  TOOLPLANE_GATEWAY_CODE_RESOLVE_INTERVAL_MS: positiveInt(5000),
+  TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS: positiveInt(1000),
   TOOLPLANE_SEARCH_ADDR: address("127.0.0.1:50054"),
   TOOLPLANE_GATEWAY_IMAGE_STORE_MB: positiveInt(512),
   TOOLPLANE_GATEWAY_SESSION_TTL_SECONDS: positiveInt(900),
@@ -61,7 +86,13 @@ runMain("toolplane-gateway", async () => {
       search: config.TOOLPLANE_SEARCH_ADDR,
     },
     config.TOOLPLANE_GATEWAY_IMAGE_BYTES_BEFORE_REFERENCE,
+    logger,
+    {
+      resolveIntervalMs: config.TOOLPLANE_GATEWAY_CODE_RESOLVE_INTERVAL_MS,
+      loadIntervalMs: config.TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS,
+    },
   );
+  await backends.codeReplicas.start();
   // Events (NATS or log), tool metrics, and the trajectory journal when recording locally.
   const { recorder, journal } = createRecorder(config, logger);
   const observer = combineObservers(
@@ -80,10 +111,21 @@ runMain("toolplane-gateway", async () => {
     },
   });
   exportAdmissionGauges(admission);
+  // With NATS, session records and images are shared by every gateway replica; without, they stay in memory.
+  const shared =
+    config.TOOLPLANE_NATS_URL === undefined || !config.TOOLPLANE_GATEWAY_SHARED_SESSIONS
+      ? undefined
+      : await openNatsStores({
+          url: config.TOOLPLANE_NATS_URL,
+          sessionBucket: config.TOOLPLANE_GATEWAY_SESSION_BUCKET,
+          imageBucket: config.TOOLPLANE_GATEWAY_IMAGE_BUCKET,
+          imageMaxAgeMs: (config.TOOLPLANE_GATEWAY_MAX_SESSION_TTL_SECONDS + 3600) * 1000,
+          cacheBytes: config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024,
+        });
   const gateway = new ToolGateway({
     backends,
-    store: new MemoryImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
-    sessions: new MemorySessionStore(),
+    store: shared?.images ?? new MemoryImageStore(config.TOOLPLANE_GATEWAY_IMAGE_STORE_MB * 1024 * 1024),
+    sessions: shared?.sessions ?? new MemorySessionStore(),
     admission,
     observer,
     recorder,
@@ -122,6 +164,7 @@ runMain("toolplane-gateway", async () => {
       stop: async () => {
         await server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS);
         await gateway.stop();
+        await shared?.close();
         backends.close();
         await observer.stop();
         await recorder.close();

@@ -9,6 +9,8 @@ export type CodeLanguage = "python" | "javascript";
 export interface CodeSessionHandle {
   id: string;
   limits: Limits | undefined;
+  /** The code replica holding the session (code-replicas.ts); every call of the session goes there. */
+  replica?: string;
 }
 
 /** One trajectory: its input images, the images it produced, its code sessions. */

@@ -10,7 +10,7 @@ import {
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import { createClient, invoke, ToolplaneError } from "../../../services/runtime/src/index.js";
 import { treeCpuSeconds, treeRssKb } from "../../support/proc.js";
-import { type SpawnedService, spawnService } from "../../support/processes.js";
+import { type SpawnedNats, type SpawnedService, spawnNats, spawnService } from "../../support/processes.js";
 
 /**
  * Rollout load generator: N simulated DeepEyesV2 trajectories run concurrently
@@ -23,12 +23,20 @@ import { type SpawnedService, spawnService } from "../../support/processes.js";
  * them in a row). The target is concurrency that pays: N at once reach at least
  * 3x the trajectories/s of one alone, with code calls p99 <= 1 s, no
  * INFRASTRUCTURE error and no in-band retry.
+ *
+ * `--replicas=N` (N >= 2) then runs the same rollout again on N gateways sharing sessions through a real
+ * nats-server and N code services, every trajectory alternating gateways call by call, and prints its
+ * trajectories/s against the single-replica run above and the added cost per call of the shared state (the
+ * answer step, which only reads and writes the session record, one at a time on both set-ups).
  */
 const quick = process.argv.includes("--quick");
 const trajectoriesArg = process.argv.find((arg) => arg.startsWith("--trajectories="));
 const TRAJECTORIES = trajectoriesArg ? Number(trajectoriesArg.split("=")[1]) : quick ? 4 : 256;
 const aloneArg = process.argv.find((arg) => arg.startsWith("--alone="));
 const ALONE = aloneArg ? Number(aloneArg.split("=")[1]) : quick ? 1 : 8;
+const replicasArg = process.argv.find((arg) => arg.startsWith("--replicas="));
+// `make bench` compares one replica with two; the quick run (in `make test`) keeps to one.
+const REPLICAS = replicasArg ? Number(replicasArg.split("=")[1]) : quick ? 1 : 2;
 
 const TURNS: { tool: string; text: string }[] = [
   {
@@ -89,7 +97,10 @@ const sampleMemory = () => {
 sampleMemory();
 const sampler = setInterval(sampleMemory, 250);
 
-const client = createClient(ToolGatewayClient, services.gateway.address);
+let clients = [createClient(ToolGatewayClient, services.gateway.address)];
+/** The gateway for a trajectory's n-th call: with several, calls alternate between them. */
+const via = (n: number): ToolGatewayClient => clients[n % clients.length] as ToolGatewayClient;
+const client = via(0);
 const photo = await sharp({
   create: { width: 1280, height: 720, channels: 3, background: { r: 120, g: 30, b: 200 } },
 })
@@ -116,6 +127,7 @@ function resetCounters(): void {
 }
 
 async function step(sessionId: string, text: string, turn: number): Promise<StepResponse> {
+  const client = via(turn);
   for (;;) {
     try {
       const response = await invoke(client, client.step, {
@@ -146,6 +158,7 @@ async function step(sessionId: string, text: string, turn: number): Promise<Step
 }
 
 async function trajectory(index: number): Promise<void> {
+  const client = via(index);
   const session = await invoke(client, client.createSession, {
     rolloutId: "bench-rollout",
     trajectoryId: `bench-${index}`,
@@ -250,7 +263,50 @@ process.stdout.write(
   `physical bound: ${cpuMs.toFixed(0)} ms of CPU per trajectory across the services on ${cpus().length} cores -> at most ${boundPerSecond.toFixed(2)} trajectories/s (${(boundPerSecond / alone.trajectories_per_second).toFixed(2)}x one alone) even with every core busy and nothing else running\n`,
 );
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+let ok = aloneOk && completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0;
 
-client.close();
+for (const each of clients) each.close();
 for (const service of Object.values(services).reverse()) await service.stop();
-process.exit(aloneOk && completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0 ? 0 : 1);
+
+if (REPLICAS >= 2) {
+  // The same rollout on REPLICAS gateways (sessions in NATS) and REPLICAS code services.
+  const nats: SpawnedNats = await spawnNats();
+  const image = await spawnService("image");
+  const search = await spawnService("search");
+  const codes = await Promise.all(Array.from({ length: REPLICAS }, () => spawnService("code")));
+  const gateways = await Promise.all(
+    Array.from({ length: REPLICAS }, () =>
+      spawnService("gateway", {
+        TOOLPLANE_IMAGE_ADDR: image.address,
+        TOOLPLANE_CODE_ADDR: codes.map((code) => code.address).join(","),
+        TOOLPLANE_SEARCH_ADDR: search.address,
+        TOOLPLANE_NATS_URL: nats.url,
+        TOOLPLANE_GATEWAY_SHARED_SESSIONS: "true",
+      }),
+    ),
+  );
+  clients = gateways.map((gateway) => createClient(ToolGatewayClient, gateway.address));
+  await invoke(via(0), via(0).putImage, { data: photo });
+  resetCounters();
+  const sharedAloneStarted = performance.now();
+  for (let index = 0; index < ALONE; index++) await trajectory(2 * TRAJECTORIES + index);
+  const sharedAlone = summary(ALONE, (performance.now() - sharedAloneStarted) / 1000);
+  resetCounters();
+  const sharedStarted = performance.now();
+  await Promise.all(Array.from({ length: TRAJECTORIES }, (_, index) => trajectory(3 * TRAJECTORIES + index)));
+  const shared = summary(TRAJECTORIES, (performance.now() - sharedStarted) / 1000);
+  const answerCost =
+    (sharedAlone.per_tool_ms.answer?.p50 ?? Number.NaN) - (alone.per_tool_ms.answer?.p50 ?? Number.NaN);
+  process.stdout.write(
+    `replicas: ${REPLICAS} gateways (sessions in NATS JetStream, calls alternating) + ${REPLICAS} code services: ${shared.trajectories_per_second} trajectories/s vs ${concurrent.trajectories_per_second}/s on one of each in this run -> ${(shared.trajectories_per_second / concurrent.trajectories_per_second).toFixed(2)}x; bound: ${cpus().length} cores serve both set-ups, so more replicas add no CPU here (at most ${boundPerSecond.toFixed(2)} trajectories/s either way)\n`,
+  );
+  process.stdout.write(
+    `shared state per call: answer step p50 ${sharedAlone.per_tool_ms.answer?.p50} ms with NATS vs ${alone.per_tool_ms.answer?.p50} ms in memory -> +${answerCost.toFixed(2)} ms (one KV read and one compare-and-set write)\n`,
+  );
+  process.stdout.write(`${JSON.stringify({ replicas: REPLICAS, shared, shared_alone: sharedAlone }, null, 2)}\n`);
+  ok &&= completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0;
+  for (const each of clients) each.close();
+  for (const service of [...gateways, ...codes, search, image]) await service.stop();
+  await nats.stop();
+}
+process.exit(ok ? 0 : 1);

@@ -123,6 +123,8 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
                     referenceIndentation: context.hints.referenceIndentation === true && language === "python",
                   },
                   withReplyReserve(options),
+                  // Updated in place when the session moves to another replica, so the record keeps up.
+                  handle,
                 );
               }),
             );
