@@ -10,8 +10,10 @@ import {
  * Time a cell needs left once its turn comes: less, and the code service could
  * only answer that the deadline passed before the cell ran (the
  * infrastructure's error), although the model's own earlier cells used the time.
+ * It covers the gateway's reply reserve (up to 500 ms, tools/code.ts), the code
+ * service's margin before the deadline (250 ms, code sessions.ts) and a short cell.
  */
-export const MIN_TURN_REMAINING_MS = 250;
+export const MIN_TURN_REMAINING_MS = 1000;
 
 /** The waiting call: its deadline, and its signal made on demand (only a call that has to wait needs one). */
 export interface LaneCall {
