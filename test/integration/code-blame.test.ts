@@ -32,6 +32,32 @@ describe("code service blame (issue #18)", () => {
     await service?.stop();
   });
 
+  /**
+   * Sends a cell with a 300 ms deadline while the code service is SIGSTOPped (the service this test spawned, by its
+   * pid), resumes it after the deadline, and returns how the call ended (undefined when it succeeded).
+   */
+  async function executeWhileStopped(
+    client: ReturnType<typeof codeClient>["client"],
+    sessionId: string,
+    code: string,
+  ): Promise<unknown> {
+    const pid = service.child.pid;
+    assert.ok(pid !== undefined);
+    process.kill(pid, "SIGSTOP");
+    const late = invoke(
+      client,
+      client.execute,
+      { sessionId, code, timeoutMs: 0, fixIndentation: false },
+      { deadlineMs: Date.now() + 300 },
+    ).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    process.kill(pid, "SIGCONT");
+    return late;
+  }
+
   it("JS: a heap bomb V8 cannot stop ends its own cell with MODEL RESOURCE_EXHAUSTED; a session on the same host keeps its variables", async () => {
     const bystander = (await javascript.create()).sessionId;
     await javascript.execute(bystander, "globalThis.kept = 'mine'");
@@ -168,21 +194,7 @@ describe("code service blame (issue #18)", () => {
   it("a call whose deadline passed while the service was stopped is refused without touching the session", async () => {
     const session = (await python.create()).sessionId;
     await python.execute(session, "kept = 'state'");
-    const pid = service.child.pid;
-    assert.ok(pid !== undefined);
-    process.kill(pid, "SIGSTOP");
-    const late = invoke(
-      python.client,
-      python.client.execute,
-      { sessionId: session, code: "print('ran')", timeoutMs: 0, fixIndentation: false },
-      { deadlineMs: Date.now() + 300 },
-    ).then(
-      () => undefined,
-      (error: unknown) => error,
-    );
-    await new Promise((resolve) => setTimeout(resolve, 800));
-    process.kill(pid, "SIGCONT");
-    const error = await late;
+    const error = await executeWhileStopped(python.client, session, "print('ran')");
     assert.ok(error instanceof ToolplaneError, String(error));
     assert.equal(error.code, 4 /* DEADLINE_EXCEEDED */);
     const next = await python.execute(session, "print(kept)");
@@ -194,21 +206,7 @@ describe("code service blame (issue #18)", () => {
   it("JS: a call whose deadline passed while the service was stopped leaves the session's state alone", async () => {
     const session = (await javascript.create()).sessionId;
     await javascript.execute(session, "globalThis.kept = 'js state'");
-    const pid = service.child.pid;
-    assert.ok(pid !== undefined);
-    process.kill(pid, "SIGSTOP");
-    const late = invoke(
-      javascript.client,
-      javascript.client.execute,
-      { sessionId: session, code: "console.log('ran')", timeoutMs: 0, fixIndentation: false },
-      { deadlineMs: Date.now() + 300 },
-    ).then(
-      () => undefined,
-      (error: unknown) => error,
-    );
-    await new Promise((resolve) => setTimeout(resolve, 800));
-    process.kill(pid, "SIGCONT");
-    const error = await late;
+    const error = await executeWhileStopped(javascript.client, session, "console.log('ran')");
     assert.ok(error instanceof ToolplaneError, String(error));
     const next = await javascript.execute(session, "kept");
     assert.equal(next.result, '"js state"', JSON.stringify(next));

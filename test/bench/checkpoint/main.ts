@@ -12,17 +12,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import type { ExecutionOutcome } from "../../../services/code/src/backend.js";
 import { DiskCheckpointStore } from "../../../services/code/src/checkpoint-store.js";
-import { PythonBackend, type PythonBackendOptions } from "../../../services/code/src/python/backend.js";
-import {
-  defaultKernelPath,
-  defaultSeccompPath,
-  defaultSessionInitPath,
-} from "../../../services/code/src/python/sandbox.js";
-import { SessionManager } from "../../../services/code/src/sessions.js";
-import { createLogger } from "../../../services/runtime/src/index.js";
+import { PythonReplica, pythonBackendOptions } from "../../support/python-backend.js";
 
 const quick = process.argv.includes("--quick");
 const MIB = 1024 * 1024;
@@ -33,74 +25,40 @@ const LIVE = quick ? 2 : 64;
 const ROUNDS = 3;
 const THINK_MS = 200;
 
-function options(store: DiskCheckpointStore | undefined, maxLiveKernels: number): PythonBackendOptions {
-  return {
-    start: "auto",
-    unsharePath: "/usr/bin/unshare",
-    sessionInitPath: defaultSessionInitPath(),
-    seccompPath: defaultSeccompPath(),
-    preload: ["numpy", "PIL.Image", "PIL.ImageOps", "cv2", "matplotlib.pyplot", "scipy"],
-    poolSize: 2,
-    warmupConcurrency: 2,
-    forkPoolSize: 16,
-    forkConcurrency: 2,
-    retryAfterMs: 500,
-    bwrapPath: "/usr/bin/bwrap",
-    pythonPath: "/usr/bin/python3",
-    kernelPath: defaultKernelPath(),
-    hostUid: process.getuid?.() === 0 ? 65534 : undefined,
-    tmpBytes: 64 * MIB,
-    maxFrameBytes: 256 * MIB,
-    maxProcesses: 32,
-    maxFileBytes: 16 * MIB,
-    maxOpenFiles: 256,
-    killGraceMs: 2000,
-    ...(store ? { checkpoints: { store, maxBytes: 64 * MIB, timeoutMs: 10_000, maxLiveKernels } } : {}),
-  };
-}
-
-class Service {
-  readonly backend: PythonBackend;
-  readonly manager: SessionManager;
+/** A replica as the service would run it: its pool sizes and limits; checkpoints on when `dir` is given. */
+class Service extends PythonReplica {
   constructor(dir: string | undefined, maxLiveKernels = 4096) {
-    const logger = createLogger("bench", "silent");
-    this.backend = new PythonBackend(
-      options(dir ? new DiskCheckpointStore(dir, 8192 * MIB) : undefined, maxLiveKernels),
-      logger,
-    );
-    this.manager = new SessionManager(
-      [this.backend],
-      {
-        defaults: { timeoutMs: 30_000, memoryMb: 1024, maxOutputBytes: 65536, maxImages: 4, idleTtlSeconds: 600 },
-        maxima: { timeoutMs: 30_000, memoryMb: 1024, maxOutputBytes: 65536, maxImages: 4, idleTtlSeconds: 600 },
-        maxSessions: 4096,
-        maxWaitingCreates: 4096,
-        retryAfterMs: 100,
-        sweepIntervalMs: 60_000,
-        maxCodeBytes: MIB,
-      },
-      logger,
+    super(
+      pythonBackendOptions({
+        start: "auto",
+        preload: ["numpy", "PIL.Image", "PIL.ImageOps", "cv2", "matplotlib.pyplot", "scipy"],
+        poolSize: 2,
+        warmupConcurrency: 2,
+        forkPoolSize: 16,
+        forkConcurrency: 2,
+        tmpBytes: 64 * MIB,
+        maxFrameBytes: 256 * MIB,
+        maxFileBytes: 16 * MIB,
+        maxOpenFiles: 256,
+        killGraceMs: 2000,
+        ...(dir
+          ? {
+              checkpoints: {
+                store: new DiskCheckpointStore(dir, 8192 * MIB),
+                maxBytes: 64 * MIB,
+                timeoutMs: 10_000,
+                maxLiveKernels,
+              },
+            }
+          : {}),
+      }),
+      4096,
     );
   }
-  async create(): Promise<string> {
-    const created = await this.manager.create({
-      language: Language.LANGUAGE_PYTHON,
-      images: [],
-      limits: {},
-      idleTtlSeconds: 0,
-      label: "bench",
-      signal: new AbortController().signal,
-    });
-    return created.sessionId;
-  }
-  async run(sessionId: string, code: string): Promise<ExecutionOutcome> {
-    const { outcome } = await this.manager.execute({
-      sessionId,
-      code,
-      timeoutMs: 0,
-      fixIndentation: false,
-      signal: new AbortController().signal,
-    });
+
+  /** A cell that must succeed: the benchmark measures working cells only. */
+  override async run(sessionId: string, code: string): Promise<ExecutionOutcome> {
+    const outcome = await super.run(sessionId, code);
     if (outcome.failure) throw new Error(`${code}: ${outcome.stderr}`);
     return outcome;
   }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
+import { pythonBackendOptions } from "../../../../test/support/python-backend.js";
 import {
   createLogger,
   DeadlineExceededError,
@@ -13,9 +14,7 @@ import {
 } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome, LanguageSession, ResolvedLimits } from "../backend.js";
 import { PythonBackend, type PythonBackendOptions, type PythonStart } from "./backend.js";
-import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./sandbox.js";
-
-const MIB = 1024 * 1024;
+import { defaultKernelPath } from "./sandbox.js";
 
 /** The repository this test runs from (kernel.py is in services/code/src/python): no sandbox may see its path. */
 function repoRoot(): string {
@@ -24,28 +23,7 @@ function repoRoot(): string {
 const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes: 2000, maxImages: 2 };
 
 function backendOptions(start: PythonStart = "zygote"): PythonBackendOptions {
-  return {
-    start,
-    unsharePath: process.env.TOOLPLANE_CODE_UNSHARE_PATH ?? "/usr/bin/unshare",
-    sessionInitPath: defaultSessionInitPath(),
-    seccompPath: defaultSeccompPath(),
-    preload: ["numpy", "PIL.Image", "PIL.ImageOps", "cv2", "matplotlib.pyplot"],
-    poolSize: 1,
-    warmupConcurrency: 1,
-    forkPoolSize: 1,
-    forkConcurrency: 1,
-    retryAfterMs: 500,
-    bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
-    pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
-    kernelPath: defaultKernelPath(),
-    hostUid: process.getuid?.() === 0 ? 65534 : undefined,
-    tmpBytes: 32 * MIB,
-    maxFrameBytes: 64 * MIB,
-    maxProcesses: 32,
-    maxFileBytes: 4 * MIB,
-    maxOpenFiles: 128,
-    killGraceMs: 500,
-  };
+  return pythonBackendOptions({ start });
 }
 
 for (const start of ["zygote", "sandbox"] as const) {

@@ -184,7 +184,7 @@ export class PythonBackend implements LanguageBackend {
     if (!config) return undefined;
     const stored = await config.store.load(sessionId);
     if (stored?.record.language !== "python") return undefined;
-    const { record, images } = stored;
+    const { record, images, checkpoint } = stored;
     const checkpoints = new SessionCheckpoints(
       sessionId,
       record,
@@ -193,7 +193,7 @@ export class PythonBackend implements LanguageBackend {
       this.options.killGraceMs,
       this.logger,
     );
-    checkpoints.markStored();
+    checkpoints.markStored(checkpoint);
     const session = new PythonSession(this, images, record.limits, record.seed, checkpoints, "moved");
     this.sessions.add(session);
     return { session, limits: record.limits, idleTtlMs: record.idleTtlMs, label: record.label };

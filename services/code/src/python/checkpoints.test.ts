@@ -4,95 +4,27 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
-import { Language } from "../../../../generated/toolplane/code/v1/code.js";
-import { createLogger, NotFoundError } from "../../../runtime/src/index.js";
+import { PythonReplica, pythonBackendOptions } from "../../../../test/support/python-backend.js";
+import { NotFoundError } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome } from "../backend.js";
 import { DiskCheckpointStore } from "../checkpoint-store.js";
-import { SessionManager, type SessionManagerConfig } from "../sessions.js";
-import { PythonBackend, type PythonBackendOptions } from "./backend.js";
-import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./sandbox.js";
 
 const MIB = 1024 * 1024;
 
-const MANAGER: SessionManagerConfig = {
-  defaults: { timeoutMs: 10_000, memoryMb: 512, maxOutputBytes: 8192, maxImages: 4, idleTtlSeconds: 600 },
-  maxima: { timeoutMs: 30_000, memoryMb: 1024, maxOutputBytes: 65536, maxImages: 8, idleTtlSeconds: 3600 },
-  maxSessions: 64,
-  maxWaitingCreates: 64,
-  retryAfterMs: 100,
-  sweepIntervalMs: 60_000,
-  maxCodeBytes: MIB,
-};
-
-function backendOptions(store: DiskCheckpointStore, maxLiveKernels: number, maxBytes = 16 * MIB): PythonBackendOptions {
-  return {
-    start: "auto",
-    unsharePath: process.env.TOOLPLANE_CODE_UNSHARE_PATH ?? "/usr/bin/unshare",
-    sessionInitPath: defaultSessionInitPath(),
-    seccompPath: defaultSeccompPath(),
-    preload: ["numpy", "PIL.Image", "PIL.ImageOps", "matplotlib.pyplot"],
-    poolSize: 1,
-    warmupConcurrency: 1,
-    forkPoolSize: 2,
-    forkConcurrency: 1,
-    retryAfterMs: 500,
-    bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
-    pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
-    kernelPath: defaultKernelPath(),
-    hostUid: process.getuid?.() === 0 ? 65534 : undefined,
-    tmpBytes: 32 * MIB,
-    maxFrameBytes: 64 * MIB,
-    maxProcesses: 32,
-    maxFileBytes: 4 * MIB,
-    maxOpenFiles: 128,
-    killGraceMs: 500,
-    checkpoints: { store, maxBytes, timeoutMs: 5000, maxLiveKernels },
-  };
-}
-
 /** One code service's worth of Python sessions on a shared checkpoint directory. */
-class Replica {
-  readonly backend: PythonBackend;
-  readonly manager: SessionManager;
-
-  constructor(dir: string, maxLiveKernels = 64, maxBytes?: number) {
-    const logger = createLogger("test", "silent");
-    this.backend = new PythonBackend(
-      backendOptions(new DiskCheckpointStore(dir, 512 * MIB), maxLiveKernels, maxBytes),
-      logger,
-    );
-    this.manager = new SessionManager([this.backend], MANAGER, logger);
-  }
-
-  start = () => this.manager.start();
-  stop = () => this.manager.stop();
-
-  async create(images: Array<{ name: string; data: Buffer; mimeType: string; width: number; height: number }> = []) {
-    const created = await this.manager.create({
-      language: Language.LANGUAGE_PYTHON,
-      images,
-      limits: {},
-      idleTtlSeconds: 0,
-      label: "checkpoint-test",
-      signal: new AbortController().signal,
-    });
-    return created.sessionId;
-  }
-
-  async run(sessionId: string, code: string): Promise<ExecutionOutcome> {
-    const { outcome } = await this.manager.execute({
-      sessionId,
-      code,
-      timeoutMs: 0,
-      fixIndentation: false,
-      signal: new AbortController().signal,
-    });
-    return outcome;
-  }
+function newReplica(dir: string, maxLiveKernels = 64, maxBytes = 16 * MIB): PythonReplica {
+  return new PythonReplica(
+    pythonBackendOptions({
+      start: "auto",
+      preload: ["numpy", "PIL.Image", "PIL.ImageOps", "matplotlib.pyplot"],
+      forkPoolSize: 2,
+      checkpoints: { store: new DiskCheckpointStore(dir, 512 * MIB), maxBytes, timeoutMs: 5000, maxLiveKernels },
+    }),
+  );
 }
 
 /** Runs a cell and returns its stdout, failing on a model error. */
-async function ok(replica: Replica, sessionId: string, code: string): Promise<ExecutionOutcome> {
+async function ok(replica: PythonReplica, sessionId: string, code: string): Promise<ExecutionOutcome> {
   const outcome = await replica.run(sessionId, code);
   assert.equal(outcome.failure, undefined, `${code}\n${outcome.stderr}`);
   return outcome;
@@ -125,7 +57,7 @@ describe("Python checkpoints (real sandboxes)", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("a session whose interpreter is killed between cells comes back from its checkpoint, minus the open file", async () => {
-    const replica = new Replica(dir);
+    const replica = newReplica(dir);
     await replica.start();
     try {
       const id = await replica.create(image());
@@ -160,7 +92,7 @@ describe("Python checkpoints (real sandboxes)", () => {
   });
 
   it("another replica on the same store continues a session it never held (restarted or moved)", async () => {
-    const first = new Replica(dir);
+    const first = newReplica(dir);
     await first.start();
     let id: string;
     try {
@@ -171,7 +103,7 @@ describe("Python checkpoints (real sandboxes)", () => {
       // A replica that stops (rolled out, scaled in) leaves its sessions' checkpoints for the others.
       await first.stop();
     }
-    const second = new Replica(dir);
+    const second = newReplica(dir);
     await second.start();
     try {
       const moved = await ok(second, id, "print(y, crop.size, square(5))");
@@ -184,7 +116,7 @@ describe("Python checkpoints (real sandboxes)", () => {
   });
 
   it("above the live-interpreter budget, idle sessions hibernate and come back on their next call", async () => {
-    const replica = new Replica(dir, 2);
+    const replica = newReplica(dir, 2);
     await replica.start();
     try {
       const ids = [];
@@ -210,7 +142,7 @@ describe("Python checkpoints (real sandboxes)", () => {
   });
 
   it("a namespace over the size limit is not saved and the model is told, without failing the cell", async () => {
-    const replica = new Replica(dir, 64, 256 * 1024);
+    const replica = newReplica(dir, 64, 256 * 1024);
     await replica.start();
     try {
       const id = await replica.create();
@@ -224,7 +156,7 @@ describe("Python checkpoints (real sandboxes)", () => {
   });
 
   it("a pickle that runs code on restore runs it only inside the sandbox, and a crashing one starts fresh", async () => {
-    const replica = new Replica(dir);
+    const replica = newReplica(dir);
     await replica.start();
     try {
       const id = await replica.create();

@@ -45,6 +45,8 @@ export class SessionCheckpoints {
   private upToDate = true;
   /** A message for the model, shown at the start of the next cell's stderr. */
   private notice = "";
+  /** The checkpoint a recovery read from the store, until the first restore uses it. */
+  private recovered: Buffer | undefined;
 
   constructor(
     private readonly sessionId: string,
@@ -55,9 +57,13 @@ export class SessionCheckpoints {
     private readonly logger: Logger,
   ) {}
 
-  /** A session recreated from the store (another replica, or this one before a restart) starts with one. */
-  markStored(): void {
+  /**
+   * A session recreated from the store (another replica, or this one before a restart) starts with one: the
+   * checkpoint its recovery already read, kept for the first restore instead of reading the store again.
+   */
+  markStored(checkpoint: Buffer): void {
     this.stored = true;
+    this.recovered = checkpoint;
   }
 
   get hasCheckpoint(): boolean {
@@ -98,10 +104,7 @@ export class SessionCheckpoints {
   /** Forgets the checkpoint: the session's state was lost by its own code, and must not come back. */
   async drop(): Promise<void> {
     await this.pending;
-    this.upToDate = true;
-    if (!this.stored) return;
-    this.stored = false;
-    await this.config.store.delete(this.sessionId);
+    await this.forget(true);
   }
 
   /**
@@ -111,13 +114,14 @@ export class SessionCheckpoints {
    */
   async restore(kernel: Kernel, reason: RestoreReason): Promise<Restored> {
     const started = performance.now();
-    const stored = await this.config.store.load(this.sessionId);
-    if (!stored) {
+    const checkpoint = this.recovered ?? (await this.config.store.load(this.sessionId))?.checkpoint;
+    this.recovered = undefined;
+    if (!checkpoint) {
       this.stored = false;
       return { reason, lostNames: [], restoreMs: performance.now() - started, complete: false, problem: "it is gone" };
     }
     const reply = await this.guarded(kernel, "restore", () =>
-      kernel.request({ op: "restore", timeout_ms: this.config.timeoutMs }, [stored.checkpoint]),
+      kernel.request({ op: "restore", timeout_ms: this.config.timeoutMs }, [checkpoint]),
     );
     const restoreMs = performance.now() - started;
     if (reply.header.op === "restored") {
@@ -163,19 +167,21 @@ export class SessionCheckpoints {
         return;
       case "checkpoint_too_large":
         this.notice = `[toolplane] This session's state is too large to save (over the checkpoint limit of ${this.config.maxBytes} bytes): if its interpreter is lost, the variables from this point on are lost too.\n`;
-        await this.dropStored();
+        await this.forget(false);
         return;
       case "checkpoint_failed":
         this.notice = `[toolplane] This session's state could not be saved (${String(header.message).slice(0, 200)}): if its interpreter is lost, the variables from this point on are lost too.\n`;
-        await this.dropStored();
+        await this.forget(false);
         return;
       default:
         throw new Error(`the kernel answered checkpoint with ${JSON.stringify(header).slice(0, 200)}`);
     }
   }
 
-  private async dropStored(): Promise<void> {
-    this.upToDate = false;
+  /** Deletes the stored checkpoint; `upToDate`: the state since then needs none (dropped on purpose). */
+  private async forget(upToDate: boolean): Promise<void> {
+    this.upToDate = upToDate;
+    this.recovered = undefined;
     if (!this.stored) return;
     this.stored = false;
     await this.config.store.delete(this.sessionId);
