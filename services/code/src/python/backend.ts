@@ -443,7 +443,9 @@ class PythonSession implements LanguageSession {
     this.firstRestore = undefined;
     this.hibernated = false;
     if (this.kernel && reason === "kernel_lost") {
-      this.backend.log.info({ exit: await this.kernel.exited }, "restarting the lost interpreter of a session");
+      // Logged when the old process is gone; the new kernel does not wait for its teardown.
+      const log = this.backend.log;
+      void this.kernel.exited.then((exit) => log.info({ exit }, "restarting the lost interpreter of a session"));
     }
     // A kernel that never ran the model's code held no state of the model's: nothing to announce.
     const stateLost = this.kernelRanCode;

@@ -56,12 +56,14 @@ export abstract class FramedKernel implements Kernel {
   protected abstract write(bytes: Buffer): void;
   protected abstract terminate(): void;
 
+  /** False from the moment it is killed: a killed kernel answers nothing more, even while it is torn down. */
   get alive(): boolean {
-    return this.exitInfo === undefined;
+    return this.exitInfo === undefined && this.killedFor === undefined;
   }
 
   request(header: Record<string, unknown>, blobs: Buffer[] = []): Promise<Frame> {
-    if (this.exitInfo) return Promise.reject(new SandboxExitedError(this.exitInfo));
+    const gone = this.goneError();
+    if (gone) return Promise.reject(gone);
     const reply = this.next();
     this.write(encodeFrame(header, blobs));
     return reply;
@@ -71,16 +73,29 @@ export abstract class FramedKernel implements Kernel {
     if (this.exitInfo) return;
     this.killedFor ??= reason;
     this.terminate();
+    // The pending request is answered now, not when the process is gone: tearing down a sandbox that holds
+    // gigabytes or a crowd of spinning children can take longer than the caller has left, and a cell killed at
+    // its time limit must reach the caller as the model's timeout before the caller's deadline.
+    this.pending?.reject(this.goneError() as SandboxExitedError);
+    this.pending = undefined;
   }
 
   /** The next frame the kernel sends. */
   next(): Promise<Frame> {
     const frame = this.queued.shift();
     if (frame) return Promise.resolve(frame);
-    if (this.exitInfo) return Promise.reject(new SandboxExitedError(this.exitInfo));
+    const gone = this.goneError();
+    if (gone) return Promise.reject(gone);
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject };
     });
+  }
+
+  /** Why nothing more can be asked of this kernel: it exited, or it was killed and is being torn down. */
+  private goneError(): SandboxExitedError | undefined {
+    if (this.exitInfo) return new SandboxExitedError(this.exitInfo);
+    if (this.killedFor === undefined) return undefined;
+    return new SandboxExitedError({ code: null, signal: "SIGKILL", killedFor: this.killedFor, stderrTail: "" });
   }
 
   protected received(chunk: Buffer): void {
