@@ -6,6 +6,7 @@ import {
   Metadata,
   type ServiceError,
 } from "@grpc/grpc-js";
+import type { CallScope } from "./call-scope.js";
 import { fromServiceError, stoppedError } from "./errors.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc-server.js";
 import {
@@ -46,38 +47,33 @@ type UnaryMethod<Request, Response> = (
   callback: (error: ServiceError | null, response: Response) => void,
 ) => ClientUnaryCall;
 
-export interface InvokeOptions {
-  /** Absolute deadline in ms since the epoch. */
-  deadlineMs?: number;
-  signal?: AbortSignal;
-  metadata?: Metadata;
-}
-
 /**
- * Calls a unary method as a promise. Remote errors come back as ToolplaneErrors
- * with the remote's error class; an abort cancels the call on the wire.
+ * Calls a unary method as a promise, within the scope's deadline and cancelled on the wire when its signal
+ * aborts (both optional: a test or a one-off call may set neither). Remote errors come back as
+ * ToolplaneErrors with the remote's error class.
  */
 export function invoke<Request, Response>(
   client: Client,
   method: UnaryMethod<Request, Response>,
   request: Request,
-  options: InvokeOptions = {},
+  scope: Partial<CallScope> = {},
+  metadata: Metadata = new Metadata(),
 ): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
-    if (options.signal?.aborted) {
-      reject(stoppedError(options.signal, "call cancelled before it was sent"));
+    if (scope.signal?.aborted) {
+      reject(stoppedError(scope.signal, "call cancelled before it was sent"));
       return;
     }
     const callOptions: Partial<CallOptions> = {};
-    if (options.deadlineMs !== undefined) callOptions.deadline = new Date(options.deadlineMs);
-    const call = method.call(client, request, options.metadata ?? new Metadata(), callOptions, (error, response) => {
-      options.signal?.removeEventListener("abort", onAbort);
+    if (scope.deadlineMs !== undefined) callOptions.deadline = new Date(scope.deadlineMs);
+    const call = method.call(client, request, metadata, callOptions, (error, response) => {
+      scope.signal?.removeEventListener("abort", onAbort);
       if (error) reject(fromServiceError(error));
       else resolve(response);
     });
     function onAbort(): void {
       call.cancel();
     }
-    options.signal?.addEventListener("abort", onAbort, { once: true });
+    scope.signal?.addEventListener("abort", onAbort, { once: true });
   });
 }

@@ -14,6 +14,7 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { trace } from "@opentelemetry/api";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import type { CallScope } from "./call-scope.js";
 import { loadConfig } from "./config.js";
 import { setDeadlineTimer } from "./deadline.js";
 import { CancelledError, DeadlineExceededError, ERROR_CLASS_KEY, toServiceError } from "./errors.js";
@@ -149,17 +150,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   return { port, address, health, metrics, shutdown };
 }
 
-/** What a unary handler gets besides its request. */
-export interface CallContext {
+/** What a unary handler gets besides its request: the call's scope, and who sent it with which metadata. */
+export interface IncomingCall {
+  /** The caller's deadline, and a signal aborted when the caller cancels or that deadline passes. */
+  scope: CallScope;
   metadata: Metadata;
-  /** Aborted when the caller cancels or its deadline passes. */
-  signal: AbortSignal;
-  /** Absolute deadline in ms since the epoch, or undefined when the caller set none. */
-  deadlineMs: number | undefined;
   peer: string;
 }
 
-export type UnaryHandler<Request, Response> = (request: Request, context: CallContext) => Promise<Response>;
+export type UnaryHandler<Request, Response> = (request: Request, call: IncomingCall) => Promise<Response>;
 
 function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number | undefined {
   const deadline = call.getDeadline();
@@ -194,13 +193,12 @@ export function unary<Request, Response>(
     call.on("cancelled", () => {
       if (!answered) controller.abort(new CancelledError("cancelled by caller"));
     });
-    const context: CallContext = {
+    const incoming: IncomingCall = {
+      scope: { deadlineMs, signal: controller.signal },
       metadata: call.metadata,
-      signal: controller.signal,
-      deadlineMs,
       peer: call.getPeer(),
     };
-    handler(call.request, context).then(
+    handler(call.request, incoming).then(
       (response) => {
         answered = true;
         timer?.clear();

@@ -1,4 +1,5 @@
 import {
+  type CallScope,
   codePointLength,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -11,7 +12,7 @@ import {
 } from "../../runtime/src/index.js";
 import { type CachedAnswer, imageCacheKey, type ResultCache, textCacheKey } from "./cache.js";
 import { MAX_INPUT_PIXELS } from "./image-hash.js";
-import type { CallBudget, ProviderAnswer, ProviderResult, SearchProvider } from "./types.js";
+import type { ProviderAnswer, ProviderResult, SearchProvider } from "./types.js";
 
 export type CachePolicyName = "default" | "use" | "refresh" | "frozen";
 export type CacheStatusName = "MISS" | "HIT" | "REFRESHED";
@@ -101,7 +102,7 @@ export class SearchEngine {
     });
   }
 
-  async search(request: TextSearchRequest, budget: CallBudget): Promise<SearchOutcome> {
+  async search(request: TextSearchRequest, scope: CallScope): Promise<SearchOutcome> {
     const started = performance.now();
     const query = request.query.trim();
     if (query === "") throw new InvalidArgumentError("query must not be empty");
@@ -118,12 +119,12 @@ export class SearchEngine {
     return this.cached(provider.name, key, request.cachePolicy, topK, started, () =>
       provider.search(
         { query, count: this.settings.maxTopK, language: request.language, region: request.region },
-        budget,
+        scope,
       ),
     );
   }
 
-  async searchImage(request: ImageSearchRequest, budget: CallBudget): Promise<SearchOutcome> {
+  async searchImage(request: ImageSearchRequest, scope: CallScope): Promise<SearchOutcome> {
     const started = performance.now();
     if (request.sha256Reference !== undefined)
       throw new InvalidArgumentError(
@@ -144,7 +145,7 @@ export class SearchEngine {
     const provider = this.provider(request.provider, "image");
     const sha256 = sha256Hex(data);
     return this.cached(provider.name, imageCacheKey(provider.name, sha256), request.cachePolicy, topK, started, () =>
-      provider.searchImage({ data, sha256, mimeType, count: this.settings.maxTopK }, budget),
+      provider.searchImage({ data, sha256, mimeType, count: this.settings.maxTopK }, scope),
     );
   }
 
