@@ -9,6 +9,7 @@ import {
   poolSize,
   queueDepth,
   ResourceExhaustedError,
+  stoppedError,
   withStage,
 } from "../../runtime/src/index.js";
 import type {
@@ -250,7 +251,7 @@ export class SessionManager {
       });
       this.releaseSlot();
       this.logger.info({ label: params.label }, "session closed at once: its caller left while it was created");
-      throw new DeadlineExceededError("the call was cancelled while its session was being created");
+      throw stoppedError(params.signal, "the call stopped while its session was being created");
     }
     this.creating -= 1;
     this.sessions.set(id, {
@@ -338,7 +339,7 @@ export class SessionManager {
    * a burst above the budget queues (bounded) within the caller's deadline instead of failing.
    */
   private async takeSlot(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw new DeadlineExceededError("the call was cancelled before its session was created");
+    if (signal.aborted) throw stoppedError(signal, "the call stopped before its session was created");
     if (this.waiting.length === 0 && this.sessions.size + this.creating < this.config.maxSessions) {
       this.creating += 1;
       return;
@@ -361,7 +362,7 @@ export class SessionManager {
       const onAbort = () => {
         const index = this.waiting.indexOf(admit);
         if (index >= 0) this.waiting.splice(index, 1);
-        reject(new DeadlineExceededError("the call was cancelled while it waited for a free session slot"));
+        reject(stoppedError(signal, "the call stopped while it waited for a free session slot"));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       this.waiting.push(admit);
@@ -475,13 +476,10 @@ export class SessionManager {
 }
 
 function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted)
-    return Promise.reject(new DeadlineExceededError("the call was cancelled while it waited for the session"));
+  if (signal.aborted) return Promise.reject(stoppedError(signal, "the call stopped while it waited for the session"));
   return new Promise((resolve, reject) => {
     const onAbort = () =>
-      reject(
-        new DeadlineExceededError("the call was cancelled while it waited for an earlier call on the same session"),
-      );
+      reject(stoppedError(signal, "the call stopped while it waited for an earlier call on the same session"));
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(() => {
       signal.removeEventListener("abort", onAbort);

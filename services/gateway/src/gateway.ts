@@ -1,4 +1,3 @@
-import { status } from "@grpc/grpc-js";
 import type { Image } from "../../../generated/toolplane/common/v1/common.js";
 import {
   type CreateSessionRequest,
@@ -13,10 +12,8 @@ import {
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
   asToolplaneError,
-  CancelledError,
   callAttributes,
   canonicalJson,
-  DeadlineExceededError,
   errorClassOf,
   errorMessage,
   InvalidArgumentError,
@@ -29,7 +26,6 @@ import {
   requireSafeArguments,
   sha256Hex,
   type ToolCallObserver,
-  type ToolplaneError,
   verifyImage,
   withStage,
   withToolCallSpan,
@@ -116,19 +112,6 @@ function parseArguments(args: string | Record<string, unknown>): Record<string, 
     throw new InvalidArgumentError("call.arguments_json must be a JSON object");
   }
   return requireSafeArguments(parsed as Record<string, unknown>, "call.arguments_json", MAX_ARGUMENT_DEPTH);
-}
-
-/** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
-function explain(error: unknown, call: Call): ToolplaneError {
-  const failure = asToolplaneError(error);
-  // Already the model's (its own cells kept the call waiting): keep the blame where it was put.
-  if (failure.errorClass === "MODEL") return failure;
-  if (failure.code !== status.CANCELLED && failure.code !== status.DEADLINE_EXCEEDED) return failure;
-  if (call.caller.scope.signal.aborted) return new CancelledError("the caller cancelled the call", { cause: error });
-  if (Date.now() >= call.deadlineMs) {
-    return new DeadlineExceededError(`the call exceeded its deadline (${failure.message})`, { cause: error });
-  }
-  return failure;
 }
 
 /**
@@ -447,7 +430,7 @@ export class ToolGateway {
       outcome = await this.produce(call, validated);
       validated.prepared.settled?.();
     } catch (error) {
-      outcome = failedOutcome(call.request.callId, call.request.name, explain(error, call), call.tool);
+      outcome = failedOutcome(call.request.callId, call.request.name, asToolplaneError(error), call.tool);
     } finally {
       await this.finish(call);
     }

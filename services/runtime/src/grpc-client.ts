@@ -50,7 +50,7 @@ type UnaryMethod<Request, Response> = (
 /**
  * Calls a unary method as a promise, within the scope's deadline and cancelled on the wire when its signal
  * aborts (both optional: a test or a one-off call may set neither). Remote errors come back as
- * ToolplaneErrors with the remote's error class.
+ * ToolplaneErrors with the remote's error class; an aborted signal as its stoppedError.
  */
 export function invoke<Request, Response>(
   client: Client,
@@ -71,7 +71,10 @@ export function invoke<Request, Response>(
       if (error) reject(fromServiceError(error));
       else resolve(response);
     });
+    // The call fails with what stopped it (the caller's deadline or its leaving, as the signal's reason says), not
+    // with the CANCELLED that cancelling it on the wire would bring back.
     function onAbort(): void {
+      reject(stoppedError(scope.signal, "the call stopped before the remote service answered"));
       call.cancel();
     }
     scope.signal?.addEventListener("abort", onAbort, { once: true });

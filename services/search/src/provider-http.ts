@@ -1,8 +1,8 @@
 import {
   type CallScope,
-  DeadlineExceededError,
   InternalError,
   ResourceExhaustedError,
+  stoppedError,
   type ToolplaneError,
   UnauthenticatedError,
   UnavailableError,
@@ -167,7 +167,7 @@ export class ProviderHttpClient {
       text = await readCapped(response, this.settings.maxResponseBytes, name);
     } catch (error) {
       if (callerSignal.aborted)
-        throw new DeadlineExceededError(`search on ${name} was cancelled or ran past its deadline`);
+        throw stoppedError(callerSignal, `search on ${name} stopped before the provider answered`);
       if (error instanceof UnavailableError) return fail(error, false, true);
       if (signal.aborted)
         return fail(

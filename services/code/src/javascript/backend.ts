@@ -1,15 +1,13 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { status } from "@grpc/grpc-js";
 import { Language } from "../../../../generated/toolplane/code/v1/code.js";
 import {
-  DeadlineExceededError,
+  CancelledError,
+  errorOfStatus,
   FailedPreconditionError,
   InternalError,
-  InvalidArgumentError,
-  NotFoundError,
-  ResourceExhaustedError,
+  stoppedError,
   type ToolplaneError,
   UnavailableError,
 } from "../../../runtime/src/index.js";
@@ -104,20 +102,8 @@ function engineOptions(options: JavaScriptBackendOptions): HostOptions {
   };
 }
 
-const ERRORS: Partial<
-  Record<status, new (message: string, options: { errorClass: "MODEL" | "INFRASTRUCTURE" }) => ToolplaneError>
-> = {
-  [status.INVALID_ARGUMENT]: InvalidArgumentError,
-  [status.NOT_FOUND]: NotFoundError,
-  [status.FAILED_PRECONDITION]: FailedPreconditionError,
-  [status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
-  [status.DEADLINE_EXCEEDED]: DeadlineExceededError,
-  [status.UNAVAILABLE]: UnavailableError,
-};
-
 function fromHostFailure(failure: HostFailure): ToolplaneError {
-  const Type = ERRORS[failure.code] ?? InternalError;
-  return new Type(failure.message, { errorClass: failure.errorClass });
+  return errorOfStatus(failure.code, failure.message, { errorClass: failure.errorClass });
 }
 
 /** A request without its correlation id (added when sent). */
@@ -480,6 +466,10 @@ class ProcessSession implements LanguageSession {
       if (notice) outcome.stderr = notice + outcome.stderr;
       return outcome;
     } catch (error) {
+      // The host hears only "cancel": whether the caller's deadline or its leaving stopped the cell, this side knows.
+      if (error instanceof CancelledError && options.signal.aborted) {
+        throw stoppedError(options.signal, error.message, error);
+      }
       if (!(error instanceof HostExited)) throw error;
       return this.afterHostExit(error, options, notice);
     } finally {
@@ -524,7 +514,8 @@ class ProcessSession implements LanguageSession {
       });
     }
     this.lostReason = "the JavaScript sandbox process was restarted after another session crashed it";
-    if (options.signal.aborted) throw new DeadlineExceededError("the execution was cancelled by the caller");
+    if (options.signal.aborted)
+      throw stoppedError(options.signal, "the execution stopped: its caller left or its deadline passed");
     throw new UnavailableError(
       `the JavaScript sandbox process died while this cell ran (not caused by this session); ${STATE_LOST}`,
       { retryAfterMs: 1000 },

@@ -1,9 +1,9 @@
 import type IsolatedVM from "isolated-vm";
 import {
   asToolplaneError,
-  DeadlineExceededError,
   errorMessage,
   FailedPreconditionError,
+  stoppedError,
   UnavailableError,
 } from "../../../runtime/src/index.js";
 import type {
@@ -160,10 +160,11 @@ export class EngineSession implements LanguageSession {
       return typeof result === "string" ? { result } : {};
     } catch (error) {
       if (cancelled) {
-        throw new DeadlineExceededError(
+        throw stoppedError(
+          run.signal,
           discarded
-            ? "the execution was cancelled by the caller; the session's state was lost"
-            : "the execution was cancelled by the caller and stopped at its time limit; the session keeps its state",
+            ? "the execution was stopped for its caller; the session's state was lost"
+            : "the execution was stopped for its caller at its time limit; the session keeps its state",
         );
       }
       if (hardKilled) {

@@ -3,11 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Language } from "../../../../generated/toolplane/code/v1/code.js";
 import {
-  DeadlineExceededError,
   FailedPreconditionError,
   InternalError,
   InvalidArgumentError,
   type Logger,
+  stoppedError,
   UnavailableError,
   withStage,
 } from "../../../runtime/src/index.js";
@@ -484,7 +484,7 @@ class PythonSession implements LanguageSession {
       (restored ? restoredNote(restored) : this.restartNote ? RESTART_NOTE : "") +
       (this.checkpoints?.takeNotice() ?? "");
     this.restartNote = false;
-    if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
+    if (options.signal.aborted) throw stoppedError(options.signal, "the call stopped before the code ran");
 
     const hardLimit = setTimeout(
       () => kernel.kill("timeout"),
@@ -534,7 +534,7 @@ class PythonSession implements LanguageSession {
       ) {
         throw new GoneBeforeCell(error.exit);
       }
-      return this.lostKernel(error, options.timeoutMs, note);
+      return this.lostKernel(error, options.timeoutMs, note, options.signal);
     } finally {
       clearTimeout(hardLimit);
       clearTimeout(cancelKill);
@@ -543,8 +543,9 @@ class PythonSession implements LanguageSession {
     if (options.signal.aborted) {
       // The interrupted cell may have changed the namespace before it stopped: the checkpoint follows it.
       if (reply.header.op === "result") this.checkpoints?.schedule(kernel);
-      throw new DeadlineExceededError(
-        "the call was cancelled; the running code was interrupted (the session keeps its state)",
+      throw stoppedError(
+        options.signal,
+        "the call stopped; the running code was interrupted (the session keeps its state)",
       );
     }
     if (reply.header.op !== "result") {
@@ -559,7 +560,7 @@ class PythonSession implements LanguageSession {
     return outcome;
   }
 
-  private lostKernel(error: unknown, timeoutMs: number, note: string): ExecutionOutcome {
+  private lostKernel(error: unknown, timeoutMs: number, note: string, signal: AbortSignal): ExecutionOutcome {
     this.restartNote = true;
     const killedFor = error instanceof SandboxExitedError ? error.exit.killedFor : undefined;
     const callerLeft = killedFor === "cancelled" || killedFor === "session closed" || this.closed;
@@ -587,11 +588,10 @@ class PythonSession implements LanguageSession {
       };
     }
     if (killedFor === "cancelled") {
-      throw new DeadlineExceededError(
-        "the call was cancelled; the running code was stopped and the session's state was lost",
-        {
-          cause: error,
-        },
+      throw stoppedError(
+        signal,
+        "the call stopped; the running code was stopped and the session's state was lost",
+        error,
       );
     }
     if (killedFor === ZYGOTE_DIED) throw sandboxFailure(error, "running the code", this.backend.retryAfterMs);

@@ -1,4 +1,4 @@
-import { type CallScope, DeadlineExceededError } from "../../../runtime/src/index.js";
+import { type CallScope, throwIfStopped } from "../../../runtime/src/index.js";
 import type { LocalImageIndex } from "../local-image-index.js";
 
 import type { ImageQuery, ProviderAnswer, SearchProvider, TextIndex, TextQuery } from "../types.js";
@@ -15,12 +15,12 @@ export class LocalProvider implements SearchProvider {
   ) {}
 
   async search(query: TextQuery, scope: CallScope): Promise<ProviderAnswer> {
-    if (scope.signal.aborted) throw new DeadlineExceededError("search cancelled before the local index was queried");
+    throwIfStopped(scope, "the local index was queried");
     return { results: await this.text.search(query.query, query.count), queueMs: 0 };
   }
 
   async searchImage(query: ImageQuery, scope: CallScope): Promise<ProviderAnswer> {
-    if (scope.signal.aborted) throw new DeadlineExceededError("image search cancelled before hashing");
+    throwIfStopped(scope, "hashing the query image");
     return { results: await this.images.search(query.data, query.count), queueMs: 0 };
   }
 }

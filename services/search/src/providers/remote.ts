@@ -1,10 +1,5 @@
 import type { z } from "zod";
-import {
-  type CallScope,
-  DeadlineExceededError,
-  FailedPreconditionError,
-  UnavailableError,
-} from "../../../runtime/src/index.js";
+import { type CallScope, FailedPreconditionError, stoppedError, UnavailableError } from "../../../runtime/src/index.js";
 import { makeThumbnail } from "../local-image-index.js";
 import {
   type HttpProviderSettings,
@@ -127,7 +122,7 @@ export class RemoteProvider implements SearchProvider {
     const results = await Promise.all(read.results.map((result) => inlineThumbnail(result, fetching, scope.signal)));
     // Thumbnails cut short by the caller's deadline must not be cached as if they did not exist.
     if (scope.signal.aborted)
-      throw new DeadlineExceededError(`image search on ${this.name} ran past its deadline while fetching thumbnails`);
+      throw stoppedError(scope.signal, `image search on ${this.name} stopped while fetching thumbnails`);
     return { ...read, results };
   }
 
