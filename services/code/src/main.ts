@@ -8,6 +8,7 @@ import {
   ConfigError,
   createLogger,
   loadConfig,
+  loadSecurityConfig,
   port,
   positiveInt,
   runMain,
@@ -123,6 +124,7 @@ function checkDefaultsWithinMaxima(config: CodeConfig): void {
 
 runMain("toolplane-code", async () => {
   const config = loadConfig(codeConfigShape);
+  const security = loadSecurityConfig();
   checkDefaultsWithinMaxima(config);
   const logger = createLogger("code", config.TOOLPLANE_LOG_LEVEL);
   const checkpointStore =
@@ -179,6 +181,7 @@ runMain("toolplane-code", async () => {
     poolSize: config.TOOLPLANE_CODE_JS_POOL_SIZE,
     poolMemoryMb: config.TOOLPLANE_CODE_DEFAULT_MEMORY_MB,
     ...(config.TOOLPLANE_IMAGE_ADDR === "" ? {} : { imageServiceAddress: config.TOOLPLANE_IMAGE_ADDR }),
+    imageServiceSecurity: security,
     imageServiceHint: "TOOLPLANE_IMAGE_ADDR",
     maxDisplayBytes: 32 * MIB,
     // A displayed image is returned to the model: decoding one the return screen would drop is wasted host memory.
@@ -243,6 +246,9 @@ runMain("toolplane-code", async () => {
     ],
     protoFiles: ["toolplane/code/v1/code.proto"],
     logger,
+    metricsPort: config.TOOLPLANE_METRICS_PORT,
+    protoDir: config.TOOLPLANE_PROTO_DIR,
+    security,
   });
   return {
     logger,

@@ -23,7 +23,7 @@ import {
   createLogger,
   invoke,
   type Logger,
-  loadSecurityConfig,
+  type SecurityConfig,
 } from "../../runtime/src/index.js";
 import { CodeReplicaPool, type CodeReplicaPoolOptions } from "./code-replicas.js";
 import { ImageReferences } from "./image-references.js";
@@ -78,9 +78,9 @@ export function createGrpcBackends(
   imageBytesBeforeReference = 2,
   logger: Logger = createLogger("gateway", "silent"),
   placement: Omit<CodeReplicaPoolOptions, "security" | "logger"> = {},
+  /** The TLS files and service token main.ts read, the same for all channels; default: neither (tests). */
+  security: SecurityConfig = {},
 ): Backends & { codeReplicas: CodeReplicaPool } {
-  // Read once: the TLS files and service token are the same for all channels.
-  const security = loadSecurityConfig();
   const image = createClient(ImageServiceClient, addresses.image, security);
   const codeReplicas = new CodeReplicaPool(addresses.code, { ...placement, security, logger });
   const onReplica = async <T>(

@@ -9,12 +9,7 @@ import {
 import type { CallScope } from "./call-scope.js";
 import { fromServiceError, stoppedError } from "./errors.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc-server.js";
-import {
-  channelCredentials,
-  loadSecurityConfig,
-  type SecurityConfig,
-  serviceTokenClientInterceptor,
-} from "./security.js";
+import { channelCredentials, type SecurityConfig, serviceTokenClientInterceptor } from "./security.js";
 
 type ClientConstructor<C> = new (
   address: string,
@@ -23,13 +18,13 @@ type ClientConstructor<C> = new (
 ) => C;
 
 /**
- * A client for a toolplane service, with message limits matching the servers'
- * and this process's credentials (service token, mutual TLS) when configured.
+ * A client for a toolplane service, with message limits matching the servers' and the credentials (service
+ * token, mutual TLS) its process's main.ts read (loadSecurityConfig); default: neither (tests, local tools).
  */
 export function createClient<C extends Client>(
   Ctor: ClientConstructor<C>,
   address: string,
-  security: SecurityConfig = loadSecurityConfig(),
+  security: SecurityConfig = {},
 ): C {
   return new Ctor(address, channelCredentials(security), {
     "grpc.max_receive_message_length": DEFAULT_MAX_MESSAGE_BYTES,

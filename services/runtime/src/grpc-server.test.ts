@@ -94,3 +94,44 @@ describe("unary(): the handler's abort signal", () => {
     await call;
   });
 });
+
+// Each process reads its environment once, in its main.ts: the server and the client take what main.ts read.
+describe("startGrpcServer and createClient read no environment", () => {
+  it("serve no metrics and ask no token unless given, whatever the environment says", async () => {
+    const saved = { metrics: process.env.TOOLPLANE_METRICS_PORT, token: process.env.TOOLPLANE_SERVICE_TOKEN };
+    process.env.TOOLPLANE_METRICS_PORT = "0";
+    process.env.TOOLPLANE_SERVICE_TOKEN = "a-service-token-of-the-environment";
+    let server: RunningServer | undefined;
+    try {
+      server = await startGrpcServer({
+        host: "127.0.0.1",
+        port: 0,
+        services: [
+          {
+            name: "toolplane.search.v1.SearchService",
+            definition: SearchServiceService,
+            implementation: { search: unary("Search", logger, async () => SearchResponse.fromPartial({})) },
+          },
+        ],
+        protoFiles: ["toolplane/search/v1/search.proto"],
+        logger,
+      });
+      assert.equal(server.metrics, undefined);
+      const client = createClient(SearchServiceClient, server.address);
+      try {
+        await invoke(client, client.search, request);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await server?.shutdown(1000);
+      for (const [key, value] of [
+        ["TOOLPLANE_METRICS_PORT", saved.metrics],
+        ["TOOLPLANE_SERVICE_TOKEN", saved.token],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+  });
+});

@@ -9,7 +9,6 @@ import {
   createLogger,
   type Logger,
   loadConfig,
-  metricsConfigShape,
   port,
   runMain,
   SERVICE_NODE_FLAGS,
@@ -152,7 +151,6 @@ runMain("toolplane", async () => {
     TOOLPLANE_IMAGE_PORT: port(50052),
     TOOLPLANE_CODE_PORT: port(50053),
     TOOLPLANE_SEARCH_PORT: port(50054),
-    ...metricsConfigShape,
   });
   const tracing = telemetryEnabled();
   const preload = join(dirname(fileURLToPath(import.meta.url)), "telemetry-register.js");

@@ -68,6 +68,7 @@ class InProcessBackend implements LanguageBackend {
     this.killGraceMs = options.hardKillGraceMs;
     this.engine = new IsolateEngine({
       ...engineOptions(options),
+      ...(options.imageServiceSecurity === undefined ? {} : { imageServiceSecurity: options.imageServiceSecurity }),
       onCatastrophicError:
         options.onCatastrophicError ??
         ((_session, message) => {
