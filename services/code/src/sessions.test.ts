@@ -119,7 +119,10 @@ describe("SessionManager", () => {
 
   it("rejects an idle TTL above the maximum and a language without a backend", async () => {
     const { sessions } = manager();
-    await assert.rejects(create(sessions, { idleTtlSeconds: 601 }), /idle_ttl_seconds=601 exceeds .* 600/);
+    await assert.rejects(
+      create(sessions, { idleTtlSeconds: 601 }),
+      /idle_ttl_seconds is 601, over the limit of 600 \(TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS\)/,
+    );
     await assert.rejects(
       create(sessions, { language: Language.LANGUAGE_JAVASCRIPT }),
       (error: ToolplaneError) =>
@@ -264,8 +267,14 @@ describe("SessionManager", () => {
     const { sessionId } = await create(sessions);
     await assert.rejects(run(sessions, "", "x"), /session_id is required/);
     await assert.rejects(run(sessions, "nope", "x"), (error: ToolplaneError) => error instanceof NotFoundError);
-    await assert.rejects(run(sessions, sessionId, "x".repeat(101)), /code is 101 bytes; the maximum is 100/);
-    await assert.rejects(run(sessions, sessionId, "x", 5001), /timeout_ms=5001 exceeds the service maximum of 5000/);
+    await assert.rejects(
+      run(sessions, sessionId, "x".repeat(101)),
+      /code has 101 bytes, over the limit of 100 \(TOOLPLANE_CODE_MAX_CODE_BYTES\)/,
+    );
+    await assert.rejects(
+      run(sessions, sessionId, "x", 5001),
+      /timeout_ms is 5001, over the limit of 5000 \(TOOLPLANE_CODE_MAX_TIMEOUT_MS\)/,
+    );
   });
 
   it("shortens a cell's timeout to end before the caller's deadline", async () => {

@@ -4,8 +4,10 @@ import {
   DeadlineExceededError,
   InvalidArgumentError,
   type Logger,
+  limitError,
   NotFoundError,
   onScrape,
+  overLimit,
   poolSize,
   queueDepth,
   ResourceExhaustedError,
@@ -27,6 +29,14 @@ const LIMIT_FIELDS = {
   memoryMb: "limits.memory_mb",
   maxOutputBytes: "limits.max_output_bytes",
   maxImages: "limits.max_images",
+} as const satisfies Record<keyof ResolvedLimits, string>;
+
+/** The setting behind each maximum, named in the limit's error. */
+const LIMIT_VARIABLES = {
+  timeoutMs: "TOOLPLANE_CODE_MAX_TIMEOUT_MS",
+  memoryMb: "TOOLPLANE_CODE_MAX_MEMORY_MB",
+  maxOutputBytes: "TOOLPLANE_CODE_MAX_OUTPUT_BYTES",
+  maxImages: "TOOLPLANE_CODE_MAX_IMAGES",
 } as const satisfies Record<keyof ResolvedLimits, string>;
 
 export interface SessionManagerConfig {
@@ -213,7 +223,7 @@ export class SessionManager {
       if (value === 0) continue;
       const maximum = this.config.maxima[key];
       if (value > maximum) {
-        throw new InvalidArgumentError(`${LIMIT_FIELDS[key]}=${value} exceeds the service maximum of ${maximum}`);
+        throw new InvalidArgumentError(overLimit(`${LIMIT_FIELDS[key]} is ${value}`, maximum, LIMIT_VARIABLES[key]));
       }
       resolved[key] = value;
     }
@@ -226,7 +236,11 @@ export class SessionManager {
     const idleTtlSeconds = params.idleTtlSeconds === 0 ? this.config.defaults.idleTtlSeconds : params.idleTtlSeconds;
     if (idleTtlSeconds > this.config.maxima.idleTtlSeconds) {
       throw new InvalidArgumentError(
-        `idle_ttl_seconds=${idleTtlSeconds} exceeds the service maximum of ${this.config.maxima.idleTtlSeconds}`,
+        overLimit(
+          `idle_ttl_seconds is ${idleTtlSeconds}`,
+          this.config.maxima.idleTtlSeconds,
+          "TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS",
+        ),
       );
     }
     const queued = performance.now();
@@ -281,11 +295,13 @@ export class SessionManager {
     const backend = this.backendFor(session.language);
     const codeBytes = Buffer.byteLength(params.code, "utf8");
     if (codeBytes > this.config.maxCodeBytes) {
-      throw new InvalidArgumentError(`code is ${codeBytes} bytes; the maximum is ${this.config.maxCodeBytes}`);
+      throw limitError("code", codeBytes, this.config.maxCodeBytes, "bytes", undefined, {
+        variable: "TOOLPLANE_CODE_MAX_CODE_BYTES",
+      });
     }
     if (params.timeoutMs > this.config.maxima.timeoutMs) {
       throw new InvalidArgumentError(
-        `timeout_ms=${params.timeoutMs} exceeds the service maximum of ${this.config.maxima.timeoutMs}`,
+        overLimit(`timeout_ms is ${params.timeoutMs}`, this.config.maxima.timeoutMs, "TOOLPLANE_CODE_MAX_TIMEOUT_MS"),
       );
     }
     const requestedMs = params.timeoutMs === 0 ? session.limits.timeoutMs : params.timeoutMs;

@@ -19,6 +19,7 @@ import type {
   LanguageSession,
   ResolvedLimits,
 } from "../backend.js";
+import { javascriptStateLostNote, STATE_LOST, timeLimitExceeded } from "../texts.js";
 import { type EngineOptions, IsolateEngine } from "./engine.js";
 import type { HostFailure, HostMessage, HostOptions, HostRequest } from "./host-process.js";
 
@@ -321,7 +322,7 @@ class HostProcess {
 /** A retired host serves its sessions this long at most (an idle session's TTL by default). */
 const DEFAULT_DRAIN_MS = 600_000;
 
-const STATE_LOST = "the session's state was lost and the next cell starts in a fresh context";
+const STATE_LOST_FRESH_CONTEXT = `${STATE_LOST} and the next cell starts in a fresh context`;
 
 /** Runs isolates in sandbox host processes and restarts a host that died. */
 class ProcessBackend implements LanguageBackend {
@@ -444,7 +445,7 @@ class ProcessSession implements LanguageSession {
     if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
     let notice: string | undefined;
     if (!this.host || this.host.exited || this.host.ending) {
-      notice = `[toolplane] ${this.lostReason ?? "the JavaScript sandbox process was restarted"}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
+      notice = javascriptStateLostNote(this.lostReason ?? "the JavaScript sandbox process was restarted");
       this.lostReason = undefined;
       await this.open();
     }
@@ -496,7 +497,7 @@ class ProcessSession implements LanguageSession {
     }
     if (error.reason === "catastrophic") {
       this.lostReason = `the previous cell exhausted the JavaScript heap (memory limit ${this.limits.memoryMb} MB)`;
-      const message = `JavaScript heap exhausted (memory limit ${this.limits.memoryMb} MB: ${error.message}); ${STATE_LOST}`;
+      const message = `JavaScript heap exhausted (memory limit ${this.limits.memoryMb} MB: ${error.message}); ${STATE_LOST_FRESH_CONTEXT}`;
       return outcome({
         code: "RESOURCE_EXHAUSTED",
         type: "MemoryLimitError",
@@ -506,7 +507,7 @@ class ProcessSession implements LanguageSession {
     }
     if (error.reason === "killed") {
       this.lostReason = `the previous cell did not stop at its time limit of ${options.timeoutMs} ms and was killed`;
-      const message = `execution exceeded the time limit of ${options.timeoutMs} ms and was killed; ${STATE_LOST}`;
+      const message = `${timeLimitExceeded(options.timeoutMs)} and was killed; ${STATE_LOST_FRESH_CONTEXT}`;
       return outcome({
         code: "DEADLINE_EXCEEDED",
         type: "TimeoutError",
@@ -518,7 +519,7 @@ class ProcessSession implements LanguageSession {
     if (options.signal.aborted)
       throw stoppedError(options.signal, "the execution stopped: its caller left or its deadline passed");
     throw new UnavailableError(
-      `the JavaScript sandbox process died while this cell ran (not caused by this session); ${STATE_LOST}`,
+      `the JavaScript sandbox process died while this cell ran (not caused by this session); ${STATE_LOST_FRESH_CONTEXT}`,
       { retryAfterMs: 1000 },
     );
   }

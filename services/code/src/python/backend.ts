@@ -26,6 +26,7 @@ import type {
   RestoreReason,
 } from "../backend.js";
 import type { SessionRecord } from "../checkpoint-store.js";
+import { STATE_LOST, timeLimitExceeded } from "../texts.js";
 import { type Kernel, SandboxExitedError } from "./channel.js";
 import { type CheckpointConfig, restoredNote, SessionCheckpoints } from "./checkpoints.js";
 import type { Frame } from "./framing.js";
@@ -333,7 +334,7 @@ class GoneBeforeCell extends Error {
 function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): Error {
   if (error instanceof SandboxExitedError && error.exit.killedFor === ZYGOTE_DIED) {
     return new UnavailableError(
-      `the Python zygote died while ${doing}; the session's state was lost and a new zygote is starting; retry shortly`,
+      `the Python zygote died while ${doing}; ${STATE_LOST} and a new zygote is starting; retry shortly`,
       { cause: error, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
     );
   }
@@ -576,7 +577,7 @@ class PythonSession implements LanguageSession {
     }
     if (killedFor === "timeout") {
       // The code ignored the in-sandbox timeout (e.g. stuck in C code): its time is up either way, a MODEL failure.
-      const message = `execution exceeded the time limit of ${timeoutMs} ms and did not stop; the interpreter was killed and the session's state was lost`;
+      const message = `${timeLimitExceeded(timeoutMs)} and did not stop; the interpreter was killed and ${STATE_LOST}`;
       return {
         stdout: "",
         stderr: `${note}TimeoutError: ${message}\n`,
@@ -588,11 +589,7 @@ class PythonSession implements LanguageSession {
       };
     }
     if (killedFor === "cancelled") {
-      throw stoppedError(
-        signal,
-        "the call stopped; the running code was stopped and the session's state was lost",
-        error,
-      );
+      throw stoppedError(signal, `the call stopped; the running code was stopped and ${STATE_LOST}`, error);
     }
     if (killedFor === ZYGOTE_DIED) throw sandboxFailure(error, "running the code", this.backend.retryAfterMs);
 
@@ -610,7 +607,7 @@ class PythonSession implements LanguageSession {
         : error.exit.signal
           ? `it ended with signal ${error.exit.signal}`
           : `it exited with code ${error.exit.code}`;
-      const message = `the interpreter died while running the code: ${how}; the session's state was lost and the next call starts a fresh interpreter`;
+      const message = `the interpreter died while running the code: ${how}; ${STATE_LOST} and the next call starts a fresh interpreter`;
       return {
         stdout: "",
         stderr: `${note}InterpreterDied: ${message}\n`,
