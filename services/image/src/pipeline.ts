@@ -2,6 +2,7 @@ import { ImageFormat, type Operation, type OutputOptions } from "../../../genera
 import {
   type CallScope,
   InvalidArgumentError,
+  isSha256,
   recordSpanError,
   requireInteger,
   startStage,
@@ -66,8 +67,6 @@ function outputFormatFor(input: InputInfo, requested: OutputFormat | undefined):
 
 /** The request's image: its encoded bytes, or the sha256 of an image this service holds decoded. */
 export type ImageInput = Buffer | { sha256: string };
-
-const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** A decoded image the cache cannot stand in for: the call reads its bytes instead. */
 class NotServable extends Error {}
@@ -154,7 +153,7 @@ export class ImagePipeline {
 
   /** The image named by its sha256: only a held one can be served, and its header passed every check when read. */
   private byReference(sha256: string, context: LimitedScope): { input: InputInfo; encoded: Encoded } {
-    if (!SHA256_HEX.test(sha256)) {
+    if (!isSha256(sha256)) {
       throw new InvalidArgumentError("image.sha256 must be 64 lowercase hex digits (the sha256 of the image's bytes)");
     }
     const held = this.cache?.peek(sha256);

@@ -162,7 +162,7 @@ describe("SearchEngine validation", () => {
     assert.equal(reference.errorClass, "INFRASTRUCTURE");
     assert.match(
       (await rejection(image(new Uint8Array(100_001)))).message,
-      /image\.data is 100001 bytes; the limit is 100000/,
+      /image\.data has 100001 bytes, over the limit of 100000 \(TOOLPLANE_SEARCH_MAX_IMAGE_BYTES\)/,
     );
     const garbage = await rejection(image(new TextEncoder().encode("definitely not an image")));
     assert.ok(garbage instanceof InvalidArgumentError);

@@ -135,9 +135,9 @@ export class SearchEngine {
     if (data === undefined) throw new InvalidArgumentError("image is required (image.data with encoded image bytes)");
     if (data.byteLength === 0) throw new InvalidArgumentError("image.data is empty");
     if (data.byteLength > this.settings.maxImageBytes)
-      throw new InvalidArgumentError(
-        `image.data is ${data.byteLength} bytes; the limit is ${this.settings.maxImageBytes}`,
-      );
+      throw limitError("image.data", data.byteLength, this.settings.maxImageBytes, "bytes", undefined, {
+        variable: "TOOLPLANE_SEARCH_MAX_IMAGE_BYTES",
+      });
     // The system's one whitelist, checked by signature before libvips parses anything (no SVG, no HEIF/AVIF),
     // and a full decode: a truncated or corrupt image is the caller's INVALID_ARGUMENT here, not a failure later.
     const { mimeType } = await verifyImage(data, "image.data", MAX_INPUT_PIXELS);
