@@ -7,6 +7,7 @@ import {
   baseConfigShape,
   ConfigError,
   createLogger,
+  errorMessage,
   loadConfig,
   loadSecurityConfig,
   port,
@@ -225,7 +226,7 @@ runMain("toolplane-code", async () => {
     // The backends that did start (sandbox host processes, warm kernels) go first: nothing is left running.
     await manager.stop();
     throw new Error(
-      `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${(error as Error).message}`,
+      `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${errorMessage(error)}`,
       { cause: error },
     );
   }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import {
   DeadlineExceededError,
+  errorMessage,
   InvalidArgumentError,
   type Logger,
   limitError,
@@ -167,7 +168,7 @@ export class SessionManager {
     await Promise.all(
       [...this.backends.values()].map((backend) =>
         backend.start().catch((error: unknown) => {
-          throw new Error(`the ${Language[backend.language]} backend failed to start: ${(error as Error).message}`, {
+          throw new Error(`the ${Language[backend.language]} backend failed to start: ${errorMessage(error)}`, {
             cause: error,
           });
         }),

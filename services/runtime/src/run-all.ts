@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "./errors.js";
 import {
   baseConfigShape,
   createLogger,
@@ -126,7 +127,7 @@ class SupervisedService {
       const restartedAt = Date.now();
       this.launch(grpcPort).then(
         (address) => this.logger.info({ child: name, address }, "service restarted"),
-        (error: unknown) => this.died((error as Error).message, Date.now() - restartedAt),
+        (error: unknown) => this.died(errorMessage(error), Date.now() - restartedAt),
       );
     }, delayMs);
   }

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import Database from "better-sqlite3";
-import { sha256Hex } from "../../runtime/src/index.js";
+import { errorMessage, sha256Hex } from "../../runtime/src/index.js";
 import { type CorpusDocument, parseCorpusLine, readCorpusLines } from "./corpus.js";
 import { FORMAT_VERSION, SCHEMA } from "./disk-text-index.js";
 
@@ -121,7 +121,7 @@ export async function buildIndex(options: BuildOptions): Promise<BuildSummary> {
       try {
         batch.push(parseCorpusLine(line.text, line.lineNumber));
       } catch (error) {
-        throw new Error(`${options.source}:${line.lineNumber}: ${(error as Error).message}`);
+        throw new Error(`${options.source}:${line.lineNumber}: ${errorMessage(error)}`);
       }
       lastLine = line;
       if (batch.length >= batchSize) {

@@ -1,6 +1,7 @@
 import {
   type CallScope,
   codePointLength,
+  errorMessage,
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
@@ -234,7 +235,7 @@ export class SearchEngine {
     } catch (error) {
       // Without the cache a USE call can still ask the provider; a FROZEN call cannot answer at all.
       if (required)
-        throw new UnavailableError(`the search cache (${this.cache.kind}) is unreachable: ${(error as Error).message}`);
+        throw new UnavailableError(`the search cache (${this.cache.kind}) is unreachable: ${errorMessage(error)}`);
       this.logger.warn({ err: error, cache: this.cache.kind }, "search cache lookup failed; asking the provider");
       return undefined;
     }

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Language } from "../../../../generated/toolplane/code/v1/code.js";
 import {
+  errorMessage,
   FailedPreconditionError,
   InternalError,
   InvalidArgumentError,
@@ -150,7 +151,7 @@ export class PythonBackend implements LanguageBackend {
     } catch (error) {
       await zygote.stop();
       if (this.options.start === "zygote") throw error;
-      return `the zygote cannot fork sessions in namespaces here: ${(error as Error).message.slice(0, 300)}`;
+      return `the zygote cannot fork sessions in namespaces here: ${errorMessage(error).slice(0, 300)}`;
     }
     this.zygote = zygote;
     return undefined;
@@ -274,7 +275,7 @@ export class PythonBackend implements LanguageBackend {
       kernel = await this.pool.acquire();
     } catch (error) {
       if (error instanceof UnavailableError) throw error;
-      throw new UnavailableError(`no Python sandbox could be started: ${(error as Error).message}`, {
+      throw new UnavailableError(`no Python sandbox could be started: ${errorMessage(error)}`, {
         cause: error,
         retryAfterMs: this.options.retryAfterMs,
       });
@@ -342,7 +343,7 @@ function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): E
   if (error instanceof SandboxExitedError) {
     return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error, ...hint });
   }
-  return new UnavailableError(`the Python sandbox failed while ${doing}: ${(error as Error).message}`, {
+  return new UnavailableError(`the Python sandbox failed while ${doing}: ${errorMessage(error)}`, {
     cause: error,
     ...hint,
   });
