@@ -24,21 +24,13 @@ import type {
   ResolvedLimits,
 } from "./backend.js";
 
-/** The four per-session limits, as the proto names them. */
+/** Each per-session limit: its field in the request, and the setting behind its maximum (named in its error). */
 const LIMIT_FIELDS = {
-  timeoutMs: "limits.timeout_ms",
-  memoryMb: "limits.memory_mb",
-  maxOutputBytes: "limits.max_output_bytes",
-  maxImages: "limits.max_images",
-} as const satisfies Record<keyof ResolvedLimits, string>;
-
-/** The setting behind each maximum, named in the limit's error. */
-const LIMIT_VARIABLES = {
-  timeoutMs: "TOOLPLANE_CODE_MAX_TIMEOUT_MS",
-  memoryMb: "TOOLPLANE_CODE_MAX_MEMORY_MB",
-  maxOutputBytes: "TOOLPLANE_CODE_MAX_OUTPUT_BYTES",
-  maxImages: "TOOLPLANE_CODE_MAX_IMAGES",
-} as const satisfies Record<keyof ResolvedLimits, string>;
+  timeoutMs: { field: "limits.timeout_ms", variable: "TOOLPLANE_CODE_MAX_TIMEOUT_MS" },
+  memoryMb: { field: "limits.memory_mb", variable: "TOOLPLANE_CODE_MAX_MEMORY_MB" },
+  maxOutputBytes: { field: "limits.max_output_bytes", variable: "TOOLPLANE_CODE_MAX_OUTPUT_BYTES" },
+  maxImages: { field: "limits.max_images", variable: "TOOLPLANE_CODE_MAX_IMAGES" },
+} as const satisfies Record<keyof ResolvedLimits, { field: string; variable: string }>;
 
 export interface SessionManagerConfig {
   /** Used when a request leaves a limit at 0. */
@@ -224,7 +216,9 @@ export class SessionManager {
       if (value === 0) continue;
       const maximum = this.config.maxima[key];
       if (value > maximum) {
-        throw new InvalidArgumentError(overLimit(`${LIMIT_FIELDS[key]} is ${value}`, maximum, LIMIT_VARIABLES[key]));
+        throw new InvalidArgumentError(
+          overLimit(`${LIMIT_FIELDS[key].field} is ${value}`, maximum, LIMIT_FIELDS[key].variable),
+        );
       }
       resolved[key] = value;
     }

@@ -6,6 +6,7 @@ import {
   SearchServiceClient,
   SearchServiceService,
 } from "../../../generated/toolplane/search/v1/search.js";
+import { FakeSearch } from "../../../test/support/fake-search.js";
 import { CancelledError } from "./errors.js";
 import { createClient, invoke } from "./grpc-client.js";
 import { type IncomingCall, type RunningServer, startGrpcServer, unary } from "./grpc-server.js";
@@ -101,30 +102,18 @@ describe("startGrpcServer and createClient read no environment", () => {
     const saved = { metrics: process.env.TOOLPLANE_METRICS_PORT, token: process.env.TOOLPLANE_SERVICE_TOKEN };
     process.env.TOOLPLANE_METRICS_PORT = "0";
     process.env.TOOLPLANE_SERVICE_TOKEN = "a-service-token-of-the-environment";
-    let server: RunningServer | undefined;
+    const search = new FakeSearch();
     try {
-      server = await startGrpcServer({
-        host: "127.0.0.1",
-        port: 0,
-        services: [
-          {
-            name: "toolplane.search.v1.SearchService",
-            definition: SearchServiceService,
-            implementation: { search: unary("Search", logger, async () => SearchResponse.fromPartial({})) },
-          },
-        ],
-        protoFiles: ["toolplane/search/v1/search.proto"],
-        logger,
-      });
-      assert.equal(server.metrics, undefined);
-      const client = createClient(SearchServiceClient, server.address);
+      await search.start();
+      assert.equal(search.server?.metrics, undefined);
+      const client = createClient(SearchServiceClient, search.address);
       try {
-        await invoke(client, client.search, request);
+        assert.equal((await invoke(client, client.search, { ...request, query: "env" })).results.length, 1);
       } finally {
         client.close();
       }
     } finally {
-      await server?.shutdown(1000);
+      await search.stop();
       for (const [key, value] of [
         ["TOOLPLANE_METRICS_PORT", saved.metrics],
         ["TOOLPLANE_SERVICE_TOKEN", saved.token],
