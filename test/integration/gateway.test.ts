@@ -23,9 +23,9 @@ import {
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import type { SearchRequest, SearchResponse } from "../../generated/toolplane/search/v1/search.js";
 import {
-  type CallContext,
+  CancelledError,
   createClient,
-  DeadlineExceededError,
+  type IncomingCall,
   invoke,
   type ToolplaneError,
 } from "../../services/runtime/src/index.js";
@@ -43,9 +43,9 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** A backend call that never answers: it ends only when cancelled (or its deadline passes), with an error. */
-async function hang(_request: SearchRequest, context: CallContext): Promise<SearchResponse> {
-  await sleep(60_000, context.signal);
-  throw new DeadlineExceededError("the call was cancelled before it finished");
+async function hang(_request: SearchRequest, call: IncomingCall): Promise<SearchResponse> {
+  await sleep(60_000, call.scope.signal);
+  throw new CancelledError("the call was cancelled before it finished");
 }
 
 function searchCall(sessionId: string, query: string, timeoutMs = 0): ExecuteRequest {

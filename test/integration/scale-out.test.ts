@@ -22,7 +22,7 @@ import {
   type ToolResult,
 } from "../../generated/toolplane/gateway/v1/gateway.js";
 import { createGrpcBackends } from "../../services/gateway/src/backends.js";
-import { createClient, createLogger, invoke } from "../../services/runtime/src/index.js";
+import { createClient, createLogger, invoke, unboundedScope } from "../../services/runtime/src/index.js";
 import {
   freePort,
   metricValue,
@@ -193,7 +193,7 @@ describe("scale-out: replicas named by DNS", () => {
       const create = () =>
         backends.code.createSession(
           { language: Language.LANGUAGE_JAVASCRIPT, images: [], limits: undefined, idleTtlSeconds: 0, label: "dns" },
-          { deadlineMs: Date.now() + 10_000 },
+          unboundedScope(Date.now() + 10_000),
         );
       const first = await Promise.all(Array.from({ length: 6 }, create));
       assert.deepEqual(new Set(first.map((created) => created.replica)), new Set(answer.map((h) => `${h}:${port}`)));
@@ -213,7 +213,7 @@ describe("scale-out: replicas named by DNS", () => {
       for (const created of first) {
         const response = await backends.code.execute(
           { sessionId: created.sessionId, code: "2 * 21", timeoutMs: 5000, fixIndentation: false },
-          { deadlineMs: Date.now() + 10_000 },
+          unboundedScope(Date.now() + 10_000),
           created,
         );
         assert.equal(response.result, "42");
@@ -349,13 +349,13 @@ describe("scale-out: a session whose replica is gone moves", () => {
       await backends.codeReplicas.start();
       const created = await backends.code.createSession(
         { language: Language.LANGUAGE_PYTHON, images: [], limits: undefined, idleTtlSeconds: 0, label: "move" },
-        { deadlineMs: Date.now() + 30_000 },
+        unboundedScope(Date.now() + 30_000),
       );
       const placement = { replica: created.replica };
       const execute = (code: string) =>
         backends.code.execute(
           { sessionId: created.sessionId, code, timeoutMs: 10_000, fixIndentation: false },
-          { deadlineMs: Date.now() + 30_000 },
+          unboundedScope(Date.now() + 30_000),
           placement,
         );
       await execute("x = 41");

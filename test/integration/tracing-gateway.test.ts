@@ -56,7 +56,7 @@ async function runCall(address: string, metadata: Metadata): Promise<ToolResult>
       images: [],
       idleTtlSeconds: 0,
     });
-    const { result } = await invoke(client, client.execute, searchCall("solar eclipse"), { metadata });
+    const { result } = await invoke(client, client.execute, searchCall("solar eclipse"), {}, metadata);
     assert.ok(result);
     return result;
   } finally {
@@ -86,7 +86,7 @@ async function zoomThrice(address: string, metadata: Metadata): Promise<ToolResu
         imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
         step: 1,
       };
-      const { result } = await invoke(client, client.execute, request, { metadata });
+      const { result } = await invoke(client, client.execute, request, {}, metadata);
       assert.ok(result);
       results.push(result);
     }

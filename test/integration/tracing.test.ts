@@ -52,10 +52,14 @@ describe("tracing: client -> service A -> service B over OTLP/gRPC", () => {
     const client = createClient(SearchServiceClient, hopA.address);
     try {
       const request = SearchRequest.fromPartial({ query: "cats" });
-      await invoke(client, client.search, request, { metadata: callMetadata(okTrace, okClientSpan) });
-      failure = await invoke(client, client.search, SearchRequest.fromPartial({ query: "fail" }), {
-        metadata: callMetadata(failTrace, failClientSpan),
-      }).then(
+      await invoke(client, client.search, request, {}, callMetadata(okTrace, okClientSpan));
+      failure = await invoke(
+        client,
+        client.search,
+        SearchRequest.fromPartial({ query: "fail" }),
+        {},
+        callMetadata(failTrace, failClientSpan),
+      ).then(
         () => undefined,
         (error: unknown) => error,
       );
@@ -148,9 +152,13 @@ describe("tracing off (no OTLP endpoint)", () => {
     const client = createClient(SearchServiceClient, hop.address);
     try {
       const traceId = randomBytes(16).toString("hex");
-      const response = await invoke(client, client.search, SearchRequest.fromPartial({ query: "dogs" }), {
-        metadata: callMetadata(traceId, randomBytes(8).toString("hex")),
-      });
+      const response = await invoke(
+        client,
+        client.search,
+        SearchRequest.fromPartial({ query: "dogs" }),
+        {},
+        callMetadata(traceId, randomBytes(8).toString("hex")),
+      );
       assert.equal(response.provider, "trace-hop");
       // The log line may reach this process's pipe after the answer does.
       await waitFor(() => hop.output.some((line) => line.includes('"msg":"answering"')), "the answering log line");

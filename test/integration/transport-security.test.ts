@@ -234,9 +234,13 @@ describe("API keys with quotas", () => {
   const call = (client: ImageServiceClient, apiKey?: string) => {
     const metadata = new Metadata();
     if (apiKey) metadata.set("authorization", `Bearer ${apiKey}`);
-    return invoke(client, client.getMetadata, GetMetadataRequest.fromPartial({ image: { data: Buffer.from("x") } }), {
+    return invoke(
+      client,
+      client.getMetadata,
+      GetMetadataRequest.fromPartial({ image: { data: Buffer.from("x") } }),
+      {},
       metadata,
-    }).then(
+    ).then(
       () => undefined,
       (error: unknown) => error as ToolplaneError,
     );

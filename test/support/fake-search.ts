@@ -5,14 +5,14 @@ import {
   SearchServiceService,
 } from "../../generated/toolplane/search/v1/search.js";
 import {
-  type CallContext,
   createLogger,
+  type IncomingCall,
   type RunningServer,
   startGrpcServer,
   unary,
 } from "../../services/runtime/src/index.js";
 
-export type SearchBehaviour = (request: SearchRequest, context: CallContext) => Promise<SearchResponse>;
+export type SearchBehaviour = (request: SearchRequest, call: IncomingCall) => Promise<SearchResponse>;
 
 /** One result titled after the query: what the fake answers unless told otherwise. */
 export function searchAnswer(query: string, title = `About ${query}`): SearchResponse {
@@ -68,12 +68,12 @@ export class FakeSearch {
           name: "toolplane.search.v1.SearchService",
           definition: SearchServiceService,
           implementation: {
-            search: unary("Search", logger, (request: SearchRequest, context) => {
+            search: unary("Search", logger, (request: SearchRequest, call) => {
               this.calls += 1;
-              context.signal.addEventListener("abort", () => {
+              call.scope.signal.addEventListener("abort", () => {
                 this.cancelled += 1;
               });
-              return this.behaviour(request, context);
+              return this.behaviour(request, call);
             }),
             imageSearch: unary("ImageSearch", logger, async (request: ImageSearchRequest) => {
               this.imageQueries.push(Buffer.from(request.image?.data ?? new Uint8Array()));

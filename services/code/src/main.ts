@@ -7,7 +7,9 @@ import {
   baseConfigShape,
   ConfigError,
   createLogger,
+  errorMessage,
   loadConfig,
+  loadSecurityConfig,
   port,
   positiveInt,
   runMain,
@@ -123,6 +125,7 @@ function checkDefaultsWithinMaxima(config: CodeConfig): void {
 
 runMain("toolplane-code", async () => {
   const config = loadConfig(codeConfigShape);
+  const security = loadSecurityConfig();
   checkDefaultsWithinMaxima(config);
   const logger = createLogger("code", config.TOOLPLANE_LOG_LEVEL);
   const checkpointStore =
@@ -179,6 +182,7 @@ runMain("toolplane-code", async () => {
     poolSize: config.TOOLPLANE_CODE_JS_POOL_SIZE,
     poolMemoryMb: config.TOOLPLANE_CODE_DEFAULT_MEMORY_MB,
     ...(config.TOOLPLANE_IMAGE_ADDR === "" ? {} : { imageServiceAddress: config.TOOLPLANE_IMAGE_ADDR }),
+    imageServiceSecurity: security,
     imageServiceHint: "TOOLPLANE_IMAGE_ADDR",
     maxDisplayBytes: 32 * MIB,
     // A displayed image is returned to the model: decoding one the return screen would drop is wasted host memory.
@@ -222,7 +226,7 @@ runMain("toolplane-code", async () => {
     // The backends that did start (sandbox host processes, warm kernels) go first: nothing is left running.
     await manager.stop();
     throw new Error(
-      `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${(error as Error).message}`,
+      `a code sandbox does not work (TOOLPLANE_CODE_BWRAP_PATH=${config.TOOLPLANE_CODE_BWRAP_PATH}, TOOLPLANE_CODE_PYTHON_PATH=${config.TOOLPLANE_CODE_PYTHON_PATH}, TOOLPLANE_CODE_JS_ISOLATION=${config.TOOLPLANE_CODE_JS_ISOLATION}): ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -243,6 +247,9 @@ runMain("toolplane-code", async () => {
     ],
     protoFiles: ["toolplane/code/v1/code.proto"],
     logger,
+    metricsPort: config.TOOLPLANE_METRICS_PORT,
+    protoDir: config.TOOLPLANE_PROTO_DIR,
+    security,
   });
   return {
     logger,

@@ -37,7 +37,7 @@ export function createCodeServiceImplementation(
     createSession: unary<CreateSessionRequest, CreateSessionResponse>(
       "CreateSession",
       logger,
-      async (request, context) => {
+      async (request, call) => {
         const started = performance.now();
         const images = await toInputImages(request.images, imageLimits);
         const created = await manager.create({
@@ -47,7 +47,7 @@ export function createCodeServiceImplementation(
           idleTtlSeconds: request.idleTtlSeconds,
           label: request.label,
           ...(request.seed === undefined ? {} : { seed: request.seed }),
-          signal: context.signal,
+          signal: call.scope.signal,
         });
         return {
           sessionId: created.sessionId,
@@ -58,7 +58,7 @@ export function createCodeServiceImplementation(
       },
     ),
 
-    execute: unary<ExecuteRequest, ExecuteResponse>("Execute", logger, async (request, context) => {
+    execute: unary<ExecuteRequest, ExecuteResponse>("Execute", logger, async (request, call) => {
       const started = performance.now();
       inFlightCells++;
       const { outcome, queueMs, executeMs } = await manager
@@ -67,8 +67,8 @@ export function createCodeServiceImplementation(
           code: request.code,
           timeoutMs: request.timeoutMs,
           fixIndentation: request.referenceIndentation ? "reference" : request.fixIndentation,
-          signal: context.signal,
-          deadlineMs: context.deadlineMs,
+          signal: call.scope.signal,
+          deadlineMs: call.scope.deadlineMs,
         })
         .finally(() => inFlightCells--);
       const failure = outcome.failure;
@@ -100,8 +100,8 @@ export function createCodeServiceImplementation(
       };
     }),
 
-    resetSession: unary<ResetSessionRequest, ResetSessionResponse>("ResetSession", logger, async (request, context) => {
-      await manager.reset(request.sessionId, context.signal);
+    resetSession: unary<ResetSessionRequest, ResetSessionResponse>("ResetSession", logger, async (request, call) => {
+      await manager.reset(request.sessionId, call.scope.signal);
       return {};
     }),
 

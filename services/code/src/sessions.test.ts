@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import {
+  CancelledError,
   createLogger,
   DeadlineExceededError,
   InvalidArgumentError,
@@ -118,7 +119,10 @@ describe("SessionManager", () => {
 
   it("rejects an idle TTL above the maximum and a language without a backend", async () => {
     const { sessions } = manager();
-    await assert.rejects(create(sessions, { idleTtlSeconds: 601 }), /idle_ttl_seconds=601 exceeds .* 600/);
+    await assert.rejects(
+      create(sessions, { idleTtlSeconds: 601 }),
+      /idle_ttl_seconds is 601, over the limit of 600 \(TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS\)/,
+    );
     await assert.rejects(
       create(sessions, { language: Language.LANGUAGE_JAVASCRIPT }),
       (error: ToolplaneError) =>
@@ -168,7 +172,13 @@ describe("SessionManager", () => {
       return true;
     });
     controller.abort();
-    for (const call of waiting) await assert.rejects(call, /cancelled while it waited for a free session slot/);
+    for (const call of waiting) {
+      await assert.rejects(
+        call,
+        (error: ToolplaneError) =>
+          error instanceof CancelledError && /stopped while it waited for a free session slot/.test(error.message),
+      );
+    }
   });
 
   it("a caller that gives up while waiting for a slot leaves the queue without taking a slot", async () => {
@@ -179,11 +189,23 @@ describe("SessionManager", () => {
     const gone = create(sessions, { signal: controller.signal });
     const next = create(sessions, { label: "next" });
     controller.abort();
-    await assert.rejects(gone, (error: ToolplaneError) => error instanceof DeadlineExceededError);
+    await assert.rejects(gone, (error: ToolplaneError) => error instanceof CancelledError);
     await sessions.close(first.sessionId);
     await next;
     assert.equal(sessions.openSessions, 2);
     assert.equal(backend.seeds.length, 3, "the departed caller never reached the backend");
+  });
+
+  it("a wait for a slot ended by the caller's deadline is DEADLINE_EXCEEDED, not CANCELLED", async () => {
+    const { sessions } = manager();
+    const first = await create(sessions);
+    await create(sessions);
+    const controller = new AbortController();
+    const expired = create(sessions, { signal: controller.signal });
+    // The gRPC server layer aborts a call's signal with a DeadlineExceededError when its deadline passes.
+    controller.abort(new DeadlineExceededError("deadline exceeded"));
+    await assert.rejects(expired, DeadlineExceededError);
+    await sessions.close(first.sessionId);
   });
 
   it("a session created for a caller who has gone is closed at once and frees its slot", async () => {
@@ -198,8 +220,8 @@ describe("SessionManager", () => {
     controller.abort();
     open();
     await assert.rejects(creating, (error: ToolplaneError) => {
-      assert.ok(error instanceof DeadlineExceededError, String(error));
-      assert.match(error.message, /cancelled while its session was being created/);
+      assert.ok(error instanceof CancelledError, String(error));
+      assert.match(error.message, /stopped while its session was being created/);
       return true;
     });
     assert.equal(backend.closed, 1, "the orphan's interpreter is released");
@@ -234,7 +256,7 @@ describe("SessionManager", () => {
     const slow = run(sessions, sessionId, "sleep 50");
     const cancelled = run(sessions, sessionId, "never", 0, controller.signal);
     controller.abort();
-    await assert.rejects(cancelled, /cancelled/);
+    await assert.rejects(cancelled, CancelledError);
     await slow;
     await run(sessions, sessionId, "after");
     assert.deepEqual(backend.log, ["start sleep 50", "end sleep 50 1000", "start after", "end after 1000"]);
@@ -245,8 +267,14 @@ describe("SessionManager", () => {
     const { sessionId } = await create(sessions);
     await assert.rejects(run(sessions, "", "x"), /session_id is required/);
     await assert.rejects(run(sessions, "nope", "x"), (error: ToolplaneError) => error instanceof NotFoundError);
-    await assert.rejects(run(sessions, sessionId, "x".repeat(101)), /code is 101 bytes; the maximum is 100/);
-    await assert.rejects(run(sessions, sessionId, "x", 5001), /timeout_ms=5001 exceeds the service maximum of 5000/);
+    await assert.rejects(
+      run(sessions, sessionId, "x".repeat(101)),
+      /code has 101 bytes, over the limit of 100 \(TOOLPLANE_CODE_MAX_CODE_BYTES\)/,
+    );
+    await assert.rejects(
+      run(sessions, sessionId, "x", 5001),
+      /timeout_ms is 5001, over the limit of 5000 \(TOOLPLANE_CODE_MAX_TIMEOUT_MS\)/,
+    );
   });
 
   it("shortens a cell's timeout to end before the caller's deadline", async () => {

@@ -2,13 +2,17 @@ import { randomUUID } from "node:crypto";
 import { Language } from "../../../generated/toolplane/code/v1/code.js";
 import {
   DeadlineExceededError,
+  errorMessage,
   InvalidArgumentError,
   type Logger,
+  limitError,
   NotFoundError,
   onScrape,
+  overLimit,
   poolSize,
   queueDepth,
   ResourceExhaustedError,
+  stoppedError,
   withStage,
 } from "../../runtime/src/index.js";
 import type {
@@ -20,13 +24,13 @@ import type {
   ResolvedLimits,
 } from "./backend.js";
 
-/** The four per-session limits, as the proto names them. */
+/** Each per-session limit: its field in the request, and the setting behind its maximum (named in its error). */
 const LIMIT_FIELDS = {
-  timeoutMs: "limits.timeout_ms",
-  memoryMb: "limits.memory_mb",
-  maxOutputBytes: "limits.max_output_bytes",
-  maxImages: "limits.max_images",
-} as const satisfies Record<keyof ResolvedLimits, string>;
+  timeoutMs: { field: "limits.timeout_ms", variable: "TOOLPLANE_CODE_MAX_TIMEOUT_MS" },
+  memoryMb: { field: "limits.memory_mb", variable: "TOOLPLANE_CODE_MAX_MEMORY_MB" },
+  maxOutputBytes: { field: "limits.max_output_bytes", variable: "TOOLPLANE_CODE_MAX_OUTPUT_BYTES" },
+  maxImages: { field: "limits.max_images", variable: "TOOLPLANE_CODE_MAX_IMAGES" },
+} as const satisfies Record<keyof ResolvedLimits, { field: string; variable: string }>;
 
 export interface SessionManagerConfig {
   /** Used when a request leaves a limit at 0. */
@@ -156,7 +160,7 @@ export class SessionManager {
     await Promise.all(
       [...this.backends.values()].map((backend) =>
         backend.start().catch((error: unknown) => {
-          throw new Error(`the ${Language[backend.language]} backend failed to start: ${(error as Error).message}`, {
+          throw new Error(`the ${Language[backend.language]} backend failed to start: ${errorMessage(error)}`, {
             cause: error,
           });
         }),
@@ -212,7 +216,9 @@ export class SessionManager {
       if (value === 0) continue;
       const maximum = this.config.maxima[key];
       if (value > maximum) {
-        throw new InvalidArgumentError(`${LIMIT_FIELDS[key]}=${value} exceeds the service maximum of ${maximum}`);
+        throw new InvalidArgumentError(
+          overLimit(`${LIMIT_FIELDS[key].field} is ${value}`, maximum, LIMIT_FIELDS[key].variable),
+        );
       }
       resolved[key] = value;
     }
@@ -225,7 +231,11 @@ export class SessionManager {
     const idleTtlSeconds = params.idleTtlSeconds === 0 ? this.config.defaults.idleTtlSeconds : params.idleTtlSeconds;
     if (idleTtlSeconds > this.config.maxima.idleTtlSeconds) {
       throw new InvalidArgumentError(
-        `idle_ttl_seconds=${idleTtlSeconds} exceeds the service maximum of ${this.config.maxima.idleTtlSeconds}`,
+        overLimit(
+          `idle_ttl_seconds is ${idleTtlSeconds}`,
+          this.config.maxima.idleTtlSeconds,
+          "TOOLPLANE_CODE_MAX_IDLE_TTL_SECONDS",
+        ),
       );
     }
     const queued = performance.now();
@@ -250,7 +260,7 @@ export class SessionManager {
       });
       this.releaseSlot();
       this.logger.info({ label: params.label }, "session closed at once: its caller left while it was created");
-      throw new DeadlineExceededError("the call was cancelled while its session was being created");
+      throw stoppedError(params.signal, "the call stopped while its session was being created");
     }
     this.creating -= 1;
     this.sessions.set(id, {
@@ -280,11 +290,13 @@ export class SessionManager {
     const backend = this.backendFor(session.language);
     const codeBytes = Buffer.byteLength(params.code, "utf8");
     if (codeBytes > this.config.maxCodeBytes) {
-      throw new InvalidArgumentError(`code is ${codeBytes} bytes; the maximum is ${this.config.maxCodeBytes}`);
+      throw limitError("code", codeBytes, this.config.maxCodeBytes, "bytes", undefined, {
+        variable: "TOOLPLANE_CODE_MAX_CODE_BYTES",
+      });
     }
     if (params.timeoutMs > this.config.maxima.timeoutMs) {
       throw new InvalidArgumentError(
-        `timeout_ms=${params.timeoutMs} exceeds the service maximum of ${this.config.maxima.timeoutMs}`,
+        overLimit(`timeout_ms is ${params.timeoutMs}`, this.config.maxima.timeoutMs, "TOOLPLANE_CODE_MAX_TIMEOUT_MS"),
       );
     }
     const requestedMs = params.timeoutMs === 0 ? session.limits.timeoutMs : params.timeoutMs;
@@ -338,7 +350,7 @@ export class SessionManager {
    * a burst above the budget queues (bounded) within the caller's deadline instead of failing.
    */
   private async takeSlot(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw new DeadlineExceededError("the call was cancelled before its session was created");
+    if (signal.aborted) throw stoppedError(signal, "the call stopped before its session was created");
     if (this.waiting.length === 0 && this.sessions.size + this.creating < this.config.maxSessions) {
       this.creating += 1;
       return;
@@ -361,7 +373,7 @@ export class SessionManager {
       const onAbort = () => {
         const index = this.waiting.indexOf(admit);
         if (index >= 0) this.waiting.splice(index, 1);
-        reject(new DeadlineExceededError("the call was cancelled while it waited for a free session slot"));
+        reject(stoppedError(signal, "the call stopped while it waited for a free session slot"));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       this.waiting.push(admit);
@@ -475,13 +487,10 @@ export class SessionManager {
 }
 
 function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted)
-    return Promise.reject(new DeadlineExceededError("the call was cancelled while it waited for the session"));
+  if (signal.aborted) return Promise.reject(stoppedError(signal, "the call stopped while it waited for the session"));
   return new Promise((resolve, reject) => {
     const onAbort = () =>
-      reject(
-        new DeadlineExceededError("the call was cancelled while it waited for an earlier call on the same session"),
-      );
+      reject(stoppedError(signal, "the call stopped while it waited for an earlier call on the same session"));
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(() => {
       signal.removeEventListener("abort", onAbort);

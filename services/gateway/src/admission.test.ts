@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { CancelledError, DeadlineExceededError } from "../../runtime/src/index.js";
 import { AdmissionRejectedError, FairShareExceededError, type Permit, ServiceLimiter } from "./admission.js";
 
 /** A trajectory of rollout `rollout` (default "r") of the one caller "w". */
@@ -146,7 +147,7 @@ describe("admission control", () => {
     const limiter = new ServiceLimiter("image", { maxConcurrent: 1, maxQueue: 5 });
     const held = await limiter.acquire(key("a"));
     const deadline = new AbortController();
-    setTimeout(() => deadline.abort(new Error("deadline exceeded")), 20);
+    setTimeout(() => deadline.abort(new DeadlineExceededError("deadline exceeded")), 20);
     await assert.rejects(limiter.acquire(key("b"), deadline.signal), (error: Error) => {
       assert.equal(error.name, "DeadlineExceededError");
       assert.match(error.message, /while queued .* for the image service/);
@@ -156,5 +157,15 @@ describe("admission control", () => {
     held.release();
     held.release();
     assert.equal(limiter.stats.running, 0, "release is idempotent");
+  });
+
+  it("a waiting call whose caller leaves is CANCELLED, not DEADLINE_EXCEEDED", async () => {
+    const limiter = new ServiceLimiter("image", { maxConcurrent: 1, maxQueue: 5 });
+    const held = await limiter.acquire(key("a"));
+    const caller = new AbortController();
+    setTimeout(() => caller.abort(new CancelledError("cancelled by caller")), 20);
+    await assert.rejects(limiter.acquire(key("b"), caller.signal), CancelledError);
+    assert.equal(limiter.stats.queued, 0);
+    held.release();
   });
 });

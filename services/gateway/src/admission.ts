@@ -1,10 +1,11 @@
 import {
-  DeadlineExceededError,
   onScrape,
   overLimit,
   poolSize,
   queueDepth,
   ResourceExhaustedError,
+  stoppedError,
+  type ToolplaneError,
 } from "../../runtime/src/index.js";
 
 export type BackendName = "image" | "code" | "search";
@@ -202,10 +203,10 @@ export class ServiceLimiter {
     );
   }
 
-  private abandoned(signal: AbortSignal, waitedMs: number): DeadlineExceededError {
-    const reason = signal.reason instanceof Error ? signal.reason.message : "cancelled";
-    return new DeadlineExceededError(
-      `${reason} while queued ${Math.round(waitedMs)} ms for the ${this.name} service (${this.root.queued} queued)`,
+  private abandoned(signal: AbortSignal, waitedMs: number): ToolplaneError {
+    return stoppedError(
+      signal,
+      `the call stopped while queued ${Math.round(waitedMs)} ms for the ${this.name} service (${this.root.queued} queued)`,
     );
   }
 

@@ -18,12 +18,12 @@ import {
   SearchServiceClient,
 } from "../../../generated/toolplane/search/v1/search.js";
 import {
+  type CallScope,
   createClient,
   createLogger,
-  type InvokeOptions,
   invoke,
   type Logger,
-  loadSecurityConfig,
+  type SecurityConfig,
 } from "../../runtime/src/index.js";
 import { CodeReplicaPool, type CodeReplicaPoolOptions } from "./code-replicas.js";
 import { ImageReferences } from "./image-references.js";
@@ -36,7 +36,7 @@ import { ImageReferences } from "./image-references.js";
 export interface Backends {
   image: {
     /** An image with both `data` and `sha256` may go by reference alone (image-references.ts). */
-    process(request: ProcessRequest, options: InvokeOptions): Promise<ProcessResponse>;
+    process(request: ProcessRequest, scope: CallScope): Promise<ProcessResponse>;
   };
   /**
    * A code session lives on one code replica: createSession places it and answers which (`replica`), and
@@ -45,19 +45,19 @@ export interface Backends {
   code: {
     createSession(
       request: CodeCreateSessionRequest,
-      options: InvokeOptions,
+      scope: CallScope,
     ): Promise<CodeCreateSessionResponse & { replica?: string }>;
     /** `placement.replica` is updated when the session had to move to another replica (code-replicas.ts). */
     execute(
       request: CodeExecuteRequest,
-      options: InvokeOptions,
+      scope: CallScope,
       placement?: { replica?: string },
     ): Promise<CodeExecuteResponse>;
-    closeSession(request: CodeCloseSessionRequest, options: InvokeOptions, replica?: string): Promise<unknown>;
+    closeSession(request: CodeCloseSessionRequest, scope: CallScope, replica?: string): Promise<unknown>;
   };
   search: {
-    search(request: SearchRequest, options: InvokeOptions): Promise<SearchResponse>;
-    imageSearch(request: ImageSearchRequest, options: InvokeOptions): Promise<SearchResponse>;
+    search(request: SearchRequest, scope: CallScope): Promise<SearchResponse>;
+    imageSearch(request: ImageSearchRequest, scope: CallScope): Promise<SearchResponse>;
   };
   close(): void;
 }
@@ -78,9 +78,9 @@ export function createGrpcBackends(
   imageBytesBeforeReference = 2,
   logger: Logger = createLogger("gateway", "silent"),
   placement: Omit<CodeReplicaPoolOptions, "security" | "logger"> = {},
+  /** The TLS files and service token main.ts read, the same for all channels; default: neither (tests). */
+  security: SecurityConfig = {},
 ): Backends & { codeReplicas: CodeReplicaPool } {
-  // Read once: the TLS files and service token are the same for all channels.
-  const security = loadSecurityConfig();
   const image = createClient(ImageServiceClient, addresses.image, security);
   const codeReplicas = new CodeReplicaPool(addresses.code, { ...placement, security, logger });
   const onReplica = async <T>(
@@ -107,23 +107,23 @@ export function createGrpcBackends(
   };
   const search = createClient(SearchServiceClient, addresses.search, security);
   const references = new ImageReferences(
-    (request, options) => invoke(image, image.process, request, options),
+    (request, scope) => invoke(image, image.process, request, scope),
     imageBytesBeforeReference,
   );
   return {
     image: {
-      process: (request, options) => references.call(request, options),
+      process: (request, scope) => references.call(request, scope),
     },
     codeReplicas,
     code: {
-      async createSession(request, options) {
+      async createSession(request, scope) {
         // A replica that went away since its last load report is skipped (each tried once): the session holds
         // no state yet.
         const tried = new Set<string>();
         for (;;) {
           const replica = codeReplicas.place(tried);
           try {
-            const response = await invoke(replica.client, replica.client.createSession, request, options);
+            const response = await invoke(replica.client, replica.client.createSession, request, scope);
             codeReplicas.markUp(replica.address);
             codeReplicas.countSession(replica.address, 1);
             return { ...response, replica: replica.address };
@@ -133,13 +133,13 @@ export function createGrpcBackends(
           }
         }
       },
-      execute: (request, options, placement) =>
-        onReplica(placement, request.sessionId, (code) => invoke(code, code.execute, request, options), true),
-      async closeSession(request, options, replica) {
+      execute: (request, scope, placement) =>
+        onReplica(placement, request.sessionId, (code) => invoke(code, code.execute, request, scope), true),
+      async closeSession(request, scope, replica) {
         const closed = await onReplica(
           replica === undefined ? undefined : { replica },
           request.sessionId,
-          (code) => invoke(code, code.closeSession, request, options),
+          (code) => invoke(code, code.closeSession, request, scope),
           false,
         );
         if (replica) codeReplicas.countSession(replica, -1);
@@ -147,8 +147,8 @@ export function createGrpcBackends(
       },
     },
     search: {
-      search: (request, options) => invoke(search, search.search, request, options),
-      imageSearch: (request, options) => invoke(search, search.imageSearch, request, options),
+      search: (request, scope) => invoke(search, search.search, request, scope),
+      imageSearch: (request, scope) => invoke(search, search.imageSearch, request, scope),
     },
     close() {
       image.close();

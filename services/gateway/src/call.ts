@@ -1,5 +1,6 @@
 import type { ImageDelivery, ToolResult } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
+  type CallScope,
   DeadlineExceededError,
   type DeadlineTimer,
   minDeadline,
@@ -10,14 +11,11 @@ import type { CallHints } from "./formats/index.js";
 import type { TrajectorySession } from "./sessions.js";
 import type { ToolDefinition } from "./tools.js";
 
-/** Who is calling and until when: derived from the RPC by the server layer. */
-export interface CallScope {
+/** Who is calling and within which scope (the RPC's deadline and cancellation): derived by the server layer. */
+export interface Caller {
   /** Fair-share key: metadata toolplane-client-id, else the peer address. */
   clientId: string;
-  /** Absolute deadline of the RPC, if the caller set one. */
-  deadlineMs?: number;
-  /** Aborted when the caller goes away. */
-  signal: AbortSignal;
+  scope: CallScope;
 }
 
 /** One call as the caller or the model's text asked for it. */
@@ -119,14 +117,14 @@ export class Call {
   constructor(
     readonly session: TrajectorySession,
     readonly request: CallRequest,
-    readonly scope: CallScope,
+    readonly caller: Caller,
     readonly budget: RoundBudget,
     readonly turn: RenderTurn | undefined,
     readonly tool: ToolDefinition | undefined,
   ) {
     const timeoutMs = request.timeoutMs || tool?.defaultTimeoutMs || FALLBACK_TIMEOUT_MS;
-    this.deadlineMs = minDeadline(scope.deadlineMs, this.startedAtMs + timeoutMs);
-    this.signal = new CallSignal(scope.signal, this.deadlineMs);
+    this.deadlineMs = minDeadline(caller.scope.deadlineMs, this.startedAtMs + timeoutMs);
+    this.signal = new CallSignal(caller.scope.signal, this.deadlineMs);
   }
 
   /** Milliseconds since the call started. */

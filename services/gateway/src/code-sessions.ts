@@ -5,6 +5,7 @@ import {
   FailedPreconditionError,
   type Logger,
   UnavailableError,
+  unboundedScope,
 } from "../../runtime/src/index.js";
 import type { Backends } from "./backends.js";
 import type { CodeLanguage, CodeSessionHandle, TrajectorySession } from "./sessions.js";
@@ -77,7 +78,7 @@ export class CodeSessions {
     try {
       await this.backends.code.closeSession(
         { sessionId: handle.id },
-        { deadlineMs: Date.now() + RELEASE_TIMEOUT_MS },
+        unboundedScope(Date.now() + RELEASE_TIMEOUT_MS),
         handle.replica,
       );
     } catch (error) {
@@ -104,7 +105,7 @@ export class CodeSessions {
         };
       }),
     );
-    const response = await call("code", async (options) => {
+    const response = await call("code", async (scope) => {
       try {
         return await this.backends.code.createSession(
           {
@@ -115,7 +116,7 @@ export class CodeSessions {
             label: session.id,
             ...(session.seed === undefined ? {} : { seed: session.seed }),
           },
-          options,
+          scope,
         );
       } catch (error) {
         // The gateway builds this request from the session, never from the model's

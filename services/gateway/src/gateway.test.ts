@@ -19,10 +19,11 @@ import {
   type RecordKey,
   type ResultRecorder,
   type ToolCallEvent,
+  unboundedScope,
 } from "../../runtime/src/index.js";
 import { AdmissionController } from "./admission.js";
 import { createGrpcBackends } from "./backends.js";
-import { type CallScope, ToolGateway } from "./gateway.js";
+import { type Caller, ToolGateway } from "./gateway.js";
 import { MemoryImageStore } from "./image-store.js";
 import { MemorySessionStore } from "./sessions.js";
 import { ToolRegistry } from "./tools.js";
@@ -91,7 +92,7 @@ function answeringLater<T extends object>(target: T): T {
   });
 }
 
-const scope = (): CallScope => ({ clientId: "test", signal: new AbortController().signal });
+const caller = (): Caller => ({ clientId: "test", scope: unboundedScope() });
 
 function execute(sessionId: string, name: string, args: unknown, timeoutMs = 2000) {
   return {
@@ -209,7 +210,7 @@ describe("trajectory sessions", () => {
     assert.equal(await gateway.closeExpired(), 1);
     assert.equal(store.size.heldBytes, 0);
     await assert.rejects(
-      gateway.execute(execute(sessionId, "search", { query: "q" }), scope()),
+      gateway.execute(execute(sessionId, "search", { query: "q" }), caller()),
       (error: Error & { errorClass?: string }) => {
         assert.equal(error.name, "NotFoundError");
         assert.equal(error.errorClass, "INFRASTRUCTURE");
@@ -247,12 +248,12 @@ describe("the stores behind their interfaces", () => {
     assert.equal((await gateway.getImage(imageSha256[0] ?? "")).width, 20);
     const refused = await gateway.execute(
       execute(sessionId, "image_process", { image: "image_1", operations: [{ rotate: { angel: 90 } }] }),
-      scope(),
+      caller(),
     );
     assert.equal(refused.error?.code, "INVALID_ARGUMENT");
     const down = await gateway.execute(
       execute(sessionId, "image_process", { image: "image_1", operations: [{ rotate: { angleDegrees: 90 } }] }),
-      scope(),
+      caller(),
     );
     assert.equal(down.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.equal(await gateway.closeRollout("r"), 1);
@@ -271,16 +272,16 @@ describe("tool calls and the error taxonomy", () => {
       images: [],
       idleTtlSeconds: 0,
     });
-    const unknown = await gateway.execute(execute(sessionId, "calculator", {}), scope());
+    const unknown = await gateway.execute(execute(sessionId, "calculator", {}), caller());
     assert.equal(unknown.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(unknown.text, "Error: Invalid tool call name: calculator");
-    const badQuery = await gateway.execute(execute(sessionId, "search", { query: 3 }), scope());
+    const badQuery = await gateway.execute(execute(sessionId, "search", { query: 3 }), caller());
     assert.equal(badQuery.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(badQuery.error?.code, "INVALID_ARGUMENT");
     assert.equal(badQuery.text, "Error: arguments.query must be a non-empty string");
     const missingImage = await gateway.execute(
       execute(sessionId, "image_zoom_in_tool", { bbox_2d: [0, 0, 10, 10] }),
-      scope(),
+      caller(),
     );
     assert.equal(missingImage.text, "Error: ZOOM IN ARGUMENTS ARE INVALID");
     close();
@@ -297,7 +298,7 @@ describe("tool calls and the error taxonomy", () => {
     });
     const result = await gateway.execute(
       execute(sessionId, "image_process", { image: "image_1", operations: [{ rotate: { angel: 90 } }] }),
-      scope(),
+      caller(),
     );
     assert.equal(result.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(result.error?.code, "INVALID_ARGUMENT");
@@ -314,7 +315,7 @@ describe("tool calls and the error taxonomy", () => {
       images: [],
       idleTtlSeconds: 0,
     });
-    const result = await gateway.execute(execute(sessionId, "search", { query: "q" }), scope());
+    const result = await gateway.execute(execute(sessionId, "search", { query: "q" }), caller());
     assert.equal(result.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.equal(result.text, "");
     assert.ok(["UNAVAILABLE", "DEADLINE_EXCEEDED"].includes(result.error?.code ?? ""), result.error?.code);
@@ -339,7 +340,7 @@ describe("tool calls and the error taxonomy", () => {
         step: 2,
         fidelity: Fidelity.FIDELITY_STRICT,
       },
-      scope(),
+      caller(),
     );
     assert.equal(step.outcome, StepOutcome.STEP_OUTCOME_TOOL_CALLED);
     assert.equal(step.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
@@ -354,7 +355,7 @@ describe("tool calls and the error taxonomy", () => {
         timeoutMs: 2000,
         step: 3,
       },
-      scope(),
+      caller(),
     );
     assert.equal(reference.outcome, StepOutcome.STEP_OUTCOME_EPISODE_END);
     assert.equal(reference.episodeEndReason, EpisodeEndReason.EPISODE_END_REASON_SEARCH_FAILED);
@@ -374,14 +375,14 @@ describe("tool calls and the error taxonomy", () => {
     });
     const results = await gateway.executeBatch(
       [execute(sessionId, "calculator", {}), execute("nope", "search", { query: "x" })],
-      scope(),
+      caller(),
     );
     assert.equal(results.length, 2);
     assert.equal(results[0]?.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(results[1]?.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.match(results[1]?.error?.message ?? "", /calls\[1\]\.session_id: no open session "nope"/);
     const tooMany = Array.from({ length: 1025 }, () => execute(sessionId, "calculator", {}));
-    await assert.rejects(gateway.executeBatch(tooMany, scope()), /calls has 1025 items, over the limit of 1024/);
+    await assert.rejects(gateway.executeBatch(tooMany, caller()), /calls has 1025 items, over the limit of 1024/);
     close();
   });
 
@@ -396,7 +397,7 @@ describe("tool calls and the error taxonomy", () => {
     const step = (text: string) =>
       gateway.step(
         { sessionId, format: ModelFormat.MODEL_FORMAT_DEEPEYES_V2, text, imageDelivery: 0, timeoutMs: 0, step: 0 },
-        scope(),
+        caller(),
       );
     const answer = await step("<answer>B</answer>");
     assert.deepEqual(
@@ -411,7 +412,7 @@ describe("tool calls and the error taxonomy", () => {
     await assert.rejects(
       gateway.step(
         { sessionId, format: ModelFormat.MODEL_FORMAT_UNSPECIFIED, text: "", imageDelivery: 0, timeoutMs: 0, step: 0 },
-        scope(),
+        caller(),
       ),
       /format must be one of/,
     );
@@ -454,9 +455,9 @@ describe("record and replay", () => {
       images: [],
       idleTtlSeconds: 0,
     });
-    const recorded = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "oslo" }), scope());
+    const recorded = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "oslo" }), caller());
     assert.equal(recorded.status, ResultStatus.RESULT_STATUS_OK);
-    const failed = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "" }), scope());
+    const failed = await live.gateway.execute(execute(liveSession.sessionId, "search", { query: "" }), caller());
     assert.equal(failed.status, ResultStatus.RESULT_STATUS_MODEL_ERROR);
     assert.equal(recorder.stored.size, 1, "only results that ran are recorded");
     live.close();
@@ -476,7 +477,7 @@ describe("record and replay", () => {
         ...execute(replaySession.sessionId, "search", { query: "oslo" }),
         call: { callId: "other", name: "search", argumentsJson: '{ "query" : "oslo" }' },
       },
-      scope(),
+      caller(),
     );
     assert.equal(served.status, ResultStatus.RESULT_STATUS_OK);
     assert.equal(served.callId, "other");
@@ -511,11 +512,11 @@ describe("record and replay", () => {
       images: [],
       idleTtlSeconds: 0,
     });
-    const hit = await gateway.execute(execute(sessionId, "search", { query: "paris" }), scope());
+    const hit = await gateway.execute(execute(sessionId, "search", { query: "paris" }), caller());
     assert.equal(hit.status, ResultStatus.RESULT_STATUS_OK);
     assert.equal(hit.callId, "c1");
     assert.equal(hit.text, "A Google search for 'paris' found 0 results:\n\n## Web Results\n");
-    const miss = await gateway.execute(execute(sessionId, "search", { query: "rome" }), scope());
+    const miss = await gateway.execute(execute(sessionId, "search", { query: "rome" }), caller());
     assert.equal(miss.status, ResultStatus.RESULT_STATUS_INFRA_ERROR);
     assert.equal(miss.error?.code, "FAILED_PRECONDITION");
     // A format's hints change results (resize, re-indentation, box rules), so they are part of the key:
@@ -531,7 +532,7 @@ describe("record and replay", () => {
           step: 3,
           fidelity,
         },
-        scope(),
+        caller(),
       );
     const strict = await stepSearch(Fidelity.FIDELITY_STRICT);
     assert.equal(strict.status, ResultStatus.RESULT_STATUS_OK);

@@ -1,4 +1,3 @@
-import { status } from "@grpc/grpc-js";
 import type { Image } from "../../../generated/toolplane/common/v1/common.js";
 import {
   type CreateSessionRequest,
@@ -13,10 +12,8 @@ import {
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
 import {
   asToolplaneError,
-  CancelledError,
   callAttributes,
   canonicalJson,
-  DeadlineExceededError,
   errorClassOf,
   errorMessage,
   InvalidArgumentError,
@@ -29,14 +26,13 @@ import {
   requireSafeArguments,
   sha256Hex,
   type ToolCallObserver,
-  type ToolplaneError,
   verifyImage,
   withStage,
   withToolCallSpan,
 } from "../../runtime/src/index.js";
 import { type AdmissionController, AdmissionRejectedError } from "./admission.js";
 import type { Backends } from "./backends.js";
-import { Call, type CallOutcome, type CallRequest, type CallScope, type RenderTurn } from "./call.js";
+import { Call, type Caller, type CallOutcome, type CallRequest, type RenderTurn } from "./call.js";
 import { CodeSessions } from "./code-sessions.js";
 import { CallEvents, callStatusName, loggingObserver } from "./events.js";
 import { parseStep, responseAfterCalls, responseWithoutCalls } from "./format-step.js";
@@ -55,7 +51,7 @@ import {
   type ToolRegistry,
 } from "./tools.js";
 
-export type { CallScope } from "./call.js";
+export type { Caller } from "./call.js";
 export { loggingObserver } from "./events.js";
 export { recorderOff } from "./record-replay.js";
 
@@ -116,19 +112,6 @@ function parseArguments(args: string | Record<string, unknown>): Record<string, 
     throw new InvalidArgumentError("call.arguments_json must be a JSON object");
   }
   return requireSafeArguments(parsed as Record<string, unknown>, "call.arguments_json", MAX_ARGUMENT_DEPTH);
-}
-
-/** Names a cancellation after what caused it: the call's deadline or the caller leaving. */
-function explain(error: unknown, call: Call): ToolplaneError {
-  const failure = asToolplaneError(error);
-  // Already the model's (its own cells kept the call waiting): keep the blame where it was put.
-  if (failure.errorClass === "MODEL") return failure;
-  if (failure.code !== status.CANCELLED && failure.code !== status.DEADLINE_EXCEEDED) return failure;
-  if (call.scope.signal.aborted) return new CancelledError("the caller cancelled the call", { cause: error });
-  if (Date.now() >= call.deadlineMs) {
-    return new DeadlineExceededError(`the call exceeded its deadline (${failure.message})`, { cause: error });
-  }
-  return failure;
 }
 
 /**
@@ -326,16 +309,16 @@ export class ToolGateway {
    * One call. A call the gateway's admission control refused for overload fails as a whole
    * (RESOURCE_EXHAUSTED, INFRASTRUCTURE); one refused for its trajectory's flooding is the model's result.
    */
-  async execute(request: ExecuteRequest, scope: CallScope): Promise<ToolResult> {
+  async execute(request: ExecuteRequest, caller: Caller): Promise<ToolResult> {
     const session = await this.options.sessions.get(request.sessionId);
     if (!request.call) throw new InvalidArgumentError("call is required", { errorClass: "INFRASTRUCTURE" });
-    const outcome = await this.runCall(session, callRequest(request), scope, undefined);
+    const outcome = await this.runCall(session, callRequest(request), caller, undefined);
     if (outcome.failure instanceof AdmissionRejectedError) throw outcome.failure;
     return outcome.result;
   }
 
   /** Calls run concurrently; each has its own session, deadline and result (partial success). */
-  async executeBatch(requests: ExecuteRequest[], scope: CallScope): Promise<ToolResult[]> {
+  async executeBatch(requests: ExecuteRequest[], caller: Caller): Promise<ToolResult[]> {
     if (requests.length > MAX_BATCH_CALLS) {
       throw limitError("calls", requests.length, MAX_BATCH_CALLS, "items", undefined, { errorClass: "INFRASTRUCTURE" });
     }
@@ -346,7 +329,7 @@ export class ToolGateway {
           if (!request.call) {
             throw new InvalidArgumentError(`calls[${index}].call is required`, { errorClass: "INFRASTRUCTURE" });
           }
-          return (await this.runCall(session, callRequest(request), scope, undefined)).result;
+          return (await this.runCall(session, callRequest(request), caller, undefined)).result;
         } catch (error) {
           const { call } = request;
           return failedOutcome(call?.callId ?? "", call?.name ?? "", asToolplaneError(error), undefined).result;
@@ -359,7 +342,7 @@ export class ToolGateway {
    * Parses the model's text in its format, runs the calls and renders the
    * observation: parse in the request's format, run the calls in order, observe.
    */
-  async step(request: StepRequest, scope: CallScope): Promise<StepResponse> {
+  async step(request: StepRequest, caller: Caller): Promise<StepResponse> {
     const session = await this.options.sessions.get(request.sessionId);
     const parsed = parseStep(request);
     if (parsed.turn.kind !== "calls") return responseWithoutCalls(parsed.turn);
@@ -376,7 +359,7 @@ export class ToolGateway {
         step: request.step,
         hints: call.hints,
       })),
-      scope,
+      caller,
     );
     if (calls.length > cap) outcomes.push(tooManyCalls(calls, cap));
     if (outcomes.every((outcome) => outcome.failure instanceof AdmissionRejectedError)) {
@@ -387,7 +370,7 @@ export class ToolGateway {
   }
 
   /** Runs a Step's calls concurrently; each renders after the one before it, so images keep their order. */
-  private runInTurns(session: TrajectorySession, requests: CallRequest[], scope: CallScope): Promise<CallOutcome[]> {
+  private runInTurns(session: TrajectorySession, requests: CallRequest[], caller: Caller): Promise<CallOutcome[]> {
     const budget = roundBudget(session);
     let previous: Promise<void> = Promise.resolve();
     return Promise.all(
@@ -398,7 +381,7 @@ export class ToolGateway {
         });
         const turn: RenderTurn = { previous, done };
         previous = finished;
-        return this.runCall(session, request, scope, turn, budget);
+        return this.runCall(session, request, caller, turn, budget);
       }),
     );
   }
@@ -410,11 +393,11 @@ export class ToolGateway {
   private runCall(
     session: TrajectorySession,
     request: CallRequest,
-    scope: CallScope,
+    caller: Caller,
     turn: RenderTurn | undefined,
     budget = roundBudget(session),
   ): Promise<CallOutcome> {
-    const call = new Call(session, request, scope, budget, turn, this.options.tools.get(request.name));
+    const call = new Call(session, request, caller, budget, turn, this.options.tools.get(request.name));
     const attributes = callAttributes({
       tool: request.name,
       trajectoryId: session.id,
@@ -447,7 +430,7 @@ export class ToolGateway {
       outcome = await this.produce(call, validated);
       validated.prepared.settled?.();
     } catch (error) {
-      outcome = failedOutcome(call.request.callId, call.request.name, explain(error, call), call.tool);
+      outcome = failedOutcome(call.request.callId, call.request.name, asToolplaneError(error), call.tool);
     } finally {
       await this.finish(call);
     }
@@ -512,9 +495,9 @@ export class ToolGateway {
    */
   private toolContext(call: Call): ToolContext {
     const { admission, backends, store } = this.options;
-    const { session, scope, deadlineMs } = call;
+    const { session, caller, deadlineMs } = call;
     const callSignal = call.signal;
-    const share = { clientId: scope.clientId, rolloutId: session.rolloutId, trajectoryId: session.id };
+    const share = { clientId: caller.clientId, rolloutId: session.rolloutId, trajectoryId: session.id };
     const admitted = async <T>(
       backend: "image" | "code" | "search",
       request: (options: { deadlineMs: number; signal: AbortSignal }) => Promise<T>,
@@ -529,7 +512,7 @@ export class ToolGateway {
       });
       call.timing.queueMs += permit.queuedMs;
       try {
-        return await request({ deadlineMs, signal: scope.signal });
+        return await request({ deadlineMs, signal: caller.scope.signal });
       } finally {
         permit.release();
       }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { ProcessRequest, ProcessResponse } from "../../../generated/toolplane/image/v1/image.js";
-import { NotFoundError, UnavailableError } from "../../runtime/src/index.js";
+import { NotFoundError, UnavailableError, unboundedScope } from "../../runtime/src/index.js";
 import { ImageReferences } from "./image-references.js";
 
 const SHA = "ab".repeat(32);
@@ -25,7 +25,7 @@ function fakeService(held: Set<string>, failWith?: Error) {
 
 const request = (image: ProcessRequest["image"]): ProcessRequest => ({ image, operations: [], output: undefined });
 const both = request({ data: DATA, sha256: SHA, mimeType: "image/jpeg", width: 4, height: 2 });
-const options = { deadlineMs: Date.now() + 10_000 };
+const options = unboundedScope(Date.now() + 10_000);
 
 describe("image references", () => {
   it("sends the bytes twice, then the sha256 alone", async () => {

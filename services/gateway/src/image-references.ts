@@ -1,9 +1,9 @@
 import { status } from "@grpc/grpc-js";
 import { LRUCache } from "lru-cache";
 import type { ProcessRequest, ProcessResponse } from "../../../generated/toolplane/image/v1/image.js";
-import { asToolplaneError, type InvokeOptions } from "../../runtime/src/index.js";
+import { asToolplaneError, type CallScope } from "../../runtime/src/index.js";
 
-type Process = (request: ProcessRequest, options: InvokeOptions) => Promise<ProcessResponse>;
+type Process = (request: ProcessRequest, scope: CallScope) => Promise<ProcessResponse>;
 
 /** Images whose sending the gateway remembers (keys and a count only). */
 const REMEMBERED = 16_384;
@@ -33,21 +33,21 @@ export class ImageReferences {
     return this.fallbacks;
   }
 
-  async call(request: ProcessRequest, options: InvokeOptions): Promise<ProcessResponse> {
+  async call(request: ProcessRequest, scope: CallScope): Promise<ProcessResponse> {
     const image = request.image;
     const sha256 = image?.sha256;
-    if (image === undefined || !sha256 || !image.data || image.data.length === 0) return this.process(request, options);
+    if (image === undefined || !sha256 || !image.data || image.data.length === 0) return this.process(request, scope);
     const { data, ...described } = image;
     if (this.sendBytesTimes > 0 && (this.sent.get(sha256) ?? 0) >= this.sendBytesTimes) {
       try {
-        return await this.process({ ...request, image: { ...described, data: undefined, sha256 } }, options);
+        return await this.process({ ...request, image: { ...described, data: undefined, sha256 } }, scope);
       } catch (error) {
         if (asToolplaneError(error).code !== status.NOT_FOUND) throw error;
         this.sent.delete(sha256);
         this.fallbacks += 1;
       }
     }
-    const response = await this.process({ ...request, image: { ...described, sha256: undefined, data } }, options);
+    const response = await this.process({ ...request, image: { ...described, sha256: undefined, data } }, scope);
     // Counted once delivered: a send that failed taught the service nothing.
     this.sent.set(sha256, (this.sent.get(sha256) ?? 0) + 1);
     return response;

@@ -2,6 +2,7 @@ import {
   InvalidArgumentError,
   isSha256,
   NotFoundError,
+  overLimit,
   probeImage,
   ResourceExhaustedError,
   sha256Hex,
@@ -100,7 +101,7 @@ export class MemoryImageStore implements ImageStore {
     const bytes = image.data.length;
     if (this.heldBytes + bytes > this.maxBytes) {
       throw new ResourceExhaustedError(
-        `image store full: ${this.heldBytes} bytes held by live sessions, ${bytes} more would exceed the limit of ${this.maxBytes} bytes (TOOLPLANE_GATEWAY_IMAGE_STORE_MB); close finished sessions`,
+        `image store full: ${overLimit(`${this.heldBytes} bytes held by live sessions and ${bytes} more`, `${this.maxBytes} bytes`, "TOOLPLANE_GATEWAY_IMAGE_STORE_MB")}; close finished sessions`,
         { retryAfterMs: 1000 },
       );
     }

@@ -11,6 +11,7 @@ import {
   createRecorder,
   eventsConfigShape,
   loadConfig,
+  loadSecurityConfig,
   MetricsCallObserver,
   port,
   positiveInt,
@@ -78,6 +79,7 @@ const gatewayConfigShape = {
 
 runMain("toolplane-gateway", async () => {
   const config = loadConfig(gatewayConfigShape);
+  const security = loadSecurityConfig();
   const logger = createLogger("gateway", config.TOOLPLANE_LOG_LEVEL);
   const backends = createGrpcBackends(
     {
@@ -91,6 +93,7 @@ runMain("toolplane-gateway", async () => {
       resolveIntervalMs: config.TOOLPLANE_GATEWAY_CODE_RESOLVE_INTERVAL_MS,
       loadIntervalMs: config.TOOLPLANE_GATEWAY_CODE_LOAD_INTERVAL_MS,
     },
+    security,
   );
   await backends.codeReplicas.start();
   // Events (NATS or log), tool metrics, and the trajectory journal when recording locally.
@@ -153,6 +156,9 @@ runMain("toolplane-gateway", async () => {
     ],
     protoFiles: ["toolplane/gateway/v1/gateway.proto"],
     logger,
+    metricsPort: config.TOOLPLANE_METRICS_PORT,
+    protoDir: config.TOOLPLANE_PROTO_DIR,
+    security,
   });
   logger.info(
     { image: config.TOOLPLANE_IMAGE_ADDR, code: config.TOOLPLANE_CODE_ADDR, search: config.TOOLPLANE_SEARCH_ADDR },

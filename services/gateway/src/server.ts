@@ -4,8 +4,8 @@ import type {
   ToolGatewayServer,
   WorkerMessage,
 } from "../../../generated/toolplane/gateway/v1/gateway.js";
-import { type CallContext, InvalidArgumentError, type Logger, toToolError, unary } from "../../runtime/src/index.js";
-import type { CallScope, ToolGateway } from "./gateway.js";
+import { type IncomingCall, InvalidArgumentError, type Logger, toToolError, unary } from "../../runtime/src/index.js";
+import type { Caller, ToolGateway } from "./gateway.js";
 
 /** Metadata key naming the caller for per-client fair share; the peer address otherwise. */
 export const CLIENT_ID_KEY = "toolplane-client-id";
@@ -15,12 +15,8 @@ function clientIdOf(metadata: Metadata, peer: string): string {
   return typeof value === "string" && value !== "" ? value : peer;
 }
 
-function scopeOf(context: CallContext): CallScope {
-  return {
-    clientId: clientIdOf(context.metadata, context.peer),
-    deadlineMs: context.deadlineMs,
-    signal: context.signal,
-  };
+function callerOf(call: IncomingCall): Caller {
+  return { clientId: clientIdOf(call.metadata, call.peer), scope: call.scope };
 }
 
 export interface StreamOptions {
@@ -46,25 +42,25 @@ export function createToolGatewayImplementation(
     })),
     putImage: unary("PutImage", logger, async (request) => ({ image: await gateway.putImage(request.data) })),
     getImage: unary("GetImage", logger, async (request) => ({ image: await gateway.getImage(request.sha256) })),
-    execute: unary("Execute", logger, async (request, context) => ({
-      result: await gateway.execute(request, scopeOf(context)),
+    execute: unary("Execute", logger, async (request, call) => ({
+      result: await gateway.execute(request, callerOf(call)),
     })),
-    executeBatch: unary("ExecuteBatch", logger, async (request, context) => ({
-      results: await gateway.executeBatch(request.calls, scopeOf(context)),
+    executeBatch: unary("ExecuteBatch", logger, async (request, call) => ({
+      results: await gateway.executeBatch(request.calls, callerOf(call)),
     })),
-    step: unary("Step", logger, (request, context) => gateway.step(request, scopeOf(context))),
+    step: unary("Step", logger, (request, call) => gateway.step(request, callerOf(call))),
     connect: (call) => serveStream(gateway, logger, streamOptions, call),
   };
 }
 
-async function answer(gateway: ToolGateway, message: WorkerMessage, scope: CallScope): Promise<GatewayMessage> {
+async function answer(gateway: ToolGateway, message: WorkerMessage, caller: Caller): Promise<GatewayMessage> {
   const requestId = message.requestId;
   try {
-    if (message.execute) return { requestId, execute: { result: await gateway.execute(message.execute, scope) } };
+    if (message.execute) return { requestId, execute: { result: await gateway.execute(message.execute, caller) } };
     if (message.executeBatch) {
-      return { requestId, executeBatch: { results: await gateway.executeBatch(message.executeBatch.calls, scope) } };
+      return { requestId, executeBatch: { results: await gateway.executeBatch(message.executeBatch.calls, caller) } };
     }
-    if (message.step) return { requestId, step: await gateway.step(message.step, scope) };
+    if (message.step) return { requestId, step: await gateway.step(message.step, caller) };
     throw new InvalidArgumentError("request: one of execute, execute_batch, step is required", {
       errorClass: "INFRASTRUCTURE",
     });
@@ -91,10 +87,9 @@ function serveStream(
   const deadline = call.getDeadline();
   const deadlineMs =
     deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : undefined;
-  const scope: CallScope = {
+  const caller: Caller = {
     clientId: clientIdOf(call.metadata, call.getPeer()),
-    deadlineMs,
-    signal: controller.signal,
+    scope: { deadlineMs, signal: controller.signal },
   };
   let inFlight = 0;
   let readingPaused = false;
@@ -122,7 +117,7 @@ function serveStream(
   call.on("data", (message: WorkerMessage) => {
     inFlight += 1;
     adjustReading();
-    void answer(gateway, message, scope).then((reply) => {
+    void answer(gateway, message, caller).then((reply) => {
       inFlight -= 1;
       if (!closed && !controller.signal.aborted) {
         const accepted = call.write(reply);

@@ -1,6 +1,7 @@
 import {
   CancelledError,
   DeadlineExceededError,
+  isDeadlineAbort,
   overLimit,
   ResourceExhaustedError,
   type ToolplaneError,
@@ -118,7 +119,7 @@ export class SessionLanes {
 /** A deadline passed while waiting behind the model's own cells: the model's timeout. The caller leaving is not. */
 function stopped(signal: AbortSignal, what: string, ahead: number, waitedMs: number): ToolplaneError {
   const waited = `after waiting ${Math.round(waitedMs)} ms behind ${ahead} earlier call(s) of ${what}, which runs one cell at a time`;
-  if (signal.reason instanceof DeadlineExceededError) {
+  if (isDeadlineAbort(signal)) {
     return new DeadlineExceededError(`the call's deadline passed ${waited}`, { errorClass: "MODEL" });
   }
   return new CancelledError(`the caller cancelled the call ${waited}`);

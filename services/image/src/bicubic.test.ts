@@ -8,7 +8,7 @@ import { after, describe, it } from "node:test";
 import sharp from "sharp";
 import { ImageFormat, type Operation, ResizeOp_Fit } from "../../../generated/toolplane/image/v1/image.js";
 import { pixelBox, resizeOp, zoomOp } from "../../../test/fixtures/image/generate.js";
-import { seededRandom } from "../../runtime/src/index.js";
+import { seededRandom, unboundedScope } from "../../runtime/src/index.js";
 import { isBicubicEnlargement } from "./bicubic.js";
 import { DecodedCache } from "./decoded-cache.js";
 import { DEFAULT_LIMITS, WorkQueue } from "./limits.js";
@@ -65,7 +65,7 @@ function noise(length: number, random: () => number): Buffer {
   return Buffer.from(Array.from({ length }, () => Math.floor(random() * 256)));
 }
 
-const live = { signal: new AbortController().signal, deadlineMs: undefined };
+const live = unboundedScope();
 const png = { format: ImageFormat.IMAGE_FORMAT_PNG, quality: 90, minShortSide: 0 };
 
 /** Decoded pixels as stored: sharp would hand a grey image on as sRGB unless told to keep it grey. */

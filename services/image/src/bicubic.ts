@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
-import { errorMessage, InternalError } from "../../runtime/src/index.js";
-import { ensureTimeLeft, type Raster, readable, runStep, type Source, type StepContext } from "./raster.js";
+import { errorMessage, InternalError, throwIfStopped } from "../../runtime/src/index.js";
+import { type LimitedScope, type Raster, readable, runStep, type Source } from "./raster.js";
 import type { Region, Size } from "./units.js";
 
 /**
@@ -45,7 +45,7 @@ export async function enlargeBicubic(
   source: Source,
   region: Region,
   target: Size,
-  context: StepContext,
+  context: LimitedScope,
   description: string,
 ): Promise<Raster> {
   let pixels = await readable(source, undefined);
@@ -54,7 +54,7 @@ export async function enlargeBicubic(
     pixels = (await runStep(pixels, context, description, (image) => image.extract(region))) as Raster;
     within = { left: 0, top: 0, width: region.width, height: region.height };
   }
-  ensureTimeLeft(context, description);
+  throwIfStopped(context.scope, description);
   let data: Buffer;
   try {
     data = await native.resample(

@@ -1,13 +1,13 @@
+import { throwIfStopped } from "../../runtime/src/index.js";
 import {
   colourSpaceOf,
-  ensureTimeLeft,
   hasAlpha,
+  type LimitedScope,
   open,
   type Pass,
   passError,
   readable,
   type Source,
-  type StepContext,
   settle,
 } from "./raster.js";
 
@@ -31,11 +31,11 @@ export async function encode(
   result: Source | Pass,
   format: OutputFormat,
   quality: number,
-  context: StepContext,
+  context: LimitedScope,
 ): Promise<EncodedImage> {
   const alpha = result.kind === "pass" ? result.hasAlpha : hasAlpha(result);
   const last = format === "jpeg" && alpha ? await settle(result, context) : result;
-  ensureTimeLeft(context, "encoding");
+  throwIfStopped(context.scope, "encoding");
   const description = last.kind === "pass" ? `${last.description} and encoding ${format}` : `encoding ${format}`;
   const source = await readable(
     last.kind === "pass" ? last.source : last,

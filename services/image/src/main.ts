@@ -8,6 +8,7 @@ import {
   createLogger,
   DEFAULT_MAX_MESSAGE_BYTES,
   loadConfig,
+  loadSecurityConfig,
   port,
   positiveInt,
   runMain,
@@ -47,6 +48,7 @@ const imageConfigShape = {
 
 runMain("toolplane-image", async () => {
   const config = loadConfig(imageConfigShape);
+  const security = loadSecurityConfig();
   // Each running pipeline holds one libuv thread; one more must stay free for
   // header reads, DNS and fs, or those queue behind image work. libuv reads
   // UV_THREADPOOL_SIZE before main runs, so it can only be checked here.
@@ -109,6 +111,9 @@ runMain("toolplane-image", async () => {
     ],
     protoFiles: ["toolplane/image/v1/image.proto"],
     logger,
+    metricsPort: config.TOOLPLANE_METRICS_PORT,
+    protoDir: config.TOOLPLANE_PROTO_DIR,
+    security,
   });
   return { logger, stoppable: { stop: () => server.shutdown(config.TOOLPLANE_SHUTDOWN_GRACE_MS) } };
 });

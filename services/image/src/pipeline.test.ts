@@ -29,11 +29,12 @@ import {
   DeadlineExceededError,
   InvalidArgumentError,
   type ToolplaneError,
+  unboundedScope,
 } from "../../runtime/src/index.js";
 import { DEFAULT_LIMITS, type ImageLimits, WorkQueue } from "./limits.js";
 import { ImagePipeline, type ProcessResult } from "./pipeline.js";
 
-const live = { signal: new AbortController().signal, deadlineMs: undefined };
+const live = unboundedScope();
 
 function pipeline(limits: Partial<ImageLimits> = {}): ImagePipeline {
   return new ImagePipeline({ ...DEFAULT_LIMITS, ...limits }, new WorkQueue(2, 16, 50));
@@ -699,7 +700,7 @@ describe("bad inputs and limits", () => {
     const photo = await photoJpeg(1200, 1200);
     const blurs: Operation[] = Array.from({ length: 12 }, () => ({ blur: { sigma: 30 } }));
     await rejectsWith(
-      pipeline().process(photo, blurs, png, { signal: live.signal, deadlineMs: Date.now() + 40 }),
+      pipeline().process(photo, blurs, png, unboundedScope(Date.now() + 40)),
       DeadlineExceededError,
       "INFRASTRUCTURE",
       /deadline (passed|reached)/,
@@ -711,7 +712,7 @@ describe("bad inputs and limits", () => {
     const controller = new AbortController();
     controller.abort();
     await rejectsWith(
-      pipeline().process(input, [], png, { signal: controller.signal, deadlineMs: undefined }),
+      pipeline().process(input, [], png, { signal: controller.signal }),
       CancelledError,
       "INFRASTRUCTURE",
       /stopped (before|while waiting)/,
@@ -719,13 +720,13 @@ describe("bad inputs and limits", () => {
     const timedOut = new AbortController();
     timedOut.abort(new DeadlineExceededError("the call's deadline passed"));
     await rejectsWith(
-      pipeline().process(input, [], png, { signal: timedOut.signal, deadlineMs: undefined }),
+      pipeline().process(input, [], png, { signal: timedOut.signal }),
       DeadlineExceededError,
       "INFRASTRUCTURE",
       /stopped (before|while waiting)/,
     );
     await rejectsWith(
-      pipeline().process(input, [{ invert: {} }], png, { signal: live.signal, deadlineMs: Date.now() - 1 }),
+      pipeline().process(input, [{ invert: {} }], png, unboundedScope(Date.now() - 1)),
       DeadlineExceededError,
       "INFRASTRUCTURE",
       /deadline passed before/,

@@ -1,6 +1,8 @@
 import { ImageFormat, type Operation, type OutputOptions } from "../../../generated/toolplane/image/v1/image.js";
 import {
+  type CallScope,
   InvalidArgumentError,
+  isSha256,
   recordSpanError,
   requireInteger,
   startStage,
@@ -18,19 +20,12 @@ import {
   decodeWhole,
   type Encoded,
   ImageNotHeldError,
+  type LimitedScope,
   type Pass,
   type Raster,
   type Source,
-  type StepContext,
   settle,
 } from "./raster.js";
-
-export interface CallLimits {
-  /** Aborted when the caller cancels or its deadline passes. */
-  signal: AbortSignal;
-  /** Absolute deadline in ms since the epoch, or undefined. */
-  deadlineMs: number | undefined;
-}
 
 export interface ProcessResult {
   image: EncodedImage;
@@ -73,8 +68,6 @@ function outputFormatFor(input: InputInfo, requested: OutputFormat | undefined):
 /** The request's image: its encoded bytes, or the sha256 of an image this service holds decoded. */
 export type ImageInput = Buffer | { sha256: string };
 
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-
 /** A decoded image the cache cannot stand in for: the call reads its bytes instead. */
 class NotServable extends Error {}
 
@@ -103,7 +96,7 @@ export class ImagePipeline {
     source: ImageInput,
     operations: Operation[],
     output: OutputOptions | undefined,
-    call: CallLimits,
+    scope: CallScope,
   ): Promise<ProcessResult> {
     const started = performance.now();
     if (operations.length > this.limits.maxOperations) {
@@ -113,7 +106,7 @@ export class ImagePipeline {
     }
     const steps: Step[] = operations.map((operation, index) => compileOperation(operation, index, this.limits));
     const checkedOutput = checkOutput(output);
-    const context: StepContext = { limits: this.limits, signal: call.signal, deadlineMs: call.deadlineMs };
+    const context: LimitedScope = { scope, limits: this.limits };
     const { input, encoded } = Buffer.isBuffer(source)
       ? await this.byBytes(source, context)
       : this.byReference(source.sha256, context);
@@ -128,7 +121,7 @@ export class ImagePipeline {
         return withStage("image_pipeline", { "toolplane.operations": steps.length }, () =>
           this.execute(encoded, steps, checkedOutput, input, context),
         );
-      }, call.signal)
+      }, scope.signal)
       .catch((error: unknown) => {
         // Refused or abandoned while queued: the wait span ends with the reason.
         if (admitted === undefined) {
@@ -146,7 +139,7 @@ export class ImagePipeline {
     };
   }
 
-  private async byBytes(data: Buffer, context: StepContext): Promise<{ input: InputInfo; encoded: Encoded }> {
+  private async byBytes(data: Buffer, context: LimitedScope): Promise<{ input: InputInfo; encoded: Encoded }> {
     const key =
       this.cache !== undefined && data.length > 0 && data.length <= this.limits.maxInputBytes
         ? decodedCacheKey(data)
@@ -159,8 +152,8 @@ export class ImagePipeline {
   }
 
   /** The image named by its sha256: only a held one can be served, and its header passed every check when read. */
-  private byReference(sha256: string, context: StepContext): { input: InputInfo; encoded: Encoded } {
-    if (!SHA256_HEX.test(sha256)) {
+  private byReference(sha256: string, context: LimitedScope): { input: InputInfo; encoded: Encoded } {
+    if (!isSha256(sha256)) {
       throw new InvalidArgumentError("image.sha256 must be 64 lowercase hex digits (the sha256 of the image's bytes)");
     }
     const held = this.cache?.peek(sha256);
@@ -174,7 +167,7 @@ export class ImagePipeline {
     steps: Step[],
     checkedOutput: CheckedOutput,
     input: InputInfo,
-    context: StepContext,
+    context: LimitedScope,
   ): Promise<EncodedImage> {
     let result: Source | Pass = encoded;
     for (const step of steps) result = await step(await settle(result, context), context);
@@ -198,7 +191,7 @@ export class ImagePipeline {
    * result is the same with or without the cache. Not for images whose first pass works on more than that:
    * 16-bit samples, and grey with alpha (decoding it to raw grey drops the alpha).
    */
-  private cached(encoded: Encoded, input: InputInfo, key: string | undefined, context: StepContext): Encoded {
+  private cached(encoded: Encoded, input: InputInfo, key: string | undefined, context: LimitedScope): Encoded {
     const cache = this.cache;
     const bytes = encoded.width * encoded.height * encoded.channels;
     if (cache === undefined || key === undefined || !cache.fits(bytes) || input.depth !== "uchar") return encoded;
@@ -221,7 +214,7 @@ export class ImagePipeline {
       });
     const load = async (): Promise<Raster | undefined> => {
       try {
-        return (await cache.get(key, decode, context.signal)).raster;
+        return (await cache.get(key, decode, context.scope.signal)).raster;
       } catch (error) {
         // The whole image does not decode (or not as the header said), though the rows this call reads may: go on
         // exactly as without a cache.

@@ -2,15 +2,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import sharp from "sharp";
 import { photoJpeg } from "../../../test/fixtures/image/generate.js";
-import { InternalError, InvalidArgumentError } from "../../runtime/src/index.js";
+import { InternalError, InvalidArgumentError, unboundedScope } from "../../runtime/src/index.js";
 import { truncation } from "./input.js";
 import { DEFAULT_LIMITS } from "./limits.js";
-import { type Raster, runStep, type StepContext } from "./raster.js";
+import { type LimitedScope, type Raster, runStep } from "./raster.js";
 
-const context = (limits = {}): StepContext => ({
+const context = (limits = {}): LimitedScope => ({
+  scope: unboundedScope(),
   limits: { ...DEFAULT_LIMITS, ...limits },
-  signal: new AbortController().signal,
-  deadlineMs: undefined,
 });
 
 describe("truncation", () => {

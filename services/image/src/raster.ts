@@ -1,11 +1,12 @@
 import sharp, { type Sharp } from "sharp";
 import {
+  type CallScope,
   DeadlineExceededError,
   errorMessage,
   InternalError,
   InvalidArgumentError,
   NotFoundError,
-  stoppedError,
+  throwIfStopped,
 } from "../../runtime/src/index.js";
 import type { InputInfo } from "./input.js";
 import { type ImageLimits, limitText } from "./limits.js";
@@ -57,26 +58,17 @@ export interface DecodedPixels {
 
 export type Source = Raster | Encoded;
 
-/** Where a pipeline runs: its limits and its caller's deadline. */
-export interface StepContext {
+/** Where a pipeline runs: its caller's scope (deadline, cancellation) and the service's image limits. */
+export interface LimitedScope {
+  scope: CallScope;
   limits: ImageLimits;
-  signal: AbortSignal;
-  /** Absolute deadline (ms since the epoch) or undefined. */
-  deadlineMs: number | undefined;
-}
-
-/** Throws DEADLINE_EXCEEDED when the deadline has passed, CANCELLED when the caller has gone. */
-export function ensureTimeLeft(context: StepContext, during: string): void {
-  if (context.deadlineMs !== undefined && Date.now() >= context.deadlineMs) {
-    throw new DeadlineExceededError(`deadline passed before ${during}`);
-  }
-  if (context.signal.aborted) throw stoppedError(context.signal, `stopped before ${during}`);
 }
 
 /** libvips' own timeout for one pass, so even a single slow pass stops near the deadline (whole seconds, as sharp takes them). */
-function withTimeout(image: Sharp, context: StepContext): Sharp {
-  if (context.deadlineMs === undefined) return image;
-  const seconds = Math.max(1, Math.ceil((context.deadlineMs - Date.now()) / 1000));
+function withTimeout(image: Sharp, context: LimitedScope): Sharp {
+  const { deadlineMs } = context.scope;
+  if (deadlineMs === undefined) return image;
+  const seconds = Math.max(1, Math.ceil((deadlineMs - Date.now()) / 1000));
   return image.timeout({ seconds });
 }
 
@@ -90,7 +82,7 @@ function isTimeout(error: unknown): boolean {
  * frame only, EXIF orientation applied, with libvips' own pixel limit as a
  * second line behind the header check.
  */
-export function open(source: Source, context: StepContext): Sharp {
+export function open(source: Source, context: LimitedScope): Sharp {
   const image =
     source.kind === "encoded"
       ? sharp(source.data, {
@@ -123,7 +115,7 @@ export function decodeError(error: unknown): InvalidArgumentError {
  * the caller's: INVALID_ARGUMENT, class MODEL. A pass over raw pixels we
  * produced failing is our bug: INTERNAL.
  */
-export function passError(error: unknown, source: Source, context: StepContext, description: string): Error {
+export function passError(error: unknown, source: Source, context: LimitedScope, description: string): Error {
   if (isTimeout(error)) return new DeadlineExceededError(`deadline reached during ${description}`, { cause: error });
   if (source.kind === "encoded") {
     if (error instanceof Error && /pixel limit/i.test(error.message)) {
@@ -221,9 +213,9 @@ export class ImageNotHeldError extends NotFoundError {
 }
 
 /** Runs a pass to raw pixels; a source is returned as it is. */
-export async function settle(result: Source | Pass, context: StepContext): Promise<Source> {
+export async function settle(result: Source | Pass, context: LimitedScope): Promise<Source> {
   if (result.kind !== "pass") return result;
-  ensureTimeLeft(context, result.description);
+  throwIfStopped(context.scope, result.description);
   const source = await readable(result.source, result.scale);
   try {
     const { data, info } = await result
@@ -240,7 +232,7 @@ export async function settle(result: Source | Pass, context: StepContext): Promi
 /** Runs one pass now (for steps made of several passes). */
 export function runStep(
   source: Source,
-  context: StepContext,
+  context: LimitedScope,
   description: string,
   build: (image: Sharp) => Sharp,
   options: PassOptions = {},
@@ -249,14 +241,14 @@ export function runStep(
 }
 
 /** Raw pixels of a source (decoding it if needed), for steps done outside libvips. Treat them as read-only. */
-export async function toRaster(source: Source, context: StepContext): Promise<Raster> {
+export async function toRaster(source: Source, context: LimitedScope): Promise<Raster> {
   const readFrom = await readable(source, undefined);
   if (readFrom.kind === "raster") return readFrom;
   return (await runStep(readFrom, context, "decoding", (image) => image)) as Raster;
 }
 
 /** Raw pixels a step may write into: a copy when the decoded-image cache holds them too. */
-export async function writableRaster(source: Source, context: StepContext): Promise<Raster> {
+export async function writableRaster(source: Source, context: LimitedScope): Promise<Raster> {
   const raster = await toRaster(source, context);
   return raster.shared ? { ...raster, data: Buffer.from(raster.data), shared: false } : raster;
 }
@@ -265,7 +257,7 @@ export async function writableRaster(source: Source, context: StepContext): Prom
  * The whole image decoded to what every step hands on (8-bit, EXIF orientation applied), for the decoded-image
  * cache. The decoding is as strict as the first pass of a pipeline, so whatever fails here would fail there.
  */
-export async function decodeWhole(encoded: Encoded, context: StepContext): Promise<Raster> {
+export async function decodeWhole(encoded: Encoded, context: LimitedScope): Promise<Raster> {
   const { decoded: _, ...bytesOnly } = encoded;
   const whole = pass(bytesOnly, "decoding", (image) => image);
   return (await settle(whole, context)) as Raster;

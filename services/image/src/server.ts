@@ -46,10 +46,10 @@ function toMetadata(info: InputInfo): ImageMetadata {
 
 export function createImageServiceImplementation(pipeline: ImagePipeline, logger: Logger): ImageServiceServer {
   return {
-    process: unary<ProcessRequest, ProcessResponse>("Process", logger, async (request, context) => {
+    process: unary<ProcessRequest, ProcessResponse>("Process", logger, async (request, call) => {
       const input = imageInput(request.image);
       const result = await pipeline
-        .process(input, request.operations, request.output, { signal: context.signal, deadlineMs: context.deadlineMs })
+        .process(input, request.operations, request.output, call.scope)
         .catch((error: unknown) => {
           if (error instanceof ImageNotHeldError) imageReferences.inc({ outcome: "not_held" });
           throw error;

@@ -41,6 +41,13 @@ export const baseConfigShape = {
   TOOLPLANE_HOST: z.string().min(1).default("127.0.0.1"),
   TOOLPLANE_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   TOOLPLANE_SHUTDOWN_GRACE_MS: positiveInt(10_000),
+  /**
+   * Prometheus /metrics port: unset (the default) serves no metrics, so `make run` starts four services
+   * without port clashes; 0 binds an ephemeral port (logged as "metrics listening", used by tests).
+   */
+  TOOLPLANE_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /** Where proto/ is, for reflection; unset: found by walking up from the runtime's own files. */
+  TOOLPLANE_PROTO_DIR: z.string().min(1).optional(),
 };
 
 /**

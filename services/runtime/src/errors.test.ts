@@ -9,8 +9,10 @@ import {
   ERROR_CLASS_KEY,
   errorClassOf,
   errorMessage,
+  errorOfStatus,
   fromServiceError,
   InvalidArgumentError,
+  ResourceExhaustedError,
   stoppedError,
   toServiceError,
   toToolError,
@@ -46,6 +48,26 @@ describe("errors", () => {
     expired.abort(new DeadlineExceededError("deadline"));
     assert.equal(stoppedError(cancelled.signal, "stopped").code, status.CANCELLED);
     assert.equal(stoppedError(expired.signal, "stopped").code, status.DEADLINE_EXCEEDED);
+  });
+
+  it("AbortSignal.timeout is a deadline; an abort without a reason is the caller leaving", async () => {
+    const timedOut = AbortSignal.timeout(1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(stoppedError(timedOut, "stopped").code, status.DEADLINE_EXCEEDED);
+    const bare = new AbortController();
+    bare.abort();
+    const error = stoppedError(bare.signal, "stopped", "why");
+    assert.ok(error instanceof CancelledError);
+    assert.equal(error.cause, "why");
+  });
+
+  it("errorOfStatus is the status table's type for an error that crossed a process boundary", () => {
+    const cancelled = errorOfStatus(status.CANCELLED, "gone", { errorClass: "INFRASTRUCTURE" });
+    assert.ok(cancelled instanceof CancelledError);
+    const model = errorOfStatus(status.RESOURCE_EXHAUSTED, "heap", { errorClass: "MODEL" });
+    assert.ok(model instanceof ResourceExhaustedError);
+    assert.equal(model.errorClass, "MODEL");
+    assert.equal(errorOfStatus(status.ABORTED, "other").code, status.ABORTED);
   });
 
   it("toToolError builds every in-band error, thrown or not", () => {

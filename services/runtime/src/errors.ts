@@ -191,9 +191,13 @@ export function fromServiceError(error: ServiceError): ToolplaneError {
   const errorClass: ErrorClassName = classValue === "MODEL" ? "MODEL" : "INFRASTRUCTURE";
   const retryAfterMs = retryValue === undefined ? undefined : Number(retryValue);
   const message = error.details || error.message;
-  const options = { errorClass, retryAfterMs, cause: error };
-  const Typed = ERROR_BY_STATUS[error.code];
-  return Typed ? new Typed(message, options) : new RemoteError(error.code, message, options);
+  return errorOfStatus(error.code, message, { errorClass, retryAfterMs, cause: error });
+}
+
+/** The ToolplaneError of a status (from the one table above), e.g. for an error that crossed a process boundary. */
+export function errorOfStatus(code: status, message: string, options: ToolplaneErrorOptions = {}): ToolplaneError {
+  const Typed = ERROR_BY_STATUS[code];
+  return Typed ? new Typed(message, options) : new RemoteError(code, message, options);
 }
 
 /** Any thrown value as a ToolplaneError (for in-band reporting). */
@@ -246,13 +250,19 @@ function isToolErrorFields(value: unknown): value is ToolErrorFields {
   );
 }
 
+/** Whether a signal was aborted for a deadline: by the gRPC server layer or the gateway, or AbortSignal.timeout. */
+export function isDeadlineAbort(signal: AbortSignal | undefined): boolean {
+  const reason: unknown = signal?.reason;
+  return reason instanceof DeadlineExceededError || (reason instanceof Error && reason.name === "TimeoutError");
+}
+
 /**
- * The error for work stopped because its signal aborted: DEADLINE_EXCEEDED when
- * the signal was aborted for a deadline (its reason is a DeadlineExceededError,
- * as the gRPC server layer and the gateway set it), CANCELLED otherwise.
+ * The error for work stopped because its signal aborted, and the one place that tells the two causes apart:
+ * DEADLINE_EXCEEDED when the signal was aborted for a deadline (its reason is a DeadlineExceededError, as the
+ * gRPC server layer and the gateway set it, or AbortSignal.timeout's TimeoutError), CANCELLED otherwise (the
+ * caller went away).
  */
-export function stoppedError(signal: AbortSignal | undefined, message: string): ToolplaneError {
-  return signal?.reason instanceof DeadlineExceededError
-    ? new DeadlineExceededError(message)
-    : new CancelledError(message);
+export function stoppedError(signal: AbortSignal | undefined, message: string, cause?: unknown): ToolplaneError {
+  const options = cause === undefined ? undefined : { cause };
+  return isDeadlineAbort(signal) ? new DeadlineExceededError(message, options) : new CancelledError(message, options);
 }

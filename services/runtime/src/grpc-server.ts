@@ -14,7 +14,7 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { trace } from "@opentelemetry/api";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { loadConfig } from "./config.js";
+import type { CallScope } from "./call-scope.js";
 import { setDeadlineTimer } from "./deadline.js";
 import { CancelledError, DeadlineExceededError, ERROR_CLASS_KEY, toServiceError } from "./errors.js";
 import type { Logger } from "./logger.js";
@@ -23,10 +23,9 @@ import {
   grpcServerDuration,
   grpcServerErrors,
   type MetricsServer,
-  metricsConfigShape,
   startMetricsServer,
 } from "./metrics.js";
-import { loadSecurityConfig, type SecurityConfig, serverCredentials, serverInterceptors } from "./security.js";
+import { type SecurityConfig, serverCredentials, serverInterceptors } from "./security.js";
 
 /** Largest message a service accepts or sends: images travel inline. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -47,13 +46,12 @@ export interface GrpcServerOptions {
   protoFiles: string[];
   logger: Logger;
   maxMessageBytes?: number;
-  /**
-   * Serve Prometheus /metrics on this port (0 = ephemeral). When not given, TOOLPLANE_METRICS_PORT
-   * decides (unset = no endpoint), so every service gets the endpoint without wiring it in main.
-   */
-  metricsPort?: number;
-  /** Service token and mutual TLS; default: read from the environment (both off unless configured). */
+  /** Serve Prometheus /metrics on this port (0 = ephemeral); undefined: no endpoint. main.ts passes TOOLPLANE_METRICS_PORT. */
+  metricsPort?: number | undefined;
+  /** Service token and mutual TLS, as main.ts read them (loadSecurityConfig); default: neither. */
   security?: SecurityConfig;
+  /** proto/ for reflection (TOOLPLANE_PROTO_DIR, from main.ts); default: found from this module's location. */
+  protoDir?: string | undefined;
 }
 
 export interface RunningServer {
@@ -67,10 +65,9 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Finds the repository's proto/ directory from this module's location (src or dist layout). */
-export function protoRoot(): string {
-  const fromEnv = process.env.TOOLPLANE_PROTO_DIR;
-  if (fromEnv) return fromEnv;
+/** The proto/ directory: the configured one, else found from this module's location (src or dist layout). */
+export function protoRoot(configured?: string): string {
+  if (configured) return configured;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const candidate = join(dir, "proto");
@@ -88,7 +85,7 @@ export function protoRoot(): string {
  */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningServer> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  const security = options.security ?? loadSecurityConfig();
+  const security = options.security ?? {};
   const server = new Server({
     "grpc.max_receive_message_length": maxBytes,
     "grpc.max_send_message_length": maxBytes,
@@ -100,7 +97,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   health.addToServer(server);
 
-  const root = protoRoot();
+  const root = protoRoot(options.protoDir);
   const packageDefinition = loadSync([...options.protoFiles.map((file) => join(root, file)), healthProtoPath], {
     includeDirs: [root],
   });
@@ -115,7 +112,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   health.setStatus("", "SERVING");
   const address = `${options.host}:${port}`;
   // Metrics bind before "grpc server listening" so whoever waits for that line can scrape at once.
-  const metricsPort = options.metricsPort ?? loadConfig(metricsConfigShape).TOOLPLANE_METRICS_PORT;
+  const metricsPort = options.metricsPort;
   const metrics =
     metricsPort === undefined ? undefined : await startMetricsServer(options.host, metricsPort, options.logger);
   options.logger.info(
@@ -149,17 +146,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   return { port, address, health, metrics, shutdown };
 }
 
-/** What a unary handler gets besides its request. */
-export interface CallContext {
+/** What a unary handler gets besides its request: the call's scope, and who sent it with which metadata. */
+export interface IncomingCall {
+  /** The caller's deadline, and a signal aborted when the caller cancels or that deadline passes. */
+  scope: CallScope;
   metadata: Metadata;
-  /** Aborted when the caller cancels or its deadline passes. */
-  signal: AbortSignal;
-  /** Absolute deadline in ms since the epoch, or undefined when the caller set none. */
-  deadlineMs: number | undefined;
   peer: string;
 }
 
-export type UnaryHandler<Request, Response> = (request: Request, context: CallContext) => Promise<Response>;
+export type UnaryHandler<Request, Response> = (request: Request, call: IncomingCall) => Promise<Response>;
 
 function deadlineOf(call: ServerUnaryCall<unknown, unknown>): number | undefined {
   const deadline = call.getDeadline();
@@ -194,13 +189,12 @@ export function unary<Request, Response>(
     call.on("cancelled", () => {
       if (!answered) controller.abort(new CancelledError("cancelled by caller"));
     });
-    const context: CallContext = {
+    const incoming: IncomingCall = {
+      scope: { deadlineMs, signal: controller.signal },
       metadata: call.metadata,
-      signal: controller.signal,
-      deadlineMs,
       peer: call.getPeer(),
     };
-    handler(call.request, context).then(
+    handler(call.request, incoming).then(
       (response) => {
         answered = true;
         timer?.clear();

@@ -1,6 +1,7 @@
 export * from "./address.js";
 export * from "./arguments.js";
 export * from "./call-events.js";
+export * from "./call-scope.js";
 export * from "./config.js";
 export * from "./deadline.js";
 export * from "./errors.js";

@@ -1,6 +1,5 @@
 import { createServer, type Server } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { z } from "zod";
 import type { ToolCallEvent } from "./call-events.js";
 import type { Logger } from "./logger.js";
 
@@ -116,15 +115,6 @@ export class MetricsCallObserver {
 
   async stop(): Promise<void> {}
 }
-
-/**
- * TOOLPLANE_METRICS_PORT: unset (the default) serves no metrics, so `make run`
- * starts four services without port clashes; 0 binds an ephemeral port (logged
- * as "metrics listening", used by tests); any other value is the fixed port.
- */
-export const metricsConfigShape = {
-  TOOLPLANE_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
-};
 
 export interface MetricsServer {
   port: number;

@@ -4,12 +4,12 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "./errors.js";
 import {
   baseConfigShape,
   createLogger,
   type Logger,
   loadConfig,
-  metricsConfigShape,
   port,
   runMain,
   SERVICE_NODE_FLAGS,
@@ -127,7 +127,7 @@ class SupervisedService {
       const restartedAt = Date.now();
       this.launch(grpcPort).then(
         (address) => this.logger.info({ child: name, address }, "service restarted"),
-        (error: unknown) => this.died((error as Error).message, Date.now() - restartedAt),
+        (error: unknown) => this.died(errorMessage(error), Date.now() - restartedAt),
       );
     }, delayMs);
   }
@@ -152,7 +152,6 @@ runMain("toolplane", async () => {
     TOOLPLANE_IMAGE_PORT: port(50052),
     TOOLPLANE_CODE_PORT: port(50053),
     TOOLPLANE_SEARCH_PORT: port(50054),
-    ...metricsConfigShape,
   });
   const tracing = telemetryEnabled();
   const preload = join(dirname(fileURLToPath(import.meta.url)), "telemetry-register.js");

@@ -1,4 +1,4 @@
-import { ConfigError, type Logger } from "../../runtime/src/index.js";
+import { ConfigError, errorMessage, type Logger } from "../../runtime/src/index.js";
 import { MemoryCache, NatsKvCache, type ResultCache } from "./cache.js";
 import type { SearchConfig } from "./config.js";
 import { readCorpus } from "./corpus.js";
@@ -33,14 +33,14 @@ async function openTextIndex(config: SearchConfig): Promise<TextIndex> {
     try {
       return new DiskIndexPool(config.TOOLPLANE_SEARCH_INDEX, config.TOOLPLANE_SEARCH_INDEX_THREADS);
     } catch (error) {
-      throw new ConfigError([`TOOLPLANE_SEARCH_INDEX: ${(error as Error).message}`]);
+      throw new ConfigError([`TOOLPLANE_SEARCH_INDEX: ${errorMessage(error)}`]);
     }
   }
   const index = new LocalTextIndex();
   try {
     index.add(config.TOOLPLANE_SEARCH_CORPUS ? await readCorpus(config.TOOLPLANE_SEARCH_CORPUS) : sampleCorpus());
   } catch (error) {
-    throw new ConfigError([`TOOLPLANE_SEARCH_CORPUS: ${(error as Error).message}`]);
+    throw new ConfigError([`TOOLPLANE_SEARCH_CORPUS: ${errorMessage(error)}`]);
   }
   return index;
 }
@@ -58,7 +58,7 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
         throw new Error(`${source.url}: ${error.message}`);
       });
   } catch (error) {
-    throw new ConfigError([`TOOLPLANE_SEARCH_IMAGE_DIR: ${(error as Error).message}`]);
+    throw new ConfigError([`TOOLPLANE_SEARCH_IMAGE_DIR: ${errorMessage(error)}`]);
   }
   logger.info(
     {
@@ -145,7 +145,7 @@ export async function createSearchApp(config: SearchConfig, logger: Logger): Pro
     } catch (error) {
       // Replicas must share one cache: starting with a private one would silently break FROZEN replays.
       throw new ConfigError([
-        `TOOLPLANE_NATS_URL=${config.TOOLPLANE_NATS_URL}: cannot open the search cache bucket (${(error as Error).message})`,
+        `TOOLPLANE_NATS_URL=${config.TOOLPLANE_NATS_URL}: cannot open the search cache bucket (${errorMessage(error)})`,
       ]);
     }
   } else {

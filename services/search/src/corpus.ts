@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { createGunzip } from "node:zlib";
 import { z } from "zod";
+import { errorMessage } from "../../runtime/src/error-message.js";
 
 /**
  * One corpus document, as every index stores it. Two line formats are read:
@@ -60,7 +61,7 @@ export function parseCorpusLine(line: string, lineNumber: number): CorpusDocumen
   try {
     value = JSON.parse(line);
   } catch (error) {
-    throw new Error(`not JSON (${(error as Error).message})`);
+    throw new Error(`not JSON (${errorMessage(error)})`);
   }
   const parsed = lineShape.safeParse(value);
   if (!parsed.success) {
@@ -154,7 +155,7 @@ export async function readCorpus(path: string): Promise<CorpusDocument[]> {
     try {
       documents.push(parseCorpusLine(line.text, line.lineNumber));
     } catch (error) {
-      throw new Error(`${path}:${line.lineNumber}: ${(error as Error).message}`);
+      throw new Error(`${path}:${line.lineNumber}: ${errorMessage(error)}`);
     }
   }
   return documents;

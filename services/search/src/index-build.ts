@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import Database from "better-sqlite3";
+import { errorMessage, sha256Hex } from "../../runtime/src/index.js";
 import { type CorpusDocument, parseCorpusLine, readCorpusLines } from "./corpus.js";
 import { FORMAT_VERSION, SCHEMA } from "./disk-text-index.js";
 
@@ -42,7 +42,7 @@ function fingerprint(path: string): string {
   try {
     const head = Buffer.alloc(Math.min(size, FINGERPRINT_BYTES));
     readSync(handle, head, 0, head.length, 0);
-    return `${size}:${createHash("sha256").update(head).digest("hex")}`;
+    return `${size}:${sha256Hex(head)}`;
   } finally {
     closeSync(handle);
   }
@@ -121,7 +121,7 @@ export async function buildIndex(options: BuildOptions): Promise<BuildSummary> {
       try {
         batch.push(parseCorpusLine(line.text, line.lineNumber));
       } catch (error) {
-        throw new Error(`${options.source}:${line.lineNumber}: ${(error as Error).message}`);
+        throw new Error(`${options.source}:${line.lineNumber}: ${errorMessage(error)}`);
       }
       lastLine = line;
       if (batch.length >= batchSize) {

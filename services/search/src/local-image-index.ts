@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { extname, join } from "node:path";
 import sharp from "sharp";
 import { z } from "zod";
+import { errorMessage } from "../../runtime/src/index.js";
 import { hammingDistance, hashImage, MAX_DISTANCE, MAX_INPUT_PIXELS, type PerceptualHash } from "./image-hash.js";
 import type { ProviderResult, Thumbnail } from "./types.js";
 
@@ -90,7 +91,7 @@ export async function readImageDir(dir: string): Promise<SourceImage[]> {
       try {
         parsed = metadataShape.parse(JSON.parse(line));
       } catch (error) {
-        throw new Error(`${metadataPath}:${index + 1}: ${(error as Error).message}`);
+        throw new Error(`${metadataPath}:${index + 1}: ${errorMessage(error)}`);
       }
       images.push({ data: await readFile(join(dir, parsed.file)), title: parsed.title, url: parsed.url });
     }

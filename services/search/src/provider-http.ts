@@ -1,13 +1,13 @@
 import {
-  DeadlineExceededError,
+  type CallScope,
   InternalError,
   ResourceExhaustedError,
+  stoppedError,
   type ToolplaneError,
   UnauthenticatedError,
   UnavailableError,
 } from "../../runtime/src/index.js";
 import { backoffMs, CircuitBreaker, parseRetryAfter, sleep, TokenBucket } from "./resilience.js";
-import type { CallBudget } from "./types.js";
 
 /** How one remote provider is reached and how hard we try. */
 export interface HttpProviderSettings {
@@ -105,13 +105,13 @@ export class ProviderHttpClient {
     this.bucket = new TokenBucket(settings.name, settings.ratePerSecond, settings.burst);
   }
 
-  async requestJson(request: ProviderRequest, budget: CallBudget): Promise<JsonAnswer> {
+  async requestJson(request: ProviderRequest, scope: CallScope): Promise<JsonAnswer> {
     this.breaker.admit();
     let queueMs = 0;
     try {
       for (let attempt = 0; ; attempt += 1) {
-        queueMs += await this.bucket.acquire(budget.signal, budget.deadlineMs);
-        const outcome = await this.attempt(request, budget.signal);
+        queueMs += await this.bucket.acquire(scope.signal, scope.deadlineMs);
+        const outcome = await this.attempt(request, scope.signal);
         if (outcome.ok) {
           this.breaker.onSuccess();
           return { body: outcome.body, queueMs };
@@ -126,14 +126,14 @@ export class ProviderHttpClient {
           this.settings.backoffCapMs,
           outcome.retryAfterMs,
         );
-        const pastDeadline = budget.deadlineMs !== undefined && Date.now() + delay >= budget.deadlineMs;
+        const pastDeadline = scope.deadlineMs !== undefined && Date.now() + delay >= scope.deadlineMs;
         // A provider asking for a long pause: hand its hint to the caller instead of holding the call.
         const waitTooLong = (outcome.retryAfterMs ?? 0) > this.settings.backoffCapMs;
         if (attempt >= this.settings.maxRetries || pastDeadline || waitTooLong) {
           this.breaker.onFailure();
           throw outcome.error;
         }
-        await sleep(delay, budget.signal);
+        await sleep(delay, scope.signal);
       }
     } catch (error) {
       // Releases a half-open probe slot when the call ended without a verdict on
@@ -167,7 +167,7 @@ export class ProviderHttpClient {
       text = await readCapped(response, this.settings.maxResponseBytes, name);
     } catch (error) {
       if (callerSignal.aborted)
-        throw new DeadlineExceededError(`search on ${name} was cancelled or ran past its deadline`);
+        throw stoppedError(callerSignal, `search on ${name} stopped before the provider answered`);
       if (error instanceof UnavailableError) return fail(error, false, true);
       if (signal.aborted)
         return fail(

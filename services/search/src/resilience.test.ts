@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DeadlineExceededError, ResourceExhaustedError, UnavailableError } from "../../runtime/src/index.js";
+import {
+  CancelledError,
+  DeadlineExceededError,
+  ResourceExhaustedError,
+  UnavailableError,
+} from "../../runtime/src/index.js";
 import { backoffMs, CircuitBreaker, parseRetryAfter, sleep, TokenBucket } from "./resilience.js";
 
 describe("backoffMs", () => {
@@ -137,10 +142,14 @@ describe("CircuitBreaker", () => {
 });
 
 describe("sleep", () => {
-  it("rejects with DEADLINE_EXCEEDED when the signal aborts", async () => {
-    const controller = new AbortController();
-    const pending = sleep(10_000, controller.signal);
-    controller.abort();
-    await assert.rejects(pending, DeadlineExceededError);
+  it("rejects with CANCELLED when the caller leaves, DEADLINE_EXCEEDED when its deadline passed", async () => {
+    const left = new AbortController();
+    const cancelled = sleep(10_000, left.signal);
+    left.abort();
+    await assert.rejects(cancelled, CancelledError);
+    const expired = new AbortController();
+    const late = sleep(10_000, expired.signal);
+    expired.abort(new DeadlineExceededError("deadline exceeded"));
+    await assert.rejects(late, DeadlineExceededError);
   });
 });

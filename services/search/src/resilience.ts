@@ -1,10 +1,10 @@
-import { DeadlineExceededError, ResourceExhaustedError, UnavailableError, withStage } from "../../runtime/src/index.js";
+import { ResourceExhaustedError, stoppedError, UnavailableError, withStage } from "../../runtime/src/index.js";
 
-/** Resolves after ms, or rejects with DeadlineExceededError when the signal aborts first. */
+/** Resolves after ms, or rejects with stoppedError (deadline or caller gone) when the signal aborts first. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
-      reject(new DeadlineExceededError("the call was cancelled or its deadline passed"));
+      reject(stoppedError(signal, "the call stopped while it waited to retry the provider"));
       return;
     }
     const timer = setTimeout(() => {
@@ -13,7 +13,7 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }, ms);
     function onAbort(): void {
       clearTimeout(timer);
-      reject(new DeadlineExceededError("the call was cancelled or its deadline passed"));
+      reject(stoppedError(signal, "the call stopped while it waited to retry the provider"));
     }
     signal.addEventListener("abort", onAbort, { once: true });
   });

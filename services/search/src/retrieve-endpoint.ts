@@ -1,7 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { status } from "@grpc/grpc-js";
 import { z } from "zod";
-import { asToolplaneError, ERROR_CLASS_KEY, type Logger, RETRY_AFTER_KEY } from "../../runtime/src/index.js";
+import {
+  asToolplaneError,
+  ERROR_CLASS_KEY,
+  errorMessage,
+  type Logger,
+  RETRY_AFTER_KEY,
+} from "../../runtime/src/index.js";
 import { joinContents } from "./corpus.js";
 import type { SearchEngine } from "./search-engine.js";
 import type { ProviderResult } from "./types.js";
@@ -93,7 +99,7 @@ async function readBody(request: IncomingMessage): Promise<unknown> {
     return JSON.parse(Buffer.concat(chunks).toString("utf8"));
   } catch (error) {
     throw new RequestError(422, [
-      { loc: ["body"], msg: `JSON decode error: ${(error as Error).message}`, type: "json_invalid" },
+      { loc: ["body"], msg: `JSON decode error: ${errorMessage(error)}`, type: "json_invalid" },
     ]);
   }
 }

@@ -7,10 +7,11 @@ import {
   InvalidArgumentError,
   type ToolplaneError,
   UnavailableError,
+  unboundedScope,
 } from "../../runtime/src/index.js";
 import { type CachedAnswer, MemoryCache, normalizeQuery, type ResultCache, textCacheKey } from "./cache.js";
 import { SearchEngine, type SearchSettings, type TextSearchRequest } from "./search-engine.js";
-import type { CallBudget, ImageQuery, ProviderAnswer, SearchProvider, TextQuery } from "./types.js";
+import type { ImageQuery, ProviderAnswer, SearchProvider, TextQuery } from "./types.js";
 
 /** A provider that counts its calls and answers `count` numbered results. */
 class CountingProvider implements SearchProvider {
@@ -54,7 +55,7 @@ const SETTINGS: SearchSettings = {
   defaultCachePolicy: "use",
 };
 const logger = createLogger("test", "silent");
-const budget: CallBudget = { signal: new AbortController().signal, deadlineMs: undefined };
+const scope = unboundedScope();
 const request = (overrides: Partial<TextSearchRequest> = {}): TextSearchRequest => ({
   query: "deep lakes",
   topK: 0,
@@ -91,7 +92,7 @@ describe("SearchEngine validation", () => {
   it("an empty or blank query is INVALID_ARGUMENT/MODEL naming the field", async () => {
     const { engine } = setup();
     for (const query of ["", "   \n"]) {
-      const error = await rejection(engine.search(request({ query }), budget));
+      const error = await rejection(engine.search(request({ query }), scope));
       assert.ok(error instanceof InvalidArgumentError);
       assert.equal(error.errorClass, "MODEL");
       assert.match(error.message, /^query must not be empty/);
@@ -100,7 +101,7 @@ describe("SearchEngine validation", () => {
 
   it("an oversized query is INVALID_ARGUMENT/MODEL naming the limit", async () => {
     const { engine } = setup();
-    const error = await rejection(engine.search(request({ query: "x".repeat(51) }), budget));
+    const error = await rejection(engine.search(request({ query: "x".repeat(51) }), scope));
     assert.ok(error instanceof InvalidArgumentError);
     assert.equal(error.errorClass, "MODEL");
     assert.equal(error.message, "query has 51 characters, over the limit of 50 (TOOLPLANE_SEARCH_MAX_QUERY_CHARS)");
@@ -110,20 +111,20 @@ describe("SearchEngine validation", () => {
     const { engine } = setup();
     const astral = "\u{1F600}".repeat(50);
     assert.equal(astral.length, 100);
-    assert.ok((await engine.search(request({ query: astral }), budget)).results);
-    const error = await rejection(engine.search(request({ query: `${astral}\u{1F600}` }), budget));
+    assert.ok((await engine.search(request({ query: astral }), scope)).results);
+    const error = await rejection(engine.search(request({ query: `${astral}\u{1F600}` }), scope));
     assert.ok(error instanceof InvalidArgumentError);
     assert.match(error.message, /^query has 51 characters, over the limit of 50/);
   });
 
   it("top_k above the maximum is INVALID_ARGUMENT/MODEL naming the range; 0 means 5", async () => {
     const { engine } = setup();
-    const error = await rejection(engine.search(request({ topK: 11 }), budget));
+    const error = await rejection(engine.search(request({ topK: 11 }), scope));
     assert.ok(error instanceof InvalidArgumentError);
     assert.equal(error.errorClass, "MODEL");
     assert.match(error.message, /top_k must be between 1 and 10 \(0 means 5\); got 11/);
-    assert.equal((await engine.search(request({ topK: 0 }), budget)).results.length, 5);
-    assert.equal((await engine.search(request({ topK: 10 }), budget)).results.length, 10);
+    assert.equal((await engine.search(request({ topK: 0 }), scope)).results.length, 5);
+    assert.equal((await engine.search(request({ topK: 10 }), scope)).results.length, 10);
   });
 
   it("language and region must be short locale codes", async () => {
@@ -132,20 +133,20 @@ describe("SearchEngine validation", () => {
       ["language", "english please"],
       ["region", "x".repeat(100)],
     ] as const) {
-      const error = await rejection(engine.search(request({ [field]: value }), budget));
+      const error = await rejection(engine.search(request({ [field]: value }), scope));
       assert.ok(error instanceof InvalidArgumentError);
       assert.match(error.message, new RegExp(`^${field} must be a language/region code`));
     }
-    assert.equal((await engine.search(request({ language: "pt-BR", region: "br" }), budget)).cacheStatus, "MISS");
+    assert.equal((await engine.search(request({ language: "pt-BR", region: "br" }), scope)).cacheStatus, "MISS");
   });
 
   it("an unknown provider names the available ones; a known but unconfigured one says what to set", async () => {
     const { engine } = setup();
-    const unknown = await rejection(engine.search(request({ provider: "altavista" }), budget));
+    const unknown = await rejection(engine.search(request({ provider: "altavista" }), scope));
     assert.ok(unknown instanceof InvalidArgumentError);
     assert.equal(unknown.errorClass, "INFRASTRUCTURE", "the provider field comes from configuration, not the model");
     assert.match(unknown.message, /available here: local, brave/);
-    const unconfigured = await rejection(engine.search(request({ provider: "serpapi" }), budget));
+    const unconfigured = await rejection(engine.search(request({ provider: "serpapi" }), scope));
     assert.ok(unconfigured instanceof FailedPreconditionError);
     assert.match(unconfigured.message, /TOOLPLANE_SEARCH_SERPAPI_KEY/);
   });
@@ -153,7 +154,7 @@ describe("SearchEngine validation", () => {
   it("image search: missing, empty, referenced, oversized and undecodable images are rejected by name", async () => {
     const { engine } = setup();
     const image = (data: Uint8Array | undefined, sha256Reference?: string) =>
-      engine.searchImage({ data, sha256Reference, topK: 0, provider: "", cachePolicy: "default" }, budget);
+      engine.searchImage({ data, sha256Reference, topK: 0, provider: "", cachePolicy: "default" }, scope);
     assert.match((await rejection(image(undefined))).message, /^image is required/);
     assert.match((await rejection(image(new Uint8Array()))).message, /^image\.data is empty/);
     const reference = await rejection(image(undefined, "ab".repeat(32)));
@@ -161,7 +162,7 @@ describe("SearchEngine validation", () => {
     assert.equal(reference.errorClass, "INFRASTRUCTURE");
     assert.match(
       (await rejection(image(new Uint8Array(100_001)))).message,
-      /image\.data is 100001 bytes; the limit is 100000/,
+      /image\.data has 100001 bytes, over the limit of 100000 \(TOOLPLANE_SEARCH_MAX_IMAGE_BYTES\)/,
     );
     const garbage = await rejection(image(new TextEncoder().encode("definitely not an image")));
     assert.ok(garbage instanceof InvalidArgumentError);
@@ -172,7 +173,7 @@ describe("SearchEngine validation", () => {
   it("image search takes only the system's whitelist, by signature: SVG and AVIF are never parsed, a cut JPEG is refused", async () => {
     const { engine } = setup();
     const image = (data: Uint8Array) =>
-      engine.searchImage({ data, sha256Reference: undefined, topK: 0, provider: "", cachePolicy: "default" }, budget);
+      engine.searchImage({ data, sha256Reference: undefined, topK: 0, provider: "", cachePolicy: "default" }, scope);
     const svgs = [
       '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10"><image xlink:href="file:///etc/passwd" width="10" height="10"/></svg>',
       '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><image href="http://127.0.0.1:1/x.png" width="10" height="10"/></svg>',
@@ -205,14 +206,14 @@ describe("SearchEngine validation", () => {
     const refused = await rejection(
       engine.searchImage(
         { data: png, sha256Reference: undefined, topK: 1, provider: "brave", cachePolicy: "default" },
-        budget,
+        scope,
       ),
     );
     assert.ok(refused instanceof FailedPreconditionError);
     assert.match(refused.message, /no reverse image search here; use one of: local/);
     const answer = await engine.searchImage(
       { data: png, sha256Reference: undefined, topK: 1, provider: "", cachePolicy: "default" },
-      budget,
+      scope,
     );
     assert.equal(answer.provider, "local");
     assert.equal(local.imageCalls[0]?.mimeType, "image/png");
@@ -244,10 +245,10 @@ describe("SearchEngine validation", () => {
 describe("SearchEngine cache policies", () => {
   it("USE: the first call is a MISS, the same normalized query is then a HIT without asking the provider", async () => {
     const { engine, local } = setup();
-    const first = await engine.search(request({ query: "Deep  Lakes", topK: 3 }), budget);
+    const first = await engine.search(request({ query: "Deep  Lakes", topK: 3 }), scope);
     assert.equal(first.cacheStatus, "MISS");
     assert.equal(first.results.length, 3);
-    const second = await engine.search(request({ query: "deep lakes ", topK: 7 }), budget);
+    const second = await engine.search(request({ query: "deep lakes ", topK: 7 }), scope);
     assert.equal(second.cacheStatus, "HIT");
     assert.equal(second.results.length, 7, "one cached answer of max_top_k serves any top_k");
     assert.equal(second.results[0]?.title, first.results[0]?.title);
@@ -257,21 +258,21 @@ describe("SearchEngine cache policies", () => {
 
   it("the cache key separates providers, locales and queries", async () => {
     const { engine, local, brave } = setup();
-    await engine.search(request(), budget);
-    await engine.search(request({ provider: "brave" }), budget);
-    await engine.search(request({ language: "de" }), budget);
-    await engine.search(request({ query: "shallow lakes" }), budget);
+    await engine.search(request(), scope);
+    await engine.search(request({ provider: "brave" }), scope);
+    await engine.search(request({ language: "de" }), scope);
+    await engine.search(request({ query: "shallow lakes" }), scope);
     assert.equal(local.calls.length, 3);
     assert.equal(brave.calls.length, 1);
   });
 
   it("REFRESH always asks the provider and stores the new answer", async () => {
     const { engine, local } = setup();
-    await engine.search(request(), budget);
-    const refreshed = await engine.search(request({ cachePolicy: "refresh" }), budget);
+    await engine.search(request(), scope);
+    const refreshed = await engine.search(request({ cachePolicy: "refresh" }), scope);
     assert.equal(refreshed.cacheStatus, "REFRESHED");
     assert.match(refreshed.results[0]?.title ?? "", /call 2/);
-    const hit = await engine.search(request({ cachePolicy: "use" }), budget);
+    const hit = await engine.search(request({ cachePolicy: "use" }), scope);
     assert.equal(hit.cacheStatus, "HIT");
     assert.match(hit.results[0]?.title ?? "", /call 2/);
     assert.equal(local.calls.length, 2);
@@ -279,20 +280,20 @@ describe("SearchEngine cache policies", () => {
 
   it("FROZEN: a miss is FAILED_PRECONDITION/INFRASTRUCTURE with a clear message and never asks the provider", async () => {
     const { engine, local } = setup();
-    const error = await rejection(engine.search(request({ cachePolicy: "frozen" }), budget));
+    const error = await rejection(engine.search(request({ cachePolicy: "frozen" }), scope));
     assert.ok(error instanceof FailedPreconditionError);
     assert.equal(error.errorClass, "INFRASTRUCTURE");
     assert.match(error.message, /cache miss in FROZEN mode: provider local has no stored answer/);
     assert.equal(local.calls.length, 0);
-    await engine.search(request(), budget);
-    assert.equal((await engine.search(request({ cachePolicy: "frozen" }), budget)).cacheStatus, "HIT");
+    await engine.search(request(), scope);
+    assert.equal((await engine.search(request({ cachePolicy: "frozen" }), scope)).cacheStatus, "HIT");
   });
 
   it("the configured default policy applies when the request leaves it unspecified", async () => {
     const { engine } = setup({ defaultCachePolicy: "frozen" });
-    await assert.rejects(engine.search(request(), budget), FailedPreconditionError);
-    assert.equal((await engine.search(request({ cachePolicy: "use" }), budget)).cacheStatus, "MISS");
-    assert.equal((await engine.search(request(), budget)).cacheStatus, "HIT");
+    await assert.rejects(engine.search(request(), scope), FailedPreconditionError);
+    assert.equal((await engine.search(request({ cachePolicy: "use" }), scope)).cacheStatus, "MISS");
+    assert.equal((await engine.search(request(), scope)).cacheStatus, "HIT");
   });
 
   it("an answer older than the TTL is asked again under USE but still served under FROZEN", async () => {
@@ -304,8 +305,8 @@ describe("SearchEngine cache policies", () => {
       results: [{ title: "old", url: "u", snippet: "", date: "", score: 1 }],
     };
     await cache.set(key, stale);
-    assert.equal((await engine.search(request({ cachePolicy: "frozen" }), budget)).results[0]?.title, "old");
-    const fresh = await engine.search(request(), budget);
+    assert.equal((await engine.search(request({ cachePolicy: "frozen" }), scope)).results[0]?.title, "old");
+    const fresh = await engine.search(request(), scope);
     assert.equal(fresh.cacheStatus, "MISS");
     assert.equal(local.calls.length, 1);
   });
@@ -318,8 +319,8 @@ describe("SearchEngine cache policies", () => {
       close: async () => {},
     };
     const { engine } = setup({}, broken);
-    assert.equal((await engine.search(request(), budget)).cacheStatus, "MISS");
-    const error = await rejection(engine.search(request({ cachePolicy: "frozen" }), budget));
+    assert.equal((await engine.search(request(), scope)).cacheStatus, "MISS");
+    const error = await rejection(engine.search(request({ cachePolicy: "frozen" }), scope));
     assert.ok(error instanceof UnavailableError);
     assert.match(error.message, /search cache \(broken\) is unreachable/);
   });
@@ -327,9 +328,9 @@ describe("SearchEngine cache policies", () => {
   it("provider failures pass through with their class and are not cached", async () => {
     const { engine, local } = setup();
     local.failWith = new UnavailableError("provider local failed (HTTP 503)");
-    await assert.rejects(engine.search(request(), budget), UnavailableError);
+    await assert.rejects(engine.search(request(), scope), UnavailableError);
     local.failWith = undefined;
-    assert.equal((await engine.search(request(), budget)).cacheStatus, "MISS");
+    assert.equal((await engine.search(request(), scope)).cacheStatus, "MISS");
   });
 
   it("image answers are keyed by the image's content hash", async () => {
@@ -344,7 +345,7 @@ describe("SearchEngine cache policies", () => {
     const call = (data: Uint8Array) =>
       engine.searchImage(
         { data, sha256Reference: undefined, topK: 0, provider: "local", cachePolicy: "default" },
-        budget,
+        scope,
       );
     assert.equal((await call(red)).cacheStatus, "MISS");
     assert.equal((await call(new Uint8Array(red))).cacheStatus, "HIT");

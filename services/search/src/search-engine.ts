@@ -1,5 +1,7 @@
 import {
+  type CallScope,
   codePointLength,
+  errorMessage,
   FailedPreconditionError,
   InvalidArgumentError,
   type Logger,
@@ -11,7 +13,7 @@ import {
 } from "../../runtime/src/index.js";
 import { type CachedAnswer, imageCacheKey, type ResultCache, textCacheKey } from "./cache.js";
 import { MAX_INPUT_PIXELS } from "./image-hash.js";
-import type { CallBudget, ProviderAnswer, ProviderResult, SearchProvider } from "./types.js";
+import type { ProviderAnswer, ProviderResult, SearchProvider } from "./types.js";
 
 export type CachePolicyName = "default" | "use" | "refresh" | "frozen";
 export type CacheStatusName = "MISS" | "HIT" | "REFRESHED";
@@ -101,7 +103,7 @@ export class SearchEngine {
     });
   }
 
-  async search(request: TextSearchRequest, budget: CallBudget): Promise<SearchOutcome> {
+  async search(request: TextSearchRequest, scope: CallScope): Promise<SearchOutcome> {
     const started = performance.now();
     const query = request.query.trim();
     if (query === "") throw new InvalidArgumentError("query must not be empty");
@@ -118,12 +120,12 @@ export class SearchEngine {
     return this.cached(provider.name, key, request.cachePolicy, topK, started, () =>
       provider.search(
         { query, count: this.settings.maxTopK, language: request.language, region: request.region },
-        budget,
+        scope,
       ),
     );
   }
 
-  async searchImage(request: ImageSearchRequest, budget: CallBudget): Promise<SearchOutcome> {
+  async searchImage(request: ImageSearchRequest, scope: CallScope): Promise<SearchOutcome> {
     const started = performance.now();
     if (request.sha256Reference !== undefined)
       throw new InvalidArgumentError(
@@ -134,9 +136,9 @@ export class SearchEngine {
     if (data === undefined) throw new InvalidArgumentError("image is required (image.data with encoded image bytes)");
     if (data.byteLength === 0) throw new InvalidArgumentError("image.data is empty");
     if (data.byteLength > this.settings.maxImageBytes)
-      throw new InvalidArgumentError(
-        `image.data is ${data.byteLength} bytes; the limit is ${this.settings.maxImageBytes}`,
-      );
+      throw limitError("image.data", data.byteLength, this.settings.maxImageBytes, "bytes", undefined, {
+        variable: "TOOLPLANE_SEARCH_MAX_IMAGE_BYTES",
+      });
     // The system's one whitelist, checked by signature before libvips parses anything (no SVG, no HEIF/AVIF),
     // and a full decode: a truncated or corrupt image is the caller's INVALID_ARGUMENT here, not a failure later.
     const { mimeType } = await verifyImage(data, "image.data", MAX_INPUT_PIXELS);
@@ -144,7 +146,7 @@ export class SearchEngine {
     const provider = this.provider(request.provider, "image");
     const sha256 = sha256Hex(data);
     return this.cached(provider.name, imageCacheKey(provider.name, sha256), request.cachePolicy, topK, started, () =>
-      provider.searchImage({ data, sha256, mimeType, count: this.settings.maxTopK }, budget),
+      provider.searchImage({ data, sha256, mimeType, count: this.settings.maxTopK }, scope),
     );
   }
 
@@ -233,7 +235,7 @@ export class SearchEngine {
     } catch (error) {
       // Without the cache a USE call can still ask the provider; a FROZEN call cannot answer at all.
       if (required)
-        throw new UnavailableError(`the search cache (${this.cache.kind}) is unreachable: ${(error as Error).message}`);
+        throw new UnavailableError(`the search cache (${this.cache.kind}) is unreachable: ${errorMessage(error)}`);
       this.logger.warn({ err: error, cache: this.cache.kind }, "search cache lookup failed; asking the provider");
       return undefined;
     }

@@ -50,7 +50,7 @@ function toResponse(outcome: SearchOutcome): SearchResponse {
 
 export function createSearchServiceImplementation(engine: SearchEngine, logger: Logger): SearchServiceServer {
   return {
-    search: unary("Search", logger, async (request, context) =>
+    search: unary("Search", logger, async (request, call) =>
       toResponse(
         await engine.search(
           {
@@ -61,11 +61,11 @@ export function createSearchServiceImplementation(engine: SearchEngine, logger: 
             language: request.language,
             region: request.region,
           },
-          context,
+          call.scope,
         ),
       ),
     ),
-    imageSearch: unary("ImageSearch", logger, async (request, context) =>
+    imageSearch: unary("ImageSearch", logger, async (request, call) =>
       toResponse(
         await engine.searchImage(
           {
@@ -75,7 +75,7 @@ export function createSearchServiceImplementation(engine: SearchEngine, logger: 
             provider: request.provider,
             cachePolicy: policyOf(request.cachePolicy),
           },
-          context,
+          call.scope,
         ),
       ),
     ),

@@ -1,3 +1,5 @@
+import type { CallScope } from "../../runtime/src/index.js";
+
 /** One search hit as every provider reports it, before it becomes a proto message. */
 export interface ProviderResult {
   title: string;
@@ -41,16 +43,6 @@ export interface ImageQuery {
   count: number;
 }
 
-/**
- * What a call may spend: the caller's cancellation/deadline. Providers pass the
- * signal to fetch so an abandoned call stops the provider request too.
- */
-export interface CallBudget {
-  signal: AbortSignal;
-  /** Absolute deadline (epoch ms), when the caller set one. */
-  deadlineMs: number | undefined;
-}
-
 export interface ProviderAnswer {
   results: ProviderResult[];
   /** Time spent waiting for the provider's rate limiter. */
@@ -61,8 +53,8 @@ export interface SearchProvider {
   readonly name: string;
   readonly textSearch: boolean;
   readonly imageSearch: boolean;
-  search(query: TextQuery, budget: CallBudget): Promise<ProviderAnswer>;
-  searchImage(query: ImageQuery, budget: CallBudget): Promise<ProviderAnswer>;
+  search(query: TextQuery, scope: CallScope): Promise<ProviderAnswer>;
+  searchImage(query: ImageQuery, scope: CallScope): Promise<ProviderAnswer>;
 }
 
 /** A local full-text index: in memory (minisearch) or on disk (SQLite FTS5). */

@@ -332,7 +332,8 @@ async function main(): Promise<void> {
               imageDelivery: ImageDelivery.IMAGE_DELIVERY_BYTES,
               step: 0,
             },
-            { metadata: metadata(caller) },
+            {},
+            metadata(caller),
           );
           if (response.result?.error) throw new Error(response.result.error.message);
         },

@@ -35,8 +35,8 @@ runMain("bench-proxy", async () => {
         name: "toolplane.search.v1.SearchService",
         definition: SearchServiceService,
         implementation: {
-          search: unary("Search", logger, (request: SearchRequest, context) =>
-            invoke(upstream, upstream.search, request, { deadlineMs: context.deadlineMs, signal: context.signal }),
+          search: unary("Search", logger, (request: SearchRequest, call) =>
+            invoke(upstream, upstream.search, request, call.scope),
           ),
         },
       },

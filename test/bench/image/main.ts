@@ -50,7 +50,7 @@ import { ImageReferences } from "../../../services/gateway/src/image-references.
 import { enlargeBicubic } from "../../../services/image/src/bicubic.js";
 import { DEFAULT_LIMITS } from "../../../services/image/src/limits.js";
 import type { Raster } from "../../../services/image/src/raster.js";
-import { createClient } from "../../../services/runtime/src/index.js";
+import { createClient, unboundedScope } from "../../../services/runtime/src/index.js";
 import { metricValue, type SpawnedService, scrapeMetrics, spawnService } from "../../support/processes.js";
 
 const quick = process.argv.includes("--quick");
@@ -165,7 +165,7 @@ function theGatewayWay(client: InstanceType<typeof ImageServiceClient>): Send {
   return (request) => {
     const image = request.image as NonNullable<ProcessRequest["image"]>;
     const data = image.data as Buffer;
-    return references.call({ ...request, image: { ...image, sha256: sha256Of(data) } }, {});
+    return references.call({ ...request, image: { ...image, sha256: sha256Of(data) } }, unboundedScope());
   };
 }
 
@@ -247,7 +247,7 @@ async function measureEnlargers(image: Buffer): Promise<{ native: number; libvip
   const raster: Raster = { kind: "raster", data, width: info.width, height: info.height, channels: info.channels };
   const region = { left: 800, top: 400, width: 300, height: 200 };
   const target = { width: 600, height: 400 };
-  const context = { limits: DEFAULT_LIMITS, signal: new AbortController().signal, deadlineMs: undefined };
+  const context = { scope: unboundedScope(), limits: DEFAULT_LIMITS };
   const cpuPerCall = async (call: () => Promise<unknown>) => {
     for (let index = 0; index < WARMUP; index++) await call();
     const started = process.cpuUsage();

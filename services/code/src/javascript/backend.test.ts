@@ -10,6 +10,7 @@ import {
 import { waitFor } from "../../../../test/support/processes.js";
 import {
   createLogger,
+  DeadlineExceededError,
   InvalidArgumentError,
   type RunningServer,
   startGrpcServer,
@@ -407,7 +408,7 @@ describe("JavaScript backend, in process", () => {
     const running = session.execute("while (true) {}", { timeoutMs: 10_000, signal: controller.signal });
     setTimeout(() => controller.abort(), 50);
     await assert.rejects(running, (error: ToolplaneError) => {
-      assert.equal(error.code, status.DEADLINE_EXCEEDED);
+      assert.equal(error.code, status.CANCELLED);
       return true;
     });
     const next = await run(session, "1");
@@ -604,12 +605,26 @@ describe("JavaScript backend, sandbox host processes", () => {
     const running = session.execute("while (true) {}", { timeoutMs: 10_000, signal: controller.signal });
     setTimeout(() => controller.abort(), 100);
     await assert.rejects(running, (error: ToolplaneError) => {
-      assert.equal(error.code, status.DEADLINE_EXCEEDED);
+      assert.equal(error.code, status.CANCELLED);
       return true;
     });
     const next = await run(session, "'after'");
     assert.equal(next.result, '"after"');
     assert.match(next.stderr, /cancelled by its caller/);
+    await session.close();
+  });
+
+  it("a cell stopped because its caller's deadline passed is DEADLINE_EXCEEDED, not CANCELLED", async () => {
+    const session = await backend.createSession([], LIMITS);
+    const controller = new AbortController();
+    const running = session.execute("while (true) {}", { timeoutMs: 10_000, signal: controller.signal });
+    // As the gRPC server layer aborts a call whose deadline passed.
+    setTimeout(() => controller.abort(new DeadlineExceededError("deadline exceeded")), 100);
+    await assert.rejects(running, (error: ToolplaneError) => {
+      assert.equal(error.code, status.DEADLINE_EXCEEDED);
+      assert.equal(error.errorClass, "INFRASTRUCTURE");
+      return true;
+    });
     await session.close();
   });
 

@@ -1,15 +1,13 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { status } from "@grpc/grpc-js";
 import { Language } from "../../../../generated/toolplane/code/v1/code.js";
 import {
-  DeadlineExceededError,
+  CancelledError,
+  errorOfStatus,
   FailedPreconditionError,
   InternalError,
-  InvalidArgumentError,
-  NotFoundError,
-  ResourceExhaustedError,
+  stoppedError,
   type ToolplaneError,
   UnavailableError,
 } from "../../../runtime/src/index.js";
@@ -21,6 +19,7 @@ import type {
   LanguageSession,
   ResolvedLimits,
 } from "../backend.js";
+import { javascriptStateLostNote, STATE_LOST, timeLimitExceeded } from "../texts.js";
 import { type EngineOptions, IsolateEngine } from "./engine.js";
 import type { HostFailure, HostMessage, HostOptions, HostRequest } from "./host-process.js";
 
@@ -70,6 +69,7 @@ class InProcessBackend implements LanguageBackend {
     this.killGraceMs = options.hardKillGraceMs;
     this.engine = new IsolateEngine({
       ...engineOptions(options),
+      ...(options.imageServiceSecurity === undefined ? {} : { imageServiceSecurity: options.imageServiceSecurity }),
       onCatastrophicError:
         options.onCatastrophicError ??
         ((_session, message) => {
@@ -104,20 +104,8 @@ function engineOptions(options: JavaScriptBackendOptions): HostOptions {
   };
 }
 
-const ERRORS: Partial<
-  Record<status, new (message: string, options: { errorClass: "MODEL" | "INFRASTRUCTURE" }) => ToolplaneError>
-> = {
-  [status.INVALID_ARGUMENT]: InvalidArgumentError,
-  [status.NOT_FOUND]: NotFoundError,
-  [status.FAILED_PRECONDITION]: FailedPreconditionError,
-  [status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
-  [status.DEADLINE_EXCEEDED]: DeadlineExceededError,
-  [status.UNAVAILABLE]: UnavailableError,
-};
-
 function fromHostFailure(failure: HostFailure): ToolplaneError {
-  const Type = ERRORS[failure.code] ?? InternalError;
-  return new Type(failure.message, { errorClass: failure.errorClass });
+  return errorOfStatus(failure.code, failure.message, { errorClass: failure.errorClass });
 }
 
 /** A request without its correlation id (added when sent). */
@@ -334,7 +322,7 @@ class HostProcess {
 /** A retired host serves its sessions this long at most (an idle session's TTL by default). */
 const DEFAULT_DRAIN_MS = 600_000;
 
-const STATE_LOST = "the session's state was lost and the next cell starts in a fresh context";
+const STATE_LOST_FRESH_CONTEXT = `${STATE_LOST} and the next cell starts in a fresh context`;
 
 /** Runs isolates in sandbox host processes and restarts a host that died. */
 class ProcessBackend implements LanguageBackend {
@@ -457,7 +445,7 @@ class ProcessSession implements LanguageSession {
     if (this.closed) throw new FailedPreconditionError("the JavaScript session is closed");
     let notice: string | undefined;
     if (!this.host || this.host.exited || this.host.ending) {
-      notice = `[toolplane] ${this.lostReason ?? "the JavaScript sandbox process was restarted"}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
+      notice = javascriptStateLostNote(this.lostReason ?? "the JavaScript sandbox process was restarted");
       this.lostReason = undefined;
       await this.open();
     }
@@ -480,6 +468,10 @@ class ProcessSession implements LanguageSession {
       if (notice) outcome.stderr = notice + outcome.stderr;
       return outcome;
     } catch (error) {
+      // The host hears only "cancel": whether the caller's deadline or its leaving stopped the cell, this side knows.
+      if (error instanceof CancelledError && options.signal.aborted) {
+        throw stoppedError(options.signal, error.message, error);
+      }
       if (!(error instanceof HostExited)) throw error;
       return this.afterHostExit(error, options, notice);
     } finally {
@@ -505,7 +497,7 @@ class ProcessSession implements LanguageSession {
     }
     if (error.reason === "catastrophic") {
       this.lostReason = `the previous cell exhausted the JavaScript heap (memory limit ${this.limits.memoryMb} MB)`;
-      const message = `JavaScript heap exhausted (memory limit ${this.limits.memoryMb} MB: ${error.message}); ${STATE_LOST}`;
+      const message = `JavaScript heap exhausted (memory limit ${this.limits.memoryMb} MB: ${error.message}); ${STATE_LOST_FRESH_CONTEXT}`;
       return outcome({
         code: "RESOURCE_EXHAUSTED",
         type: "MemoryLimitError",
@@ -515,7 +507,7 @@ class ProcessSession implements LanguageSession {
     }
     if (error.reason === "killed") {
       this.lostReason = `the previous cell did not stop at its time limit of ${options.timeoutMs} ms and was killed`;
-      const message = `execution exceeded the time limit of ${options.timeoutMs} ms and was killed; ${STATE_LOST}`;
+      const message = `${timeLimitExceeded(options.timeoutMs)} and was killed; ${STATE_LOST_FRESH_CONTEXT}`;
       return outcome({
         code: "DEADLINE_EXCEEDED",
         type: "TimeoutError",
@@ -524,9 +516,10 @@ class ProcessSession implements LanguageSession {
       });
     }
     this.lostReason = "the JavaScript sandbox process was restarted after another session crashed it";
-    if (options.signal.aborted) throw new DeadlineExceededError("the execution was cancelled by the caller");
+    if (options.signal.aborted)
+      throw stoppedError(options.signal, "the execution stopped: its caller left or its deadline passed");
     throw new UnavailableError(
-      `the JavaScript sandbox process died while this cell ran (not caused by this session); ${STATE_LOST}`,
+      `the JavaScript sandbox process died while this cell ran (not caused by this session); ${STATE_LOST_FRESH_CONTEXT}`,
       { retryAfterMs: 1000 },
     );
   }

@@ -1,9 +1,9 @@
 import type IsolatedVM from "isolated-vm";
 import {
   asToolplaneError,
-  DeadlineExceededError,
   errorMessage,
   FailedPreconditionError,
+  stoppedError,
   UnavailableError,
 } from "../../../runtime/src/index.js";
 import type {
@@ -14,13 +14,12 @@ import type {
   LanguageSession,
   ResolvedLimits,
 } from "../backend.js";
+import { javascriptStateLostNote, STATE_LOST, timeLimitExceeded } from "../texts.js";
 import { dispose, type IsolateEngine, type ReadyIsolate } from "./engine.js";
 import { type HostReply, parseProcessArguments, processWithImageService, toDisplayPng } from "./host-images.js";
 import { RunState } from "./run-state.js";
 import { describeThrown } from "./thrown.js";
 
-const LOST_NOTE = (reason: string) =>
-  `[toolplane] ${reason}; the JavaScript state was lost: this cell runs in a fresh context (earlier variables are gone, input images are bound again)\n`;
 /** Time a failed cell's buffered output gets to reach the host. */
 const FLUSH_TIMEOUT_MS = 100;
 
@@ -71,7 +70,7 @@ export class EngineSession implements LanguageSession {
     const run = new RunState(this.limits, Date.now() + options.timeoutMs, options.signal);
     if (!this.alive) {
       await this.replaceIsolate();
-      if (this.lostReason !== undefined) run.write(2, LOST_NOTE(this.lostReason));
+      if (this.lostReason !== undefined) run.write(2, javascriptStateLostNote(this.lostReason));
       this.lostReason = undefined;
     }
     this.run = run;
@@ -160,10 +159,11 @@ export class EngineSession implements LanguageSession {
       return typeof result === "string" ? { result } : {};
     } catch (error) {
       if (cancelled) {
-        throw new DeadlineExceededError(
+        throw stoppedError(
+          run.signal,
           discarded
-            ? "the execution was cancelled by the caller; the session's state was lost"
-            : "the execution was cancelled by the caller and stopped at its time limit; the session keeps its state",
+            ? `the execution was stopped for its caller; ${STATE_LOST}`
+            : "the execution was stopped for its caller at its time limit; the session keeps its state",
         );
       }
       if (hardKilled) {
@@ -172,8 +172,8 @@ export class EngineSession implements LanguageSession {
           failure: {
             code: "DEADLINE_EXCEEDED",
             type: "TimeoutError",
-            message: `execution exceeded the time limit of ${timeoutMs} ms and was killed; the session's state was lost`,
-            traceback: `TimeoutError: execution exceeded the time limit of ${timeoutMs} ms`,
+            message: `${timeLimitExceeded(timeoutMs)} and was killed; ${STATE_LOST}`,
+            traceback: `TimeoutError: ${timeLimitExceeded(timeoutMs)}`,
           },
         };
       }
@@ -200,7 +200,7 @@ export class EngineSession implements LanguageSession {
   ): CodeFailure {
     const wall = Math.round(performance.now() - run.started);
     const cpu = isolate.isDisposed ? "?" : String(Math.round(Number(isolate.cpuTime - cpuBefore) / 1e6));
-    const message = `execution exceeded the time limit of ${timeoutMs} ms (wall ${wall} ms, CPU ${cpu} ms)`;
+    const message = `${timeLimitExceeded(timeoutMs)} (wall ${wall} ms, CPU ${cpu} ms)`;
     return { code: "DEADLINE_EXCEEDED", type: "TimeoutError", message, traceback: `TimeoutError: ${message}` };
   }
 
@@ -209,7 +209,7 @@ export class EngineSession implements LanguageSession {
     const message = errorMessage(error);
     if (/memory limit/i.test(message)) {
       this.lostReason = `the previous cell exceeded the memory limit of ${this.limits.memoryMb} MB`;
-      const text = `JavaScript heap exceeded the memory limit of ${this.limits.memoryMb} MB; the session's state was lost and the next cell starts in a fresh context`;
+      const text = `JavaScript heap exceeded the memory limit of ${this.limits.memoryMb} MB; ${STATE_LOST} and the next cell starts in a fresh context`;
       return {
         failure: {
           code: "RESOURCE_EXHAUSTED",

@@ -3,7 +3,12 @@ import {
   type ImageServiceClient,
   ImageServiceClient as ImageServiceClientCtor,
 } from "../../../../generated/toolplane/image/v1/image.js";
-import { createClient, InvalidArgumentError, UnavailableError } from "../../../runtime/src/index.js";
+import {
+  createClient,
+  InvalidArgumentError,
+  type SecurityConfig,
+  UnavailableError,
+} from "../../../runtime/src/index.js";
 import type { InputImage, ResolvedLimits } from "../backend.js";
 import { EngineSession, notRunning } from "./engine-session.js";
 import type { HostReply } from "./host-images.js";
@@ -22,6 +27,8 @@ export interface EngineOptions {
   poolMemoryMb: number;
   /** host:port of the image service for image.process(); absent = the helper throws a ReferenceError. */
   imageServiceAddress?: string;
+  /** Credentials for the image service, as the process's entry point read them; default: none. */
+  imageServiceSecurity?: SecurityConfig;
   /** Name of the setting that enables image.process, quoted in the error when it is absent. */
   imageServiceHint: string;
   /** Encoded bytes one display() call may pass. */
@@ -83,7 +90,7 @@ export class IsolateEngine {
     this.imageClient =
       options.imageServiceAddress === undefined
         ? undefined
-        : createClient(ImageServiceClientCtor, options.imageServiceAddress);
+        : createClient(ImageServiceClientCtor, options.imageServiceAddress, options.imageServiceSecurity);
   }
 
   async start(): Promise<void> {

@@ -7,7 +7,7 @@
  * sessions, then ends), never the service.
  */
 import type { status } from "@grpc/grpc-js";
-import { asToolplaneError } from "../../../runtime/src/index.js";
+import { asToolplaneError, loadSecurityConfig } from "../../../runtime/src/index.js";
 import type { InputImage, ResolvedLimits } from "../backend.js";
 import { type EngineOptions, type EngineSession, IsolateEngine } from "./engine.js";
 import { MemoryWatch } from "./memory-watch.js";
@@ -133,4 +133,6 @@ function serve(options: HostOptions): void {
   );
 }
 
-serve(JSON.parse(process.argv[2] ?? "{}") as HostOptions);
+// This process's entry point: the credentials for the image service come from the environment it inherited, read
+// once here, never through argv (which any process on the host can read in /proc).
+serve({ ...(JSON.parse(process.argv[2] ?? "{}") as HostOptions), imageServiceSecurity: loadSecurityConfig() });

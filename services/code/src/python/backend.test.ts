@@ -5,8 +5,8 @@ import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import { pythonBackendOptions } from "../../../../test/support/python-backend.js";
 import {
+  CancelledError,
   createLogger,
-  DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
   type ToolplaneError,
@@ -241,7 +241,7 @@ for (const start of ["zygote", "sandbox"] as const) {
       setTimeout(() => controller.abort(), 200);
       await assert.rejects(
         run("import time\ntime.sleep(30)", { signal: controller.signal }),
-        (error: ToolplaneError) => error instanceof DeadlineExceededError && /cancelled/.test(error.message),
+        (error: ToolplaneError) => error instanceof CancelledError && /stopped/.test(error.message),
       );
       assert.equal((await run("3")).result, "3");
     });

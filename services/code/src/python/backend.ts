@@ -3,11 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Language } from "../../../../generated/toolplane/code/v1/code.js";
 import {
-  DeadlineExceededError,
+  errorMessage,
   FailedPreconditionError,
   InternalError,
   InvalidArgumentError,
   type Logger,
+  stoppedError,
   UnavailableError,
   withStage,
 } from "../../../runtime/src/index.js";
@@ -26,6 +27,7 @@ import type {
   RestoreReason,
 } from "../backend.js";
 import type { SessionRecord } from "../checkpoint-store.js";
+import { STATE_LOST, timeLimitExceeded } from "../texts.js";
 import { type Kernel, SandboxExitedError } from "./channel.js";
 import { type CheckpointConfig, restoredNote, SessionCheckpoints } from "./checkpoints.js";
 import type { Frame } from "./framing.js";
@@ -149,7 +151,7 @@ export class PythonBackend implements LanguageBackend {
     } catch (error) {
       await zygote.stop();
       if (this.options.start === "zygote") throw error;
-      return `the zygote cannot fork sessions in namespaces here: ${(error as Error).message.slice(0, 300)}`;
+      return `the zygote cannot fork sessions in namespaces here: ${errorMessage(error).slice(0, 300)}`;
     }
     this.zygote = zygote;
     return undefined;
@@ -273,7 +275,7 @@ export class PythonBackend implements LanguageBackend {
       kernel = await this.pool.acquire();
     } catch (error) {
       if (error instanceof UnavailableError) throw error;
-      throw new UnavailableError(`no Python sandbox could be started: ${(error as Error).message}`, {
+      throw new UnavailableError(`no Python sandbox could be started: ${errorMessage(error)}`, {
         cause: error,
         retryAfterMs: this.options.retryAfterMs,
       });
@@ -333,7 +335,7 @@ class GoneBeforeCell extends Error {
 function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): Error {
   if (error instanceof SandboxExitedError && error.exit.killedFor === ZYGOTE_DIED) {
     return new UnavailableError(
-      `the Python zygote died while ${doing}; the session's state was lost and a new zygote is starting; retry shortly`,
+      `the Python zygote died while ${doing}; ${STATE_LOST} and a new zygote is starting; retry shortly`,
       { cause: error, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
     );
   }
@@ -341,7 +343,7 @@ function sandboxFailure(error: unknown, doing: string, retryAfterMs?: number): E
   if (error instanceof SandboxExitedError) {
     return new UnavailableError(`the Python sandbox died while ${doing}: ${error.message}`, { cause: error, ...hint });
   }
-  return new UnavailableError(`the Python sandbox failed while ${doing}: ${(error as Error).message}`, {
+  return new UnavailableError(`the Python sandbox failed while ${doing}: ${errorMessage(error)}`, {
     cause: error,
     ...hint,
   });
@@ -486,7 +488,7 @@ class PythonSession implements LanguageSession {
       (restored ? restoredNote(restored) : this.restartNote ? RESTART_NOTE : "") +
       (this.checkpoints?.takeNotice() ?? "");
     this.restartNote = false;
-    if (options.signal.aborted) throw new DeadlineExceededError("the call was cancelled before the code ran");
+    if (options.signal.aborted) throw stoppedError(options.signal, "the call stopped before the code ran");
 
     const hardLimit = setTimeout(
       () => kernel.kill("timeout"),
@@ -536,7 +538,7 @@ class PythonSession implements LanguageSession {
       ) {
         throw new GoneBeforeCell(error.exit);
       }
-      return this.lostKernel(error, options.timeoutMs, note);
+      return this.lostKernel(error, options.timeoutMs, note, options.signal);
     } finally {
       clearTimeout(hardLimit);
       clearTimeout(cancelKill);
@@ -545,8 +547,9 @@ class PythonSession implements LanguageSession {
     if (options.signal.aborted) {
       // The interrupted cell may have changed the namespace before it stopped: the checkpoint follows it.
       if (reply.header.op === "result") this.checkpoints?.schedule(kernel);
-      throw new DeadlineExceededError(
-        "the call was cancelled; the running code was interrupted (the session keeps its state)",
+      throw stoppedError(
+        options.signal,
+        "the call stopped; the running code was interrupted (the session keeps its state)",
       );
     }
     if (reply.header.op !== "result") {
@@ -561,7 +564,7 @@ class PythonSession implements LanguageSession {
     return outcome;
   }
 
-  private lostKernel(error: unknown, timeoutMs: number, note: string): ExecutionOutcome {
+  private lostKernel(error: unknown, timeoutMs: number, note: string, signal: AbortSignal): ExecutionOutcome {
     this.restartNote = true;
     const killedFor = error instanceof SandboxExitedError ? error.exit.killedFor : undefined;
     const callerLeft = killedFor === "cancelled" || killedFor === "session closed" || this.closed;
@@ -577,7 +580,7 @@ class PythonSession implements LanguageSession {
     }
     if (killedFor === "timeout") {
       // The code ignored the in-sandbox timeout (e.g. stuck in C code): its time is up either way, a MODEL failure.
-      const message = `execution exceeded the time limit of ${timeoutMs} ms and did not stop; the interpreter was killed and the session's state was lost`;
+      const message = `${timeLimitExceeded(timeoutMs)} and did not stop; the interpreter was killed and ${STATE_LOST}`;
       return {
         stdout: "",
         stderr: `${note}TimeoutError: ${message}\n`,
@@ -589,12 +592,7 @@ class PythonSession implements LanguageSession {
       };
     }
     if (killedFor === "cancelled") {
-      throw new DeadlineExceededError(
-        "the call was cancelled; the running code was stopped and the session's state was lost",
-        {
-          cause: error,
-        },
-      );
+      throw stoppedError(signal, `the call stopped; the running code was stopped and ${STATE_LOST}`, error);
     }
     if (killedFor === ZYGOTE_DIED) throw sandboxFailure(error, "running the code", this.backend.retryAfterMs);
 
@@ -612,7 +610,7 @@ class PythonSession implements LanguageSession {
         : error.exit.signal
           ? `it ended with signal ${error.exit.signal}`
           : `it exited with code ${error.exit.code}`;
-      const message = `the interpreter died while running the code: ${how}; the session's state was lost and the next call starts a fresh interpreter`;
+      const message = `the interpreter died while running the code: ${how}; ${STATE_LOST} and the next call starts a fresh interpreter`;
       return {
         stdout: "",
         stderr: `${note}InterpreterDied: ${message}\n`,

@@ -5,6 +5,8 @@
  * lists each blob's length under "blobs", so images travel as raw bytes.
  */
 
+import { errorMessage } from "../../../runtime/src/error-message.js";
+
 export interface Frame {
   header: Record<string, unknown>;
   blobs: Buffer[];
@@ -93,7 +95,7 @@ function parseFrame(bytes: Buffer, jsonLength: number, binaryLength: number): Fr
   try {
     header = JSON.parse(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + jsonLength).toString("utf8"));
   } catch (error) {
-    throw new FrameError(`frame header is not JSON: ${(error as Error).message}`);
+    throw new FrameError(`frame header is not JSON: ${errorMessage(error)}`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     throw new FrameError("frame header is not a JSON object");

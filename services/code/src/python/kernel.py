@@ -109,6 +109,11 @@ def _after_fork_in_child():
 FLUSH_MARKER = b"\0toolplane-flush\0"
 
 
+def time_limit_message(timeout_ms):
+    # The code service's wording for the same limit (services/code/src/texts.ts timeLimitExceeded): one text per limit.
+    return f"execution exceeded the time limit of {timeout_ms} ms"
+
+
 class FdPump:
     """Forwards what C code and subprocesses write to descriptor 1 or 2 into the running cell's capture.
 
@@ -424,7 +429,7 @@ class Kernel:
         self.timed_out = True
         # Fire again shortly in case the code swallows the exception with a bare except.
         signal.setitimer(signal.ITIMER_REAL, 0.1)
-        raise CellTimeout(f"execution exceeded the time limit of {self.timeout_ms} ms")
+        raise CellTimeout(time_limit_message(self.timeout_ms))
 
     def execute(self, header):
         code = header["code"]
@@ -494,7 +499,7 @@ class Kernel:
             failure = {
                 "code": "DEADLINE_EXCEEDED",
                 "type": "TimeoutError",
-                "message": f"execution exceeded the time limit of {self.timeout_ms} ms",
+                "message": time_limit_message(self.timeout_ms),
                 "traceback": "",
             }
         for stream in (sys.__stdout__, sys.__stderr__):
@@ -544,7 +549,7 @@ class Kernel:
         if isinstance(error, CellTimeout) or self.timed_out:
             code = "DEADLINE_EXCEEDED"
             kind = "TimeoutError"
-            message = f"execution exceeded the time limit of {self.timeout_ms} ms"
+            message = time_limit_message(self.timeout_ms)
         else:
             kind = type(error).__name__
             message = str(error)

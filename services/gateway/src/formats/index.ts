@@ -6,12 +6,12 @@ import {
   Fidelity as ProtoFidelity,
   type ModelFormat as ProtoModelFormat,
 } from "../../../../generated/toolplane/gateway/v1/gateway.js";
+import { errorMessage } from "../../../runtime/src/error-message.js";
 import { deepEyesV1 } from "./deepeyes-v1.js";
 import { deepEyesV2 } from "./deepeyes-v2.js";
 import type { Fidelity, ModelFormat, ParsedTurn, ParseOptions } from "./format.js";
 import { hermes } from "./hermes.js";
 import { openAi } from "./openai.js";
-import { errorMessage } from "./text.js";
 
 export const FORMATS: readonly ModelFormat[] = [deepEyesV2, deepEyesV1, hermes, openAi];
 

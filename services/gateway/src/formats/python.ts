@@ -8,6 +8,8 @@
  * Values keep Python's view of JSON: ints and floats apart (`1` vs `1.0`), ints of any
  * size, dict keys in insertion order (JavaScript objects reorder integer-like keys).
  */
+
+import { errorMessage } from "../../../runtime/src/error-message.js";
 import type { ParsedTurn } from "./format.js";
 
 export type PyValue = null | boolean | PyInt | PyFloat | string | PyValue[] | PyDict;
@@ -326,7 +328,7 @@ export function loadReferenceToolCall(action: string): { value: PyValue; strippe
     return {
       error: {
         kind: "parse_error",
-        message: `Error: Invalid tool call format: ${stripped}. Error: ${(error as Error).message}`,
+        message: `Error: Invalid tool call format: ${stripped}. Error: ${errorMessage(error)}`,
       },
     };
   }

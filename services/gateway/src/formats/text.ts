@@ -1,3 +1,5 @@
+// The dependency-free module: formats stay pure and import no gRPC.
+import { errorMessage } from "../../../runtime/src/error-message.js";
 /**
  * Text scanning shared by the format parsers: tag blocks, the answer, the last
  * python fence, lenient JSON. Linear time on any input: model text is adversarial.
@@ -80,10 +82,6 @@ export function lastPythonFence(block: string): string | undefined {
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 export type JsonResult = { ok: true; value: unknown } | { ok: false; error: string };

@@ -4,6 +4,7 @@ import {
   Restored_Reason,
 } from "../../../../generated/toolplane/code/v1/code.js";
 import {
+  type CallScope,
   DeadlineExceededError,
   errorMessage,
   FailedPreconditionError,
@@ -41,11 +42,11 @@ export function codeTimeoutMs(deadlineMs: number, sessionTimeoutMs: number | und
 const REPLY_RESERVE_MS = 500;
 const REPLY_RESERVE_FRACTION = 0.1;
 
-export function withReplyReserve<T extends { deadlineMs?: number }>(options: T, now = Date.now()): T {
-  if (options.deadlineMs === undefined) return options;
-  const remaining = options.deadlineMs - now;
+export function withReplyReserve(scope: CallScope, now = Date.now()): CallScope {
+  if (scope.deadlineMs === undefined) return scope;
+  const remaining = scope.deadlineMs - now;
   const reserve = Math.max(0, Math.min(REPLY_RESERVE_MS, remaining * REPLY_RESERVE_FRACTION));
-  return { ...options, deadlineMs: options.deadlineMs - reserve };
+  return { ...scope, deadlineMs: scope.deadlineMs - reserve };
 }
 
 const RESTORE_REASONS: Partial<Record<Restored_Reason, string>> = {
@@ -106,7 +107,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
           const handle = await context.codeSession(language);
           try {
             const response = await context.inCodeSessionOrder(language, () =>
-              context.call("code", (options) => {
+              context.call("code", (scope) => {
                 // Measured after admission and session creation: what is left is the cell's.
                 const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
                 if (timeoutMs < 0) {
@@ -122,7 +123,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
                     fixIndentation: language === "python",
                     referenceIndentation: context.hints.referenceIndentation === true && language === "python",
                   },
-                  withReplyReserve(options),
+                  withReplyReserve(scope),
                   // Updated in place when the session moves to another replica, so the record keeps up.
                   handle,
                 );

@@ -23,7 +23,7 @@ async function processOnImageService(
   operations: Operation[],
   output: OutputOptions | undefined,
 ): Promise<ToolOutput> {
-  const response = await context.call("image", (options) =>
+  const response = await context.call("image", (scope) =>
     context.backends.image.process(
       {
         // Both: the image backend sends the reference alone when the service likely holds the image.
@@ -37,7 +37,7 @@ async function processOnImageService(
         operations,
         output,
       },
-      options,
+      scope,
     ),
   );
   const data = response.image?.data;

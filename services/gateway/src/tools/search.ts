@@ -28,10 +28,10 @@ export const searchTool: ToolDefinition = {
     return {
       inputImages: [],
       run: async () => {
-        const response = await context.call("search", (options) =>
+        const response = await context.call("search", (scope) =>
           context.backends.search.search(
             { query, topK: 5, provider: "", cachePolicy: 0, language: "", region: "" },
-            options,
+            scope,
           ),
         );
         const hits = searchHits(response);
@@ -57,7 +57,7 @@ export const imageSearchTool: ToolDefinition = {
     return {
       inputImages: [image.sha256],
       run: async () => {
-        const response = await context.call("search", (options) =>
+        const response = await context.call("search", (scope) =>
           context.backends.search.imageSearch(
             {
               image: { data: image.data, mimeType: image.mimeType, width: image.width, height: image.height },
@@ -65,7 +65,7 @@ export const imageSearchTool: ToolDefinition = {
               provider: "",
               cachePolicy: 0,
             },
-            options,
+            scope,
           ),
         );
         // Only results with a thumbnail are shown: each entry is an <image> placeholder.

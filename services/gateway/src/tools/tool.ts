@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type InvokeOptions, isSha256, type ToolplaneError } from "../../../runtime/src/index.js";
+import { type CallScope, InvalidArgumentError, isSha256, type ToolplaneError } from "../../../runtime/src/index.js";
 import type { BackendName } from "../admission.js";
 import type { Backends } from "../backends.js";
 import type { CallHints } from "../formats/index.js";
@@ -24,7 +24,7 @@ export interface ToolContext {
   /** Resolves "image_1".."image_n" (the session's inputs) or a sha256 in the store. */
   image(reference: string, field: string): Promise<StoredImage>;
   /** Runs one backend request under admission control, with the call's deadline and cancellation. */
-  call<T>(backend: BackendName, request: (options: InvokeOptions) => Promise<T>): Promise<T>;
+  call<T>(backend: BackendName, request: (scope: CallScope) => Promise<T>): Promise<T>;
   /** The trajectory's code session for the language, created (with the input images bound) on first use. */
   codeSession(language: CodeLanguage): Promise<CodeSessionHandle>;
   /** Forgets a code session the code service no longer knows. */

@@ -4,7 +4,7 @@ import type { AnnotateOp, Annotation } from "../../../../generated/toolplane/ima
 import { codePointLength, InvalidArgumentError, limitError, requireInteger } from "../../../runtime/src/index.js";
 import { requireColour } from "../colour.js";
 import { type ImageLimits, limitText } from "../limits.js";
-import { type Raster, runStep, type StepContext, toRaster, writableRaster } from "../raster.js";
+import { type LimitedScope, type Raster, runStep, toRaster, writableRaster } from "../raster.js";
 import { boxToPixels, boxToRegion, pointToPixels, requirePointInside, type Size } from "../units.js";
 import { type Step, sizeOf } from "./step.js";
 
@@ -220,7 +220,7 @@ export function compileAnnotate(op: AnnotateOp, field: string, limits: ImageLimi
   const items = op.annotations.map((annotation, index) =>
     checkAnnotation(annotation, `${field}.annotations[${index}]`),
   );
-  return async (source, context: StepContext) => {
+  return async (source, context: LimitedScope) => {
     const marks = layoutAnnotations(items, sizeOf(source));
     // Marks are drawn straight into the decoded pixels: libvips' composite converts the whole image to float and
     // back, which costs more than decoding it; the marks themselves are a few thousand pixels each.

@@ -19,7 +19,7 @@ import {
   withMinShortSide,
 } from "../geometry.js";
 import { MAX_SIDE } from "../limits.js";
-import { hasAlpha, type Pass, type PassOptions, pass, type Raster, type Source, type StepContext } from "../raster.js";
+import { hasAlpha, type LimitedScope, type Pass, type PassOptions, pass, type Raster, type Source } from "../raster.js";
 import { boxToPixels, boxToRegion, type Region, type Size } from "../units.js";
 import { requireOutputSize, type Step, sizeOf } from "./step.js";
 
@@ -37,7 +37,7 @@ export function resizeFill(
   source: Source,
   field: string,
   target: Size,
-  context: StepContext,
+  context: LimitedScope,
   region?: Region,
   options: PassOptions = {},
 ): Pass | Promise<Raster> {

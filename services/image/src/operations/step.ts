@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from "../../../runtime/src/index.js";
 import { type ImageLimits, limitText, MAX_SIDE } from "../limits.js";
-import type { Pass, Source, StepContext } from "../raster.js";
+import type { LimitedScope, Pass, Source } from "../raster.js";
 import type { Size } from "../units.js";
 
 /**
@@ -10,7 +10,7 @@ import type { Size } from "../units.js";
  * itself checks what does (boxes against the current size). A step returns
  * its last libvips pass unrun, so the pipeline can fuse it with the encoder.
  */
-export type Step = (source: Source, context: StepContext) => Source | Pass | Promise<Source | Pass>;
+export type Step = (source: Source, context: LimitedScope) => Source | Pass | Promise<Source | Pass>;
 
 export function sizeOf(raster: Source): Size {
   return { width: raster.width, height: raster.height };

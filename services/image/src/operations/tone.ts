@@ -6,8 +6,8 @@ import type {
   SharpenOp,
   ThresholdOp,
 } from "../../../../generated/toolplane/image/v1/image.js";
-import { InvalidArgumentError, requireInteger, requireRange } from "../../../runtime/src/index.js";
-import { ensureTimeLeft, pass, type Raster, runStep, type Source, type StepContext, toRaster } from "../raster.js";
+import { InvalidArgumentError, requireInteger, requireRange, throwIfStopped } from "../../../runtime/src/index.js";
+import { type LimitedScope, pass, type Raster, runStep, type Source, toRaster } from "../raster.js";
 import type { Step } from "./step.js";
 
 const MAX_TONE_FACTOR = 10;
@@ -26,14 +26,14 @@ const LOOKUP_CHUNK_PIXELS = 1 << 18;
  * runs here, in chunks that yield to the event loop so other calls keep
  * flowing.
  */
-async function applyLookupTable(source: Source, table: Uint8Array, context: StepContext): Promise<Raster> {
+async function applyLookupTable(source: Source, table: Uint8Array, context: LimitedScope): Promise<Raster> {
   const raster = await toRaster(source, context);
   const { data, channels } = raster;
   const bands = colourBands(channels);
   const out = Buffer.allocUnsafe(data.length);
   const pixels = raster.width * raster.height;
   for (let start = 0; start < pixels; start += LOOKUP_CHUNK_PIXELS) {
-    ensureTimeLeft(context, "gamma adjustment");
+    throwIfStopped(context.scope, "gamma adjustment");
     const end = Math.min(pixels, start + LOOKUP_CHUNK_PIXELS);
     for (let pixel = start; pixel < end; pixel++) {
       const offset = pixel * channels;

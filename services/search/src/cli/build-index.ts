@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import { Presets, SingleBar } from "cli-progress";
+import { errorMessage } from "../../../runtime/src/error-message.js";
 import { buildIndex } from "../index-build.js";
 
 /**
@@ -58,7 +59,7 @@ async function main(): Promise<number> {
     return 0;
   } catch (error) {
     if (barStarted) bar.stop();
-    process.stderr.write(`build-index: ${(error as Error).message}\n`);
+    process.stderr.write(`build-index: ${errorMessage(error)}\n`);
     return 1;
   }
 }

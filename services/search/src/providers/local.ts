@@ -1,7 +1,7 @@
-import { DeadlineExceededError } from "../../../runtime/src/index.js";
+import { type CallScope, throwIfStopped } from "../../../runtime/src/index.js";
 import type { LocalImageIndex } from "../local-image-index.js";
 
-import type { CallBudget, ImageQuery, ProviderAnswer, SearchProvider, TextIndex, TextQuery } from "../types.js";
+import type { ImageQuery, ProviderAnswer, SearchProvider, TextIndex, TextQuery } from "../types.js";
 
 /** The embedded provider: BM25 over a local corpus and perceptual hashes over local images. */
 export class LocalProvider implements SearchProvider {
@@ -14,13 +14,13 @@ export class LocalProvider implements SearchProvider {
     private readonly images: LocalImageIndex,
   ) {}
 
-  async search(query: TextQuery, budget: CallBudget): Promise<ProviderAnswer> {
-    if (budget.signal.aborted) throw new DeadlineExceededError("search cancelled before the local index was queried");
+  async search(query: TextQuery, scope: CallScope): Promise<ProviderAnswer> {
+    throwIfStopped(scope, "the local index was queried");
     return { results: await this.text.search(query.query, query.count), queueMs: 0 };
   }
 
-  async searchImage(query: ImageQuery, budget: CallBudget): Promise<ProviderAnswer> {
-    if (budget.signal.aborted) throw new DeadlineExceededError("image search cancelled before hashing");
+  async searchImage(query: ImageQuery, scope: CallScope): Promise<ProviderAnswer> {
+    throwIfStopped(scope, "hashing the query image");
     return { results: await this.images.search(query.data, query.count), queueMs: 0 };
   }
 }

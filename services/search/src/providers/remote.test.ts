@@ -4,6 +4,7 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import sharp from "sharp";
 import { type CannedResponse, FakeProvider, fixture } from "../../../../test/fixtures/search/fake-provider.js";
 import {
+  type CallScope,
   createLogger,
   DeadlineExceededError,
   InternalError,
@@ -14,7 +15,7 @@ import {
 } from "../../../runtime/src/index.js";
 import { ImageHost } from "../image-host.js";
 import type { HttpProviderSettings } from "../provider-http.js";
-import type { CallBudget, ImageQuery, TextQuery } from "../types.js";
+import type { ImageQuery, TextQuery } from "../types.js";
 import { braveAdapter } from "./brave.js";
 import { type ImagePublisher, type RemoteAdapter, RemoteProvider } from "./remote.js";
 import { searxngAdapter } from "./searxng.js";
@@ -43,7 +44,7 @@ function settings(name: string, baseUrl: string, overrides: Partial<HttpProvider
   };
 }
 
-const budget = (signal: AbortSignal = new AbortController().signal, deadlineMs?: number): CallBudget => ({
+const scope = (signal: AbortSignal = new AbortController().signal, deadlineMs?: number): CallScope => ({
   signal,
   deadlineMs,
 });
@@ -173,7 +174,7 @@ describe("remote provider adapters against a local HTTP server", () => {
     describe(c.name, () => {
       it("reads the documented response shape and sends the documented request", async () => {
         fake.on(c.path, ok);
-        const answer = await make().search(QUERY, budget());
+        const answer = await make().search(QUERY, scope());
         assert.equal(answer.results.length, 2);
         const [first, second] = answer.results;
         assert.equal(first?.title, "Lake Baikal - deepest lake facts");
@@ -187,7 +188,7 @@ describe("remote provider adapters against a local HTTP server", () => {
 
       it(`${c.authStatus} is UNAUTHENTICATED/INFRASTRUCTURE naming the key variable, not retried`, async () => {
         fake.on(c.path, { status: c.authStatus, body: c.authBody });
-        const error = await rejection(make().search(QUERY, budget()));
+        const error = await rejection(make().search(QUERY, scope()));
         assert.ok(error instanceof UnauthenticatedError, String(error));
         assert.equal(error.errorClass, "INFRASTRUCTURE");
         assert.match(error.message, c.authMessage);
@@ -197,14 +198,14 @@ describe("remote provider adapters against a local HTTP server", () => {
 
       it("429 is retried and the retry's answer is returned", async () => {
         fake.on(c.path, { status: 429, body: c.rateBody, headers: { "retry-after": "0" } }, ok);
-        const answer = await make().search(QUERY, budget());
+        const answer = await make().search(QUERY, scope());
         assert.equal(answer.results.length, 2);
         assert.equal(fake.requests.length, 2);
       });
 
       it("429 after every retry is RESOURCE_EXHAUSTED/INFRASTRUCTURE with a retry hint", async () => {
         fake.on(c.path, { status: 429, body: c.rateBody, headers: { "retry-after": "0" } });
-        const error = await rejection(make({ maxRetries: 2 }).search(QUERY, budget()));
+        const error = await rejection(make({ maxRetries: 2 }).search(QUERY, scope()));
         assert.ok(error instanceof ResourceExhaustedError, String(error));
         assert.equal(error.errorClass, "INFRASTRUCTURE");
         assert.ok(error.retryAfterMs !== undefined);
@@ -217,7 +218,7 @@ describe("remote provider adapters against a local HTTP server", () => {
           body: fixture("server-error-503.txt"),
           headers: { "content-type": "text/html" },
         });
-        const error = await rejection(make({ maxRetries: 1 }).search(QUERY, budget()));
+        const error = await rejection(make({ maxRetries: 1 }).search(QUERY, scope()));
         assert.ok(error instanceof UnavailableError, String(error));
         assert.equal(error.errorClass, "INFRASTRUCTURE");
         assert.match(error.message, /HTTP 503/);
@@ -226,7 +227,7 @@ describe("remote provider adapters against a local HTTP server", () => {
 
       it("a hanging provider times out per attempt, is retried, then UNAVAILABLE", async () => {
         fake.on(c.path, { status: 200, hang: true });
-        const error = await rejection(make({ timeoutMs: 150, maxRetries: 1 }).search(QUERY, budget()));
+        const error = await rejection(make({ timeoutMs: 150, maxRetries: 1 }).search(QUERY, scope()));
         assert.ok(error instanceof UnavailableError, String(error));
         assert.match(error.message, /did not answer within 150 ms/);
         assert.equal(fake.requests.length, 2);
@@ -234,7 +235,7 @@ describe("remote provider adapters against a local HTTP server", () => {
 
       it("malformed JSON is UNAVAILABLE and not retried", async () => {
         fake.on(c.path, { status: 200, body: fixture("malformed.json.txt") });
-        const error = await rejection(make().search(QUERY, budget()));
+        const error = await rejection(make().search(QUERY, scope()));
         assert.ok(error instanceof UnavailableError, String(error));
         assert.match(error.message, /not JSON/);
         assert.equal(fake.requests.length, 1);
@@ -242,7 +243,7 @@ describe("remote provider adapters against a local HTTP server", () => {
 
       it("JSON of the wrong shape is UNAVAILABLE naming the field", async () => {
         fake.on(c.path, { status: 200, body: JSON.stringify({ organic_results: 7, organic: 7, results: 7, web: 7 }) });
-        const error = await rejection(make().search(QUERY, budget()));
+        const error = await rejection(make().search(QUERY, scope()));
         assert.ok(error instanceof UnavailableError, String(error));
         assert.match(error.message, /unexpected JSON shape/);
       });
@@ -252,9 +253,9 @@ describe("remote provider adapters against a local HTTP server", () => {
   it("serpapi: Google's 'no results' answer is an empty list, other errors in a 200 are failures", async () => {
     const provider = new RemoteProvider(serpapiAdapter(KEY), settings("serpapi", fake.url), undefined);
     fake.on("/search.json", { status: 200, body: fixture("serpapi-google-no-results.json") });
-    assert.deepEqual((await provider.search(QUERY, budget())).results, []);
+    assert.deepEqual((await provider.search(QUERY, scope())).results, []);
     fake.on("/search.json", { status: 200, body: '{"error":"Unsupported `xx` gl parameter."}' });
-    const error = await rejection(provider.search(QUERY, budget()));
+    const error = await rejection(provider.search(QUERY, scope()));
     assert.ok(error instanceof UnavailableError);
     assert.match(error.message, /Unsupported/);
   });
@@ -262,7 +263,7 @@ describe("remote provider adapters against a local HTTP server", () => {
   it("a long Retry-After is handed back to the caller instead of waited out", async () => {
     const provider = new RemoteProvider(serperAdapter(KEY), settings("serper", fake.url), undefined);
     fake.on("/search", { status: 429, body: fixture("serper-error-429.json"), headers: { "retry-after": "30" } });
-    const error = await rejection(provider.search(QUERY, budget()));
+    const error = await rejection(provider.search(QUERY, scope()));
     assert.ok(error instanceof ResourceExhaustedError);
     assert.equal(error.retryAfterMs, 30_000);
     assert.equal(fake.requests.length, 1);
@@ -277,7 +278,7 @@ describe("remote provider adapters against a local HTTP server", () => {
     for (const headers of [{}, { "transfer-encoding": "chunked" }] as Array<Record<string, string>>) {
       fake.reset();
       fake.on("/search", { status: 200, body: fixture("tavily-search.json"), headers });
-      const error = await rejection(provider.search(QUERY, budget()));
+      const error = await rejection(provider.search(QUERY, scope()));
       assert.ok(error instanceof UnavailableError, String(error));
       assert.match(error.message, /sent more than 100 bytes/);
       assert.equal(fake.requests.length, 1);
@@ -287,14 +288,14 @@ describe("remote provider adapters against a local HTTP server", () => {
   it("408 from the provider is retried like a 5xx", async () => {
     const provider = new RemoteProvider(searxngAdapter(), settings("searxng", fake.url), undefined);
     fake.on("/search", { status: 408, body: "" }, { status: 200, body: fixture("searxng-search.json") });
-    assert.equal((await provider.search(QUERY, budget())).results.length, 2);
+    assert.equal((await provider.search(QUERY, scope())).results.length, 2);
     assert.equal(fake.requests.length, 2);
   });
 
   it("tavily: plan limit (432) is RESOURCE_EXHAUSTED without retrying", async () => {
     const provider = new RemoteProvider(tavilyAdapter(KEY), settings("tavily", fake.url), undefined);
     fake.on("/search", { status: 432, body: fixture("tavily-error-432.json") });
-    const error = await rejection(provider.search(QUERY, budget()));
+    const error = await rejection(provider.search(QUERY, scope()));
     assert.ok(error instanceof ResourceExhaustedError);
     assert.match(error.message, /usage limit/);
     assert.equal(fake.requests.length, 1);
@@ -306,7 +307,7 @@ describe("remote provider adapters against a local HTTP server", () => {
       status: 422,
       body: '{"type":"ErrorResponse","error":{"detail":"Unable to validate request parameter(s)"}}',
     });
-    const error = await rejection(provider.search(QUERY, budget()));
+    const error = await rejection(provider.search(QUERY, scope()));
     assert.ok(error instanceof InternalError);
     assert.match(error.message, /Unable to validate/);
     assert.equal(fake.requests.length, 1);
@@ -317,7 +318,7 @@ describe("remote provider adapters against a local HTTP server", () => {
     const url = closed.url;
     await closed.stop();
     const provider = new RemoteProvider(braveAdapter(KEY), settings("brave", url, { maxRetries: 1 }), undefined);
-    const error = await rejection(provider.search(QUERY, budget()));
+    const error = await rejection(provider.search(QUERY, scope()));
     assert.ok(error instanceof UnavailableError);
     assert.match(error.message, /could not be reached: ECONNREFUSED/);
   });
@@ -329,7 +330,7 @@ describe("remote provider adapters against a local HTTP server", () => {
       undefined,
     );
     fake.on("/search", { status: 200, hang: true });
-    const error = await rejection(provider.search(QUERY, budget(AbortSignal.timeout(200), Date.now() + 200)));
+    const error = await rejection(provider.search(QUERY, scope(AbortSignal.timeout(200), Date.now() + 200)));
     assert.ok(error instanceof DeadlineExceededError, String(error));
     assert.equal(fake.requests.length, 1);
     // The provider saw its connection closed rather than held open.
@@ -349,15 +350,15 @@ describe("remote provider adapters against a local HTTP server", () => {
       { status: 500, body: "{}" },
       { status: 200, body: fixture("brave-web.json") },
     );
-    await rejection(provider.search(QUERY, budget()));
-    await rejection(provider.search(QUERY, budget()));
-    const open = await rejection(provider.search(QUERY, budget()));
+    await rejection(provider.search(QUERY, scope()));
+    await rejection(provider.search(QUERY, scope()));
+    const open = await rejection(provider.search(QUERY, scope()));
     assert.ok(open instanceof UnavailableError);
     assert.match(open.message, /circuit open after 2 consecutive failures/);
     assert.ok((open.retryAfterMs ?? 0) > 0);
     assert.equal(fake.requests.length, 2, "no request reaches a provider while the circuit is open");
     await new Promise((resolve) => setTimeout(resolve, 350));
-    const probe = await provider.search(QUERY, budget());
+    const probe = await provider.search(QUERY, scope());
     assert.equal(probe.results.length, 2);
     assert.equal(provider.http.breaker.currentState, "closed");
   });
@@ -369,8 +370,8 @@ describe("remote provider adapters against a local HTTP server", () => {
       undefined,
     );
     fake.on("/res/v1/web/search", { status: 200, body: fixture("brave-web.json") });
-    await provider.search(QUERY, budget());
-    const error = await rejection(provider.search(QUERY, budget(new AbortController().signal, Date.now() + 100)));
+    await provider.search(QUERY, scope());
+    const error = await rejection(provider.search(QUERY, scope(new AbortController().signal, Date.now() + 100)));
     assert.ok(error instanceof ResourceExhaustedError, String(error));
     assert.match(error.message, /rate limited to 0.1\/s/);
     assert.ok((error.retryAfterMs ?? 0) > 100);
@@ -429,7 +430,7 @@ describe("Lens-style image search publishes the query image at a URL the provide
       fake.on(path, { status: 200, body });
       const provider = new RemoteProvider(adapter, settings(name, fake.url), publisher());
       assert.equal(provider.imageSearch, true);
-      const answer = await provider.searchImage(image, budget());
+      const answer = await provider.searchImage(image, scope());
       assert.equal(answer.results[0]?.title, "Orange circle poster on navy background");
       assert.equal(answer.results[0]?.url, "https://posters.example.org/orange-circle");
       assert.match(answer.results[0]?.thumbnailUrl ?? "", /tbn:orange-circle/);
@@ -458,7 +459,7 @@ describe("Lens-style image search publishes the query image at a URL the provide
       timeoutMs: 1_000,
       maxBytes: 1024 * 1024,
     });
-    const [first, second] = (await provider.searchImage(image, budget())).results;
+    const [first, second] = (await provider.searchImage(image, scope())).results;
     assert.equal(first?.thumbnail?.mimeType, "image/jpeg");
     assert.equal(first?.thumbnail?.width, 160);
     assert.equal(first?.thumbnail?.height, 120);
@@ -480,7 +481,7 @@ describe("Lens-style image search publishes the query image at a URL the provide
       timeoutMs: 1_000,
       maxBytes: 4096,
     });
-    const [only] = (await provider.searchImage(image, budget())).results;
+    const [only] = (await provider.searchImage(image, scope())).results;
     assert.equal(only?.title, "big");
     assert.equal(only?.thumbnail, undefined);
   });

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../../runtime/src/index.js";
+import { type CallScope, FailedPreconditionError, stoppedError, UnavailableError } from "../../../runtime/src/index.js";
 import { makeThumbnail } from "../local-image-index.js";
 import {
   type HttpProviderSettings,
@@ -8,7 +8,7 @@ import {
   type ProviderRequest,
   readBodyCapped,
 } from "../provider-http.js";
-import type { CallBudget, ImageQuery, ProviderAnswer, ProviderResult, SearchProvider, TextQuery } from "../types.js";
+import type { ImageQuery, ProviderAnswer, ProviderResult, SearchProvider, TextQuery } from "../types.js";
 
 /**
  * Turns an image into a URL the provider can fetch: Google Lens based APIs take
@@ -102,27 +102,27 @@ export class RemoteProvider implements SearchProvider {
     this.imageSearch = adapter.imageRequest !== undefined && publisher !== undefined;
   }
 
-  async search(query: TextQuery, budget: CallBudget): Promise<ProviderAnswer> {
-    const answer = await this.http.requestJson(this.adapter.textRequest(query), budget);
+  async search(query: TextQuery, scope: CallScope): Promise<ProviderAnswer> {
+    const answer = await this.http.requestJson(this.adapter.textRequest(query), scope);
     return this.read(answer, (body) => this.adapter.textResults(body), query.count);
   }
 
-  async searchImage(query: ImageQuery, budget: CallBudget): Promise<ProviderAnswer> {
+  async searchImage(query: ImageQuery, scope: CallScope): Promise<ProviderAnswer> {
     const { imageRequest, imageResults } = this.adapter;
     if (!imageRequest || !imageResults || !this.publisher)
       throw new FailedPreconditionError(
         `provider ${this.name} cannot do image search here (needs TOOLPLANE_SEARCH_IMAGE_PUBLIC_URL for Lens-style APIs)`,
       );
     const imageUrl = this.publisher.publish(query);
-    const answer = await this.http.requestJson(imageRequest(imageUrl, query), budget);
+    const answer = await this.http.requestJson(imageRequest(imageUrl, query), scope);
     const read = this.read(answer, imageResults, query.count);
     const fetching = this.thumbnails;
     if (!fetching) return read;
     // Inlined here, so cached answers (and FROZEN replays) carry the pictures themselves.
-    const results = await Promise.all(read.results.map((result) => inlineThumbnail(result, fetching, budget.signal)));
+    const results = await Promise.all(read.results.map((result) => inlineThumbnail(result, fetching, scope.signal)));
     // Thumbnails cut short by the caller's deadline must not be cached as if they did not exist.
-    if (budget.signal.aborted)
-      throw new DeadlineExceededError(`image search on ${this.name} ran past its deadline while fetching thumbnails`);
+    if (scope.signal.aborted)
+      throw stoppedError(scope.signal, `image search on ${this.name} stopped while fetching thumbnails`);
     return { ...read, results };
   }
 

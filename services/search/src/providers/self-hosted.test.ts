@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { FakeProvider, fixture } from "../../../../test/fixtures/search/fake-provider.js";
-import { InternalError, UnauthenticatedError, UnavailableError } from "../../../runtime/src/index.js";
+import { InternalError, UnauthenticatedError, UnavailableError, unboundedScope } from "../../../runtime/src/index.js";
 import type { HttpProviderSettings } from "../provider-http.js";
-import type { CallBudget, TextQuery } from "../types.js";
+import type { TextQuery } from "../types.js";
 import { elasticsearch, elasticsearchAdapter } from "./elasticsearch.js";
 import { REMOTE_PROVIDERS } from "./registry.js";
 import { RemoteProvider } from "./remote.js";
 import { retrievalAdapter } from "./retrieval.js";
 
 const QUERY: TextQuery = { query: "lake baikal depth", count: 10, language: "", region: "" };
-const budget = (): CallBudget => ({ signal: new AbortController().signal, deadlineMs: undefined });
+const scope = () => unboundedScope();
 const ES_OPTIONS = { index: "wiki", titleField: "title", textField: "text" };
 
 function settings(name: string, baseUrl: string, keyVariable: string): HttpProviderSettings {
@@ -56,7 +56,7 @@ describe("retrieval provider (Search-R1 POST /retrieve)", () => {
 
   it("asks with Search-R1's body and reads the dense retriever's {id, contents} documents", async () => {
     fake.on("/retrieve", { status: 200, body: fixture("retrieval-retrieve.json") });
-    const answer = await provider().search(QUERY, budget());
+    const answer = await provider().search(QUERY, scope());
     const request = fake.requests[0];
     assert.equal(request?.method, "POST");
     assert.deepEqual(JSON.parse(request?.body ?? ""), {
@@ -74,7 +74,7 @@ describe("retrieval provider (Search-R1 POST /retrieve)", () => {
 
   it("reads the BM25 retriever's {title, text, contents} documents", async () => {
     fake.on("/retrieve", { status: 200, body: fixture("retrieval-retrieve-bm25.json") });
-    const [first] = (await provider().search(QUERY, budget())).results;
+    const [first] = (await provider().search(QUERY, scope())).results;
     assert.equal(first?.title, "Lake Baikal");
     assert.equal(first?.text, "Lake Baikal is a rift lake in southern Siberia, Russia.");
     assert.equal(first?.score, 14.27);
@@ -82,17 +82,17 @@ describe("retrieval provider (Search-R1 POST /retrieve)", () => {
 
   it("a server failure is UNAVAILABLE and retried; a wrong shape is UNAVAILABLE; a 422 is our bug (INTERNAL)", async () => {
     fake.on("/retrieve", { status: 503, body: "busy" }, { status: 200, body: fixture("retrieval-retrieve.json") });
-    assert.equal((await provider().search(QUERY, budget())).results.length, 2);
+    assert.equal((await provider().search(QUERY, scope())).results.length, 2);
     assert.equal(fake.requests.length, 2);
     fake.on("/retrieve", { status: 200, body: '{"results": []}' });
-    await assert.rejects(provider().search(QUERY, budget()), (error: Error) => {
+    await assert.rejects(provider().search(QUERY, scope()), (error: Error) => {
       assert.ok(error instanceof UnavailableError);
       assert.equal(error.errorClass, "INFRASTRUCTURE");
       assert.match(error.message, /unexpected JSON shape \(result/);
       return true;
     });
     fake.on("/retrieve", { status: 422, body: fixture("retrieval-error-422.json") });
-    await assert.rejects(provider().search(QUERY, budget()), InternalError);
+    await assert.rejects(provider().search(QUERY, scope()), InternalError);
   });
 });
 
@@ -106,7 +106,7 @@ describe("elasticsearch provider (Elasticsearch / OpenSearch _search)", () => {
 
   it("sends a multi_match over title^2 and text to /<index>/_search and reads hits", async () => {
     fake.on("/wiki/_search", { status: 200, body: fixture("elasticsearch-search.json") });
-    const answer = await provider().search(QUERY, budget());
+    const answer = await provider().search(QUERY, scope());
     const request = fake.requests[0];
     assert.deepEqual(JSON.parse(request?.body ?? ""), {
       size: 10,
@@ -125,21 +125,21 @@ describe("elasticsearch provider (Elasticsearch / OpenSearch _search)", () => {
 
   it("sends an API key as ApiKey and user:password as Basic", async () => {
     fake.on("/wiki/_search", { status: 200, body: fixture("elasticsearch-search.json") });
-    await provider("abc123").search(QUERY, budget());
-    await provider("admin:secret").search(QUERY, budget());
+    await provider("abc123").search(QUERY, scope());
+    await provider("admin:secret").search(QUERY, scope());
     assert.equal(fake.requests[0]?.headers.authorization, "ApiKey abc123");
     assert.equal(fake.requests[1]?.headers.authorization, `Basic ${Buffer.from("admin:secret").toString("base64")}`);
   });
 
   it("401 names the key variable with the server's reason; a missing index is INTERNAL with the reason", async () => {
     fake.on("/wiki/_search", { status: 401, body: fixture("elasticsearch-error-401.json") });
-    await assert.rejects(provider("bad").search(QUERY, budget()), (error: Error) => {
+    await assert.rejects(provider("bad").search(QUERY, scope()), (error: Error) => {
       assert.ok(error instanceof UnauthenticatedError);
       assert.match(error.message, /unable to authenticate.*TOOLPLANE_SEARCH_ELASTICSEARCH_KEY/);
       return true;
     });
     fake.on("/wiki/_search", { status: 404, body: fixture("elasticsearch-error-404.json") });
-    await assert.rejects(provider().search(QUERY, budget()), /no such index \[wiki\]/);
+    await assert.rejects(provider().search(QUERY, scope()), /no such index \[wiki\]/);
   });
 
   it("its entry validates the index and field names it is configured with", () => {
