@@ -170,7 +170,10 @@ describe("the model's actions through the gateway are never INFRASTRUCTURE", () 
     // kill answers at the cell's budget, inside the caller's deadline, so they too are the model's timeout.
     const queue = programs();
     assert.ok(queue.length > 40, `the corpus has ${queue.length} programs`);
-    assert.deepEqual(await runCorpus(queue), []);
+    const failures = await runCorpus(queue);
+    // The code service's sandbox events (host retirements and exits) say why a failure happened.
+    const events = services.code?.output.filter((line) => /sandbox host event|zygote|restarting/.test(line)) ?? [];
+    assert.deepEqual(failures, [], events.join("\n"));
   });
 
   const XML_INVALID_LABELS = ["\uFFFF", "a\uFFFEb", "\uD800", "\u0000\u001B", "ok \u{1F600}\uFFFF"];

@@ -701,4 +701,30 @@ describe("JavaScript backend, sandbox host processes", () => {
     assert.equal(next.result, '"fresh"');
     await Promise.all([culprit.close(), bystander.close()]);
   });
+
+  it("a stuck cell's heap that gives out after its session closed costs no other session's running cell", async () => {
+    const culprit = await backend.createSession([], { ...LIMITS, memoryMb: 512 });
+    const bystander = await backend.createSession([], LIMITS);
+    const stuck = await culprit.execute("new Array(2 ** 30).fill(0)", {
+      timeoutMs: 300,
+      killGraceMs: 400,
+      signal: new AbortController().signal,
+    });
+    assert.equal(stuck.failure?.code, "DEADLINE_EXCEEDED", JSON.stringify(stuck));
+    // The caller leaves at once (as the gateway closes a finished trajectory); the abandoned thread keeps filling
+    // until its heap gives out, while the bystander's cell runs on the retired host.
+    await culprit.close();
+    const during = await run(
+      bystander,
+      "let spins = 0; const until = Date.now() + 6000; while (Date.now() < until) spins++; 'done'",
+      20_000,
+    );
+    assert.equal(during.failure, undefined, JSON.stringify(during));
+    assert.equal(during.result, '"done"');
+    assert.ok(
+      events.some((detail) => detail.includes("did not stop")),
+      events.join("; "),
+    );
+    await bystander.close();
+  });
 });

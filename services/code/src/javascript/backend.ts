@@ -295,9 +295,10 @@ class HostProcess {
     if (sessionId !== undefined && this.culprits.has(sessionId)) return;
     if (sessionId !== undefined) this.answerCulprit(sessionId, { cause: "catastrophic", detail });
     if (this.retired) {
-      // Two lost heaps are as much memory as a host is sized for: the sessions left here lose their state.
-      this.ending = true;
-      this.child.kill("SIGKILL");
+      // Two lost heaps are as much memory as a host is sized for: no call starts here any more and the host
+      // ends as soon as the cells already running are answered (their sessions then lose their state, and are
+      // told so), so one trajectory's second bomb never fails another's running cell.
+      this.endWhenIdle();
       return;
     }
     this.retire(`isolated-vm lost an isolate${sessionId === undefined ? "" : ` of session ${sessionId}`} (${detail})`);

@@ -42,11 +42,14 @@ function send(message: HostMessage, then?: () => void): void {
 
 function serve(options: HostOptions): void {
   const sessions = new Map<string, EngineSession>();
+  // Ids outlive close: a cell abandoned as stuck is often closed by its caller before its isolate's heap gives
+  // out, and that late catastrophic error must still name it (an unnamed loss would cost the other sessions).
+  const idOf = new WeakMap<EngineSession, string>();
   const cancels = new Map<string, AbortController>();
   const engine = new IsolateEngine({
     ...options,
     onCatastrophicError(session, message) {
-      const sessionId = [...sessions].find(([, candidate]) => candidate === session)?.[0];
+      const sessionId = session ? idOf.get(session) : undefined;
       // isolated-vm parks the lost isolate's thread for good; the other isolates keep working. The parent
       // answers the culprit, gives this process no new sessions and ends it once its sessions are done.
       send({ event: "catastrophic", sessionId, message });
@@ -72,7 +75,9 @@ function serve(options: HostOptions): void {
     switch (request.op) {
       case "create": {
         const images = request.images.map((image) => ({ ...image, data: Buffer.from(image.data) }));
-        sessions.set(request.sessionId, await engine.createSession(images, request.limits));
+        const session = await engine.createSession(images, request.limits);
+        sessions.set(request.sessionId, session);
+        idOf.set(session, request.sessionId);
         return undefined;
       }
       case "execute": {
