@@ -1,4 +1,4 @@
-import { encodeFrame, type Frame, FrameDecoder, FrameError } from "./framing.js";
+import { encodeFrameParts, type Frame, FrameDecoder, FrameError } from "./framing.js";
 
 export interface SandboxExit {
   code: number | null;
@@ -65,7 +65,8 @@ export abstract class FramedKernel implements Kernel {
     const gone = this.goneError();
     if (gone) return Promise.reject(gone);
     const reply = this.next();
-    this.write(encodeFrame(header, blobs));
+    // Part by part: a multi-megabyte checkpoint is written as it is, never copied into one frame buffer.
+    for (const part of encodeFrameParts(header, blobs)) this.write(part);
     return reply;
   }
 

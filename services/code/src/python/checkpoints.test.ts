@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -197,6 +198,48 @@ describe("Python checkpoints (real sandboxes)", () => {
       assert.equal(fresh.failure, undefined, fresh.stderr);
       assert.equal(fresh.stdout, "False\n");
       assert.match(fresh.stderr, /restarted: variables and imports from earlier cells are lost/);
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  it("restored numpy arrays (out of band in the checkpoint) are writable and keep their layout; a plain-pickle checkpoint still loads", async () => {
+    const replica = newReplica(dir);
+    await replica.start();
+    try {
+      const id = await replica.create(image());
+      await ok(
+        replica,
+        id,
+        "import numpy as np\nc = np.arange(262144.0)\nf = np.asfortranarray(np.arange(12.0).reshape(3, 4))\nstrided = np.arange(20)[::3]",
+      );
+      await replica.backend.checkpointsSettled();
+      const stored = readFileSync(join(dir, id, "checkpoint.bin"));
+      assert.equal(stored.subarray(0, 4).toString("latin1"), "TPCK", "numpy buffers travel out of band");
+      process.kill(replica.backend.sessionPids()[0] as number, "SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const after = await ok(
+        replica,
+        id,
+        "c[0] = -1; f[0, 0] = -1\nprint(c[:2], c.flags.writeable, f.flags.f_contiguous, f[0], strided, c.ctypes.data % 16)",
+      );
+      assert.equal(after.restored?.complete, true, after.stderr);
+      assert.equal(after.stdout, "[-1.  1.] True True [-1.  1.  2.  3.] [ 0  3  6  9 12 15 18] 0\n");
+
+      // A checkpoint written before the container format (one plain pickle) is still read.
+      const legacy = execFileSync(process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3", [
+        "-c",
+        "import pickle, random, sys, numpy as np\n" +
+          "sys.stdout.buffer.write(pickle.dumps({'version': 1, 'names': {'legacy': np.arange(3)}, 'lost': {}, " +
+          "'random': (random.getstate(), np.random.get_state())}, protocol=5))",
+      ]);
+      await replica.backend.checkpointsSettled();
+      writeFileSync(join(dir, id, "checkpoint.bin"), legacy);
+      process.kill(replica.backend.sessionPids()[0] as number, "SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const old = await ok(replica, id, "print(legacy.tolist())");
+      assert.equal(old.restored?.complete, true, old.stderr);
+      assert.equal(old.stdout, "[0, 1, 2]\n");
     } finally {
       await replica.stop();
     }

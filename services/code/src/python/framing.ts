@@ -15,12 +15,18 @@ export interface Frame {
 const PREFIX_BYTES = 8;
 
 export function encodeFrame(header: Record<string, unknown>, blobs: Buffer[] = []): Buffer {
+  return Buffer.concat(encodeFrameParts(header, blobs));
+}
+
+/** A frame as its parts, in order: prefix and header in one buffer, then the blobs themselves (not copied). */
+export function encodeFrameParts(header: Record<string, unknown>, blobs: Buffer[] = []): Buffer[] {
   const json = Buffer.from(JSON.stringify({ ...header, blobs: blobs.map((blob) => blob.length) }), "utf8");
   const binaryLength = blobs.reduce((sum, blob) => sum + blob.length, 0);
-  const prefix = Buffer.alloc(PREFIX_BYTES);
-  prefix.writeUInt32BE(json.length, 0);
-  prefix.writeUInt32BE(binaryLength, 4);
-  return Buffer.concat([prefix, json, ...blobs]);
+  const head = Buffer.alloc(PREFIX_BYTES + json.length);
+  head.writeUInt32BE(json.length, 0);
+  head.writeUInt32BE(binaryLength, 4);
+  json.copy(head, PREFIX_BYTES);
+  return [head, ...blobs];
 }
 
 export class FrameError extends Error {
