@@ -198,7 +198,7 @@ describe("a real corpus: build-index CLI, replicas sharing the index, the retrie
     ]);
     assert.deepEqual(await details({ queries: ["ok", 7] }), [["body.queries.1", "each query must be a string"]]);
     assert.deepEqual(await details({ queries: Array(65).fill("x") }), [
-      ["body.queries", "queries must hold at most 64 queries; got 65"],
+      ["body.queries", "queries has 65 queries, over the limit of 64"],
     ]);
     assert.deepEqual(await details({ queries: ["x"], topk: -1 }), [
       ["body.topk", "topk must be between 1 and 10 (null or 0 means 3); got -1"],

@@ -6,6 +6,7 @@ import {
   ERROR_CLASS_KEY,
   errorMessage,
   type Logger,
+  overLimit,
   RETRY_AFTER_KEY,
 } from "../../runtime/src/index.js";
 import { joinContents } from "./corpus.js";
@@ -197,7 +198,7 @@ async function handle(
     if (queries.length > MAX_QUERIES)
       limits.push({
         loc: ["body", "queries"],
-        msg: `queries must hold at most ${MAX_QUERIES} queries; got ${queries.length}`,
+        msg: overLimit(`queries has ${queries.length} queries`, MAX_QUERIES),
         type: "too_long",
       });
     if (topk && (topk < 0 || topk > options.maxTopK))

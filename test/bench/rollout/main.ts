@@ -24,6 +24,9 @@ import { type SpawnedNats, type SpawnedService, spawnNats, spawnService } from "
  * 3x the trajectories/s of one alone, with code calls p99 <= 1 s, no
  * INFRASTRUCTURE error and no in-band retry.
  *
+ * `--live-kernels=N` then runs the same rollout on a code service that keeps at most N interpreters live
+ * (idle sessions hibernate to their checkpoints) and prints its trajectories/s against the all-live run above.
+ *
  * `--replicas=N` (N >= 2) then runs the same rollout again on N gateways sharing sessions through a real
  * nats-server and N code services, every trajectory alternating gateways call by call, and prints its
  * trajectories/s against the single-replica run above and the added cost per call of the shared state (the
@@ -34,6 +37,14 @@ const trajectoriesArg = process.argv.find((arg) => arg.startsWith("--trajectorie
 const TRAJECTORIES = trajectoriesArg ? Number(trajectoriesArg.split("=")[1]) : quick ? 4 : 256;
 const aloneArg = process.argv.find((arg) => arg.startsWith("--alone="));
 const ALONE = aloneArg ? Number(aloneArg.split("=")[1]) : quick ? 1 : 8;
+const liveArg = process.argv.find((arg) => arg.startsWith("--live-kernels="));
+/** `--live-kernels=N`: the rollout again on a code service that keeps at most N interpreters live (issue 23). */
+const LIVE_KERNELS = liveArg ? Number(liveArg.split("=")[1]) : 0;
+/** The single-replica run keeps every session's interpreter live, however many trajectories there are. */
+const ALL_LIVE = {
+  TOOLPLANE_CODE_MAX_SESSIONS: String(Math.max(1024, TRAJECTORIES + 64)),
+  TOOLPLANE_CODE_MAX_LIVE_KERNELS: String(Math.max(256, TRAJECTORIES + 64)),
+};
 const replicasArg = process.argv.find((arg) => arg.startsWith("--replicas="));
 // `make bench` compares one replica with two; the quick run (in `make test`) keeps to one.
 const REPLICAS = replicasArg ? Number(replicasArg.split("=")[1]) : quick ? 1 : 2;
@@ -80,7 +91,8 @@ function percentile(sorted: number[], fraction: number): number {
 }
 
 const services: Record<string, SpawnedService> = {};
-for (const name of ["image", "code", "search"]) services[name] = await spawnService(name);
+for (const name of ["image", "code", "search"])
+  services[name] = await spawnService(name, name === "code" ? ALL_LIVE : {});
 services.gateway = await spawnService("gateway", {
   TOOLPLANE_IMAGE_ADDR: services.image?.address ?? "",
   TOOLPLANE_CODE_ADDR: services.code?.address ?? "",
@@ -116,6 +128,8 @@ let overloadedRetries = 0;
 
 let errorSamples: string[] = [];
 let inBandRetries = 0;
+/** Code calls whose session came back from its checkpoint first (hibernated, or its interpreter lost). */
+let restores = 0;
 
 function resetCounters(): void {
   latencies = new Map();
@@ -124,6 +138,7 @@ function resetCounters(): void {
   overloadedRetries = 0;
   errorSamples = [];
   inBandRetries = 0;
+  restores = 0;
 }
 
 async function step(sessionId: string, text: string, turn: number): Promise<StepResponse> {
@@ -175,6 +190,7 @@ async function trajectory(index: number): Promise<void> {
         errorsByClass[error instanceof ToolplaneError ? error.errorClass : "INFRASTRUCTURE"] += 1;
         return;
       }
+      if (response.results.some((result) => result.outputJson.includes('"restored"'))) restores += 1;
       const list = latencies.get(tool) ?? [];
       list.push(performance.now() - started);
       latencies.set(tool, list);
@@ -213,6 +229,7 @@ function summary(count: number, seconds: number) {
     error_samples: errorSamples,
     overloaded_retries: overloadedRetries,
     in_band_retries: inBandRetries,
+    restores,
   };
 }
 
@@ -267,6 +284,35 @@ let ok = aloneOk && completed === TRAJECTORIES && errorsByClass.MODEL + errorsBy
 
 for (const each of clients) each.close();
 for (const service of Object.values(services).reverse()) await service.stop();
+
+if (LIVE_KERNELS > 0) {
+  // Hibernation: the same rollout with at most LIVE_KERNELS interpreters live; idle sessions are checkpointed and
+  // freed, and their next cell restores them. Against the all-live run above.
+  const image = await spawnService("image");
+  const search = await spawnService("search");
+  const code = await spawnService("code", {
+    TOOLPLANE_CODE_MAX_SESSIONS: ALL_LIVE.TOOLPLANE_CODE_MAX_SESSIONS,
+    TOOLPLANE_CODE_MAX_LIVE_KERNELS: String(LIVE_KERNELS),
+  });
+  const gateway = await spawnService("gateway", {
+    TOOLPLANE_IMAGE_ADDR: image.address,
+    TOOLPLANE_CODE_ADDR: code.address,
+    TOOLPLANE_SEARCH_ADDR: search.address,
+  });
+  clients = [createClient(ToolGatewayClient, gateway.address)];
+  await invoke(via(0), via(0).putImage, { data: photo });
+  resetCounters();
+  const hibernatingStarted = performance.now();
+  await Promise.all(Array.from({ length: TRAJECTORIES }, (_, index) => trajectory(4 * TRAJECTORIES + index)));
+  const hibernating = summary(TRAJECTORIES, (performance.now() - hibernatingStarted) / 1000);
+  process.stdout.write(
+    `hibernation: ${TRAJECTORIES} open trajectories on ${LIVE_KERNELS} live interpreters: ${hibernating.trajectories_per_second} trajectories/s vs ${concurrent.trajectories_per_second}/s all live -> ${(hibernating.trajectories_per_second / concurrent.trajectories_per_second).toFixed(2)}x; ${hibernating.restores} code calls restored first; INFRASTRUCTURE ${hibernating.errors_by_class.INFRASTRUCTURE} (target 0); code p50/p99 ${hibernating.per_tool_ms.code?.p50}/${hibernating.per_tool_ms.code?.p99} ms vs ${concurrent.per_tool_ms.code?.p50}/${concurrent.per_tool_ms.code?.p99} ms\n`,
+  );
+  process.stdout.write(`${JSON.stringify({ live_kernels: LIVE_KERNELS, hibernating }, null, 2)}\n`);
+  ok &&= completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0;
+  for (const each of clients) each.close();
+  for (const service of [gateway, code, search, image]) await service.stop();
+}
 
 if (REPLICAS >= 2) {
   // The same rollout on REPLICAS gateways (sessions in NATS) and REPLICAS code services.

@@ -12,6 +12,7 @@ import {
   hasAcceptedSignature,
   invoke,
   MIME_BY_FORMAT,
+  overLimit,
   parseOperation,
   parseOutputOptions,
 } from "../../../runtime/src/index.js";
@@ -46,10 +47,7 @@ export async function toDisplayPng(
   const fail = (type: string, message: string) => ({ error: { ok: false as const, type, message } });
   if (bytes.length === 0) return fail("TypeError", "display(bytes, mime): bytes is empty");
   if (bytes.length > limits.maxBytes) {
-    return fail(
-      "RangeError",
-      `display(bytes, mime): bytes is ${bytes.length} bytes; the maximum is ${limits.maxBytes}`,
-    );
+    return fail("RangeError", `display(bytes, mime): ${overLimit(`bytes has ${bytes.length} bytes`, limits.maxBytes)}`);
   }
   if (mime !== "" && !DISPLAY_MIMES.has(mime)) {
     return fail(
