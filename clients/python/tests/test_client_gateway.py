@@ -234,7 +234,9 @@ def test_model_errors_the_model_sees_and_ones_the_server_rejects(client, picture
 def test_infrastructure_error_when_the_code_service_dies_and_when_its_state_is_lost(system, picture):
     """A private gateway and code service (image and search shared with the system) so one can be killed."""
     code_port = free_port()
-    code = Service("code", code_port, {})
+    # Without checkpoints a restarted code service has nothing of the trajectory: the state-lost path under test.
+    no_checkpoints = {"TOOLPLANE_CODE_CHECKPOINTS": "off"}
+    code = Service("code", code_port, no_checkpoints)
     gateway = Service(
         "gateway",
         free_port(),
@@ -265,13 +267,49 @@ def test_infrastructure_error_when_the_code_service_dies_and_when_its_state_is_l
             assert [result.status for result in batch] == [Status.INFRA_ERROR, Status.OK]
             assert batch[0].error.code == "UNAVAILABLE" and batch[0].error_class == "INFRASTRUCTURE"
 
-            restarted = Service("code", code_port, {})
+            restarted = Service("code", code_port, no_checkpoints)
             wait_until_code_runs(client, picture)
             # The new code service never saw this trajectory: its kernel (x) is gone, never the model's fault.
             with pytest.raises(InfrastructureError) as lost:
                 session.step(code_turn("print(x)"))
             assert lost.value.code == "FAILED_PRECONDITION" and lost.value.error_class == "INFRASTRUCTURE"
             assert not lost.value.retryable and lost.value.attempts == 1, "lost state is never retried"
+    finally:
+        gateway.stop()
+        code.kill()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_a_restarted_code_service_continues_the_trajectory_from_its_checkpoint(system, picture, tmp_path):
+    """With checkpoints (the default), a code service that dies and comes back restores the session's state."""
+    code_port = free_port()
+    checkpoints = {"TOOLPLANE_CODE_CHECKPOINT_DIR": str(tmp_path)}
+    code = Service("code", code_port, checkpoints)
+    gateway = Service(
+        "gateway",
+        free_port(),
+        {
+            "TOOLPLANE_CODE_ADDR": f"127.0.0.1:{code_port}",
+            "TOOLPLANE_IMAGE_ADDR": f"127.0.0.1:{system.ports['IMAGE']}",
+            "TOOLPLANE_SEARCH_ADDR": f"127.0.0.1:{system.ports['SEARCH']}",
+        },
+    )
+    restarted = None
+    try:
+        with ToolplaneClient(gateway.address, timeout=60) as client:
+            session = client.session([picture])
+            assert session.step(code_turn("x = 1")).status is Status.OK
+            # A call waits for the checkpoint of the cell before it, so once this answers x is in the store.
+            assert session.step(code_turn("y = x + 1")).status is Status.OK
+            assert session.step(code_turn("print(x + y)")).status is Status.OK
+            code.kill()
+            restarted = Service("code", code_port, checkpoints)
+            wait_until_code_runs(client, picture)
+            continued = session.step(code_turn("print(x + y)"))
+            assert continued.status is Status.OK, continued.observation
+            assert "3" in continued.observation
+            assert "restored from its last checkpoint" in continued.observation
     finally:
         gateway.stop()
         code.kill()
