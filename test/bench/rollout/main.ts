@@ -40,9 +40,15 @@ const ALONE = aloneArg ? Number(aloneArg.split("=")[1]) : quick ? 1 : 8;
 const liveArg = process.argv.find((arg) => arg.startsWith("--live-kernels="));
 /** `--live-kernels=N`: the rollout again on a code service that keeps at most N interpreters live (issue 23). */
 const LIVE_KERNELS = liveArg ? Number(liveArg.split("=")[1]) : 0;
+const openArg = process.argv.find((arg) => arg.startsWith("--open="));
+/**
+ * `--open=N`: trajectories at once in the hibernation run (default: as many as the all-live run). More than the
+ * all-live run can hold in this box's memory when every interpreter stays live.
+ */
+const OPEN = openArg ? Number(openArg.split("=")[1]) : TRAJECTORIES;
 /** The single-replica run keeps every session's interpreter live, however many trajectories there are. */
 const ALL_LIVE = {
-  TOOLPLANE_CODE_MAX_SESSIONS: String(Math.max(1024, TRAJECTORIES + 64)),
+  TOOLPLANE_CODE_MAX_SESSIONS: String(Math.max(1024, TRAJECTORIES + 64, OPEN + 64)),
   TOOLPLANE_CODE_MAX_LIVE_KERNELS: String(Math.max(256, TRAJECTORIES + 64)),
 };
 const replicasArg = process.argv.find((arg) => arg.startsWith("--replicas="));
@@ -303,13 +309,13 @@ if (LIVE_KERNELS > 0) {
   await invoke(via(0), via(0).putImage, { data: photo });
   resetCounters();
   const hibernatingStarted = performance.now();
-  await Promise.all(Array.from({ length: TRAJECTORIES }, (_, index) => trajectory(4 * TRAJECTORIES + index)));
-  const hibernating = summary(TRAJECTORIES, (performance.now() - hibernatingStarted) / 1000);
+  await Promise.all(Array.from({ length: OPEN }, (_, index) => trajectory(4 * TRAJECTORIES + index)));
+  const hibernating = summary(OPEN, (performance.now() - hibernatingStarted) / 1000);
   process.stdout.write(
-    `hibernation: ${TRAJECTORIES} open trajectories on ${LIVE_KERNELS} live interpreters: ${hibernating.trajectories_per_second} trajectories/s vs ${concurrent.trajectories_per_second}/s all live -> ${(hibernating.trajectories_per_second / concurrent.trajectories_per_second).toFixed(2)}x; ${hibernating.restores} code calls restored first; INFRASTRUCTURE ${hibernating.errors_by_class.INFRASTRUCTURE} (target 0); code p50/p99 ${hibernating.per_tool_ms.code?.p50}/${hibernating.per_tool_ms.code?.p99} ms vs ${concurrent.per_tool_ms.code?.p50}/${concurrent.per_tool_ms.code?.p99} ms\n`,
+    `hibernation: ${OPEN} open trajectories on ${LIVE_KERNELS} live interpreters: ${hibernating.trajectories_per_second} trajectories/s vs ${concurrent.trajectories_per_second}/s all live (${TRAJECTORIES} at once) -> ${(hibernating.trajectories_per_second / concurrent.trajectories_per_second).toFixed(2)}x; ${hibernating.restores} code calls restored first; INFRASTRUCTURE ${hibernating.errors_by_class.INFRASTRUCTURE} (target 0); code p50/p99 ${hibernating.per_tool_ms.code?.p50}/${hibernating.per_tool_ms.code?.p99} ms vs ${concurrent.per_tool_ms.code?.p50}/${concurrent.per_tool_ms.code?.p99} ms\n`,
   );
   process.stdout.write(`${JSON.stringify({ live_kernels: LIVE_KERNELS, hibernating }, null, 2)}\n`);
-  ok &&= completed === TRAJECTORIES && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0;
+  ok &&= completed === OPEN && errorsByClass.MODEL + errorsByClass.INFRASTRUCTURE === 0;
   for (const each of clients) each.close();
   for (const service of [gateway, code, search, image]) await service.stop();
 }
