@@ -134,6 +134,8 @@ let overloadedRetries = 0;
 
 let errorSamples: string[] = [];
 let inBandRetries = 0;
+/** What the retried in-band answers said (a few distinct ones). */
+let retrySamples: string[] = [];
 /** Code calls whose session came back from its checkpoint first (hibernated, or its interpreter lost). */
 let restores = 0;
 
@@ -144,6 +146,7 @@ function resetCounters(): void {
   overloadedRetries = 0;
   errorSamples = [];
   inBandRetries = 0;
+  retrySamples = [];
   restores = 0;
 }
 
@@ -162,6 +165,8 @@ async function step(sessionId: string, text: string, turn: number): Promise<Step
       // A retryable infrastructure answer (e.g. no free sandbox yet) says when to come back, as a trainer would.
       if (response.error?.retryable) {
         inBandRetries += 1;
+        const retried = `retried: ${response.error.code} ${response.error.message}`.slice(0, 300);
+        if (retrySamples.length < 5 && !retrySamples.includes(retried)) retrySamples.push(retried);
         await new Promise((resolve) => setTimeout(resolve, response.error?.retryAfterMs || 50));
         continue;
       }
@@ -235,6 +240,7 @@ function summary(count: number, seconds: number) {
     error_samples: errorSamples,
     overloaded_retries: overloadedRetries,
     in_band_retries: inBandRetries,
+    retry_samples: retrySamples,
     restores,
   };
 }
