@@ -555,6 +555,14 @@ class PythonSession implements LanguageSession {
     if (reply.header.op !== "result") {
       kernel.kill("kernel error");
       this.restartNote = true;
+      if (cellStarted) {
+        // The kernel failed after the model's code ran in its interpreter (stdout replaced, descriptors closed,
+        // rlimits lowered...): the model's doing, like a crash. The state that broke it must not come back.
+        void this.checkpoints?.drop();
+        const detail = lastLine(String(reply.header.message ?? reply.header.op));
+        this.backend.log.info({ detail }, "python kernel broken by model code");
+        return interpreterDied(`it broke the kernel (${detail})`, note);
+      }
       throw new InternalError(
         `the Python kernel failed: ${String(reply.header.message ?? JSON.stringify(reply.header))}`,
       );
@@ -610,16 +618,7 @@ class PythonSession implements LanguageSession {
         : error.exit.signal
           ? `it ended with signal ${error.exit.signal}`
           : `it exited with code ${error.exit.code}`;
-      const message = `the interpreter died while running the code: ${how}; ${STATE_LOST} and the next call starts a fresh interpreter`;
-      return {
-        stdout: "",
-        stderr: `${note}InterpreterDied: ${message}\n`,
-        stdoutTruncated: false,
-        stderrTruncated: false,
-        images: [],
-        imagesTruncated: false,
-        failure: { code: "ABORTED", type: "InterpreterDied", message, traceback: `InterpreterDied: ${message}\n` },
-      };
+      return interpreterDied(how, note);
     }
     this.backend.log.warn({ err: error }, "python sandbox failed during an execution");
     throw sandboxFailure(error, "running the code");
@@ -648,6 +647,26 @@ class PythonSession implements LanguageSession {
     kernel.kill("session closed");
     await kernel.exited;
   }
+}
+
+/** The model's code ended or broke its interpreter: the model's failure (ABORTED), never the system's. */
+function interpreterDied(how: string, note: string): ExecutionOutcome {
+  const message = `the interpreter died while running the code: ${how}; ${STATE_LOST} and the next call starts a fresh interpreter`;
+  return {
+    stdout: "",
+    stderr: `${note}InterpreterDied: ${message}\n`,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    images: [],
+    imagesTruncated: false,
+    failure: { code: "ABORTED", type: "InterpreterDied", message, traceback: `InterpreterDied: ${message}\n` },
+  };
+}
+
+/** The last non-empty line of a traceback (its exception), shortened. */
+function lastLine(text: string): string {
+  const lines = text.trim().split("\n");
+  return (lines[lines.length - 1] ?? "").trim().slice(0, 200);
 }
 
 function toOutcome(reply: Frame, note: string): ExecutionOutcome {
