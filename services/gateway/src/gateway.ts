@@ -521,11 +521,14 @@ export class ToolGateway {
     return {
       session,
       backends,
-      deadlineMs,
-      hints: call.request.hints ?? {},
-      get signal() {
-        return callSignal.signal;
+      scope: {
+        deadlineMs,
+        // Made only when read: a call that never waits needs no signal.
+        get signal() {
+          return callSignal.signal;
+        },
       },
+      hints: call.request.hints ?? {},
       image: (reference, field) =>
         resolveImageReference(session, reference, field, (sha256, f) => store.require(sha256, f)),
       call: admitted,

@@ -109,7 +109,7 @@ export function codeTool(name: string, language: CodeLanguage, description: stri
             const response = await context.inCodeSessionOrder(language, () =>
               context.call("code", (scope) => {
                 // Measured after admission and session creation: what is left is the cell's.
-                const timeoutMs = codeTimeoutMs(context.deadlineMs, handle.limits?.timeoutMs);
+                const timeoutMs = codeTimeoutMs(context.scope.deadlineMs, handle.limits?.timeoutMs);
                 if (timeoutMs < 0) {
                   throw new DeadlineExceededError(
                     "the call's deadline passed before the cell could start (waiting for admission or for the code session)",

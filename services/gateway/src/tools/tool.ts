@@ -15,12 +15,10 @@ import type { MaybePromise, StoredImage } from "../stores.js";
 export interface ToolContext {
   session: TrajectorySession;
   backends: Backends;
-  /** Absolute deadline of the call (ms since the epoch). */
-  deadlineMs: number;
+  /** The call's deadline (always set here: the gateway gives every call one) and its cancellation. */
+  scope: CallScope & { readonly deadlineMs: number };
   /** How the model format wants the call run (Step); empty for Execute. */
   hints: CallHints;
-  /** Aborted when the caller goes away or the deadline passes. */
-  signal: AbortSignal;
   /** Resolves "image_1".."image_n" (the session's inputs) or a sha256 in the store. */
   image(reference: string, field: string): Promise<StoredImage>;
   /** Runs one backend request under admission control, with the call's deadline and cancellation. */
