@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
-import { Language } from "../../generated/toolplane/code/v1/code.js";
+import { type ExecuteResponse, Language } from "../../generated/toolplane/code/v1/code.js";
 import { ErrorClass } from "../../generated/toolplane/common/v1/common.js";
 import { invoke, ToolplaneError } from "../../services/runtime/src/index.js";
 import { assertModelFailure, codeClient } from "../support/code.js";
@@ -58,6 +58,21 @@ describe("code service blame (issue #18)", () => {
     return late;
   }
 
+  /** A cell with a 5 s timeout under the caller's own deadline `deadlineInMs` from now. */
+  function executeUnderDeadline(
+    target: ReturnType<typeof codeClient>,
+    sessionId: string,
+    code: string,
+    deadlineInMs: number,
+  ): Promise<ExecuteResponse> {
+    return invoke(
+      target.client,
+      target.client.execute,
+      { sessionId, code, timeoutMs: 5000, fixIndentation: false },
+      { deadlineMs: Date.now() + deadlineInMs },
+    );
+  }
+
   it("JS: a heap bomb V8 cannot stop ends its own cell with MODEL RESOURCE_EXHAUSTED; a session on the same host keeps its variables", async () => {
     const bystander = (await javascript.create()).sessionId;
     await javascript.execute(bystander, "globalThis.kept = 'mine'");
@@ -85,12 +100,7 @@ describe("code service blame (issue #18)", () => {
     await python.execute(session, "kept = 7");
     const code = "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except BaseException:\n        pass";
     // Past the caller's deadline the client itself would fail the call with DEADLINE_EXCEEDED (no MODEL error).
-    const response = await invoke(
-      python.client,
-      python.client.execute,
-      { sessionId: session, code, timeoutMs: 5000, fixIndentation: false },
-      { deadlineMs: Date.now() + 5000 },
-    );
+    const response = await executeUnderDeadline(python, session, code, 5000);
     assertModelFailure(response, "DEADLINE_EXCEEDED", /TimeoutError/);
     await python.close(session);
   });
@@ -104,12 +114,7 @@ describe("code service blame (issue #18)", () => {
       "    plt.scatter(np.random.rand(200000), np.random.rand(200000), s=1)",
       "time.sleep(60)",
     ].join("\n");
-    const response = await invoke(
-      python.client,
-      python.client.execute,
-      { sessionId: session, code, timeoutMs: 5000, fixIndentation: false },
-      { deadlineMs: Date.now() + 5000 },
-    );
+    const response = await executeUnderDeadline(python, session, code, 5000);
     assert.equal(response.error?.errorClass, ErrorClass.ERROR_CLASS_MODEL, JSON.stringify(response.error));
     assert.equal(response.error?.code, "DEADLINE_EXCEEDED");
     await python.close(session);
@@ -117,12 +122,7 @@ describe("code service blame (issue #18)", () => {
 
   it("JS: a stuck cell under a caller deadline is the model's timeout too", async () => {
     const session = (await javascript.create()).sessionId;
-    const response = await invoke(
-      javascript.client,
-      javascript.client.execute,
-      { sessionId: session, code: "while (true) {}", timeoutMs: 5000, fixIndentation: false },
-      { deadlineMs: Date.now() + 3000 },
-    );
+    const response = await executeUnderDeadline(javascript, session, "while (true) {}", 3000);
     assertModelFailure(response, "DEADLINE_EXCEEDED", /TimeoutError/);
     await javascript.close(session);
   });

@@ -237,15 +237,7 @@ def test_infrastructure_error_when_the_code_service_dies_and_when_its_state_is_l
     # Without checkpoints a restarted code service has nothing of the trajectory: the state-lost path under test.
     no_checkpoints = {"TOOLPLANE_CODE_CHECKPOINTS": "off"}
     code = Service("code", code_port, no_checkpoints)
-    gateway = Service(
-        "gateway",
-        free_port(),
-        {
-            "TOOLPLANE_CODE_ADDR": f"127.0.0.1:{code_port}",
-            "TOOLPLANE_IMAGE_ADDR": f"127.0.0.1:{system.ports['IMAGE']}",
-            "TOOLPLANE_SEARCH_ADDR": f"127.0.0.1:{system.ports['SEARCH']}",
-        },
-    )
+    gateway = private_gateway(system, code_port)
     restarted = None
     retry = RetryPolicy(max_attempts=2, initial_backoff=0.05, max_backoff=0.1)
     try:
@@ -286,15 +278,7 @@ def test_a_restarted_code_service_continues_the_trajectory_from_its_checkpoint(s
     code_port = free_port()
     checkpoints = {"TOOLPLANE_CODE_CHECKPOINT_DIR": str(tmp_path)}
     code = Service("code", code_port, checkpoints)
-    gateway = Service(
-        "gateway",
-        free_port(),
-        {
-            "TOOLPLANE_CODE_ADDR": f"127.0.0.1:{code_port}",
-            "TOOLPLANE_IMAGE_ADDR": f"127.0.0.1:{system.ports['IMAGE']}",
-            "TOOLPLANE_SEARCH_ADDR": f"127.0.0.1:{system.ports['SEARCH']}",
-        },
-    )
+    gateway = private_gateway(system, code_port)
     restarted = None
     try:
         with ToolplaneClient(gateway.address, timeout=60) as client:
@@ -315,6 +299,19 @@ def test_a_restarted_code_service_continues_the_trajectory_from_its_checkpoint(s
         code.kill()
         if restarted is not None:
             restarted.stop()
+
+
+def private_gateway(system, code_port: int) -> Service:
+    """A gateway of the test's own, on the code service at code_port and the system's image and search services."""
+    return Service(
+        "gateway",
+        free_port(),
+        {
+            "TOOLPLANE_CODE_ADDR": f"127.0.0.1:{code_port}",
+            "TOOLPLANE_IMAGE_ADDR": f"127.0.0.1:{system.ports['IMAGE']}",
+            "TOOLPLANE_SEARCH_ADDR": f"127.0.0.1:{system.ports['SEARCH']}",
+        },
+    )
 
 
 def wait_until_code_runs(client: ToolplaneClient, picture: Image.Image) -> None:

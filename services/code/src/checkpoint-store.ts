@@ -31,8 +31,13 @@ export interface StoredCheckpoint {
 export interface CheckpointStore {
   /** Replaces the session's checkpoint; the record and images are written with the first one. */
   save(sessionId: string, record: SessionRecord, images: InputImage[], checkpoint: Buffer): Promise<void>;
-  /** The session's last checkpoint, or undefined when it has none (never checkpointed, closed, or evicted). */
+  /**
+   * All a replica needs to recreate the session (record, images, checkpoint), or undefined when the store has
+   * none of it (never checkpointed, closed, or evicted).
+   */
   load(sessionId: string): Promise<StoredCheckpoint | undefined>;
+  /** Only the last checkpoint's bytes: what a restore of a session this replica holds (images bound) reads. */
+  loadCheckpoint(sessionId: string): Promise<Buffer | undefined>;
   delete(sessionId: string): Promise<void>;
 }
 
@@ -71,15 +76,10 @@ export class DiskCheckpointStore implements CheckpointStore {
   async load(sessionId: string): Promise<StoredCheckpoint | undefined> {
     if (!SESSION_ID.test(sessionId)) return undefined;
     const sessionDir = this.sessionDir(sessionId);
-    let record: SessionRecord;
-    let checkpoint: Buffer;
-    try {
-      record = JSON.parse(await readFile(join(sessionDir, "record.json"), "utf8")) as SessionRecord;
-      checkpoint = await readFile(join(sessionDir, "checkpoint.bin"));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw error;
-    }
+    const recordBytes = await readIfExists(join(sessionDir, "record.json"));
+    const checkpoint = await this.loadCheckpoint(sessionId);
+    if (recordBytes === undefined || checkpoint === undefined) return undefined;
+    const record = JSON.parse(recordBytes.toString("utf8")) as SessionRecord;
     if (record.version !== 1) return undefined;
     const images = await Promise.all(
       record.images.map(async (image, index) => ({
@@ -88,6 +88,11 @@ export class DiskCheckpointStore implements CheckpointStore {
       })),
     );
     return { record, images, checkpoint };
+  }
+
+  async loadCheckpoint(sessionId: string): Promise<Buffer | undefined> {
+    if (!SESSION_ID.test(sessionId)) return undefined;
+    return readIfExists(join(this.sessionDir(sessionId), "checkpoint.bin"));
   }
 
   async delete(sessionId: string): Promise<void> {
@@ -132,6 +137,16 @@ export class DiskCheckpointStore implements CheckpointStore {
       if (sessionId === keep) continue;
       await this.delete(sessionId);
     }
+  }
+}
+
+/** The file's bytes, or undefined when it does not exist (a session never checkpointed, or deleted). */
+async function readIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
   }
 }
 

@@ -69,8 +69,8 @@ export class NatsCheckpointStore implements CheckpointStore {
     if (kv?.operation !== "PUT" || kv.value.length === 0) return undefined;
     const entry = JSON.parse(kv.string()) as SessionEntry;
     if (entry.record.version !== 1) return undefined;
-    const checkpoint = await this.objects.getBlob(`checkpoint.${sessionId}`);
-    if (checkpoint === null) return undefined;
+    const checkpoint = await this.loadCheckpoint(sessionId);
+    if (checkpoint === undefined) return undefined;
     const images = [];
     for (const [index, digest] of entry.images.entries()) {
       const data = await this.objects.getBlob(`image.${digest}`);
@@ -79,7 +79,13 @@ export class NatsCheckpointStore implements CheckpointStore {
       if (data === null || meta === undefined) return undefined;
       images.push({ ...meta, data: toBuffer(data) });
     }
-    return { record: entry.record, images, checkpoint: toBuffer(checkpoint) };
+    return { record: entry.record, images, checkpoint };
+  }
+
+  async loadCheckpoint(sessionId: string): Promise<Buffer | undefined> {
+    if (!SESSION_ID.test(sessionId)) return undefined;
+    const checkpoint = await this.objects.getBlob(`checkpoint.${sessionId}`);
+    return checkpoint === null ? undefined : toBuffer(checkpoint);
   }
 
   async delete(sessionId: string): Promise<void> {

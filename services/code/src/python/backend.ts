@@ -560,7 +560,8 @@ class PythonSession implements LanguageSession {
         // rlimits lowered...): the model's doing, like a crash. The state that broke it must not come back.
         void this.checkpoints?.drop();
         const detail = lastLine(String(reply.header.message ?? reply.header.op));
-        this.backend.log.info({ detail }, "python kernel broken by model code");
+        // Logged as a warning: a bug of the kernel's own would show up here first.
+        this.backend.log.warn({ detail }, "python kernel failed after model code ran; blamed on the code");
         return interpreterDied(`it broke the kernel (${detail})`, note);
       }
       throw new InternalError(
@@ -589,15 +590,7 @@ class PythonSession implements LanguageSession {
     if (killedFor === "timeout") {
       // The code ignored the in-sandbox timeout (e.g. stuck in C code): its time is up either way, a MODEL failure.
       const message = `${timeLimitExceeded(timeoutMs)} and did not stop; the interpreter was killed and ${STATE_LOST}`;
-      return {
-        stdout: "",
-        stderr: `${note}TimeoutError: ${message}\n`,
-        stdoutTruncated: false,
-        stderrTruncated: false,
-        images: [],
-        imagesTruncated: false,
-        failure: { code: "DEADLINE_EXCEEDED", type: "TimeoutError", message, traceback: `TimeoutError: ${message}\n` },
-      };
+      return lostInterpreter("DEADLINE_EXCEEDED", "TimeoutError", message, note);
     }
     if (killedFor === "cancelled") {
       throw stoppedError(signal, `the call stopped; the running code was stopped and ${STATE_LOST}`, error);
@@ -652,14 +645,19 @@ class PythonSession implements LanguageSession {
 /** The model's code ended or broke its interpreter: the model's failure (ABORTED), never the system's. */
 function interpreterDied(how: string, note: string): ExecutionOutcome {
   const message = `the interpreter died while running the code: ${how}; ${STATE_LOST} and the next call starts a fresh interpreter`;
+  return lostInterpreter("ABORTED", "InterpreterDied", message, note);
+}
+
+/** The outcome of a cell whose interpreter is gone (the model's failure): no output, the error as its stderr. */
+function lostInterpreter(code: CodeFailure["code"], type: string, message: string, note: string): ExecutionOutcome {
   return {
     stdout: "",
-    stderr: `${note}InterpreterDied: ${message}\n`,
+    stderr: `${note}${type}: ${message}\n`,
     stdoutTruncated: false,
     stderrTruncated: false,
     images: [],
     imagesTruncated: false,
-    failure: { code: "ABORTED", type: "InterpreterDied", message, traceback: `InterpreterDied: ${message}\n` },
+    failure: { code, type, message, traceback: `${type}: ${message}\n` },
   };
 }
 

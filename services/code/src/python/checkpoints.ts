@@ -114,7 +114,7 @@ export class SessionCheckpoints {
    */
   async restore(kernel: Kernel, reason: RestoreReason): Promise<Restored> {
     const started = performance.now();
-    const checkpoint = this.recovered ?? (await this.config.store.load(this.sessionId))?.checkpoint;
+    const checkpoint = this.recovered ?? (await this.config.store.loadCheckpoint(this.sessionId));
     this.recovered = undefined;
     if (!checkpoint) {
       this.stored = false;

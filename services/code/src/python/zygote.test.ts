@@ -2,38 +2,23 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
+import { pythonBackendOptions } from "../../../../test/support/python-backend.js";
 import { createLogger, type ToolplaneError, UnavailableError } from "../../../runtime/src/index.js";
 import type { ExecutionOutcome, LanguageSession, ResolvedLimits } from "../backend.js";
 import { PythonBackend, type PythonBackendOptions } from "./backend.js";
-import { defaultKernelPath, defaultSeccompPath, defaultSessionInitPath } from "./sandbox.js";
 
 const MIB = 1024 * 1024;
 const LIMITS: ResolvedLimits = { timeoutMs: 5000, memoryMb: 512, maxOutputBytes: 8000, maxImages: 2 };
 
+/** The shared test options, with this file's smaller preload, fork pool and temp size. */
 function options(overrides: Partial<PythonBackendOptions> = {}): PythonBackendOptions {
-  return {
-    start: "zygote",
-    unsharePath: process.env.TOOLPLANE_CODE_UNSHARE_PATH ?? "/usr/bin/unshare",
-    sessionInitPath: defaultSessionInitPath(),
-    seccompPath: defaultSeccompPath(),
+  return pythonBackendOptions({
     preload: ["numpy", "PIL.Image", "matplotlib.pyplot"],
-    poolSize: 1,
-    warmupConcurrency: 1,
     forkPoolSize: 2,
-    forkConcurrency: 1,
     retryAfterMs: 300,
-    bwrapPath: process.env.TOOLPLANE_CODE_BWRAP_PATH ?? "/usr/bin/bwrap",
-    pythonPath: process.env.TOOLPLANE_CODE_PYTHON_PATH ?? "/usr/bin/python3",
-    kernelPath: defaultKernelPath(),
-    hostUid: process.getuid?.() === 0 ? 65534 : undefined,
     tmpBytes: 16 * MIB,
-    maxFrameBytes: 64 * MIB,
-    maxProcesses: 32,
-    maxFileBytes: 4 * MIB,
-    maxOpenFiles: 128,
-    killGraceMs: 500,
     ...overrides,
-  };
+  });
 }
 
 function run(session: LanguageSession, code: string): Promise<ExecutionOutcome> {
